@@ -1,0 +1,114 @@
+"""Records inferences off the hot path: requests append to a buffer, a task writes batches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from .store import Store
+
+log = logging.getLogger("runyard.recorder")
+
+Row = dict[str, Any]
+
+
+class InferenceRecorder:
+    """Buffered, batched inference writes; a request never waits for the database.
+
+    ``record`` takes a thunk that builds the row, so serialising inputs and outputs also
+    happens in the writer, not in the request. If the database is down, rows are kept
+    (up to ``max_buffer``; beyond that the oldest are dropped and counted) and retried.
+    """
+
+    def __init__(self, store: Store, *, flush_interval_s: float, batch_size: int, max_buffer: int) -> None:
+        self._store = store
+        self._interval = flush_interval_s
+        self._batch_size = batch_size
+        self._buffer: deque[tuple[str, str | None, Callable[[], Row]]] = deque(maxlen=max_buffer)
+        self._pending_ids: set[str] = set()
+        self._pending_episodes: Counter[str] = Counter()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+        self.dropped = 0
+        self.written = 0
+
+    def record(self, inference_id: str, episode_id: str | None, build_row: Callable[[], Row]) -> None:
+        if len(self._buffer) == self._buffer.maxlen:
+            self._forget([self._buffer[0]])
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("inference buffer full: %d records dropped so far", self.dropped)
+        self._buffer.append((inference_id, episode_id, build_row))
+        self._pending_ids.add(inference_id)
+        if episode_id:
+            self._pending_episodes[episode_id] += 1
+        if len(self._buffer) >= self._batch_size:
+            self._wake.set()
+
+    def is_pending(self, inference_id: str) -> bool:
+        return inference_id in self._pending_ids
+
+    def is_pending_episode(self, episode_id: str) -> bool:
+        return self._pending_episodes[episode_id] > 0
+
+    def _forget(self, entries: list[tuple[str, str | None, Callable[[], Row]]]) -> None:
+        for inference_id, episode_id, _ in entries:
+            self._pending_ids.discard(inference_id)
+            if episode_id:
+                self._pending_episodes[episode_id] -= 1
+                if self._pending_episodes[episode_id] <= 0:
+                    del self._pending_episodes[episode_id]
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="runyard-recorder")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything buffered now (used on shutdown and by tests)."""
+        async with self._flush_lock:
+            while self._buffer:
+                batch = [self._buffer.popleft() for _ in range(min(self._batch_size, len(self._buffer)))]
+                rows = []
+                for inference_id, _, build in batch:
+                    try:
+                        rows.append(build())
+                    except Exception:
+                        log.exception("could not serialise inference %s; skipped", inference_id)
+                try:
+                    await self._store.insert_inferences(rows)
+                except Exception:
+                    self._buffer.extendleft(reversed(batch))
+                    raise
+                self._forget(batch)
+                self.written += len(rows)
+
+    async def _run(self) -> None:
+        backoff = self._interval
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.flush()
+                backoff = self._interval
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("writing inferences failed; will retry")
+                backoff = min(max(backoff * 2, 0.5), 30.0)

@@ -1,0 +1,54 @@
+"""Table definitions (SQLAlchemy Core). Changes go through a migration in ``migrations/versions``."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+inferences = sa.Table(
+    "inferences",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("episode_id", sa.String(36), index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("model", sa.String(255), nullable=False),
+    sa.Column("provider", sa.String(255)),
+    sa.Column("provider_model", sa.String(255)),
+    sa.Column("input", sa.JSON),
+    sa.Column("output", sa.JSON),
+    sa.Column("input_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("output_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("cached_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("reasoning_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("latency_ms", sa.Float, nullable=False, default=0.0),
+    sa.Column("ttft_ms", sa.Float),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("attempts", sa.JSON),
+    sa.Column("api_key_id", sa.String(64)),
+    sa.Column("tags", sa.JSON),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("target_type", sa.String(16), nullable=False),
+    sa.Column("target_id", sa.String(36), nullable=False, index=True),
+    sa.Column("metric_name", sa.String(255), nullable=False, index=True),
+    sa.Column("value", sa.JSON),
+    sa.Column("tags", sa.JSON),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("key_hash", sa.String(80), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)

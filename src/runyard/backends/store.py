@@ -1,0 +1,119 @@
+"""The store: SQLAlchemy 2 async over SQLite (default, WAL) or Postgres; migrated on start."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .schema import api_keys, feedback, inferences
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        self.engine: AsyncEngine = create_async_engine(url)
+        if self.url.get_backend_name() == "sqlite":
+            sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def start(self) -> None:
+        """Create the database (and its folder) if needed and apply pending migrations."""
+        if self.url.get_backend_name() == "sqlite" and self.url.database not in (None, "", ":memory:"):
+            Path(self.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
+
+    # -- inferences ---------------------------------------------------------
+    async def insert_inferences(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            async with self.engine.begin() as conn:
+                await conn.execute(inferences.insert(), rows)
+
+    async def get_inference(self, inference_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(inferences).where(inferences.c.id == inference_id))).first()
+        return dict(row._mapping) if row else None
+
+    async def episode_exists(self, episode_id: str) -> bool:
+        query = sa.select(inferences.c.id).where(inferences.c.episode_id == episode_id).limit(1)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
+
+    async def count_inferences(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(inferences))).scalar_one())
+
+    # -- feedback -----------------------------------------------------------
+    async def insert_feedback(
+        self, *, target_type: str, target_id: str, metric_name: str, value: Any, tags: dict[str, str]
+    ) -> str:
+        feedback_id = str(new_id())
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                feedback.insert().values(
+                    id=feedback_id,
+                    target_type=target_type,
+                    target_id=target_id,
+                    metric_name=metric_name,
+                    value=value,
+                    tags=tags,
+                    created_at=utcnow(),
+                )
+            )
+        return feedback_id
+
+    async def list_feedback(self, target_id: str) -> list[dict[str, Any]]:
+        query = sa.select(feedback).where(feedback.c.target_id == target_id).order_by(feedback.c.created_at)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    # -- api keys -----------------------------------------------------------
+    async def add_api_key(self, name: str, key_hash: str) -> str:
+        key_id = str(uuid.uuid4())
+        async with self.engine.begin() as conn:
+            await conn.execute(api_keys.insert().values(id=key_id, name=name, key_hash=key_hash, created_at=utcnow()))
+        return key_id
+
+    async def active_api_keys(self) -> dict[str, str]:
+        """hash -> key id, for keys not revoked."""
+        query = sa.select(api_keys.c.key_hash, api_keys.c.id).where(api_keys.c.revoked_at.is_(None))
+        async with self.engine.connect() as conn:
+            return {h: i for h, i in await conn.execute(query)}
+
+
+def new_id() -> uuid.UUID:
+    """A UUIDv7 (time-ordered), as TensorZero uses for inference and episode ids."""
+    import uuid_utils
+
+    return uuid.UUID(str(uuid_utils.uuid7()))
+
+
+def _upgrade(sync_conn: sa.Connection) -> None:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()

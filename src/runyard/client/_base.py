@@ -1,0 +1,258 @@
+"""The HTTP core of the SDK: headers, idempotency keys and error mapping, written once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from importlib.metadata import PackageNotFoundError, version
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from runyard.client._streaming import AsyncStream
+from runyard.client._transports import RetryTransport, parse_retry_after
+from runyard.errors import (
+    APITimeoutError,
+    ConnectionError,
+    InternalServerError,
+    RateLimitError,
+    RunyardError,
+    error_for_status,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncAPIClient"]
+
+T = TypeVar("T")
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
+DEFAULT_MAX_RETRIES = 2
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+try:
+    __version__ = version("runyard")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+LifespanFactory = Callable[[], AbstractAsyncContextManager[Any]]
+
+
+class _Lifespan:
+    """Run an app's lifespan context in one dedicated task (enter and exit in the same task,
+    as anyio cancel scopes require), started on first use and stopped on close."""
+
+    def __init__(self, factory: LifespanFactory) -> None:
+        self._factory = factory
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self._task is not None:
+                return
+            started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            stop = self._stop = asyncio.Event()
+
+            async def run() -> None:
+                try:
+                    async with self._factory():
+                        if not started.done():
+                            started.set_result(None)
+                        await stop.wait()
+                except BaseException as exc:
+                    if started.done():
+                        raise
+                    started.set_exception(exc)
+
+            task = asyncio.create_task(run())
+            try:
+                await started
+            except BaseException:
+                task.cancel()
+                await asyncio.wait({task})
+                raise
+            self._task = task
+
+    async def stop(self) -> None:
+        async with self._lock:
+            task, self._task = self._task, None
+            if task is None or self._stop is None:
+                return
+            self._stop.set()
+            await task
+
+
+class AsyncAPIClient:
+    """Owns an ``httpx.AsyncClient`` over ``RetryTransport(inner)``.
+
+    ``transport`` is the inner transport (default ``httpx.AsyncHTTPTransport()``); pass a
+    :class:`RetryTransport` to tune backoff yourself. ``lifespan`` (a factory of an async
+    context manager) is entered before the first request and exited by :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        transport: httpx.AsyncBaseTransport | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        lifespan: LifespanFactory | None = None,
+    ) -> None:
+        self.base_url = (base_url or os.environ.get("RUNYARD_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.api_key = api_key if api_key is not None else os.environ.get("RUNYARD_API_KEY")
+        self.max_retries = max_retries
+        if not isinstance(transport, RetryTransport):
+            transport = RetryTransport(transport or httpx.AsyncHTTPTransport(), max_retries=max_retries)
+        self.transport = transport
+        headers = {"User-Agent": f"runyard-python/{__version__}", "Accept": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        headers.update(default_headers or {})
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout, connect=5.0),
+            transport=transport,
+        )
+        self._lifespan = _Lifespan(lifespan) if lifespan is not None else None
+        self._closed = False
+
+    # ------------------------------------------------------------------ requests
+
+    def _headers(self, method: str, idempotency_key: str | None, idempotent_post: bool) -> dict[str, str]:
+        if idempotency_key is not None:
+            return {IDEMPOTENCY_HEADER: idempotency_key}
+        if method.upper() == "POST" and idempotent_post:
+            return {IDEMPOTENCY_HEADER: str(uuid.uuid4())}  # once per logical call: retries reuse it
+        return {}
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        params: Mapping[str, Any] | None,
+        headers: dict[str, str],
+        stream: bool,
+    ) -> httpx.Response:
+        if self._closed:
+            raise RuntimeError("client is closed")
+        if self._lifespan is not None:
+            await self._lifespan.start()
+        if params:
+            params = {k: v for k, v in params.items() if v is not None}
+        request = self._http.build_request(method, path, json=json, params=params, headers=headers)
+        try:
+            response = await self._http.send(request, stream=stream)
+        except httpx.TimeoutException as exc:
+            raise APITimeoutError(f"{method} {request.url} timed out: {exc or type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise ConnectionError(f"{method} {request.url} failed: {exc or type(exc).__name__}") from exc
+        if response.is_success:
+            return response
+        try:
+            await response.aread()
+        except httpx.HTTPError:
+            pass
+        finally:
+            await response.aclose()
+        raise _error_from_response(response)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        idempotent_post: bool = True,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Send a request and return the decoded JSON body; non-2xx raises a RunyardError."""
+        headers = self._headers(method, idempotency_key, idempotent_post)
+        response = await self._send(method, path, json=json, params=params, headers=headers, stream=False)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise InternalServerError(
+                f"unreadable response body from {method} {path}: {response.text[:200]!r}",
+                code="bad_response",
+                status=response.status_code,
+            ) from exc
+
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        parse: Callable[[dict[str, Any]], T],
+        idempotency_key: str | None = None,
+    ) -> AsyncStream[T]:
+        """Send a request whose answer is SSE; the initial response is checked like ``request``."""
+        headers = self._headers(method, idempotency_key, True)
+        headers["Accept"] = "text/event-stream"
+        response = await self._send(method, path, json=json, params=None, headers=headers, stream=True)
+        return AsyncStream(response, parse)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def aclose(self) -> None:
+        """Close connections, then exit the embedded app's lifespan (if any)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._http.aclose()
+        finally:
+            if self._lifespan is not None:
+                await self._lifespan.stop()
+
+    async def __aenter__(self) -> Self:
+        if self._lifespan is not None:
+            await self._lifespan.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+def _error_from_response(response: httpx.Response) -> RunyardError:
+    status = response.status_code
+    code: str | None = None
+    message = ""
+    details: Any = None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        code = err.get("code")
+        message = str(err.get("message") or "")
+        details = err.get("details")
+    elif isinstance(err, str):
+        message = err
+    if not message:
+        text = response.text.strip() if response.content else ""
+        message = text[:500] or f"HTTP {status} {response.reason_phrase}".strip()
+    exc = error_for_status(status, code, message, details)
+    if isinstance(exc, RateLimitError):
+        exc.retry_after = parse_retry_after(response.headers)
+    return exc

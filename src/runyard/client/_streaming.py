@@ -1,0 +1,202 @@
+"""Server-sent events: one decoder, an async stream of parsed items, and its sync twin."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import httpx
+
+from runyard.errors import APITimeoutError, RunyardError, UpstreamError, error_for_status
+
+if TYPE_CHECKING:
+    from runyard.client._sync import Portal
+
+__all__ = ["AsyncStream", "SSEDecoder", "ServerSentEvent", "Stream", "aiter_sse"]
+
+T = TypeVar("T")
+
+_EOL = re.compile(r"\r\n|\r|\n")
+DONE = "[DONE]"
+
+
+@dataclass(slots=True)
+class ServerSentEvent:
+    data: str
+    event: str | None = None
+    id: str | None = None
+    retry: int | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+class SSEDecoder:
+    """Incremental SSE parser (WHATWG rules): feed lines, get events at blank lines."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+        self._event: str | None = None
+        self._id: str | None = None
+        self._retry: int | None = None
+        self.last_event_id: str | None = None
+
+    def decode(self, line: str) -> ServerSentEvent | None:
+        """Process one line (without its terminator); returns an event on a blank line."""
+        if not line:
+            if not self._data:
+                self._event = None
+                return None
+            sse = ServerSentEvent("\n".join(self._data), self._event, self._id, self._retry)
+            self._data, self._event, self._retry = [], None, None
+            return sse
+        if line.startswith(":"):
+            return None  # comment / keep-alive
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self._id = self.last_event_id = value
+        elif name == "retry" and value.isdigit():
+            self._retry = int(value)
+        return None
+
+
+async def aiter_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[str]:
+    """Split a UTF-8 byte stream on CRLF, CR or LF (a CR at a chunk's end may precede LF)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    buf = ""
+    first = True
+    async for chunk in chunks:
+        buf += decoder.decode(chunk)
+        if first and buf:
+            buf, first = buf.removeprefix("\ufeff"), False
+        pos = 0
+        while (m := _EOL.search(buf, pos)) is not None:
+            if m.group() == "\r" and m.end() == len(buf):
+                break  # wait: the LF of a CRLF may be in the next chunk
+            yield buf[pos : m.start()]
+            pos = m.end()
+        buf = buf[pos:]
+    buf += decoder.decode(b"", final=True)
+    lines = _EOL.split(buf)
+    # The last piece has no terminator; an unterminated line is still a line to the caller,
+    # who discards the pending event at EOF anyway.
+    for line in lines if lines[-1] else lines[:-1]:
+        yield line
+
+
+async def aiter_sse(chunks: AsyncIterable[bytes]) -> AsyncIterator[ServerSentEvent]:
+    """Events of an SSE byte stream. An event not closed by a blank line at EOF is dropped."""
+    decoder = SSEDecoder()
+    async for line in aiter_lines(chunks):
+        sse = decoder.decode(line)
+        if sse is not None:
+            yield sse
+
+
+def _error_from_event(payload: dict[str, Any]) -> RunyardError:
+    err = payload.get("error")
+    if not isinstance(err, dict):
+        err = {"message": str(err)}
+    status = err.get("status")
+    return error_for_status(
+        status if isinstance(status, int) else 502,
+        err.get("code"),
+        str(err.get("message") or "error event in stream"),
+        err.get("details"),
+    )
+
+
+class AsyncStream(Generic[T]):
+    """Parsed items of an SSE response. Ends at ``data: [DONE]``; an ``error`` event raises
+    the matching :mod:`runyard.errors` class; a stream that ends without ``[DONE]`` raises
+    ``UpstreamError(code="stream_truncated")``."""
+
+    def __init__(self, response: httpx.Response, parse: Callable[[dict[str, Any]], T]) -> None:
+        self.response = response
+        self._parse = parse
+        self._iterator = self._iter()
+
+    async def _iter(self) -> AsyncIterator[T]:
+        try:
+            async for sse in aiter_sse(self.response.aiter_bytes()):
+                if sse.data == DONE:
+                    return
+                if not sse.data.strip():
+                    continue
+                try:
+                    payload = json.loads(sse.data)
+                except ValueError as exc:
+                    raise UpstreamError(f"malformed stream event: {sse.data[:200]!r}", code="bad_stream") from exc
+                if isinstance(payload, dict) and ("error" in payload or sse.event == "error"):
+                    raise _error_from_event(payload)
+                yield self._parse(payload)
+        except httpx.TimeoutException as exc:
+            raise APITimeoutError(f"stream stalled: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise UpstreamError(f"stream connection lost: {exc}", code="stream_truncated") from exc
+        finally:
+            await self.response.aclose()
+        raise UpstreamError("stream ended without [DONE]", code="stream_truncated")
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        return await self._iterator.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop reading and close the response (cancels the request upstream)."""
+        await self._iterator.aclose()
+        await self.response.aclose()
+
+    async def __aenter__(self) -> AsyncStream[T]:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class Stream(Generic[T]):
+    """Blocking iteration over an :class:`AsyncStream`, driven through a :class:`Portal`."""
+
+    def __init__(self, stream: AsyncStream[T], portal: Portal) -> None:
+        self._stream = stream
+        self._portal = portal
+        self._iterator = portal.iterate(stream)
+
+    @property
+    def response(self) -> httpx.Response:
+        return self._stream.response
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        return next(self._iterator)
+
+    def close(self) -> None:
+        self._iterator.close()
+        if not self._portal.closed:
+            self._portal.call(self._stream.aclose())
+
+    def __enter__(self) -> Stream[T]:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

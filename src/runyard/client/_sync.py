@@ -1,0 +1,105 @@
+"""A portal into a private event loop, so the sync client is the async client, driven."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+__all__ = ["Portal"]
+
+T = TypeVar("T")
+
+
+class Portal:
+    """One event loop running forever in a daemon thread.
+
+    ``call`` runs a coroutine there and blocks for its result (exceptions re-raised as-is;
+    an interrupt while waiting cancels the coroutine). ``iterate`` pulls an async
+    iterator's items one at a time. ``close`` stops the loop and joins the thread.
+    """
+
+    def __init__(self, name: str = "runyard-portal") -> None:
+        self._loop = asyncio.new_event_loop()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _run(self) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the portal's loop and return its result."""
+        if self._closed:
+            coro.close()
+            raise RuntimeError("portal is closed")
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("Portal.call() from the portal's own thread would deadlock")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
+        """Yield the items of ``iterator``, each fetched through the loop on demand."""
+        ait = iterator.__aiter__()
+        sentinel: Any = object()
+
+        async def pull() -> Any:
+            try:
+                return await ait.__anext__()
+            except StopAsyncIteration:
+                return sentinel
+
+        while (item := self.call(pull())) is not sentinel:
+            try:
+                yield item
+            except GeneratorExit:  # the consumer stopped early: close the source too
+                aclose = getattr(ait, "aclose", None)
+                if aclose is not None and not self._closed:
+                    with contextlib.suppress(Exception):
+                        self.call(aclose())
+                raise
+
+    def close(self) -> None:
+        """Stop the loop (cancelling what still runs there) and join the thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if threading.current_thread() is not self._thread:
+                self._thread.join()
+
+    def __enter__(self) -> Portal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

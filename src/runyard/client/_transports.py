@@ -1,0 +1,322 @@
+"""httpx transports: an in-process ASGI transport that streams, and a retrying wrapper.
+
+Both are ``httpx.AsyncBaseTransport`` so they stack: ``RetryTransport(ASGITransport(app))``
+for embedded mode, ``RetryTransport(httpx.AsyncHTTPTransport())`` over the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+
+__all__ = ["RETRY_STATUSES", "ASGITransport", "RetryTransport", "parse_retry_after"]
+
+logger = logging.getLogger("runyard.client")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+RETRY_COUNT_HEADER = "x-runyard-retry-count"
+
+
+# --------------------------------------------------------------------------- ASGI
+
+
+class _ASGIExchange:
+    """One request/response exchange with the app, running in its own task."""
+
+    def __init__(self, app: ASGIApp, scope: Scope, request: httpx.Request) -> None:
+        self.app = app
+        self.scope = scope
+        self.request = request
+        self.started: asyncio.Future[tuple[int, list[tuple[bytes, bytes]]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
+        self.complete = False  # the app sent its last body chunk
+        self.finished = asyncio.Event()  # response complete or abandoned: receive() -> disconnect
+        self._body = request.stream.__aiter__() if isinstance(request.stream, httpx.AsyncByteStream) else None
+        self._body_done = self._body is None
+        self.task: asyncio.Task[None] = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await self.app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            if not self.started.done():
+                self.started.set_exception(exc)
+                return
+            if self.complete:  # like a server: the response is out, log what came after it
+                if not isinstance(exc, asyncio.CancelledError):
+                    logger.error("ASGI app raised after completing its response", exc_info=exc)
+                    return
+            raise
+        finally:
+            if not self.started.done():
+                self.started.set_exception(RuntimeError("ASGI app returned without starting a response"))
+
+    async def receive(self) -> Message:
+        if self.finished.is_set():
+            return {"type": "http.disconnect"}
+        if not self._body_done and self._body is not None:
+            try:
+                chunk = await self._body.__anext__()
+            except StopAsyncIteration:
+                self._body_done = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.request", "body": bytes(chunk), "more_body": True}
+        await self.finished.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.started.done():
+                raise RuntimeError("ASGI app sent http.response.start twice")
+            headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
+            self.started.set_result((int(message["status"]), headers))
+        elif kind == "http.response.body":
+            if not self.started.done():
+                raise RuntimeError("ASGI app sent a body before http.response.start")
+            if self.finished.is_set():
+                return  # the client went away; drop the rest
+            body = bytes(message.get("body", b""))
+            if body:
+                await self.queue.put(body)
+            if not message.get("more_body", False):
+                self.complete = True
+                self.finished.set()
+
+    async def wait_started(self, timeout: float | None) -> tuple[int, list[tuple[bytes, bytes]]]:
+        try:
+            await asyncio.wait({self.started, self.task}, timeout=timeout, return_when="FIRST_COMPLETED")
+        except BaseException:
+            await self.cancel()
+            raise
+        if self.started.done():
+            return self.started.result()  # re-raises an app exception from before the start
+        await self.cancel()
+        raise httpx.ReadTimeout("ASGI app did not start a response in time", request=self.request)
+
+    async def next_chunk(self, timeout: float | None) -> bytes | None:
+        """The next body chunk; ``None`` at the end of the body."""
+        while True:
+            if not self.queue.empty():
+                return self.queue.get_nowait()
+            if self.complete:
+                return None
+            if self.task.done():
+                exc = None if self.task.cancelled() else self.task.exception()
+                raise httpx.RemoteProtocolError(
+                    f"ASGI app ended without completing its response: {exc!r}", request=self.request
+                ) from exc
+            getter = asyncio.ensure_future(self.queue.get())
+            try:
+                done, _ = await asyncio.wait({getter, self.task}, timeout=timeout, return_when="FIRST_COMPLETED")
+            finally:
+                if not getter.done():
+                    getter.cancel()
+            if getter in done:
+                return getter.result()
+            if not done:
+                raise httpx.ReadTimeout("ASGI app sent no data in time", request=self.request)
+
+    async def cancel(self) -> None:
+        """Signal a disconnect and, if the response is unfinished, cancel the app."""
+        self.finished.set()
+        if not self.complete and not self.task.done():
+            self.task.cancel()
+            await asyncio.wait({self.task})
+        if self.task.done() and not self.task.cancelled():
+            self.task.exception()  # retrieved: it was a cancelled exchange, or already reported
+
+
+class _ASGIResponseStream(httpx.AsyncByteStream):
+    def __init__(self, exchange: _ASGIExchange, read_timeout: float | None) -> None:
+        self._exchange = exchange
+        self._timeout = read_timeout
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while (chunk := await self._exchange.next_chunk(self._timeout)) is not None:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._exchange.cancel()
+
+
+class ASGITransport(httpx.AsyncBaseTransport):
+    """Call an ASGI app in-process, streaming its response as it is produced.
+
+    Unlike ``httpx.ASGITransport`` the response is returned as soon as the app sends
+    ``http.response.start``; body chunks follow through a queue. Closing the response
+    early signals ``http.disconnect`` and cancels the app. An exception raised by the
+    app before it starts a response propagates to the caller.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp | Any,
+        *,
+        root_path: str = "",
+        client: tuple[str, int] = ("127.0.0.1", 123),
+        server: tuple[str, int] = ("127.0.0.1", 80),
+    ) -> None:
+        self.app = app
+        self.root_path = root_path
+        self.client = client
+        self.server = server
+        self._exchanges: set[_ASGIExchange] = set()
+
+    def _scope(self, request: httpx.Request) -> Scope:
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": request.method,
+            "scheme": request.url.scheme,
+            "path": unquote(request.url.path),
+            "raw_path": request.url.raw_path.split(b"?")[0],
+            "query_string": request.url.query,
+            "root_path": self.root_path,
+            "headers": [(k.lower(), v) for k, v in request.headers.raw],
+            "server": self.server,
+            "client": self.client,
+        }
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeout = request.extensions.get("timeout", {}).get("read")
+        exchange = _ASGIExchange(self.app, self._scope(request), request)
+        self._exchanges.add(exchange)
+        exchange.task.add_done_callback(lambda _: self._exchanges.discard(exchange))
+        status, headers = await exchange.wait_started(timeout)
+        return httpx.Response(status, headers=headers, stream=_ASGIResponseStream(exchange, timeout))
+
+    async def aclose(self) -> None:
+        """Cancel unfinished exchanges; let finished ones (background tasks) complete."""
+        for exchange in list(self._exchanges):
+            if exchange.complete:
+                await asyncio.wait({exchange.task})
+            else:
+                await exchange.cancel()
+
+
+# --------------------------------------------------------------------------- retries
+
+
+def parse_retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class RetryTransport(httpx.AsyncBaseTransport):
+    """Retry connection errors and 429/5xx answers with jittered exponential backoff.
+
+    A request is retried when its method is idempotent or it carries an
+    ``Idempotency-Key``; otherwise only when it surely never reached the server
+    (connect errors) or was refused with 429. The decision is made on the status before
+    the response is returned, so a streaming body handed to the caller is never replayed.
+    ``request.extensions["max_retries"]`` overrides ``max_retries`` per request.
+    """
+
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        *,
+        max_retries: int = 2,
+        initial_backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        max_retry_after: float = 60.0,
+        retry_statuses: frozenset[int] = RETRY_STATUSES,
+    ) -> None:
+        self.transport = transport
+        self.max_retries = max_retries
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self.max_retry_after = max_retry_after
+        self.retry_statuses = retry_statuses
+
+    def retry_delay(self, attempt: int, headers: httpx.Headers | None = None) -> float:
+        """Seconds before retry ``attempt`` (0-based): Retry-After if given, else full jitter."""
+        if headers is not None:
+            hinted = parse_retry_after(headers)
+            if hinted is not None:
+                return min(hinted, self.max_retry_after)
+        return random.uniform(0, min(self.max_backoff, self.initial_backoff * 2**attempt))
+
+    @staticmethod
+    def _replayable(request: httpx.Request) -> bool:
+        return request.method in IDEMPOTENT_METHODS or "idempotency-key" in request.headers
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        max_retries = int(request.extensions.get("max_retries", self.max_retries))
+        if max_retries > 0 and not isinstance(request.stream, httpx.ByteStream):
+            await request.aread()  # buffer a streamed body so it can be sent again
+        replayable = self._replayable(request)
+        attempt = 0
+        while True:
+            if attempt:
+                request.headers[RETRY_COUNT_HEADER] = str(attempt)
+            try:
+                response = await self.transport.handle_async_request(request)
+            except httpx.TransportError as exc:
+                safe = replayable or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if attempt >= max_retries or not safe:
+                    raise
+                delay = self.retry_delay(attempt)
+                logger.debug("retrying %s %s after %r in %.2fs", request.method, request.url, exc, delay)
+            else:
+                status = response.status_code
+                if (
+                    attempt >= max_retries
+                    or status not in self.retry_statuses
+                    or not (replayable or status == 429)
+                ):
+                    return response
+                delay = self.retry_delay(attempt, response.headers)
+                await _discard(response)
+                logger.debug("retrying %s %s after %d in %.2fs", request.method, request.url, status, delay)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+async def _discard(response: httpx.Response) -> None:
+    """Drain (so the connection can be reused) and close a response we will not return."""
+    try:
+        await response.aread()
+    except httpx.HTTPError:
+        pass
+    finally:
+        await response.aclose()

@@ -1,0 +1,260 @@
+"""``client.ai``: chat and embeddings. The sync classes drive the async ones through a portal."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from runyard.client._streaming import AsyncStream, Stream
+from runyard.client.types import ChatChunk, ChatResult, EmbedResult
+
+if TYPE_CHECKING:
+    from runyard.client._base import AsyncAPIClient
+    from runyard.client._sync import Portal
+
+__all__ = ["AI", "AsyncAI", "AsyncEmbeddings", "Embeddings"]
+
+Messages = str | list[dict[str, Any]]
+
+CHAT_PATH = "/v1/ai/chat"
+EMBED_PATH = "/v1/ai/embed"
+
+
+def _body(**fields: Any) -> dict[str, Any]:
+    """Only what the caller set: ``None`` means "server default"."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+class AsyncEmbeddings:
+    def __init__(self, client: AsyncAPIClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        input: str | list[str],  # noqa: A002 - the wire name
+        *,
+        model: str | None = None,
+        dimensions: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> EmbedResult:
+        """Embed one string or a batch (``POST /v1/ai/embed``)."""
+        body = _body(input=input, model=model, dimensions=dimensions)
+        data = await self._client.request("POST", EMBED_PATH, json=body, idempotency_key=idempotency_key)
+        return EmbedResult.model_validate(data)
+
+
+class AsyncAI:
+    def __init__(self, client: AsyncAPIClient) -> None:
+        self._client = client
+        self.embed = AsyncEmbeddings(client)
+
+    @overload
+    async def chat(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = ...,
+        vendor: str | None = ...,
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        tools: list[dict[str, Any]] | None = ...,
+        tool_choice: str | dict[str, Any] | None = ...,
+        response_format: dict[str, Any] | None = ...,
+        stream: Literal[False] = ...,
+        episode_id: str | None = ...,
+        idempotency_key: str | None = ...,
+        **extra: Any,
+    ) -> ChatResult: ...
+
+    @overload
+    async def chat(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = ...,
+        vendor: str | None = ...,
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        tools: list[dict[str, Any]] | None = ...,
+        tool_choice: str | dict[str, Any] | None = ...,
+        response_format: dict[str, Any] | None = ...,
+        stream: Literal[True],
+        episode_id: str | None = ...,
+        idempotency_key: str | None = ...,
+        **extra: Any,
+    ) -> AsyncStream[ChatChunk]: ...
+
+    @overload
+    async def chat(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = ...,
+        vendor: str | None = ...,
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        tools: list[dict[str, Any]] | None = ...,
+        tool_choice: str | dict[str, Any] | None = ...,
+        response_format: dict[str, Any] | None = ...,
+        stream: bool,
+        episode_id: str | None = ...,
+        idempotency_key: str | None = ...,
+        **extra: Any,
+    ) -> ChatResult | AsyncStream[ChatChunk]: ...
+
+    async def chat(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = None,
+        vendor: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        stream: bool = False,
+        episode_id: str | None = None,
+        idempotency_key: str | None = None,
+        **extra: Any,
+    ) -> ChatResult | AsyncStream[ChatChunk]:
+        """Chat completion (``POST /v1/ai/chat``). A string ``messages`` is one user turn.
+
+        With ``stream=True`` returns an :class:`AsyncStream` of :class:`ChatChunk`.
+        Extra keyword arguments are passed through in the request body.
+        """
+        body = _body(
+            messages=messages,
+            model=model,
+            vendor=vendor,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
+            episode_id=episode_id,
+            **extra,
+        )
+        if stream:
+            body["stream"] = True
+            return await self._client.stream(
+                "POST", CHAT_PATH, json=body, parse=ChatChunk.model_validate, idempotency_key=idempotency_key
+            )
+        data = await self._client.request("POST", CHAT_PATH, json=body, idempotency_key=idempotency_key)
+        return ChatResult.model_validate(data)
+
+
+class Embeddings:
+    def __init__(self, inner: AsyncEmbeddings, portal: Portal) -> None:
+        self._async = inner
+        self._portal = portal
+
+    def create(
+        self,
+        input: str | list[str],  # noqa: A002 - the wire name
+        *,
+        model: str | None = None,
+        dimensions: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> EmbedResult:
+        """Embed one string or a batch (``POST /v1/ai/embed``)."""
+        return self._portal.call(
+            self._async.create(input, model=model, dimensions=dimensions, idempotency_key=idempotency_key)
+        )
+
+
+class AI:
+    def __init__(self, inner: AsyncAI, portal: Portal) -> None:
+        self._async = inner
+        self._portal = portal
+        self.embed = Embeddings(inner.embed, portal)
+
+    @overload
+    def chat(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = ...,
+        vendor: str | None = ...,
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        tools: list[dict[str, Any]] | None = ...,
+        tool_choice: str | dict[str, Any] | None = ...,
+        response_format: dict[str, Any] | None = ...,
+        stream: Literal[False] = ...,
+        episode_id: str | None = ...,
+        idempotency_key: str | None = ...,
+        **extra: Any,
+    ) -> ChatResult: ...
+
+    @overload
+    def chat(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = ...,
+        vendor: str | None = ...,
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        tools: list[dict[str, Any]] | None = ...,
+        tool_choice: str | dict[str, Any] | None = ...,
+        response_format: dict[str, Any] | None = ...,
+        stream: Literal[True],
+        episode_id: str | None = ...,
+        idempotency_key: str | None = ...,
+        **extra: Any,
+    ) -> Stream[ChatChunk]: ...
+
+    @overload
+    def chat(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = ...,
+        vendor: str | None = ...,
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        tools: list[dict[str, Any]] | None = ...,
+        tool_choice: str | dict[str, Any] | None = ...,
+        response_format: dict[str, Any] | None = ...,
+        stream: bool,
+        episode_id: str | None = ...,
+        idempotency_key: str | None = ...,
+        **extra: Any,
+    ) -> ChatResult | Stream[ChatChunk]: ...
+
+    def chat(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = None,
+        vendor: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        stream: bool = False,
+        episode_id: str | None = None,
+        idempotency_key: str | None = None,
+        **extra: Any,
+    ) -> ChatResult | Stream[ChatChunk]:
+        """Chat completion; see :meth:`AsyncAI.chat`. ``stream=True`` returns a :class:`Stream`."""
+        result = self._portal.call(
+            self._async.chat(
+                messages,
+                model=model,
+                vendor=vendor,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                tools=tools,
+                tool_choice=tool_choice,
+                response_format=response_format,
+                stream=stream,
+                episode_id=episode_id,
+                idempotency_key=idempotency_key,
+                **extra,
+            )
+        )
+        if isinstance(result, AsyncStream):
+            return Stream(result, self._portal)
+        return result

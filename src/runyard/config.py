@@ -1,0 +1,215 @@
+"""``runyard.toml``: one validated configuration for the gateway, the server and embedded mode.
+
+Strings may use ``${VAR}`` or ``${VAR:-default}`` to read the environment. With no file the
+built-in providers are served with the defaults of their official SDKs (``OPENAI_BASE_URL``,
+``OPENAI_API_KEY``, ``ANTHROPIC_BASE_URL``, ``ANTHROPIC_API_KEY``) plus ``dummy``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticValidationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_CONFIG_FILE = "runyard.toml"
+MODEL_SEPARATOR = "::"
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or invalid; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderConfig(_Strict):
+    kind: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    connect_timeout: float = Field(default=5.0, gt=0)
+    timeout: float = Field(default=120.0, gt=0, description="read timeout between bytes, seconds")
+    max_connections: int = Field(default=512, ge=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description="provider-specific settings")
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class RouteConfig(_Strict):
+    provider: str
+    model: str
+
+
+class ModelConfig(_Strict):
+    routes: list[RouteConfig] = Field(min_length=1)
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _parse_shorthand(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        out = []
+        for item in value:
+            if isinstance(item, str):
+                provider, sep, model = item.partition(MODEL_SEPARATOR)
+                if not sep or not provider or not model:
+                    raise ValueError(f"route {item!r} must be 'provider::model'")
+                out.append({"provider": provider, "model": model})
+            else:
+                out.append(item)
+        return out
+
+
+class MetricConfig(_Strict):
+    type: Literal["boolean", "float"]
+    level: Literal["inference", "episode"] = "inference"
+    optimize: Literal["max", "min"] = "max"
+
+
+class StorageConfig(_Strict):
+    url: str = "sqlite+aiosqlite:///.runyard/runyard.db"
+    record_inferences: bool = True
+    flush_interval_ms: int = Field(default=200, ge=1)
+    batch_size: int = Field(default=500, ge=1)
+    max_buffer: int = Field(default=100_000, ge=1)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    api_keys: list[str] = Field(default_factory=list, description="hashed keys: 'sha256:<hex>'")
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _hashed_only(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            algo, _, digest = key.partition(":")
+            if algo != "sha256" or not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ValueError(
+                    "api keys must be stored hashed as 'sha256:<64 hex digits>' (make one with `runyard keys hash`)"
+                )
+        return keys
+
+
+class RunyardConfig(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    embedding_models: dict[str, ModelConfig] = Field(default_factory=dict)
+    metrics: dict[str, MetricConfig] = Field(default_factory=dict)
+
+    def model_post_init(self, __context: Any) -> None:
+        merged = default_providers()
+        merged.update(self.providers)
+        self.providers = merged
+        for section in ("models", "embedding_models"):
+            for name, model in getattr(self, section).items():
+                for i, route in enumerate(model.routes):
+                    if route.provider not in self.providers:
+                        raise ConfigError(
+                            f"{section}.{name}.routes[{i}]: unknown provider {route.provider!r} "
+                            f"(known: {', '.join(sorted(self.providers))})"
+                        )
+
+
+def default_providers() -> dict[str, ProviderConfig]:
+    """The built-in providers, configured the way their official SDKs read the environment."""
+    return {
+        "openai": ProviderConfig(
+            kind="openai",
+            base_url=os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
+            api_key_env="OPENAI_API_KEY",
+        ),
+        "anthropic": ProviderConfig(
+            kind="anthropic",
+            base_url=os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
+            api_key_env="ANTHROPIC_API_KEY",
+        ),
+        "dummy": ProviderConfig(kind="dummy"),
+    }
+
+
+def hash_api_key(key: str) -> str:
+    """The at-rest form of an API key, as written in ``server.api_keys`` and the store."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(value: Any, path: str) -> Any:
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path}: environment variable {name} is not set")
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, f"{path}.{k}" if path else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _format_errors(err: PydanticValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {loc}: {msg}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> RunyardConfig:
+    """Validate a config mapping; raises :class:`ConfigError` naming each bad key."""
+    try:
+        return RunyardConfig.model_validate(_expand_env(data, ""))
+    except PydanticValidationError as err:
+        raise ConfigError(f"{source}: {_format_errors(err)}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> RunyardConfig:
+    """Load ``path`` (or ``./runyard.toml`` if present, else the built-in defaults)."""
+    if path is None:
+        env_path = os.environ.get("RUNYARD_CONFIG")
+        if env_path:
+            path = env_path
+        elif Path(DEFAULT_CONFIG_FILE).is_file():
+            path = DEFAULT_CONFIG_FILE
+        else:
+            return parse_config({}, "<defaults>")
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read config file: {err.strerror or err}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{p}: not valid TOML: {err}") from None
+    return parse_config(data, str(p))

@@ -1,0 +1,147 @@
+"""One error hierarchy for the whole package.
+
+The server raises these and renders them as ``{"error": {"code", "message"}}`` with the
+class's HTTP status; the SDK turns such a response back into the same class. Client-side
+failures (no response at all) are :class:`ConnectionError` and its :class:`TimeoutError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RunyardError(Exception):
+    """Base class: ``code`` is machine-readable, ``status`` the HTTP status (None if no response)."""
+
+    status: int | None = 500
+    default_code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        details: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        if status is not None:
+            self.status = status
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message, "type": self.default_code}
+        if self.details is not None:
+            err["details"] = self.details
+        return {"error": err}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, status={self.status!r}, message={self.message!r})"
+
+
+class InvalidRequestError(RunyardError):
+    status = 400
+    default_code = "invalid_request"
+
+
+class AuthenticationError(RunyardError):
+    status = 401
+    default_code = "unauthorized"
+
+
+class PermissionDeniedError(RunyardError):
+    status = 403
+    default_code = "forbidden"
+
+
+class NotFoundError(RunyardError):
+    status = 404
+    default_code = "not_found"
+
+
+class ConflictError(RunyardError):
+    status = 409
+    default_code = "conflict"
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    status = 413
+    default_code = "payload_too_large"
+
+
+class ValidationError(InvalidRequestError):
+    status = 422
+    default_code = "validation_error"
+
+
+class RateLimitError(RunyardError):
+    status = 429
+    default_code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class InternalServerError(RunyardError):
+    status = 500
+    default_code = "internal_error"
+
+
+class UpstreamError(RunyardError):
+    """The model provider failed (bad status, dropped connection, unreadable answer)."""
+
+    status = 502
+    default_code = "upstream_error"
+
+
+class ServiceUnavailableError(RunyardError):
+    status = 503
+    default_code = "unavailable"
+
+
+class TimeoutError(RunyardError):
+    """A timeout: 504 from the gateway (upstream too slow), or no answer in time (status None)."""
+
+    status: int | None = 504
+    default_code = "timeout"
+
+
+class ConnectionError(RunyardError):
+    """The SDK could not reach the server at all."""
+
+    status = None
+    default_code = "connection_error"
+
+
+class APITimeoutError(ConnectionError, TimeoutError):
+    """The SDK's request got no answer in time (a connection-level timeout)."""
+
+    status = None
+    default_code = "timeout"
+
+
+_BY_STATUS: dict[int, type[RunyardError]] = {
+    400: InvalidRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    422: ValidationError,
+    429: RateLimitError,
+    500: InternalServerError,
+    502: UpstreamError,
+    503: ServiceUnavailableError,
+    504: TimeoutError,
+}
+
+
+def error_for_status(status: int, code: str | None, message: str, details: Any = None) -> RunyardError:
+    """The error class the server would have raised for this status."""
+    cls = _BY_STATUS.get(status)
+    if cls is None:
+        cls = InvalidRequestError if 400 <= status < 500 else InternalServerError
+    return cls(message, code=code, status=status, details=details)

@@ -1,0 +1,106 @@
+"""The pooled keep-alive upstream HTTP client each HTTP provider owns (aiohttp, by measurement)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import aiohttp
+
+from ..config import ProviderConfig
+from ..errors import RunyardError, TimeoutError, UpstreamError
+from .base import upstream_status_error
+
+
+class UpstreamClient:
+    """One aiohttp session per provider: pooled, keep-alive, TCP_NODELAY, connect/read timeouts."""
+
+    def __init__(self, name: str, config: ProviderConfig, headers: dict[str, str]) -> None:
+        self.name = name
+        self._config = config
+        self._headers = {**headers, **config.headers}
+        self._session: aiohttp.ClientSession | None = None
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout, sock_read=config.timeout)
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._config.max_connections,
+                ttl_dns_cache=300,
+                keepalive_timeout=30,
+                enable_cleanup_closed=False,
+                socket_factory=_nodelay_socket,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                headers=self._headers,
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    async def post_json(self, url: str, body: bytes) -> bytes:
+        """POST a JSON body and return the 2xx body; every failure becomes a typed error."""
+        try:
+            async with self._get_session().post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+                data = await resp.read()
+                if resp.status >= 300:
+                    raise upstream_status_error(self.name, resp.status, data, resp.headers)
+                return data
+        except RunyardError:
+            raise
+        except Exception as err:
+            raise self.transport_error(err) from err
+
+    async def post_stream(self, url: str, body: bytes) -> AsyncGenerator[bytes, None]:
+        """POST and yield the body line by line (for SSE); failures become typed errors."""
+        try:
+            async with self._get_session().post(
+                url,
+                data=body,
+                headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
+            ) as resp:
+                if resp.status >= 300:
+                    data = await resp.read()
+                    raise upstream_status_error(self.name, resp.status, data, resp.headers)
+                buf = b""
+                async for piece in resp.content.iter_any():
+                    buf += piece
+                    while True:
+                        nl = buf.find(b"\n")
+                        if nl < 0:
+                            break
+                        line, buf = buf[: nl + 1], buf[nl + 1 :]
+                        yield line
+                if buf:
+                    yield buf
+        except RunyardError:
+            raise
+        except GeneratorExit:
+            raise
+        except Exception as err:
+            raise self.transport_error(err) from err
+
+    def transport_error(self, err: BaseException) -> RunyardError:
+        if isinstance(err, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+            return TimeoutError(f"{self.name}: upstream timed out", code="upstream_timeout")
+        if isinstance(err, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+            return UpstreamError(f"{self.name}: upstream connection dropped: {err}", code="upstream_disconnected")
+        if isinstance(err, aiohttp.ClientError | OSError):
+            return UpstreamError(f"{self.name}: cannot reach upstream: {err}", code="upstream_unreachable")
+        return UpstreamError(f"{self.name}: upstream failure: {err!r}", code="upstream_error")
+
+
+def _nodelay_socket(addr_info: Any) -> socket.socket:
+    family, type_, proto, _, _ = addr_info
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    if family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock

@@ -1,0 +1,1 @@
+"""The gateway's HTTP face: an ASGI app (Starlette) over :class:`runyard.gateway.Gateway`."""

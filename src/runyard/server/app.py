@@ -1,0 +1,115 @@
+"""The ASGI app factory: routes of every protocol over one :class:`Gateway`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..config import RunyardConfig
+from ..errors import AuthenticationError, InternalServerError, RunyardError, error_for_status
+from ..gateway import Gateway
+from .http import error_response
+from .routes import native, openai, tensorzero
+
+log = logging.getLogger("runyard.server")
+
+PUBLIC_PATHS = frozenset({"/healthz"})
+
+
+def create_app(config: RunyardConfig) -> Starlette:
+    gateway = Gateway(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.aclose()
+
+    app = Starlette(
+        routes=[*native.routes, *openai.routes, *tensorzero.routes],
+        lifespan=lifespan,
+        exception_handlers={
+            RunyardError: _runyard_error,
+            HTTPException: _http_error,
+        },
+    )
+    app.state.gateway = gateway
+    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(AuthMiddleware, gateway=gateway)
+    return app
+
+
+class AuthMiddleware:
+    """Authenticates every route but ``/healthz`` when API keys are configured."""
+
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
+        self.auth = gateway.auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        key_id = None
+        if self.auth.enabled and scope["path"] not in PUBLIC_PATHS:
+            headers = dict(scope["headers"])
+            try:
+                key_id = await self.auth.check(_header(headers, b"authorization"), _header(headers, b"x-api-key"))
+            except AuthenticationError as err:
+                response = error_response(err)
+                response.headers["WWW-Authenticate"] = "Bearer"
+                await response(scope, receive, send)
+                return
+        scope.setdefault("state", {})["api_key_id"] = key_id
+        await self.app(scope, receive, send)
+
+
+def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return value.decode("latin-1") if value is not None else None
+
+
+async def _runyard_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RunyardError)
+    return error_response(exc)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "route_not_found", 405: "method_not_allowed"}
+    err = error_for_status(exc.status_code, codes.get(exc.status_code), str(exc.detail))
+    return error_response(err)
+
+
+class CatchAllMiddleware:
+    """A bug never escapes as a bare 500 page: it is logged and answered as a JSON error."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started or scope["type"] != "http":
+                return
+            err = InternalServerError("internal error; see the server log", code="internal_error")
+            await error_response(err)(scope, receive, send)

@@ -1,0 +1,133 @@
+"""Small request/response helpers every route module shares."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ..errors import InvalidRequestError, PayloadTooLargeError, RunyardError, ValidationError
+from ..gateway import Gateway
+
+M = TypeVar("M", bound=BaseModel)
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DONE = b"data: [DONE]\n\n"
+
+
+def gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
+
+
+def error_response(err: RunyardError) -> Response:
+    headers = None
+    retry_after = getattr(err, "retry_after", None)
+    if retry_after is not None:
+        headers = {"Retry-After": str(max(1, round(retry_after)))}
+    return json_response(err.to_dict(), status=err.status or 500, headers=headers)
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 413 past ``server.max_body_bytes`` (checked while reading)."""
+    limit = gateway(request).config.server.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"request body exceeds {limit} bytes", code="body_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"request body exceeds {limit} bytes", code="body_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """A JSON object from raw bytes; 400 ``invalid_json`` for anything else."""
+    if not body:
+        raise InvalidRequestError("request body is empty; send a JSON object", code="invalid_json")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise InvalidRequestError(f"request body is not valid JSON: {err}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError("request body must be a JSON object", code="invalid_json")
+    return data
+
+
+async def read_object(request: Request) -> dict[str, Any]:
+    return parse_object(await read_body(request))
+
+
+def validate(model: type[M], data: Any) -> M:
+    """Validate into ``model``; a 422 listing each bad field otherwise."""
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as err:
+        raise validation_error(err) from None
+
+
+def validate_json(model: type[M], body: bytes) -> M:
+    """Parse and validate raw JSON bytes in one pass (the fast path)."""
+    try:
+        return model.model_validate_json(body)
+    except PydanticValidationError as err:
+        if any(e["type"] == "json_invalid" for e in err.errors()):
+            raise InvalidRequestError("request body is not valid JSON", code="invalid_json") from None
+        raise validation_error(err) from None
+
+
+def validation_error(err: PydanticValidationError) -> ValidationError:
+    problems = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]} for e in err.errors()]
+    if problems and all(p["field"] == "(body)" for p in problems):
+        summary = problems[0]["message"]
+    else:
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+    return ValidationError(f"invalid request: {summary}", code="validation_error", details=problems)
+
+
+def sse_response(events: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def sse_event(data: Any) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def sse_error(err: RunyardError) -> bytes:
+    return sse_event(err.to_dict())
+
+
+def idempotency_key(request: Request, body: dict[str, Any] | None = None) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if body is not None:
+        key = body.pop("idempotency_key", None) or key
+    return key
+
+
+async def idempotent(
+    request: Request, key: str | None, raw: bytes, produce: Callable[[], Awaitable[Response]]
+) -> Response:
+    """Run ``produce`` once per Idempotency-Key (scoped to the caller's API key and path)."""
+    if not key:
+        return await produce()
+    scope = f"{request.state.api_key_id or '-'}|{request.url.path}|{key}"
+
+    async def answer() -> tuple[int, bytes]:
+        resp = await produce()
+        return resp.status_code, bytes(resp.body)
+
+    status, body = await gateway(request).idempotency.run(scope, hashlib.sha256(raw).digest(), answer)
+    return Response(body, status_code=status, media_type="application/json")

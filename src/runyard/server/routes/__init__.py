@@ -1,0 +1,1 @@
+"""One module per protocol; each translates and calls the same services."""

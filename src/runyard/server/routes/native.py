@@ -1,0 +1,235 @@
+"""Runyard's own API: ``/v1/ai/chat``, ``/v1/ai/embed``, ``/v1/feedback``, ``/v1/inferences``, ``/healthz``."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ...config import MODEL_SEPARATOR
+from ...errors import InternalServerError, InvalidRequestError, NotFoundError, RunyardError
+from ...services.ai import CallContext, ChatStream
+from ...types import ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult
+from ..http import (
+    DONE,
+    gateway,
+    idempotency_key,
+    idempotent,
+    json_response,
+    parse_object,
+    read_body,
+    read_object,
+    sse_error,
+    sse_event,
+    sse_response,
+    validate,
+)
+
+log = logging.getLogger("runyard.server")
+
+
+async def healthz(_request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+def _context(request: Request, body: dict[str, Any]) -> CallContext:
+    tags = body.pop("tags", None)
+    if tags is not None and not (isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())):
+        raise InvalidRequestError("'tags' must be an object of strings", code="invalid_tags")
+    episode_id = body.pop("episode_id", None)
+    if episode_id is not None:
+        episode_id = _uuid_str(episode_id, "episode_id")
+    return CallContext(episode_id=episode_id, api_key_id=request.state.api_key_id, tags=tags)
+
+
+def _uuid_str(value: Any, field: str) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise InvalidRequestError(f"'{field}' must be a UUID", code="invalid_id") from None
+
+
+def _apply_vendor(body: dict[str, Any]) -> None:
+    vendor = body.pop("vendor", None)
+    model = body.get("model")
+    if vendor:
+        if not isinstance(vendor, str):
+            raise InvalidRequestError("'vendor' must be a string", code="invalid_vendor")
+        if not model:
+            raise InvalidRequestError("'vendor' needs a 'model' to call on it", code="missing_model")
+        if isinstance(model, str) and MODEL_SEPARATOR not in model:
+            body["model"] = f"{vendor}{MODEL_SEPARATOR}{model}"
+
+
+async def chat(request: Request) -> Response:
+    raw = await read_body(request)
+    body = parse_object(raw)
+    key = idempotency_key(request, body)
+    ctx = _context(request, body)
+    prompt = body.pop("prompt", None)
+    if "messages" not in body and prompt is not None:
+        body["messages"] = prompt
+    if isinstance(body.get("messages"), str):
+        body["messages"] = [{"role": "user", "content": body["messages"]}]
+    _apply_vendor(body)
+    chat_request = validate(ChatRequest, body)
+    service = gateway(request).ai
+    if chat_request.stream:
+        stream = await service.open_stream(chat_request, ctx)
+        return sse_response(_native_events(stream))
+
+    async def produce() -> Response:
+        return json_response(render_chat(await service.chat(chat_request, ctx)))
+
+    return await idempotent(request, key, raw, produce)
+
+
+def render_chat(result: ChatResult) -> dict[str, Any]:
+    return {
+        "inference_id": result.inference_id,
+        "episode_id": result.episode_id,
+        "content": result.content,
+        "tool_calls": [tc.to_openai() for tc in result.tool_calls],
+        "finish_reason": result.finish_reason,
+        "usage": result.usage.to_dict(),
+        "model": result.model,
+        "provider": result.provider,
+        "_metadata": _metadata(result),
+    }
+
+
+def _metadata(result: ChatResult | EmbedResult) -> dict[str, Any]:
+    return {
+        "request_id": result.inference_id,
+        "vendor": result.provider,
+        "model": result.model,
+        "provider_model": result.provider_model,
+        "latency_ms": round(result.latency_ms, 3),
+        "attempts": [
+            {"provider": a.provider, "model": a.model, "code": a.code, "error": a.error} for a in result.attempts
+        ],
+    }
+
+
+def render_native_delta(result: ChatResult, delta: ChatDelta) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "inference_id": result.inference_id,
+        "episode_id": result.episode_id,
+        "index": 0,
+        "delta": delta.to_openai(),
+        "finish_reason": delta.finish_reason,
+    }
+    if delta.usage is not None:
+        event["usage"] = delta.usage.to_dict()
+        event["model"] = result.model
+        event["provider"] = result.provider
+    return event
+
+
+async def _native_events(stream: ChatStream) -> AsyncIterator[bytes]:
+    async for item in guarded_stream(stream):
+        if isinstance(item, bytes):
+            yield item
+        else:
+            yield sse_event(render_native_delta(stream.result, item))
+
+
+async def guarded_stream(stream: ChatStream) -> AsyncIterator[ChatDelta | bytes]:
+    """Deltas, then ``[DONE]``; or, on failure, one error event and no ``[DONE]``."""
+    try:
+        async for delta in stream:
+            yield delta
+    except RunyardError as err:
+        yield sse_error(err)
+        return
+    except Exception:
+        log.exception("stream failed")
+        yield sse_error(InternalServerError("stream failed; see the server log"))
+        return
+    yield DONE
+
+
+class _EmbedBody(EmbedRequest):
+    model_config = ConfigDict(extra="forbid")
+    episode_id: str | None = None
+    tags: dict[str, str] | None = None
+
+
+async def embed(request: Request) -> Response:
+    raw = await read_body(request)
+    body = parse_object(raw)
+    key = idempotency_key(request, body)
+    ctx = _context(request, body)
+    _apply_vendor(body)
+    embed_request = validate(_EmbedBody, body)
+
+    async def produce() -> Response:
+        result = await gateway(request).ai.embed(
+            embed_request.texts, embed_request.model, dimensions=embed_request.dimensions, ctx=ctx
+        )
+        return json_response(render_embed(result))
+
+    return await idempotent(request, key, raw, produce)
+
+
+def render_embed(result: EmbedResult) -> dict[str, Any]:
+    return {
+        "inference_id": result.inference_id,
+        "embeddings": result.embeddings,
+        "data": [{"index": i, "embedding": e} for i, e in enumerate(result.embeddings)],
+        "model": result.model,
+        "provider": result.provider,
+        "usage": result.usage.to_dict(),
+        "_metadata": _metadata(result),
+    }
+
+
+class FeedbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metric_name: str = Field(min_length=1)
+    value: Any
+    inference_id: str | None = None
+    episode_id: str | None = None
+    tags: dict[str, str] | None = None
+
+
+async def feedback(request: Request) -> Response:
+    data = await read_object(request)
+    body = validate(FeedbackBody, data)
+    if "value" not in data:
+        raise InvalidRequestError("'value' is required", code="missing_value")
+    feedback_id = await gateway(request).feedback.submit(
+        body.metric_name, body.value, inference_id=body.inference_id, episode_id=body.episode_id, tags=body.tags
+    )
+    return json_response({"feedback_id": feedback_id})
+
+
+async def get_inference(request: Request) -> Response:
+    gw = gateway(request)
+    inference_id = _uuid_str(request.path_params["inference_id"], "inference_id")
+    if gw.recorder is not None and gw.recorder.is_pending(inference_id):
+        await gw.recorder.flush()
+    row = await gw.store.get_inference(inference_id)
+    if row is None:
+        raise NotFoundError(f"inference {inference_id} not found", code="inference_not_found")
+    row["created_at"] = row["created_at"].isoformat()
+    row["feedback"] = [
+        {**f, "created_at": f["created_at"].isoformat()} for f in await gw.store.list_feedback(inference_id)
+    ]
+    return json_response(row)
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/v1/ai/chat", chat, methods=["POST"]),
+    Route("/v1/ai/embed", embed, methods=["POST"]),
+    Route("/v1/feedback", feedback, methods=["POST"]),
+    Route("/v1/inferences/{inference_id}", get_inference, methods=["GET"]),
+]

@@ -1,0 +1,5 @@
+"""TensorZero-compatible API (being written)."""
+
+from starlette.routing import Route
+
+routes: list[Route] = []

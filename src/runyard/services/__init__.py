@@ -1,0 +1,1 @@
+"""Services: the behaviour every protocol adapter calls (one implementation each)."""

@@ -1,0 +1,420 @@
+"""The AI runtime: resolve a model to its routes, call providers with fallback, record inferences."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.recorder import InferenceRecorder
+from ..backends.store import new_id, utcnow
+from ..config import MODEL_SEPARATOR, RunyardConfig
+from ..errors import InvalidRequestError, NotFoundError, RunyardError
+from ..providers import Provider, build_provider, can_fall_back
+from ..types import (
+    Attempt,
+    ChatDelta,
+    ChatRequest,
+    ChatResult,
+    EmbedResult,
+    ToolCall,
+    Usage,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    provider: Provider
+    model: str
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Who is calling and how to file the inference."""
+
+    episode_id: str | None = None
+    api_key_id: str | None = None
+    tags: dict[str, str] | None = None
+
+
+class AIService:
+    def __init__(self, config: RunyardConfig, recorder: InferenceRecorder | None) -> None:
+        self.config = config
+        self.recorder = recorder
+        self.providers: dict[str, Provider] = {name: build_provider(name, pc) for name, pc in config.providers.items()}
+
+    async def aclose(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
+
+    # -- routing ------------------------------------------------------------
+    def resolve(self, model: str | None, *, embedding: bool = False) -> list[Route]:
+        """A model name (configured, or ``provider::model``) as its ordered routes."""
+        if not model:
+            raise InvalidRequestError("'model' is required", code="missing_model")
+        table = self.config.embedding_models if embedding else self.config.models
+        configured = table.get(model) or (self.config.models.get(model) if embedding else None)
+        if configured is not None:
+            return [Route(self.providers[r.provider], r.model) for r in configured.routes]
+        provider_name, sep, provider_model = model.partition(MODEL_SEPARATOR)
+        if sep and provider_model:
+            provider = self.providers.get(provider_name)
+            if provider is None:
+                raise NotFoundError(f"unknown provider {provider_name!r} in model {model!r}", code="provider_not_found")
+            return [Route(provider, provider_model)]
+        raise NotFoundError(
+            f"unknown model {model!r}: declare it under [models] or use 'provider::model'",
+            code="model_not_found",
+        )
+
+    def list_models(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for kind, table in (("chat", self.config.models), ("embedding", self.config.embedding_models)):
+            for name, model in table.items():
+                out.append({"id": name, "kind": kind, "routes": [f"{r.provider}::{r.model}" for r in model.routes]})
+        for pname, provider in self.providers.items():
+            for m in provider.list_models():
+                out.append({"id": f"{pname}::{m}", "kind": "provider", "routes": [f"{pname}::{m}"]})
+        return out
+
+    # -- chat ---------------------------------------------------------------
+    async def chat(self, request: ChatRequest, ctx: CallContext | None = None) -> ChatResult:
+        ctx = ctx or CallContext()
+        routes = self.resolve(request.model)
+        started = time.perf_counter()
+        attempts: list[Attempt] = []
+        for i, route in enumerate(routes):
+            try:
+                result = await route.provider.chat(request, route.model)
+            except RunyardError as err:
+                attempts.append(Attempt(route.provider.name, route.model, err.message, err.code))
+                if can_fall_back(err) and i + 1 < len(routes):
+                    continue
+                self._record_failure("chat", request, ctx, attempts, err, started)
+                raise _with_attempts(err, attempts) from None
+            attempts.append(Attempt(route.provider.name, route.model))
+            result.model = request.model or ""
+            result.attempts = attempts
+            result.latency_ms = (time.perf_counter() - started) * 1000
+            self._stamp(result, ctx)
+            self._record_chat(request, result, ctx, ttft_ms=None, status="ok", error=None)
+            return result
+        raise AssertionError("unreachable: a model has at least one route")
+
+    async def open_stream(self, request: ChatRequest, ctx: CallContext | None = None) -> ChatStream:
+        """Start a streamed chat: routes are tried until one yields its first delta.
+
+        Failures before the first delta fall back silently (or raise, so the caller can
+        answer with a proper HTTP error); failures after it end the stream with the error.
+        """
+        ctx = ctx or CallContext()
+        routes = self.resolve(request.model)
+        started = time.perf_counter()
+        attempts: list[Attempt] = []
+        for i, route in enumerate(routes):
+            upstream = route.provider.stream_chat(request, route.model)
+            try:
+                first = await anext(upstream)
+            except StopAsyncIteration:
+                first = ChatDelta(finish_reason="stop")
+            except RunyardError as err:
+                await _aclose(upstream)
+                attempts.append(Attempt(route.provider.name, route.model, err.message, err.code))
+                if can_fall_back(err) and i + 1 < len(routes):
+                    continue
+                self._record_failure("chat", request, ctx, attempts, err, started)
+                raise _with_attempts(err, attempts) from None
+            attempts.append(Attempt(route.provider.name, route.model))
+            result = ChatResult(
+                content=None,
+                model=request.model or "",
+                provider=route.provider.name,
+                provider_model=route.model,
+                attempts=attempts,
+            )
+            self._stamp(result, ctx)
+            return ChatStream(self, request, ctx, result, first, upstream, started)
+        raise AssertionError("unreachable: a model has at least one route")
+
+    # -- embeddings ---------------------------------------------------------
+    async def embed(
+        self, texts: list[str], model: str | None, *, dimensions: int | None = None, ctx: CallContext | None = None
+    ) -> EmbedResult:
+        ctx = ctx or CallContext()
+        routes = self.resolve(model, embedding=True)
+        started = time.perf_counter()
+        attempts: list[Attempt] = []
+        for i, route in enumerate(routes):
+            try:
+                result = await route.provider.embed(texts, route.model, dimensions)
+            except RunyardError as err:
+                attempts.append(Attempt(route.provider.name, route.model, err.message, err.code))
+                if can_fall_back(err) and i + 1 < len(routes):
+                    continue
+                raise _with_attempts(err, attempts) from None
+            if len(result.embeddings) != len(texts):
+                raise _with_attempts(
+                    RunyardError(
+                        f"{route.provider.name}: returned {len(result.embeddings)} embeddings for {len(texts)} inputs",
+                        code="upstream_invalid_response",
+                        status=502,
+                    ),
+                    attempts,
+                )
+            attempts.append(Attempt(route.provider.name, route.model))
+            result.model = model or ""
+            result.attempts = attempts
+            result.latency_ms = (time.perf_counter() - started) * 1000
+            result.inference_id = str(new_id())
+            self._record_embed(texts, result, ctx)
+            return result
+        raise AssertionError("unreachable: a model has at least one route")
+
+    # -- recording ----------------------------------------------------------
+    @staticmethod
+    def _stamp(result: ChatResult, ctx: CallContext) -> None:
+        result.inference_id = str(new_id())
+        result.episode_id = ctx.episode_id or str(new_id())
+
+    def _record_chat(
+        self,
+        request: ChatRequest,
+        result: ChatResult,
+        ctx: CallContext,
+        *,
+        ttft_ms: float | None,
+        status: str,
+        error: str | None,
+    ) -> None:
+        if self.recorder is None:
+            return
+        created = utcnow()
+
+        def build() -> dict[str, Any]:
+            output: dict[str, Any] = {"content": result.content, "finish_reason": result.finish_reason}
+            if result.tool_calls:
+                output["tool_calls"] = [tc.to_openai() for tc in result.tool_calls]
+            return _row(
+                "chat",
+                result.inference_id,
+                result.episode_id,
+                request.model or "",
+                result.provider,
+                result.provider_model,
+                _chat_input(request),
+                output,
+                result.usage,
+                result.latency_ms,
+                ttft_ms,
+                status,
+                error,
+                result.attempts,
+                ctx,
+                created,
+            )
+
+        self.recorder.record(result.inference_id, result.episode_id, build)
+
+    def _record_embed(self, texts: list[str], result: EmbedResult, ctx: CallContext) -> None:
+        if self.recorder is None:
+            return
+        created = utcnow()
+
+        def build() -> dict[str, Any]:
+            output = {
+                "count": len(result.embeddings),
+                "dimensions": len(result.embeddings[0]) if result.embeddings else 0,
+            }
+            return _row(
+                "embed",
+                result.inference_id,
+                ctx.episode_id,
+                result.model,
+                result.provider,
+                result.provider_model,
+                {"input": texts},
+                output,
+                result.usage,
+                result.latency_ms,
+                None,
+                "ok",
+                None,
+                result.attempts,
+                ctx,
+                created,
+            )
+
+        self.recorder.record(result.inference_id, ctx.episode_id, build)
+
+    def _record_failure(
+        self,
+        kind: str,
+        request: ChatRequest,
+        ctx: CallContext,
+        attempts: list[Attempt],
+        err: RunyardError,
+        started: float,
+    ) -> None:
+        if self.recorder is None:
+            return
+        inference_id = str(new_id())
+        episode_id = ctx.episode_id
+        created = utcnow()
+        latency = (time.perf_counter() - started) * 1000
+        last = attempts[-1] if attempts else None
+
+        def build() -> dict[str, Any]:
+            return _row(
+                kind,
+                inference_id,
+                episode_id,
+                request.model or "",
+                last.provider if last else None,
+                last.model if last else None,
+                _chat_input(request),
+                None,
+                Usage(),
+                latency,
+                None,
+                "error",
+                f"{err.code}: {err.message}",
+                attempts,
+                ctx,
+                created,
+            )
+
+        self.recorder.record(inference_id, episode_id, build)
+
+
+class ChatStream:
+    """A started chat stream: ``result`` holds ids and the serving provider; iterate for deltas.
+
+    Iterating to the end fills ``result`` (content, tool calls, usage) and records the
+    inference; an upstream failure after the first delta is raised from the iterator.
+    """
+
+    def __init__(
+        self,
+        service: AIService,
+        request: ChatRequest,
+        ctx: CallContext,
+        result: ChatResult,
+        first: ChatDelta,
+        upstream: AsyncIterator[ChatDelta],
+        started: float,
+    ) -> None:
+        self.service = service
+        self.request = request
+        self.ctx = ctx
+        self.result = result
+        self._first: ChatDelta | None = first
+        self._upstream = upstream
+        self._started = started
+
+    async def __aiter__(self) -> AsyncIterator[ChatDelta]:
+        result = self.result
+        parts: list[str] = []
+        calls: dict[int, ToolCall] = {}
+        usage = Usage()
+        ttft: float | None = None
+        status, error = "ok", None
+        try:
+            while True:
+                if self._first is not None:
+                    delta, self._first = self._first, None
+                else:
+                    try:
+                        delta = await anext(self._upstream)
+                    except StopAsyncIteration:
+                        break
+                if ttft is None:
+                    ttft = (time.perf_counter() - self._started) * 1000
+                if delta.content:
+                    parts.append(delta.content)
+                for tc in delta.tool_calls or ():
+                    call = calls.setdefault(tc.index, ToolCall(id="", name="", arguments=""))
+                    call.id = tc.id or call.id
+                    call.name = tc.name or call.name
+                    call.arguments += tc.arguments
+                if delta.usage:
+                    usage = delta.usage
+                if delta.finish_reason:
+                    result.finish_reason = delta.finish_reason
+                yield delta
+        except RunyardError as err:
+            status, error = "error", f"{err.code}: {err.message}"
+            raise
+        except BaseException:
+            status, error = "cancelled", "client went away before the stream ended"
+            raise
+        finally:
+            await _aclose(self._upstream)
+            result.content = "".join(parts) if parts else None
+            result.tool_calls = [calls[i] for i in sorted(calls)]
+            result.usage = usage
+            result.latency_ms = (time.perf_counter() - self._started) * 1000
+            self.service._record_chat(self.request, result, self.ctx, ttft_ms=ttft, status=status, error=error)
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await close()
+
+
+def _with_attempts(err: RunyardError, attempts: list[Attempt]) -> RunyardError:
+    if len(attempts) > 1:
+        err.details = {
+            "attempts": [{"provider": a.provider, "model": a.model, "code": a.code, "error": a.error} for a in attempts]
+        }
+    return err
+
+
+def _chat_input(request: ChatRequest) -> dict[str, Any]:
+    data = request.model_dump(mode="json", exclude_none=True, exclude={"model", "stream", "stream_options"})
+    return data
+
+
+def _row(
+    kind: str,
+    inference_id: str,
+    episode_id: str | None,
+    model: str,
+    provider: str | None,
+    provider_model: str | None,
+    input_: Any,
+    output: Any,
+    usage: Usage,
+    latency_ms: float,
+    ttft_ms: float | None,
+    status: str,
+    error: str | None,
+    attempts: list[Attempt],
+    ctx: CallContext,
+    created: Any,
+) -> dict[str, Any]:
+    return {
+        "id": inference_id,
+        "episode_id": episode_id,
+        "kind": kind,
+        "model": model,
+        "provider": provider,
+        "provider_model": provider_model,
+        "input": input_,
+        "output": output,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "latency_ms": latency_ms,
+        "ttft_ms": ttft_ms,
+        "status": status,
+        "error": error,
+        "attempts": [{"provider": a.provider, "model": a.model, "code": a.code, "error": a.error} for a in attempts],
+        "api_key_id": ctx.api_key_id,
+        "tags": ctx.tags or {},
+        "created_at": created,
+    }

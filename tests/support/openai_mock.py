@@ -1,0 +1,741 @@
+"""A mock OpenAI-compatible upstream: a real aiohttp HTTP server on 127.0.0.1.
+
+The server runs in a background thread with its own event loop, so it can be used from
+sync tests and from async tests (whatever loop they run on) alike::
+
+    mock = MockOpenAI().start()
+    mock.url                      # "http://127.0.0.1:PORT/v1"
+    mock.script(B.status(429, headers={"retry-after": "1"}), B.reply("hi"))
+    ...                           # first request gets the 429, second "hi", then default behaviour
+    mock.requests                 # [{"method", "path", "headers", "json"}, ...]
+    mock.stop()
+
+Routes: ``POST /v1/chat/completions`` (stream and non-stream), ``POST /v1/embeddings``,
+``GET /v1/models``. Every request to any route is recorded and consumes one scripted
+behaviour (FIFO); with the queue empty the default behaviour applies.
+
+Default chat behaviour, in order of precedence:
+
+1. ``tools`` present, ``tool_choice`` not ``"none"`` and the last message is not a tool
+   result: a tool call (id ``call_1``) to the first tool (or the one named by
+   ``tool_choice``), arguments ``{"<first required string property>": "Paris"}`` (or
+   ``{}``), finish_reason ``tool_calls``.
+2. ``response_format`` ``json_schema``: a JSON object filling the schema's required
+   properties (string "x", integer 1, number 1.0, boolean true, array [], object {} or
+   its own required properties, enum -> first value); ``json_object``: ``{"ok": true}``.
+3. last message is a tool result: ``"tool said: <content>"``.
+4. otherwise ``"echo: <last user message text>"``.
+
+Token counts are whitespace-separated words (at least 1): prompt = words over all
+message contents, completion = words of the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import re
+import struct
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+__all__ = [
+    "B",
+    "Behaviour",
+    "Delay",
+    "DropMidStream",
+    "Hang",
+    "Malformed",
+    "MockOpenAI",
+    "Reply",
+    "Status",
+]
+
+DEFAULT_MODEL = "mock-model"
+DEFAULT_EMBEDDING_DIM = 8
+CREATED = 1_700_000_000
+SYSTEM_FINGERPRINT = "fp_mock"
+
+# Errors a write to a client that went away can raise.
+_DISCONNECTED: tuple[type[BaseException], ...] = (ConnectionError, RuntimeError)
+
+
+# --------------------------------------------------------------------------- behaviours
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """Base class of scripted behaviours; each applies to exactly one request."""
+
+
+@dataclass(frozen=True)
+class Status(Behaviour):
+    """Answer with HTTP ``code``.
+
+    ``body``: dict/list -> JSON, str/bytes -> sent as is, None -> an OpenAI-shaped error.
+    ``headers`` are added to the response (e.g. ``{"retry-after": "1"}``).
+    """
+
+    code: int
+    body: Any = None
+    headers: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Hang(Behaviour):
+    """Accept the request and send nothing for ``seconds``, then answer normally.
+
+    Only the handling task sleeps: other requests are served meanwhile, and ``stop()``
+    releases hung requests at once.
+    """
+
+    seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class Delay(Behaviour):
+    """Sleep ``seconds`` before answering normally."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DropMidStream(Behaviour):
+    """Start a 200 answer, then abort the TCP connection (no finish chunk, no ``[DONE]``).
+
+    Stream requests get the role chunk and ``after_chunks`` content chunks (fewer if
+    the answer has fewer); non-stream requests get half of the JSON body (with a
+    Content-Length for the whole).
+    """
+
+    after_chunks: int = 2
+
+
+@dataclass(frozen=True)
+class Malformed(Behaviour):
+    """200 with body ``{not json`` (stream requests: an SSE ``data: {not json`` event
+    followed by ``data: [DONE]``)."""
+
+
+@dataclass(frozen=True)
+class Reply(Behaviour):
+    """A fixed chat answer (stream or not).
+
+    ``tool_calls``: list of ``{"name": str, "arguments": dict | str, "id": str (optional)}``
+    or already OpenAI-shaped ``{"id", "type": "function", "function": {...}}`` dicts.
+    ``finish_reason`` defaults to ``"tool_calls"`` when there are tool calls, else ``"stop"``.
+    On non-chat routes the default behaviour applies.
+    """
+
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = field(default=None)
+
+
+class B:
+    """Factory namespace for behaviours: ``mock.script(B.status(500), B.reply("ok"))``."""
+
+    @staticmethod
+    def status(code: int, body: Any = None, headers: dict[str, str] | None = None) -> Status:
+        return Status(code, body, headers)
+
+    @staticmethod
+    def hang(seconds: float = 60.0) -> Hang:
+        return Hang(seconds)
+
+    @staticmethod
+    def delay(seconds: float) -> Delay:
+        return Delay(seconds)
+
+    @staticmethod
+    def drop_mid_stream(after_chunks: int = 2) -> DropMidStream:
+        return DropMidStream(after_chunks)
+
+    @staticmethod
+    def malformed() -> Malformed:
+        return Malformed()
+
+    @staticmethod
+    def reply(
+        content: str | None = None,
+        tool_calls: list[dict[str, Any]] | None = None,
+        finish_reason: str | None = None,
+        usage: dict[str, int] | None = None,
+    ) -> Reply:
+        return Reply(content, tool_calls, finish_reason, usage)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _text_of(content: Any) -> str:
+    """Text of a message content: a string, or a list of parts (text parts joined)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+        return "".join(texts)
+    return str(content)
+
+
+def _count_tokens(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _value_for(schema: Any, depth: int = 0) -> Any:
+    """A simple value of the schema's type."""
+    if not isinstance(schema, dict) or depth > 8:
+        return "x"
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            non_null = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
+            return _value_for((non_null or options)[0], depth + 1)
+    typ = schema.get("type")
+    if isinstance(typ, list):
+        typ = next((t for t in typ if t != "null"), "null")
+    if typ is None and "properties" in schema:
+        typ = "object"
+    if typ == "integer":
+        return 1
+    if typ == "number":
+        return 1.0
+    if typ == "boolean":
+        return True
+    if typ == "array":
+        return []
+    if typ == "null":
+        return None
+    if typ == "object":
+        return _object_for(schema, depth + 1)
+    return "x"
+
+
+def _object_for(schema: dict[str, Any], depth: int = 0) -> dict[str, Any]:
+    props = schema.get("properties") or {}
+    required = schema.get("required") or []
+    return {name: _value_for(props.get(name, {}), depth) for name in required}
+
+
+def _tool_arguments(tool: dict[str, Any]) -> dict[str, Any]:
+    params = (tool.get("function") or {}).get("parameters") or {}
+    props = params.get("properties") or {}
+    for name in params.get("required") or []:
+        prop = props.get(name) or {}
+        typ = prop.get("type")
+        if typ == "string" or (isinstance(typ, list) and "string" in typ):
+            return {name: "Paris"}
+    return {}
+
+
+def _normalize_tool_calls(tool_calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for i, call in enumerate(tool_calls):
+        if "function" in call:
+            fn = dict(call["function"])
+            call_id = call.get("id", f"call_{i + 1}")
+        else:
+            fn = {"name": call["name"], "arguments": call.get("arguments", {})}
+            call_id = call.get("id", f"call_{i + 1}")
+        if not isinstance(fn.get("arguments"), str):
+            fn["arguments"] = json.dumps(fn.get("arguments") or {})
+        out.append({"id": call_id, "type": "function", "function": fn})
+    return out
+
+
+def _split_words(text: str) -> list[str]:
+    """Word-sized pieces whose concatenation is ``text``."""
+    pieces = re.findall(r"\s*\S+", text)
+    rest = text[len("".join(pieces)) :]
+    if rest:
+        if pieces:
+            pieces[-1] += rest
+        else:
+            pieces = [rest]
+    return pieces
+
+
+def _split_n(text: str, n: int) -> list[str]:
+    if not text:
+        return [""]
+    size = max(1, -(-len(text) // n))
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _embedding(text: str, dim: int) -> list[float]:
+    out: list[float] = []
+    counter = 0
+    while len(out) < dim:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        for i in range(0, len(digest), 4):
+            if len(out) == dim:
+                break
+            (n,) = struct.unpack("<I", digest[i : i + 4])
+            out.append(round(n / 0xFFFFFFFF * 2 - 1, 6))
+        counter += 1
+    return out
+
+
+def _error_body(code: int, message: str | None = None) -> dict[str, Any]:
+    kind = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        429: "rate_limit_error",
+    }.get(code, "server_error" if code >= 500 else "invalid_request_error")
+    return {
+        "error": {
+            "message": message or f"mock upstream error {code}",
+            "type": kind,
+            "param": None,
+            "code": kind,
+        }
+    }
+
+
+@dataclass
+class _Answer:
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None
+    finish_reason: str
+    usage: dict[str, int]
+
+
+# --------------------------------------------------------------------------- server
+
+
+class MockOpenAI:
+    """Mock OpenAI-compatible upstream; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.url: str = ""
+        self.port: int = 0
+        self.requests: list[dict[str, Any]] = []
+        self._queue: deque[Behaviour] = deque()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self._counter = 0
+
+    # ---- public API
+
+    def start(self) -> MockOpenAI:
+        if self._thread is not None:
+            raise RuntimeError("MockOpenAI already started")
+        self._ready.clear()
+        self._start_error = None
+        self._thread = threading.Thread(target=self._run, name="mock-openai", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("MockOpenAI did not start within 10 s")
+        if self._start_error is not None:
+            self._thread.join(5)
+            self._thread = None
+            raise RuntimeError("MockOpenAI failed to start") from self._start_error
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if loop.is_running():
+            fut = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+            with contextlib.suppress(Exception):
+                fut.result(timeout=10)
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        self._thread = None
+        self._loop = None
+
+    def script(self, *behaviours: Behaviour) -> None:
+        for b in behaviours:
+            if not isinstance(b, Behaviour):
+                raise TypeError(f"not a Behaviour: {b!r}")
+        with self._lock:
+            self._queue.extend(behaviours)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._queue.clear()
+
+    @property
+    def last_request(self) -> dict[str, Any]:
+        with self._lock:
+            if not self.requests:
+                raise LookupError("no request received")
+            return self.requests[-1]
+
+    @property
+    def pending(self) -> int:
+        """Number of scripted behaviours not yet consumed."""
+        with self._lock:
+            return len(self._queue)
+
+    def __enter__(self) -> MockOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- loop thread
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._setup())
+        except BaseException as exc:  # report to start()
+            self._start_error = exc
+            self._ready.set()
+            loop.close()
+            self._loop = None
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(self._shutdown())
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _setup(self) -> None:
+        self._stopping = asyncio.Event()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+
+    async def _shutdown(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, cut short by stop()."""
+        assert self._stopping is not None
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    # ---- request handling
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+        with self._lock:
+            self.requests.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "headers": {k.lower(): v for k, v in request.headers.items()},
+                    "json": body,
+                }
+            )
+            behaviour = self._queue.popleft() if self._queue else None
+            self._counter += 1
+            seq = self._counter
+
+        if isinstance(behaviour, Status):
+            return self._status_response(behaviour)
+        if isinstance(behaviour, (Hang, Delay)):
+            await self._sleep(behaviour.seconds)
+            behaviour = None
+
+        path = request.path.rstrip("/")
+        if path.endswith("/chat/completions") and request.method == "POST":
+            return await self._chat(request, body if isinstance(body, dict) else {}, behaviour, seq)
+        if isinstance(behaviour, Malformed):
+            return web.Response(status=200, body=b"{not json", content_type="application/json")
+        if path.endswith("/embeddings") and request.method == "POST":
+            resp: web.StreamResponse = self._embeddings(body if isinstance(body, dict) else {})
+        elif path.endswith("/models") and request.method == "GET":
+            resp = web.json_response(
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": m, "object": "model", "created": CREATED, "owned_by": "mock"}
+                        for m in (DEFAULT_MODEL, "mock-embedding")
+                    ],
+                }
+            )
+        else:
+            resp = web.json_response(
+                _error_body(404, f"no route {request.method} {request.path}"), status=404
+            )
+        if isinstance(behaviour, DropMidStream):
+            return await self._drop_body(request, resp)
+        return resp
+
+    @staticmethod
+    def _status_response(b: Status) -> web.Response:
+        headers = dict(b.headers or {})
+        if b.body is None:
+            return web.json_response(_error_body(b.code), status=b.code, headers=headers)
+        if isinstance(b.body, (dict, list)):
+            return web.json_response(b.body, status=b.code, headers=headers)
+        data = b.body.encode() if isinstance(b.body, str) else bytes(b.body)
+        if not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "text/plain"
+        return web.Response(status=b.code, body=data, headers=headers)
+
+    def _embeddings(self, body: dict[str, Any]) -> web.Response:
+        inputs = body.get("input")
+        if isinstance(inputs, str) or (
+            isinstance(inputs, list) and inputs and all(isinstance(x, int) for x in inputs)
+        ):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs:
+            return web.json_response(_error_body(400, "'input' is required"), status=400)
+        dim = body.get("dimensions") or DEFAULT_EMBEDDING_DIM
+        fmt = body.get("encoding_format") or "float"
+        data = []
+        tokens = 0
+        for i, item in enumerate(inputs):
+            text = item if isinstance(item, str) else json.dumps(item)
+            tokens += len(item) if isinstance(item, list) else _count_tokens(text)
+            vec = _embedding(text, int(dim))
+            emb: Any = vec
+            if fmt == "base64":
+                emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model") or "mock-embedding",
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    def _answer(self, body: dict[str, Any], behaviour: Behaviour | None) -> _Answer:
+        messages = body.get("messages") or []
+        prompt_tokens = max(
+            1,
+            sum(len(_text_of(m.get("content")).split()) for m in messages if isinstance(m, dict)),
+        )
+        if isinstance(behaviour, Reply):
+            calls = _normalize_tool_calls(behaviour.tool_calls) if behaviour.tool_calls else None
+            finish = behaviour.finish_reason or ("tool_calls" if calls else "stop")
+            text = behaviour.content or ""
+            if calls:
+                text += " ".join(c["function"]["arguments"] for c in calls)
+            usage = behaviour.usage or _usage(prompt_tokens, _count_tokens(text))
+            return _Answer(behaviour.content, calls, finish, usage)
+
+        last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+        tools = body.get("tools") or []
+        tool_choice = body.get("tool_choice")
+        if tools and tool_choice != "none" and last.get("role") != "tool":
+            tool = tools[0]
+            if isinstance(tool_choice, dict):
+                wanted = (tool_choice.get("function") or {}).get("name")
+                tool = next((t for t in tools if (t.get("function") or {}).get("name") == wanted), tool)
+            args = json.dumps(_tool_arguments(tool))
+            call = {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": (tool.get("function") or {}).get("name", ""), "arguments": args},
+            }
+            return _Answer(None, [call], "tool_calls", _usage(prompt_tokens, _count_tokens(args)))
+
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_schema":
+            schema = (fmt.get("json_schema") or {}).get("schema") or {}
+            content = json.dumps(_object_for(schema))
+        elif fmt.get("type") == "json_object":
+            content = json.dumps({"ok": True})
+        elif last.get("role") == "tool":
+            content = "tool said: " + _text_of(last.get("content"))
+        else:
+            user = next(
+                (m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), {}
+            )
+            content = "echo: " + _text_of(user.get("content"))
+        return _Answer(content, None, "stop", _usage(prompt_tokens, _count_tokens(content)))
+
+    async def _chat(
+        self, request: web.Request, body: dict[str, Any], behaviour: Behaviour | None, seq: int
+    ) -> web.StreamResponse:
+        stream = bool(body.get("stream"))
+        model = body.get("model") or DEFAULT_MODEL
+        cid = f"chatcmpl-mock-{seq}"
+
+        if isinstance(behaviour, Malformed):
+            if stream:
+                return await self._sse(request, [b"data: {not json\n\n", b"data: [DONE]\n\n"])
+            return web.Response(status=200, body=b"{not json", content_type="application/json")
+
+        answer = self._answer(body, behaviour)
+        if not stream:
+            message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None}
+            if answer.tool_calls:
+                message["tool_calls"] = answer.tool_calls
+            resp = web.json_response(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": CREATED,
+                    "model": model,
+                    "system_fingerprint": SYSTEM_FINGERPRINT,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "logprobs": None,
+                            "finish_reason": answer.finish_reason,
+                        }
+                    ],
+                    "usage": answer.usage,
+                }
+            )
+            if isinstance(behaviour, DropMidStream):
+                return await self._drop_body(request, resp)
+            return resp
+
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            obj: dict[str, Any] = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": CREATED,
+                "model": model,
+                "system_fingerprint": SYSTEM_FINGERPRINT,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            }
+            if include_usage:
+                obj["usage"] = None
+            return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+        first_content = None if answer.tool_calls and not answer.content else ""
+        head = [chunk({"role": "assistant", "content": first_content, "refusal": None})]
+        content_chunks = [chunk({"content": piece}) for piece in _split_words(answer.content or "")]
+        body_chunks = list(content_chunks)
+        for index, call in enumerate(answer.tool_calls or []):
+            body_chunks.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": index,
+                                "id": call["id"],
+                                "type": "function",
+                                "function": {"name": call["function"]["name"], "arguments": ""},
+                            }
+                        ]
+                    }
+                )
+            )
+            for piece in _split_n(call["function"]["arguments"], 3):
+                body_chunks.append(
+                    chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                )
+
+        if isinstance(behaviour, DropMidStream):
+            return await self._sse(request, head + body_chunks[: max(0, behaviour.after_chunks)], abort=True)
+
+        tail = [chunk({}, answer.finish_reason)]
+        if include_usage:
+            usage_obj = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": CREATED,
+                "model": model,
+                "system_fingerprint": SYSTEM_FINGERPRINT,
+                "choices": [],
+                "usage": answer.usage,
+            }
+            tail.append(b"data: " + json.dumps(usage_obj).encode() + b"\n\n")
+        tail.append(b"data: [DONE]\n\n")
+        return await self._sse(request, head + body_chunks + tail)
+
+    async def _sse(
+        self, request: web.Request, events: list[bytes], abort: bool = False
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+            },
+        )
+        try:
+            await resp.prepare(request)
+            for event in events:
+                await resp.write(event)
+                await asyncio.sleep(0)  # let each event go out as its own chunk
+            if abort:
+                self._abort(request)
+                return resp
+            await resp.write_eof()
+        except _DISCONNECTED:
+            pass
+        return resp
+
+    async def _drop_body(self, request: web.Request, full: web.StreamResponse) -> web.StreamResponse:
+        """Send the status line, headers (with the full Content-Length) and half the body, then
+        abort the connection."""
+        assert isinstance(full, web.Response)
+        data = full.body if isinstance(full.body, bytes) else b""
+        resp = web.StreamResponse(status=full.status, headers={"Content-Type": full.content_type})
+        resp.content_length = len(data)
+        try:
+            await resp.prepare(request)
+            await resp.write(data[: len(data) // 2])
+            self._abort(request)
+        except _DISCONNECTED:
+            pass
+        return resp
+
+    @staticmethod
+    def _abort(request: web.Request) -> None:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
