@@ -143,9 +143,7 @@ def test_response_formats(mock_openai: MockOpenAI) -> None:
     content = json.loads(r.json()["choices"][0]["message"]["content"])
     assert content == {"name": "x", "age": 1, "score": 1.0, "ok": True, "tags": [], "meta": {}}
 
-    r = httpx.post(
-        f"{mock_openai.url}/chat/completions", json=chat_body(response_format={"type": "json_object"})
-    )
+    r = httpx.post(f"{mock_openai.url}/chat/completions", json=chat_body(response_format={"type": "json_object"}))
     assert json.loads(r.json()["choices"][0]["message"]["content"]) == {"ok": True}
 
 
@@ -162,9 +160,7 @@ def test_embeddings_and_models(mock_openai: MockOpenAI) -> None:
     assert len(single["embedding"]) == 3
     assert single["embedding"] == vec_a[:3]  # deterministic per input
 
-    r = httpx.post(
-        f"{mock_openai.url}/embeddings", json={"model": "e", "input": "a", "encoding_format": "base64"}
-    )
+    r = httpx.post(f"{mock_openai.url}/embeddings", json={"model": "e", "input": "a", "encoding_format": "base64"})
     raw = base64.b64decode(r.json()["data"][0]["embedding"])
     assert struct.unpack("<8f", raw) == pytest.approx(vec_a, abs=1e-6)
 

@@ -44,6 +44,15 @@ class ProviderConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict, description="provider-specific settings")
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        from .providers import PROVIDER_KINDS
+
+        if kind not in PROVIDER_KINDS:
+            raise ValueError(f"unknown provider kind {kind!r} (known: {', '.join(sorted(PROVIDER_KINDS))})")
+        return kind
+
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 

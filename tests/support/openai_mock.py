@@ -506,9 +506,7 @@ class MockOpenAI:
                 }
             )
         else:
-            resp = web.json_response(
-                _error_body(404, f"no route {request.method} {request.path}"), status=404
-            )
+            resp = web.json_response(_error_body(404, f"no route {request.method} {request.path}"), status=404)
         if isinstance(behaviour, DropMidStream):
             return await self._drop_body(request, resp)
         return resp
@@ -527,9 +525,7 @@ class MockOpenAI:
 
     def _embeddings(self, body: dict[str, Any]) -> web.Response:
         inputs = body.get("input")
-        if isinstance(inputs, str) or (
-            isinstance(inputs, list) and inputs and all(isinstance(x, int) for x in inputs)
-        ):
+        if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and all(isinstance(x, int) for x in inputs)):
             inputs = [inputs]
         if not isinstance(inputs, list) or not inputs:
             return web.json_response(_error_body(400, "'input' is required"), status=400)
@@ -594,9 +590,7 @@ class MockOpenAI:
         elif last.get("role") == "tool":
             content = "tool said: " + _text_of(last.get("content"))
         else:
-            user = next(
-                (m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), {}
-            )
+            user = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), {})
             content = "echo: " + _text_of(user.get("content"))
         return _Answer(content, None, "stop", _usage(prompt_tokens, _count_tokens(content)))
 
@@ -674,9 +668,7 @@ class MockOpenAI:
                 )
             )
             for piece in _split_n(call["function"]["arguments"], 3):
-                body_chunks.append(
-                    chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-                )
+                body_chunks.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
 
         if isinstance(behaviour, DropMidStream):
             return await self._sse(request, head + body_chunks[: max(0, behaviour.after_chunks)], abort=True)
@@ -696,9 +688,7 @@ class MockOpenAI:
         tail.append(b"data: [DONE]\n\n")
         return await self._sse(request, head + body_chunks + tail)
 
-    async def _sse(
-        self, request: web.Request, events: list[bytes], abort: bool = False
-    ) -> web.StreamResponse:
+    async def _sse(self, request: web.Request, events: list[bytes], abort: bool = False) -> web.StreamResponse:
         resp = web.StreamResponse(
             status=200,
             headers={

@@ -48,7 +48,7 @@ class Store:
     async def get_inference(self, inference_id: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(inferences).where(inferences.c.id == inference_id))).first()
-        return dict(row._mapping) if row else None
+        return _plain(row) if row else None
 
     async def episode_exists(self, episode_id: str) -> bool:
         query = sa.select(inferences.c.id).where(inferences.c.episode_id == episode_id).limit(1)
@@ -81,7 +81,7 @@ class Store:
     async def list_feedback(self, target_id: str) -> list[dict[str, Any]]:
         query = sa.select(feedback).where(feedback.c.target_id == target_id).order_by(feedback.c.created_at)
         async with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in await conn.execute(query)]
+            return [_plain(r) for r in await conn.execute(query)]
 
     # -- api keys -----------------------------------------------------------
     async def add_api_key(self, name: str, key_hash: str) -> str:
@@ -95,6 +95,11 @@ class Store:
         query = sa.select(api_keys.c.key_hash, api_keys.c.id).where(api_keys.c.revoked_at.is_(None))
         async with self.engine.connect() as conn:
             return {h: i for h, i in await conn.execute(query)}
+
+
+def _plain(row: sa.Row[Any]) -> dict[str, Any]:
+    """A row as a dict with plain ``str`` keys (SQLAlchemy's are a str subclass orjson refuses)."""
+    return {str(k): v for k, v in row._mapping.items()}
 
 
 def new_id() -> uuid.UUID:

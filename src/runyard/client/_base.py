@@ -7,12 +7,12 @@ import os
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from runyard import __version__
 from runyard.client._streaming import AsyncStream
 from runyard.client._transports import RetryTransport, parse_retry_after
 from runyard.errors import (
@@ -36,11 +36,6 @@ DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
 DEFAULT_MAX_RETRIES = 2
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
-try:
-    __version__ = version("runyard")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
-
 LifespanFactory = Callable[[], AbstractAsyncContextManager[Any]]
 
 
@@ -55,6 +50,8 @@ class _Lifespan:
         self._stop: asyncio.Event | None = None
 
     async def start(self) -> None:
+        if self._task is not None:
+            return
         async with self._lock:
             if self._task is not None:
                 return
@@ -67,6 +64,10 @@ class _Lifespan:
                         if not started.done():
                             started.set_result(None)
                         await stop.wait()
+                except asyncio.CancelledError:
+                    if not started.done():
+                        started.cancel()
+                    raise
                 except BaseException as exc:
                     if started.done():
                         raise
@@ -122,7 +123,9 @@ class AsyncAPIClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
-            timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout, connect=5.0),
+            timeout=timeout
+            if isinstance(timeout, httpx.Timeout)
+            else httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             transport=transport,
         )
         self._lifespan = _Lifespan(lifespan) if lifespan is not None else None

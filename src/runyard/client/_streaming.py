@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -126,9 +126,9 @@ class AsyncStream(Generic[T]):
     def __init__(self, response: httpx.Response, parse: Callable[[dict[str, Any]], T]) -> None:
         self.response = response
         self._parse = parse
-        self._iterator = self._iter()
+        self._iterator: AsyncGenerator[T, None] = self._iter()
 
-    async def _iter(self) -> AsyncIterator[T]:
+    async def _iter(self) -> AsyncGenerator[T, None]:
         try:
             async for sse in aiter_sse(self.response.aiter_bytes()):
                 if sse.data == DONE:
@@ -176,7 +176,7 @@ class Stream(Generic[T]):
     def __init__(self, stream: AsyncStream[T], portal: Portal) -> None:
         self._stream = stream
         self._portal = portal
-        self._iterator = portal.iterate(stream)
+        self._iterator: Generator[T, None, None] = portal.iterate(stream)
 
     @property
     def response(self) -> httpx.Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Generator
 from typing import Any, TypeVar
 
 __all__ = ["Portal"]
@@ -66,7 +66,7 @@ class Portal:
             future.cancel()
             raise
 
-    def iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
+    def iterate(self, iterator: AsyncIterator[T]) -> Generator[T, None, None]:
         """Yield the items of ``iterator``, each fetched through the loop on demand."""
         ait = iterator.__aiter__()
         sentinel: Any = object()

@@ -7,8 +7,10 @@ for embedded mode, ``RetryTransport(httpx.AsyncHTTPTransport())`` over the netwo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -23,13 +25,12 @@ logger = logging.getLogger("runyard.client")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-ASGIApp = Callable[
-    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
-]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 RETRY_COUNT_HEADER = "x-runyard-retry-count"
+DISCONNECT_GRACE_S = 0.05  # an app that does not react to http.disconnect is cancelled after this
 
 
 # --------------------------------------------------------------------------- ASGI
@@ -42,9 +43,7 @@ class _ASGIExchange:
         self.app = app
         self.scope = scope
         self.request = request
-        self.started: asyncio.Future[tuple[int, list[tuple[bytes, bytes]]]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        self.started: asyncio.Future[tuple[int, list[tuple[bytes, bytes]]]] = asyncio.get_running_loop().create_future()
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
         self.complete = False  # the app sent its last body chunk
         self.finished = asyncio.Event()  # response complete or abandoned: receive() -> disconnect
@@ -55,14 +54,17 @@ class _ASGIExchange:
     async def _run(self) -> None:
         try:
             await self.app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            if not self.started.done():
+                self.started.cancel()
+            raise
         except BaseException as exc:
             if not self.started.done():
                 self.started.set_exception(exc)
                 return
             if self.complete:  # like a server: the response is out, log what came after it
-                if not isinstance(exc, asyncio.CancelledError):
-                    logger.error("ASGI app raised after completing its response", exc_info=exc)
-                    return
+                logger.error("ASGI app raised after completing its response", exc_info=exc)
+                return
             raise
         finally:
             if not self.started.done():
@@ -102,7 +104,8 @@ class _ASGIExchange:
 
     async def wait_started(self, timeout: float | None) -> tuple[int, list[tuple[bytes, bytes]]]:
         try:
-            await asyncio.wait({self.started, self.task}, timeout=timeout, return_when="FIRST_COMPLETED")
+            waiters: set[asyncio.Future[Any]] = {self.started, self.task}
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             await self.cancel()
             raise
@@ -124,8 +127,9 @@ class _ASGIExchange:
                     f"ASGI app ended without completing its response: {exc!r}", request=self.request
                 ) from exc
             getter = asyncio.ensure_future(self.queue.get())
+            waiters: set[asyncio.Future[Any]] = {getter, self.task}
             try:
-                done, _ = await asyncio.wait({getter, self.task}, timeout=timeout, return_when="FIRST_COMPLETED")
+                done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 if not getter.done():
                     getter.cancel()
@@ -138,8 +142,10 @@ class _ASGIExchange:
         """Signal a disconnect and, if the response is unfinished, cancel the app."""
         self.finished.set()
         if not self.complete and not self.task.done():
-            self.task.cancel()
-            await asyncio.wait({self.task})
+            await asyncio.wait({self.task}, timeout=DISCONNECT_GRACE_S)  # let it see http.disconnect
+            if not self.task.done():
+                self.task.cancel()
+                await asyncio.wait({self.task})
         if self.task.done() and not self.task.cancelled():
             self.task.exception()  # retrieved: it was a cancelled exchange, or already reported
 
@@ -220,17 +226,15 @@ def parse_retry_after(headers: httpx.Headers, *, now: float | None = None) -> fl
     """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
     ms = headers.get("retry-after-ms")
     if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
+        with contextlib.suppress(ValueError):
+            if math.isfinite(seconds := float(ms) / 1000):
+                return max(0.0, seconds)
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    with contextlib.suppress(ValueError):
+        seconds = float(value)
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -296,11 +300,7 @@ class RetryTransport(httpx.AsyncBaseTransport):
                 logger.debug("retrying %s %s after %r in %.2fs", request.method, request.url, exc, delay)
             else:
                 status = response.status_code
-                if (
-                    attempt >= max_retries
-                    or status not in self.retry_statuses
-                    or not (replayable or status == 429)
-                ):
+                if attempt >= max_retries or status not in self.retry_statuses or not (replayable or status == 429):
                     return response
                 delay = self.retry_delay(attempt, response.headers)
                 await _discard(response)

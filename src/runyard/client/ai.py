@@ -30,7 +30,7 @@ class AsyncEmbeddings:
 
     async def create(
         self,
-        input: str | list[str],  # noqa: A002 - the wire name
+        input: str | list[str],
         *,
         model: str | None = None,
         dimensions: int | None = None,
@@ -150,7 +150,7 @@ class Embeddings:
 
     def create(
         self,
-        input: str | list[str],  # noqa: A002 - the wire name
+        input: str | list[str],
         *,
         model: str | None = None,
         dimensions: int | None = None,

@@ -134,6 +134,9 @@ class ChatChunk(_Model):
     index: int = 0
     usage: Usage | None = None
     inference_id: str | None = None
+    episode_id: str | None = None
+    model: str | None = None
+    provider: str | None = None
 
     @property
     def content(self) -> str | None:

@@ -89,8 +89,10 @@ class AnthropicProvider(Provider):
             body["temperature"] = request.temperature
         if request.top_p is not None:
             body["top_p"] = request.top_p
-        if request.stop:
-            body["stop_sequences"] = [request.stop] if isinstance(request.stop, str) else request.stop
+        stops = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
+        stops = [s for s in stops if s.strip()]  # Anthropic refuses whitespace-only sequences
+        if stops:
+            body["stop_sequences"] = stops
         if request.user:
             body["metadata"] = {"user_id": request.user}
 
@@ -278,9 +280,7 @@ def _image_block(url: str) -> dict[str, Any]:
         return {"type": "image", "source": {"type": "base64", "media_type": m[1], "data": m[2]}}
     if url.startswith(("http://", "https://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
-    raise InvalidRequestError(
-        "image_url must be an http(s) URL or a base64 data: URL", code="invalid_image_url"
-    )
+    raise InvalidRequestError("image_url must be an http(s) URL or a base64 data: URL", code="invalid_image_url")
 
 
 def _translate(msg: Message) -> tuple[str, list[dict[str, Any]]]:

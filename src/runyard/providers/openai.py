@@ -81,7 +81,9 @@ class OpenAIProvider(Provider):
                 try:
                     data = orjson.loads(payload)
                 except orjson.JSONDecodeError:
-                    raise UpstreamError(f"{self.name}: malformed stream event", code="upstream_invalid_response") from None
+                    raise UpstreamError(
+                        f"{self.name}: malformed stream event", code="upstream_invalid_response"
+                    ) from None
                 if not isinstance(data, dict):
                     continue
                 if data.get("error"):
@@ -149,7 +151,7 @@ def parse_chunk(data: dict[str, Any]) -> ChatDelta | None:
             )
             for i, tc in enumerate(delta["tool_calls"])
         ]
-    content = delta.get("content")
+    content = delta.get("content") or None  # the role-only first chunk carries ""
     finish = choice.get("finish_reason")
     if content is None and tool_deltas is None and finish is None and usage is None:
         return None

@@ -319,6 +319,7 @@ class ChatStream:
         calls: dict[int, ToolCall] = {}
         usage = Usage()
         ttft: float | None = None
+        held: ChatDelta | None = None
         status, error = "ok", None
         try:
             while True:
@@ -342,7 +343,19 @@ class ChatStream:
                     usage = delta.usage
                 if delta.finish_reason:
                     result.finish_reason = delta.finish_reason
+                # The last delta carries both finish_reason and usage (OpenAI sends usage after).
+                if held is not None:
+                    if delta.usage and not (delta.content or delta.tool_calls or delta.finish_reason):
+                        held.usage = delta.usage
+                        continue
+                    yield held
+                    held = None
+                if delta.finish_reason:
+                    held = delta
+                    continue
                 yield delta
+            if held is not None:
+                yield held
         except RunyardError as err:
             status, error = "error", f"{err.code}: {err.message}"
             raise

@@ -1,0 +1,469 @@
+#!/usr/bin/env python3
+"""Runyard gateway overhead: direct-to-mock vs through Runyard, one command.
+
+    .venv/bin/python bench/overhead.py                  # 3 rounds x 10 s (about 4 min)
+    .venv/bin/python bench/overhead.py --rounds 1 --duration 3     # smoke run
+    .venv/bin/python bench/overhead.py --profile /tmp/runyard-c32.speedscope.json
+
+What it does (loopback only; everything started here is stopped by PID at the end,
+also on Ctrl-C / SIGTERM):
+  1. starts the shared mock upstream (``mock_upstream.py --server raw``) on a free port;
+  2. starts ``runyard serve --config bench/runyard.toml`` on a free port (MOCK_BASE_URL
+     and RUNYARD_BENCH_DB, a throwaway SQLite file, are passed in its environment;
+     inference recording stays on) and waits until ``GET /v1/models`` answers 200;
+  3. for each round, for each scenario, for both targets (order rotated per round) runs
+     the shared ``loadgen.py`` (wrk for chat/embed when installed, else its py engine;
+     py engine for streams, which reports TTFB) and keeps its JSON line;
+  4. prints medians over rounds: req/s, p50, p99, added p50/p99 vs direct, CPU ms per
+     request of the gateway (of the mock for "direct"), and PASS/MISS for the targets.
+
+The shared tools come from ``<repo>/../shared/bench`` unless ``--shared-bench DIR`` or
+``$SHARED_BENCH`` says otherwise. The raw JSON lines go to ``--out`` (default: a file in
+the temp dir); they use run_peers.sh's format, so ``summarize.py FILE`` reads them too.
+
+A benchmark, not a test: the exit status is 0 whether targets are met or missed, and
+non-zero only when something could not run (a server did not start, every load run failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO / "bench" / "runyard.toml"
+
+# Targets (see /work/shared/bench/RESULTS.md and the project brief).
+TARGET_ADDED_P50_C1_MS = 0.6
+TARGET_RPS_C32 = 2500.0
+
+DEFAULT_SCENARIOS = "chat:1,chat:32,stream:1,embed:32"
+
+
+# --------------------------------------------------------------------------- helpers
+def log(msg: str) -> None:
+    print(f"[overhead {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_shared_bench(arg: str | None) -> Path:
+    cand = arg or os.environ.get("SHARED_BENCH") or str(REPO.parent / "shared" / "bench")
+    p = Path(cand).expanduser().resolve()
+    for f in ("loadgen.py", "mock_upstream.py"):
+        if not (p / f).is_file():
+            raise SystemExit(f"overhead: {p / f} not found (use --shared-bench DIR or SHARED_BENCH)")
+    return p
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct and indirect children of pid, found via /proc (deepest last)."""
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                s = fh.read()
+            ppid = int(s[s.rfind(")") + 2 :].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for k in kids.get(p, []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+class Procs:
+    """The servers this script started; stopped by PID (children first found via /proc)."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str], logfile: Path) -> subprocess.Popen[bytes]:
+        fh = open(logfile, "wb")
+        # own session: a Ctrl-C in the terminal reaches us only; we stop the servers in order
+        p = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True, cwd=str(REPO))
+        fh.close()
+        self.started.append((name, p))
+        return p
+
+    def stop_all(self) -> None:
+        for name, p in reversed(self.started):
+            if p.poll() is not None:
+                continue
+            kids = children_of(p.pid)
+            for pid in [p.pid, *kids]:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            try:
+                p.wait(timeout=12)
+            except subprocess.TimeoutExpired:
+                log(f"{name} pid={p.pid} did not stop on SIGTERM; SIGKILL")
+                for pid in [p.pid, *kids]:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                p.wait(timeout=5)
+        self.started.clear()
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float, logfile: Path) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            tail = logfile.read_text(errors="replace")[-3000:]
+            raise SystemExit(f"overhead: process exited with {proc.returncode} before {url} answered:\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if 200 <= r.status < 300:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"overhead: timeout waiting for {url} (see {logfile})")
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def g(d, *path):
+    for p in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(p)
+    return d
+
+
+def fmt(x, nd=3):
+    if x is None:
+        return "–"
+    if abs(x) >= 1000:
+        return f"{x:.0f}"
+    if abs(x) >= 100:
+        return f"{x:.1f}"
+    return f"{x:.{nd}f}"
+
+
+def signed(x, nd=3):
+    return "–" if x is None else ("+" if x >= 0 else "") + fmt(x, nd)
+
+
+# --------------------------------------------------------------------------- load runs
+def run_load(py: str, shared: Path, a, base_url: str, mode: str, c: int, pid: int, label: str, rnd: int,
+             out: Path, duration: float, warmup: float, kind: str = "gateway") -> dict | None:
+    model = "mock-embed" if mode == "embed" else "mock-gpt"
+    cmd = [py, str(shared / "loadgen.py"), "--base-url", base_url, "--mode", mode, "--model", model,
+           "-c", str(c), "-d", str(duration), "--warmup", str(warmup), "--pids", str(pid),
+           "--label", label, "--tag", f"target={label}", "--tag", f"round={rnd}", "--tag", f"kind={kind}",
+           "--settle", "10"]
+    if a.engine != "auto":
+        cmd += ["--engine", "py" if mode == "stream" else a.engine]
+    t_limit = duration + warmup + 120
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = p.communicate(timeout=t_limit)
+    except BaseException as err:  # timeout, Ctrl-C, SIGTERM: stop loadgen and its wrk by PID
+        for pid in [*children_of(p.pid), p.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        p.wait()
+        if isinstance(err, subprocess.TimeoutExpired):
+            log(f"  FAILED (timeout): {label} {mode} c={c}")
+            return None
+        raise
+    line = next((ln for ln in reversed(stdout.splitlines()) if ln.startswith("{")), None)
+    if p.returncode != 0 or line is None:
+        log(f"  FAILED (rc={p.returncode}): {label} {mode} c={c}: {(stderr or stdout)[-600:]}")
+        return None
+    rec = json.loads(line)
+    with open(out, "a") as fh:
+        fh.write(line + "\n")
+    return rec
+
+
+def agg(recs: list[dict]) -> dict:
+    return {
+        "n": len(recs),
+        "rps": med([r.get("rps") for r in recs]),
+        "p50": med([g(r, "lat_ms", "p50") for r in recs]),
+        "p99": med([g(r, "lat_ms", "p99") for r in recs]),
+        "t50": med([g(r, "ttfb_ms", "p50") for r in recs]),
+        "t99": med([g(r, "ttfb_ms", "p99") for r in recs]),
+        "cpu": med([g(r, "procs", "cpu_ms_per_req") for r in recs]),
+        "util": med([g(r, "procs", "cpu_util") for r in recs]),
+        "rss": max([g(r, "procs", "rss_mb") or 0 for r in recs] or [0]) or None,
+        "errors": sum(sum((r.get("errors") or {}).values()) for r in recs),
+        "engine": ",".join(sorted({r.get("engine", "?") for r in recs})),
+        "rps_all": [r.get("rps") for r in recs],
+        "p50_all": [g(r, "lat_ms", "p50") for r in recs],
+    }
+
+
+# --------------------------------------------------------------------------- report
+def report(results: dict, scenarios: list[tuple[str, int]], rounds: int, duration: float) -> list[str]:
+    out: list[str] = []
+    w = out.append
+    w("")
+    w(f"## Runyard overhead vs direct-to-mock (median of {rounds} round(s) x {duration:g} s; latency ms)")
+    w("")
+    w("| scenario | target | engine | req/s | p50 | p99 | added p50 | added p99 | req/s x | CPU ms/req | "
+      "CPU util | RSS MB | errors |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for sc in scenarios:
+        d = results.get((sc, "direct"))
+        r = results.get((sc, "runyard"))
+        for name, a in (("direct (mock)", d), ("runyard", r)):
+            if a is None:
+                continue
+            is_gw = name == "runyard"
+            add50 = a["p50"] - d["p50"] if is_gw and d and a["p50"] is not None and d["p50"] is not None else None
+            add99 = a["p99"] - d["p99"] if is_gw and d and a["p99"] is not None and d["p99"] is not None else None
+            x = (a["rps"] / d["rps"]) if is_gw and d and d["rps"] else None
+            w(f"| {sc[0]} c={sc[1]} | {name} | {a['engine']} | {fmt(a['rps'], 1)} | {fmt(a['p50'])} | "
+              f"{fmt(a['p99'])} | {signed(add50) if is_gw else '–'} | {signed(add99) if is_gw else '–'} | "
+              f"{fmt(x, 3) if x else '–'} | {fmt(a['cpu'])} | {fmt(a['util'], 2)} | {fmt(a['rss'], 0)} | "
+              f"{a['errors']} |")
+    streams = [sc for sc in scenarios if sc[0] == "stream"]
+    if streams:
+        w("")
+        w("Streams (py engine): time to first body byte (TTFB) and full stream")
+        w("")
+        w("| scenario | target | ttfb p50 | ttfb p99 | added ttfb p50 | added ttfb p99 | full p50 | full p99 |")
+        w("|---|---|---|---|---|---|---|---|")
+        for sc in streams:
+            d = results.get((sc, "direct"))
+            for name, a in (("direct (mock)", d), ("runyard", results.get((sc, "runyard")))):
+                if a is None:
+                    continue
+                is_gw = name == "runyard"
+                at50 = a["t50"] - d["t50"] if is_gw and d and a["t50"] is not None and d["t50"] is not None else None
+                at99 = a["t99"] - d["t99"] if is_gw and d and a["t99"] is not None and d["t99"] is not None else None
+                w(f"| {sc[0]} c={sc[1]} | {name} | {fmt(a['t50'])} | {fmt(a['t99'])} | "
+                  f"{signed(at50) if is_gw else '–'} | {signed(at99) if is_gw else '–'} | "
+                  f"{fmt(a['p50'])} | {fmt(a['p99'])} |")
+    w("")
+    w("Per round (runyard): " + "; ".join(
+        f"{sc[0]} c={sc[1]} req/s {[round(x) for x in results[(sc, 'runyard')]['rps_all'] if x is not None]}"
+        for sc in scenarios if (sc, "runyard") in results))
+    w("")
+    w("## Targets")
+    w("")
+    checks = []
+    c1, c1d = results.get((("chat", 1), "runyard")), results.get((("chat", 1), "direct"))
+    if c1 and c1d and c1["p50"] is not None and c1d["p50"] is not None:
+        added = c1["p50"] - c1d["p50"]
+        checks.append((f"chat c=1 added p50 <= {TARGET_ADDED_P50_C1_MS} ms", f"{added:+.3f} ms",
+                       added <= TARGET_ADDED_P50_C1_MS))
+    else:
+        checks.append((f"chat c=1 added p50 <= {TARGET_ADDED_P50_C1_MS} ms", "not measured", None))
+    c32 = results.get((("chat", 32), "runyard"))
+    if c32 and c32["rps"] is not None:
+        checks.append((f"chat c=32 >= {TARGET_RPS_C32:,.0f} req/s", f"{c32['rps']:,.0f} req/s",
+                       c32["rps"] >= TARGET_RPS_C32))
+    else:
+        checks.append((f"chat c=32 >= {TARGET_RPS_C32:,.0f} req/s", "not measured", None))
+    for name, value, ok in checks:
+        w(f"- {'PASS' if ok else ('MISS' if ok is False else 'N/A ')}  {name}: {value}")
+    return out
+
+
+# --------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds measured per run")
+    ap.add_argument("--warmup", type=float, default=1.0, help="seconds of unrecorded load before each run")
+    ap.add_argument("--scenarios", default=DEFAULT_SCENARIOS,
+                    help=f"comma-separated mode:concurrency, modes chat|stream|embed (default {DEFAULT_SCENARIOS})")
+    ap.add_argument("--engine", choices=["auto", "wrk", "py"], default="auto",
+                    help="loadgen engine for chat/embed (streams always use py)")
+    ap.add_argument("--shared-bench", default=None, help="dir with loadgen.py and mock_upstream.py "
+                    "(default $SHARED_BENCH or <repo>/../shared/bench)")
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="runyard config (default bench/runyard.toml)")
+    ap.add_argument("--python", default=sys.executable, help="interpreter for runyard, the mock and loadgen")
+    ap.add_argument("--out", default=None, help="JSONL of raw loadgen lines (default in the temp dir)")
+    ap.add_argument("--keep-db", action="store_true", help="keep the temporary SQLite store")
+    ap.add_argument("--pin", action="store_true",
+                    help="taskset: gateway on CPU 1, mock + load generator on CPU 0 (as run_peers.sh PIN=1)")
+    ap.add_argument("--profile", metavar="FILE", default=None,
+                    help="after the rounds, py-spy record the gateway under chat c=32 load into FILE "
+                         "(speedscope JSON; py-spy must be installed next to --python or on PATH)")
+    ap.add_argument("--profile-duration", type=float, default=10.0)
+    a = ap.parse_args(argv)
+
+    shared = find_shared_bench(a.shared_bench)
+    scenarios: list[tuple[str, int]] = []
+    for item in a.scenarios.split(","):
+        mode, _, c = item.strip().partition(":")
+        if mode not in ("chat", "stream", "embed") or not c.isdigit():
+            raise SystemExit(f"overhead: bad scenario {item!r} (want mode:concurrency)")
+        scenarios.append((mode, int(c)))
+    a.duration = min(max(a.duration, 1.0), 120.0)
+    py = a.python
+    engine_note = "wrk" if shutil.which("wrk") else "py (wrk not installed: apt-get install -y wrk)"
+    if a.engine != "auto":
+        engine_note = a.engine
+
+    work = Path(tempfile.mkdtemp(prefix="runyard-overhead-"))
+    out = Path(a.out) if a.out else work / f"overhead-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    db = work / "runyard.db"
+    procs = Procs()
+
+    def on_term(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
+    pin0 = ["taskset", "-c", "0"] if a.pin and shutil.which("taskset") else []
+    pin1 = ["taskset", "-c", "1"] if a.pin and shutil.which("taskset") else []
+    rc = 0
+    try:
+        # ---- mock upstream
+        mock_port = free_port()
+        mock_log = work / "mock.log"
+        mock = procs.start("mock", [*pin0, py, str(shared / "mock_upstream.py"), "--host", "127.0.0.1",
+                                    "--port", str(mock_port), "--server", "raw"], dict(os.environ), mock_log)
+        mock_url = f"http://127.0.0.1:{mock_port}/v1"
+        wait_ready(f"{mock_url}/models", mock, 30, mock_log)
+        log(f"mock upstream pid={mock.pid} {mock_url}")
+
+        # ---- runyard
+        gw_port = free_port()
+        gw_log = work / "runyard.log"
+        env = dict(os.environ, MOCK_BASE_URL=mock_url, RUNYARD_BENCH_DB=str(db))
+        gw = procs.start("runyard", [*pin1, py, "-m", "runyard", "serve", "--config", a.config,
+                                     "--host", "127.0.0.1", "--port", str(gw_port)], env, gw_log)
+        gw_url = f"http://127.0.0.1:{gw_port}/v1"
+        wait_ready(f"{gw_url}/models", gw, 90, gw_log)
+        log(f"runyard pid={gw.pid} {gw_url} (store {db}, log {gw_log})")
+
+        if pin0:  # the load generator (and wrk under it) on CPU 0 too
+            os.sched_setaffinity(0, {0})
+        with open(out, "a") as fh:
+            fh.write(json.dumps({"kind": "meta", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                 "python": sys.version.split()[0], "cores": os.cpu_count(),
+                                 "duration_s": a.duration, "rounds": a.rounds, "pinned": bool(pin0),
+                                 "mock_server": "raw", "mock_latency_ms": 0.0, "versions": {}}) + "\n")
+
+        targets = [("direct", mock_url, mock.pid), ("runyard", gw_url, gw.pid)]
+        # one short warm-up of each target (connection pools, lazy imports, SQLite WAL)
+        for name, url, pid in targets:
+            for mode in sorted({m for m, _ in scenarios}):
+                run_load(py, shared, a, url, mode, 4, pid, name, 0, work / "warm.jsonl", 1, 0, kind="warm")
+
+        recs: dict[tuple[tuple[str, int], str], list[dict]] = {}
+        attempted = failed = 0
+        t_start = time.monotonic()
+        for r in range(1, a.rounds + 1):
+            for sc in scenarios:
+                order = targets if r % 2 else targets[::-1]  # rotate the order every round
+                for name, url, pid in order:
+                    log(f"round {r}/{a.rounds}  {sc[0]} c={sc[1]}  -> {name}")
+                    attempted += 1
+                    rec = run_load(py, shared, a, url, sc[0], sc[1], pid, name, r, out, a.duration, a.warmup)
+                    if rec is None:
+                        failed += 1
+                        continue
+                    recs.setdefault((sc, name), []).append(rec)
+                    if gw.poll() is not None:
+                        raise SystemExit(f"overhead: runyard exited ({gw.returncode}); see {gw_log}")
+        elapsed = time.monotonic() - t_start
+
+        results = {k: agg(v) for k, v in recs.items()}
+        lines = [f"Runyard overhead benchmark, {time.strftime('%Y-%m-%d %H:%M')}: {os.cpu_count()} cores, "
+                 f"Python {sys.version.split()[0]}, load engine {engine_note}, pinned={bool(pin0)}, "
+                 f"{a.rounds} round(s) x {a.duration:g} s (+{a.warmup:g} s warm-up) in {elapsed / 60:.1f} min",
+                 f"mock {mock_url} (pid {mock.pid}), runyard {gw_url} (pid {gw.pid}), config {a.config}, "
+                 f"recording on, store {db}"]
+        lines += report(results, scenarios, a.rounds, a.duration)
+        print("\n".join(lines), flush=True)
+
+        # recording check: the rows really reached the store
+        try:
+            import sqlite3
+
+            time.sleep(0.5)
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+            n = con.execute("select count(*) from inferences").fetchone()[0]
+            con.close()
+            print(f"\nInferences recorded in the store so far: {n:,} (buffered rows are flushed on shutdown)")
+        except Exception as err:
+            print(f"\n(could not count recorded inferences: {err})")
+        print(f"Raw loadgen lines: {out}  (summarize: {shared / 'summarize.py'} {out})")
+
+        if a.profile:
+            profile(a, py, shared, gw, gw_url, work)
+
+        if attempted and failed == attempted:
+            rc = 1
+    except KeyboardInterrupt:
+        log("interrupted; stopping what was started")
+        rc = 130
+    finally:
+        procs.stop_all()
+        if not a.keep_db:
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.unlink(str(db) + suffix)
+                except FileNotFoundError:
+                    pass
+        log(f"logs: {work}")
+    return rc
+
+
+def profile(a, py: str, shared: Path, gw: subprocess.Popen[bytes], gw_url: str, work: Path) -> None:
+    """py-spy record the gateway while loadgen drives chat c=32."""
+    spy = shutil.which("py-spy", path=str(Path(py).parent)) or shutil.which("py-spy")
+    if not spy:
+        log("py-spy not found (pip install py-spy); skipping --profile")
+        return
+    dur = max(2.0, a.profile_duration)
+    load = subprocess.Popen([py, str(shared / "loadgen.py"), "--base-url", gw_url, "-c", "32",
+                             "-d", str(dur + 3), "--warmup", "0", "--settle", "0", "--no-precheck"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        log(f"py-spy record {dur:g} s of runyard pid={gw.pid} -> {a.profile}")
+        subprocess.run([spy, "record", "--pid", str(gw.pid), "-d", str(int(dur)), "-r", "250",
+                        "--format", "speedscope", "-o", a.profile, "--nonblocking"],
+                       timeout=dur + 60, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        load.wait(timeout=dur + 60)
+    finally:
+        if load.poll() is None:
+            load.terminate()
+            load.wait(timeout=10)
+    print(f"Profile: {a.profile} (open in https://speedscope.app, or summarize with bench/profile_top.py)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

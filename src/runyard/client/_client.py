@@ -1,0 +1,220 @@
+"""The public clients: :class:`AsyncClient` and its blocking twin :class:`Client`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from runyard.client._base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, AsyncAPIClient
+from runyard.client._sync import Portal
+from runyard.client._transports import ASGITransport
+from runyard.client.ai import AI, AsyncAI
+from runyard.client.types import FeedbackResult
+
+if TYPE_CHECKING:
+    from runyard.config import RunyardConfig
+
+__all__ = ["EMBEDDED_BASE_URL", "AsyncClient", "Client"]
+
+EMBEDDED_BASE_URL = "http://runyard.embedded"
+
+
+class AsyncClient(AsyncAPIClient):
+    """Async Runyard client over HTTP, or in-process with :meth:`embedded`.
+
+    ``base_url`` defaults to ``$RUNYARD_BASE_URL`` (else ``http://127.0.0.1:8000``),
+    ``api_key`` to ``$RUNYARD_API_KEY``. ``transport`` replaces the inner httpx transport
+    (it is wrapped in a :class:`RetryTransport` unless it already is one).
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        transport: httpx.AsyncBaseTransport | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        lifespan: Callable[[], Any] | None = None,
+    ) -> None:
+        super().__init__(
+            base_url,
+            api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            transport=transport,
+            default_headers=default_headers,
+            lifespan=lifespan,
+        )
+        self.ai = AsyncAI(self)
+
+    async def feedback(
+        self,
+        metric_name: str,
+        value: float | bool,
+        *,
+        inference_id: str | None = None,
+        episode_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> FeedbackResult:
+        """Record a metric value for an inference or an episode (``POST /v1/feedback``)."""
+        body: dict[str, Any] = {"metric_name": metric_name, "value": value}
+        if inference_id is not None:
+            body["inference_id"] = inference_id
+        if episode_id is not None:
+            body["episode_id"] = episode_id
+        if tags:
+            body["tags"] = dict(tags)
+        data = await self.request("POST", "/v1/feedback", json=body, idempotency_key=idempotency_key)
+        return FeedbackResult.model_validate(data)
+
+    @classmethod
+    def from_app(cls, app: Any, *, api_key: str | None = None, **kwargs: Any) -> AsyncClient:
+        """Serve requests with an ASGI ``app`` in-process; its lifespan runs on first use."""
+        lifespan = None
+        router = getattr(app, "router", None)
+        if router is not None and hasattr(router, "lifespan_context"):
+
+            def lifespan() -> Any:
+                return router.lifespan_context(app)
+
+        return cls(EMBEDDED_BASE_URL, api_key, transport=ASGITransport(app), lifespan=lifespan, **kwargs)
+
+    @classmethod
+    def embedded(
+        cls,
+        config: RunyardConfig | str | os.PathLike[str] | None = None,
+        *,
+        api_key: str | None = None,
+        **kwargs: Any,
+    ) -> AsyncClient:
+        """The gateway itself, in this process: no server to run (``config``: a RunyardConfig,
+        a ``runyard.toml`` path, or ``None`` for ``$RUNYARD_CONFIG`` / ``./runyard.toml`` / defaults)."""
+        from runyard.config import RunyardConfig, load_config
+        from runyard.server.app import create_app
+
+        cfg = config if isinstance(config, RunyardConfig) else load_config(config)
+        return cls.from_app(create_app(cfg), api_key=api_key, **kwargs)
+
+
+class Client:
+    """Blocking Runyard client: an :class:`AsyncClient` driven through a private event loop.
+
+    Same constructor as :class:`AsyncClient` (``transport`` is an async httpx transport).
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        transport: httpx.AsyncBaseTransport | None = None,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._start(
+            lambda: AsyncClient(
+                base_url,
+                api_key,
+                timeout=timeout,
+                max_retries=max_retries,
+                transport=transport,
+                default_headers=default_headers,
+            )
+        )
+
+    def _start(self, factory: Callable[[], AsyncClient]) -> None:
+        self._portal = Portal()
+
+        async def build() -> AsyncClient:
+            return factory()
+
+        try:
+            self._async = self._portal.call(build())
+        except BaseException:
+            self._portal.close()
+            raise
+        self.ai = AI(self._async.ai, self._portal)
+
+    @classmethod
+    def _from_factory(cls, factory: Callable[[], AsyncClient]) -> Client:
+        self = cls.__new__(cls)
+        self._start(factory)
+        return self
+
+    @classmethod
+    def from_app(cls, app: Any, *, api_key: str | None = None, **kwargs: Any) -> Client:
+        """See :meth:`AsyncClient.from_app`."""
+        return cls._from_factory(lambda: AsyncClient.from_app(app, api_key=api_key, **kwargs))
+
+    @classmethod
+    def embedded(
+        cls,
+        config: RunyardConfig | str | os.PathLike[str] | None = None,
+        *,
+        api_key: str | None = None,
+        **kwargs: Any,
+    ) -> Client:
+        """See :meth:`AsyncClient.embedded`."""
+        return cls._from_factory(lambda: AsyncClient.embedded(config, api_key=api_key, **kwargs))
+
+    @property
+    def base_url(self) -> str:
+        return self._async.base_url
+
+    @property
+    def async_client(self) -> AsyncClient:
+        """The underlying async client (it lives on the portal's loop)."""
+        return self._async
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """See :meth:`AsyncAPIClient.request`."""
+        return self._portal.call(self._async.request(method, path, **kwargs))
+
+    def feedback(
+        self,
+        metric_name: str,
+        value: float | bool,
+        *,
+        inference_id: str | None = None,
+        episode_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> FeedbackResult:
+        """Record a metric value for an inference or an episode (``POST /v1/feedback``)."""
+        return self._portal.call(
+            self._async.feedback(
+                metric_name,
+                value,
+                inference_id=inference_id,
+                episode_id=episode_id,
+                tags=tags,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def close(self) -> None:
+        """Close the async client (and the embedded app's lifespan), then stop the loop."""
+        if self._portal.closed:
+            return
+        try:
+            self._portal.call(self._async.aclose())
+        finally:
+            self._portal.close()
+
+    def __enter__(self) -> Client:
+        if self._async._lifespan is not None:
+            self._portal.call(self._async.__aenter__())
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
