@@ -190,7 +190,13 @@ def run_load(py: str, shared: Path, a, base_url: str, mode: str, c: int, pid: in
     try:
         stdout, stderr = p.communicate(timeout=t_limit)
     except BaseException as err:  # timeout, Ctrl-C, SIGTERM: stop loadgen and its wrk by PID
-        for pid in [*children_of(p.pid), p.pid]:
+        kids = children_of(p.pid)
+        try:  # SIGINT first: loadgen then stops wrk and removes its temp dir itself
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=3)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            pass
+        for pid in [*kids, p.pid]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -83,7 +83,10 @@ def run_quickstart(config: RunyardConfig | None = None, model: str = "dummy::ech
 
         fb = client.feedback("thumbs_up", True, inference_id=result.inference_id)
         _show(
-            console, "feedback", f"thumbs_up=True on inference {result.inference_id[:13]}…", f"{fb.feedback_id[:13]}…"
+            console,
+            "feedback",
+            f"thumbs_up=True on inference {str(result.inference_id)[:13]}…",
+            f"{fb.feedback_id[:13]}…",
         )
     elapsed = time.perf_counter() - started
     console.print(f"\n[green]done[/] in {elapsed:.2f}s — every call above is recorded in {config_url(config)}")

@@ -113,7 +113,7 @@ def _upgrade(sync_conn: sa.Connection) -> None:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["connection"] = sync_conn
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "heads")  # one branch per feature area is fine
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

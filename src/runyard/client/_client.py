@@ -56,7 +56,7 @@ class AsyncClient(AsyncAPIClient):
     async def feedback(
         self,
         metric_name: str,
-        value: float | bool,
+        value: Any,
         *,
         inference_id: str | None = None,
         episode_id: str | None = None,
@@ -181,7 +181,7 @@ class Client:
     def feedback(
         self,
         metric_name: str,
-        value: float | bool,
+        value: Any,
         *,
         inference_id: str | None = None,
         episode_id: str | None = None,
