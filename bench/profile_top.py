@@ -26,6 +26,13 @@ def short(frame: dict, by: str) -> str:
             break
     if by == "file":
         return f
+    if by == "package":
+        if f.startswith("runyard/"):
+            return "/".join(f.split("/")[:2])  # runyard/<module>
+        if f.startswith("<frozen") or "/" not in f:
+            return "stdlib:" + f.split("/")[0] if f.endswith(".py") and "/" not in f else f or "?"
+        top = f.split("/")[0]
+        return "stdlib:" + top if top == ".11" or top.startswith(".") else top
     line = frame.get("line")
     return f"{frame.get('name')} ({f}{':' + str(line) if line and by == 'line' else ''})"
 
@@ -35,7 +42,8 @@ def main() -> None:
     ap.add_argument("profile")
     ap.add_argument("-n", type=int, default=30)
     ap.add_argument("--filter", action="append", default=[], help="only frames whose file contains this")
-    ap.add_argument("--by", choices=["function", "line", "file"], default="function")
+    ap.add_argument("--by", choices=["function", "line", "file", "package"], default="function",
+                    help="group frames by function (default), source line, file, or top-level package")
     ap.add_argument("--all-threads", action="store_true")
     a = ap.parse_args()
 
@@ -48,7 +56,9 @@ def main() -> None:
     self_c: Counter[str] = Counter()
     incl_c: Counter[str] = Counter()
     total = 0.0
+    nsamples = 0
     for p in profiles:
+        nsamples += len(p["samples"])
         weights = p.get("weights") or [1] * len(p["samples"])
         for stack, w in zip(p["samples"], weights):
             total += w
@@ -58,8 +68,11 @@ def main() -> None:
             self_c[names[-1]] += w
             for n in set(names):
                 incl_c[n] += w
-    print(f"{os.path.basename(a.profile)}: {len(profiles)} thread(s), {total:.0f} samples "
+    unit = profiles[0].get("unit", "")
+    print(f"{os.path.basename(a.profile)}: {len(profiles)} thread(s), {nsamples} samples = {total:.2f} {unit} "
           f"({', '.join(p.get('name', '?') for p in profiles)})")
+    print("note: with asyncio, py-spy often roots a coroutine's stack at the coroutine itself, so the")
+    print("inclusive shares undercount outer frames; the self shares are exact.")
 
     def show(title: str, counter: Counter[str], keep) -> None:
         print(f"\n{title}")

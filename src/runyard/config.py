@@ -115,6 +115,51 @@ class ServerConfig(_Strict):
         return keys
 
 
+class AppsConfig(_Strict):
+    """``[apps]``: where Python apps come from, aliases, and what their requirements can use."""
+
+    modules: list[str] = Field(default_factory=list, description="modules imported at start; their apps register")
+    builtin: bool = Field(default=True, description="serve the model apps runyard/chat and runyard/embed")
+    aliases: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description='{"ns/name": {"main": "1.0.0"}}: @main resolves to 1.0.0'
+    )
+    secrets: dict[str, str] = Field(default_factory=dict, description="secrets apps may require (ctx.secrets)")
+    integrations: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class WorkersConfig(_Strict):
+    """``[workers]``: the task queue's execution settings (pool ``shared`` unless overridden)."""
+
+    concurrency: int = Field(default=4, ge=1, le=1024, description="tasks at once in the default pool")
+    lease_s: float = Field(default=30.0, gt=0, description="a claimed task not heartbeated this long is re-queued")
+    max_attempts: int = Field(default=3, ge=1)
+    poll_interval_s: float = Field(default=0.5, gt=0, description="how often a worker in another process polls")
+    cancel_grace_s: float = Field(default=5.0, ge=0, description="after a cancel, async apps are interrupted")
+    session_sweep_s: float = Field(default=1.0, gt=0)
+
+
+class PoolConfig(_Strict):
+    concurrency: int = Field(default=1, ge=1, le=1024)
+
+
+class WebhooksConfig(_Strict):
+    """``[webhooks]``: completion callbacks, signed ``X-Runyard-Signature: sha256=<hmac hex>``."""
+
+    secret: str = ""
+    allow_private_webhooks: bool = Field(default=False, description="allow loopback/private/link-local targets")
+    max_attempts: int = Field(default=5, ge=1)
+    initial_backoff_s: float = Field(default=1.0, ge=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class FilesConfig(_Strict):
+    dir: str = Field(default=".runyard/files", description="local blob directory (content-addressed)")
+    max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1, description="largest accepted file")
+    public_url: str | None = Field(
+        default=None, description="base URL for access_url (behind a proxy); default: the request's own"
+    )
+
+
 class RunyardConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -122,6 +167,11 @@ class RunyardConfig(_Strict):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     embedding_models: dict[str, ModelConfig] = Field(default_factory=dict)
     metrics: dict[str, MetricConfig] = Field(default_factory=dict)
+    files: FilesConfig = Field(default_factory=FilesConfig)
+    apps: AppsConfig = Field(default_factory=AppsConfig)
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
+    pools: dict[str, PoolConfig] = Field(default_factory=dict)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     def model_post_init(self, __context: Any) -> None:
         merged = default_providers()

@@ -76,6 +76,39 @@ class ValidationError(InvalidRequestError):
     default_code = "validation_error"
 
 
+class GoneError(RunyardError):
+    status = 410
+    default_code = "gone"
+
+
+class SessionNotFoundError(NotFoundError):
+    """A run named a session that does not exist (or was ended)."""
+
+    default_code = "SESSION_NOT_FOUND"
+
+
+class SessionExpiredError(GoneError):
+    """A run named a session that sat idle past its ``session_timeout``."""
+
+    default_code = "SESSION_EXPIRED"
+
+
+class RequirementsNotMetError(ValidationError):
+    """An app's declared secrets/integrations are missing (422 ``REQUIREMENTS_NOT_MET``).
+
+    ``errors`` lists ``{"type", "key"}`` for each missing requirement.
+    """
+
+    default_code = "REQUIREMENTS_NOT_MET"
+
+    @property
+    def errors(self) -> list[dict[str, str]]:
+        return list(self.details or [])
+
+
+RequirementsNotMetException = RequirementsNotMetError  # the inference.sh name
+
+
 class RateLimitError(RunyardError):
     status = 429
     default_code = "rate_limited"
@@ -109,6 +142,17 @@ class TimeoutError(RunyardError):
     default_code = "timeout"
 
 
+class TaskFailedError(RunyardError):
+    """A task ended ``failed`` or ``cancelled``; ``task`` is the SDK's Task, ``code`` the app's error code."""
+
+    status = None
+    default_code = "task_failed"
+
+    def __init__(self, message: str, *, task: Any = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.task = task
+
+
 class ConnectionError(RunyardError):
     """The SDK could not reach the server at all."""
 
@@ -129,6 +173,7 @@ _BY_STATUS: dict[int, type[RunyardError]] = {
     403: PermissionDeniedError,
     404: NotFoundError,
     409: ConflictError,
+    410: GoneError,
     413: PayloadTooLargeError,
     422: ValidationError,
     429: RateLimitError,
@@ -139,9 +184,17 @@ _BY_STATUS: dict[int, type[RunyardError]] = {
 }
 
 
+# Codes whose class is more specific than their status's (the SDK raises the same class).
+_BY_CODE: dict[str, type[RunyardError]] = {
+    "REQUIREMENTS_NOT_MET": RequirementsNotMetError,
+    "SESSION_NOT_FOUND": SessionNotFoundError,
+    "SESSION_EXPIRED": SessionExpiredError,
+}
+
+
 def error_for_status(status: int, code: str | None, message: str, details: Any = None) -> RunyardError:
-    """The error class the server would have raised for this status."""
-    cls = _BY_STATUS.get(status)
+    """The error class the server would have raised for this status (and code)."""
+    cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status)
     if cls is None:
         cls = InvalidRequestError if 400 <= status < 500 else InternalServerError
     return cls(message, code=code, status=status, details=details)

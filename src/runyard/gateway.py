@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from .backends.queue import SQLTaskQueue
 from .backends.recorder import InferenceRecorder
 from .backends.store import Store
 from .config import RunyardConfig
 from .services.ai import AIService
+from .services.apps import AppRegistry
 from .services.auth import ApiKeyAuth
 from .services.feedback import FeedbackService
+from .services.files import FileService
 from .services.idempotency import IdempotencyCache
+from .services.tasks import TaskService
 
 
 class Gateway:
     """Everything a request needs; the server and embedded mode both run exactly this."""
 
-    def __init__(self, config: RunyardConfig) -> None:
+    def __init__(self, config: RunyardConfig, *, run_worker: bool = False) -> None:
+        """``run_worker``: also run an in-process task worker over all pools (see :mod:`runyard.worker`)."""
         self.config = config
         storage = config.storage
         self.store = Store(storage.url)
@@ -32,17 +39,35 @@ class Gateway:
         self.feedback = FeedbackService(self.store, self.recorder, config.metrics)
         self.auth = ApiKeyAuth(config.server.api_keys, self.store)
         self.idempotency = IdempotencyCache(config.server.idempotency_ttl_s)
+        self.files = FileService.from_config(self.store, config.files)
+        self.apps = AppRegistry(config)
+        self.tasks = TaskService(config, SQLTaskQueue(self.store), self.apps)
+        self.tasks.files = self.files
+        self.run_worker = run_worker
+        self.worker: Any = None
 
     async def start(self) -> None:
         await self.store.start()
         await self.auth.start()
+        await self.files.start()
         if self.recorder is not None:
             await self.recorder.start()
+        self.apps.load()
+        await self.tasks.start()
+        if self.run_worker:
+            from .worker import Worker
+
+            self.worker = Worker(self)
+            await self.worker.start()
 
     async def aclose(self) -> None:
         try:
+            if self.worker is not None:
+                await self.worker.aclose()
+            await self.tasks.aclose()
             if self.recorder is not None:
                 await self.recorder.aclose()
         finally:
             await self.ai.aclose()
+            await self.files.aclose()
             await self.store.aclose()

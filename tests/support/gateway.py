@@ -22,8 +22,9 @@ def free_port() -> int:
 class GatewayProcess:
     """Starts ``python -m runyard serve --config FILE`` and waits until ``/healthz`` answers."""
 
-    def __init__(self, config_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config_path: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
         self.config_path = config_path
+        self.args = list(args or [])
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._env = {**os.environ, **(env or {})}
@@ -33,7 +34,17 @@ class GatewayProcess:
     def start(self, timeout: float = 30.0) -> GatewayProcess:
         log = self.log_path.open("wb")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "runyard", "serve", "--config", str(self.config_path), "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "runyard",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--port",
+                str(self.port),
+                *self.args,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self._env,

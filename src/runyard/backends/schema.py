@@ -52,3 +52,71 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
 )
+
+# -- apps & tasks (migration 0003) --------------------------------------------
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("app", sa.String(255), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("pool", sa.String(64), nullable=False),
+    sa.Column("input", sa.JSON),
+    sa.Column("setup", sa.JSON),
+    sa.Column("output", sa.JSON),
+    sa.Column("error", sa.JSON),
+    sa.Column("progress", sa.Float),
+    sa.Column("session_id", sa.String(36)),
+    sa.Column("webhook", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("affinity", sa.String(64)),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+    sa.Column("api_key_id", sa.String(64)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Index("ix_tasks_claim", "pool", "status", "id"),
+    sa.Index("ix_tasks_app", "app", "id"),
+    sa.Index("ix_tasks_lease", "status", "lease_until"),
+)
+
+task_events = sa.Table(
+    "task_events",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(36), nullable=False, index=True),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("data", sa.JSON),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("app", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("timeout_s", sa.Integer, nullable=False),
+    sa.Column("expires_at", sa.Float),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# -- files (migration 0002) ----------------------------------------------------
+
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("api_key_id", sa.String(64)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -9,6 +9,7 @@ from runyard.client._client import EMBEDDED_BASE_URL, AsyncClient, Client
 from runyard.client._streaming import AsyncStream, ServerSentEvent, Stream
 from runyard.client._sync import Portal
 from runyard.client._transports import ASGITransport, RetryTransport
+from runyard.client.files import AsyncFiles, FileOutput, Files, UploadedFile, prepare_inputs, wrap_outputs
 from runyard.client.types import (
     ChatChunk,
     ChatResult,
@@ -24,6 +25,7 @@ __all__ = [
     "ASGITransport",
     "AsyncAPIClient",
     "AsyncClient",
+    "AsyncFiles",
     "AsyncStream",
     "ChatChunk",
     "ChatResult",
@@ -31,10 +33,15 @@ __all__ = [
     "Delta",
     "EmbedResult",
     "FeedbackResult",
+    "FileOutput",
+    "Files",
     "Portal",
     "RetryTransport",
     "ServerSentEvent",
     "Stream",
     "ToolCall",
+    "UploadedFile",
     "Usage",
+    "prepare_inputs",
+    "wrap_outputs",
 ]

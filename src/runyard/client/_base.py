@@ -149,6 +149,10 @@ class AsyncAPIClient:
         params: Mapping[str, Any] | None,
         headers: dict[str, str],
         stream: bool,
+        content: Any = None,
+        files: Any = None,
+        data: Mapping[str, Any] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> httpx.Response:
         if self._closed:
             raise RuntimeError("client is closed")
@@ -156,7 +160,17 @@ class AsyncAPIClient:
             await self._lifespan.start()
         if params:
             params = {k: v for k, v in params.items() if v is not None}
-        request = self._http.build_request(method, path, json=json, params=params, headers=headers)
+        request = self._http.build_request(
+            method,
+            path,
+            json=json,
+            content=content,
+            files=files,
+            data=data,
+            params=params,
+            headers=headers,
+            extensions=extensions,
+        )
         try:
             response = await self._http.send(request, stream=stream)
         except httpx.TimeoutException as exc:
@@ -182,10 +196,32 @@ class AsyncAPIClient:
         params: Mapping[str, Any] | None = None,
         idempotent_post: bool = True,
         idempotency_key: str | None = None,
+        content: Any = None,
+        files: Any = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_retries: int | None = None,
     ) -> Any:
-        """Send a request and return the decoded JSON body; non-2xx raises a RunyardError."""
-        headers = self._headers(method, idempotency_key, idempotent_post)
-        response = await self._send(method, path, json=json, params=params, headers=headers, stream=False)
+        """Send a request and return the decoded JSON body; non-2xx raises a RunyardError.
+
+        Besides ``json``: ``content`` (bytes or an async iterable of chunks, streamed) or
+        ``files``/``data`` (multipart), extra ``headers``, and ``max_retries`` for this request
+        (``0`` for a body that cannot be sent twice).
+        """
+        all_headers = self._headers(method, idempotency_key, idempotent_post)
+        all_headers.update(headers or {})
+        response = await self._send(
+            method,
+            path,
+            json=json,
+            params=params,
+            headers=all_headers,
+            stream=False,
+            content=content,
+            files=files,
+            data=data,
+            extensions=None if max_retries is None else {"max_retries": max_retries},
+        )
         if response.status_code == 204 or not response.content:
             return None
         try:
@@ -211,6 +247,20 @@ class AsyncAPIClient:
         headers["Accept"] = "text/event-stream"
         response = await self._send(method, path, json=json, params=None, headers=headers, stream=True)
         return AsyncStream(response, parse)
+
+    async def raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send a request and return the unread, streaming response (the caller closes it);
+        non-2xx raises a RunyardError. For downloads: ``async for chunk in r.aiter_bytes()``."""
+        all_headers = self._headers(method, None, False)
+        all_headers.update(headers or {})
+        return await self._send(method, path, json=None, params=params, headers=all_headers, stream=True)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,8 @@ from runyard.client._base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, AsyncAPIC
 from runyard.client._sync import Portal
 from runyard.client._transports import ASGITransport
 from runyard.client.ai import AI, AsyncAI
+from runyard.client.files import AsyncFiles, Files
+from runyard.client.tasks import AsyncTask, AsyncTasks, Task, Tasks, TaskUpdate
 from runyard.client.types import FeedbackResult
 
 if TYPE_CHECKING:
@@ -52,6 +54,16 @@ class AsyncClient(AsyncAPIClient):
             lifespan=lifespan,
         )
         self.ai = AsyncAI(self)
+        self.files = AsyncFiles(self)
+        self.tasks = AsyncTasks(self)
+
+    async def run(
+        self, app: str, input: dict[str, Any] | None = None, **kwargs: Any
+    ) -> AsyncTask | AsyncIterator[TaskUpdate]:
+        """Run an app: ``wait``, ``stream``, ``setup``, ``session``, ``session_timeout``, ``webhook``,
+        ``pool``, ``polling_interval``, ``timeout``, ``auto_upload``, ``file_encoding_strategy``
+        (see :meth:`AsyncTasks.run`)."""
+        return await self.tasks.run(app, input, **kwargs)
 
     async def feedback(
         self,
@@ -142,6 +154,12 @@ class Client:
             self._portal.close()
             raise
         self.ai = AI(self._async.ai, self._portal)
+        self.files = Files(self._async.files, self._portal)
+        self.tasks = Tasks(self._async.tasks, self._portal)
+
+    def run(self, app: str, input: dict[str, Any] | None = None, **kwargs: Any) -> Task | Iterator[TaskUpdate]:
+        """Run an app and (by default) wait for it; see :meth:`AsyncTasks.run`."""
+        return self.tasks.run(app, input, **kwargs)
 
     @classmethod
     def _from_factory(cls, factory: Callable[[], AsyncClient]) -> Client:

@@ -15,9 +15,9 @@ uncached, cache-write and cache-read tokens together) and ``cached_tokens`` the 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
@@ -25,7 +25,7 @@ from ..config import ProviderConfig
 from ..errors import InvalidRequestError, UpstreamError
 from ..types import ChatDelta, ChatRequest, ChatResult, Message, ToolCall, ToolCallDelta, Usage
 from .base import Provider
-from .http import UpstreamClient
+from .http import UpstreamClient, endpoint
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -51,7 +51,7 @@ class AnthropicProvider(Provider):
         base = (config.base_url or "https://api.anthropic.com").rstrip("/")
         if not base.endswith("/v1"):
             base += "/v1"
-        self._url = base + "/messages"
+        self._url = endpoint(base, "/messages")
         self._default_max_tokens = int(config.options.get("default_max_tokens", DEFAULT_MAX_TOKENS))
         headers = {"anthropic-version": API_VERSION}
         key = config.api_key()
@@ -184,7 +184,7 @@ class AnthropicProvider(Provider):
         tool_index: dict[int, int] = {}  # content block index -> OpenAI tool call index
         schema_blocks: set[int] = set()  # blocks carrying the emulated json_schema answer
         # closed on every exit, so the pooled connection is released at once
-        stream = cast("AsyncGenerator[bytes, None]", self._http.post_stream(self._url, body))
+        stream = self._http.post_stream(self._url, body)
         async with aclosing(stream) as lines:
             async for line in lines:
                 if not line.startswith(b"data:"):

@@ -8,10 +8,18 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from ..config import ProviderConfig
 from ..errors import RunyardError, TimeoutError, UpstreamError
 from .base import upstream_status_error
+
+_SSE_ACCEPT = {"Accept": "text/event-stream"}
+
+
+def endpoint(base_url: str, path: str) -> URL:
+    """A pre-parsed upstream URL (parsed once, not per request)."""
+    return URL(base_url.rstrip("/") + path, encoded=True)
 
 
 class UpstreamClient:
@@ -36,8 +44,8 @@ class UpstreamClient:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
-                headers=self._headers,
-                auto_decompress=True,
+                headers={"Content-Type": "application/json", **self._headers},
+                cookie_jar=aiohttp.DummyCookieJar(),  # an API gateway keeps no cookies; saves work per request
                 skip_auto_headers=("User-Agent",),
             )
         return self._session
@@ -46,10 +54,10 @@ class UpstreamClient:
         if self._session is not None and not self._session.closed:
             await self._session.close()
 
-    async def post_json(self, url: str, body: bytes) -> bytes:
+    async def post_json(self, url: URL, body: bytes) -> bytes:
         """POST a JSON body and return the 2xx body; every failure becomes a typed error."""
         try:
-            async with self._get_session().post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+            async with self._get_session().post(url, data=body) as resp:
                 data = await resp.read()
                 if resp.status >= 300:
                     raise upstream_status_error(self.name, resp.status, data, resp.headers)
@@ -59,14 +67,10 @@ class UpstreamClient:
         except Exception as err:
             raise self.transport_error(err) from err
 
-    async def post_stream(self, url: str, body: bytes) -> AsyncGenerator[bytes, None]:
+    async def post_stream(self, url: URL, body: bytes) -> AsyncGenerator[bytes, None]:
         """POST and yield the body line by line (for SSE); failures become typed errors."""
         try:
-            async with self._get_session().post(
-                url,
-                data=body,
-                headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
-            ) as resp:
+            async with self._get_session().post(url, data=body, headers=_SSE_ACCEPT) as resp:
                 if resp.status >= 300:
                     data = await resp.read()
                     raise upstream_status_error(self.name, resp.status, data, resp.headers)

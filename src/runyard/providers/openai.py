@@ -12,7 +12,7 @@ from ..config import ProviderConfig
 from ..errors import UpstreamError
 from ..types import ChatDelta, ChatRequest, ChatResult, EmbedResult, ToolCall, ToolCallDelta, Usage
 from .base import Provider
-from .http import UpstreamClient
+from .http import UpstreamClient, endpoint
 
 
 class OpenAIProvider(Provider):
@@ -20,9 +20,9 @@ class OpenAIProvider(Provider):
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         super().__init__(name, config)
-        base = (config.base_url or "https://api.openai.com/v1").rstrip("/")
-        self._chat_url = base + "/chat/completions"
-        self._embed_url = base + "/embeddings"
+        base = config.base_url or "https://api.openai.com/v1"
+        self._chat_url = endpoint(base, "/chat/completions")
+        self._embed_url = endpoint(base, "/embeddings")
         headers = {}
         key = config.api_key()
         if key:

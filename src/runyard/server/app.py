@@ -16,15 +16,16 @@ from ..config import RunyardConfig
 from ..errors import AuthenticationError, InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
 from .http import error_response
-from .routes import native, openai, tensorzero
+from .routes import files, native, openai, tasks, tensorzero
 
 log = logging.getLogger("runyard.server")
 
 PUBLIC_PATHS = frozenset({"/healthz"})
 
 
-def create_app(config: RunyardConfig) -> Starlette:
-    gateway = Gateway(config)
+def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
+    """``worker=False``: serve the API only; tasks wait for ``runyard worker`` processes."""
+    gateway = Gateway(config, run_worker=worker)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -35,7 +36,7 @@ def create_app(config: RunyardConfig) -> Starlette:
             await gateway.aclose()
 
     app = Starlette(
-        routes=[*native.routes, *openai.routes, *tensorzero.routes],
+        routes=[*native.routes, *openai.routes, *tensorzero.routes, *files.routes, *tasks.routes],
         lifespan=lifespan,
         exception_handlers={
             RunyardError: _runyard_error,

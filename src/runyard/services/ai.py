@@ -167,7 +167,7 @@ class AIService:
             result.model = model or ""
             result.attempts = attempts
             result.latency_ms = (time.perf_counter() - started) * 1000
-            result.inference_id = str(new_id())
+            result.inference_id = new_id()
             self._record_embed(texts, result, ctx)
             return result
         raise AssertionError("unreachable: a model has at least one route")
@@ -175,8 +175,8 @@ class AIService:
     # -- recording ----------------------------------------------------------
     @staticmethod
     def _stamp(result: ChatResult, ctx: CallContext) -> None:
-        result.inference_id = str(new_id())
-        result.episode_id = ctx.episode_id or str(new_id())
+        result.inference_id = new_id()
+        result.episode_id = ctx.episode_id or new_id()
 
     def _record_chat(
         self,
@@ -259,7 +259,7 @@ class AIService:
     ) -> None:
         if self.recorder is None:
             return
-        inference_id = str(new_id())
+        inference_id = new_id()
         episode_id = ctx.episode_id
         created = utcnow()
         latency = (time.perf_counter() - started) * 1000

@@ -1,0 +1,190 @@
+"""The app registry: Python apps from configured modules, built-in model apps, ref resolution.
+
+A ref is ``namespace/name`` or ``namespace/name@X`` where X is a version, ``latest`` (the
+newest by semver, also the meaning of no suffix) or an alias from ``[apps.aliases]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..apps import AppContext, AppDefinition, app, definition_of, version_key
+from ..config import RunyardConfig
+from ..errors import NotFoundError, RequirementsNotMetError
+from ..types import ChatRequest, Message
+
+__all__ = ["AppRegistry"]
+
+
+class AppRegistry:
+    def __init__(self, config: RunyardConfig) -> None:
+        self.config = config
+        self._apps: dict[str, dict[str, AppDefinition]] = {}
+        self._loaded = False
+
+    def load(self) -> None:
+        """Import the configured modules and register their apps (idempotent)."""
+        if self._loaded:
+            return
+        if self.config.apps.builtin:
+            for target in (ModelChat, ModelEmbed):
+                self.register(definition_of(target))
+        for module_name in self.config.apps.modules:
+            module = importlib.import_module(module_name)
+            for obj in list(vars(module).values()):
+                definition = definition_of(obj)
+                if definition is not None and getattr(obj, "__module__", None) == module.__name__:
+                    self.register(definition)
+        self._loaded = True
+
+    def register(self, definition: AppDefinition | None) -> None:
+        if definition is None:
+            return
+        versions = self._apps.setdefault(definition.name, {})
+        existing = versions.get(definition.version)
+        if existing is not None and existing.target is not definition.target:
+            raise ValueError(f"app {definition.ref} is defined twice")
+        versions[definition.version] = definition
+
+    # -- lookup ---------------------------------------------------------------
+    def names(self) -> list[str]:
+        return sorted(self._apps)
+
+    def versions(self, name: str) -> list[AppDefinition]:
+        versions = self._apps.get(name)
+        if not versions:
+            raise NotFoundError(f"unknown app {name!r}", code="app_not_found")
+        return sorted(versions.values(), key=lambda d: version_key(d.version), reverse=True)
+
+    def aliases(self, name: str) -> dict[str, str]:
+        return dict(self.config.apps.aliases.get(name, {}))
+
+    def resolve(self, ref: str) -> AppDefinition:
+        """The app a ref names; 404 ``app_not_found`` / ``version_not_found`` / ``alias_not_found``."""
+        name, _, suffix = ref.strip().partition("@")
+        newest = self.versions(name)[0]
+        if suffix in ("", "latest"):
+            return newest
+        versions = self._apps[name]
+        if suffix in versions:
+            return versions[suffix]
+        alias = self.aliases(name).get(suffix)
+        if alias is not None:
+            if alias not in versions:
+                raise NotFoundError(
+                    f"alias {name}@{suffix} points at version {alias}, which is not loaded", code="version_not_found"
+                )
+            return versions[alias]
+        if suffix[:1].isdigit():
+            known = ", ".join(d.version for d in self.versions(name))
+            raise NotFoundError(f"app {name} has no version {suffix} (known: {known})", code="version_not_found")
+        raise NotFoundError(f"app {name} has no alias {suffix!r}", code="alias_not_found")
+
+    def all(self) -> list[AppDefinition]:
+        return [self.versions(name)[0] for name in self.names()]
+
+    # -- requirements ---------------------------------------------------------
+    def check_requirements(self, definition: AppDefinition) -> dict[str, str]:
+        """The app's secrets if every requirement is met; ``RequirementsNotMetError`` otherwise."""
+        apps = self.config.apps
+        missing = [
+            r.to_dict()
+            for r in definition.requirements
+            if not (
+                (r.type == "secret" and apps.secrets.get(r.key))
+                or (r.type == "integration" and r.key in apps.integrations)
+            )
+        ]
+        if missing:
+            keys = ", ".join(f"{m['type']}:{m['key']}" for m in missing)
+            raise RequirementsNotMetError(f"{definition.ref} requirements not met: {keys}", details=missing)
+        return {r.key: apps.secrets[r.key] for r in definition.requirements if r.type == "secret"}
+
+
+# -- built-in model apps --------------------------------------------------------
+
+
+class ChatInput(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(description="a configured model or 'provider::model'")
+    prompt: str | None = Field(default=None, description="one user turn (instead of messages)")
+    messages: list[Message] | None = None
+    system: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+
+
+class ChatOutput(BaseModel):
+    content: str | None
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    finish_reason: str
+    usage: dict[str, int]
+    model: str
+    provider: str
+    inference_id: str
+
+
+@app("runyard/chat", version="1.0.0", description="Chat with any configured model.")
+class ModelChat:
+    async def run(self, input: ChatInput, ctx: AppContext) -> ChatOutput:
+        messages = [m.model_dump(exclude_none=True) for m in input.messages or []]
+        if input.system:
+            messages.insert(0, {"role": "system", "content": input.system})
+        if input.prompt:
+            messages.append({"role": "user", "content": input.prompt})
+        extra = input.model_extra or {}
+        request = ChatRequest.model_validate(
+            {
+                **extra,
+                "model": input.model,
+                "messages": messages,
+                "temperature": input.temperature,
+                "max_tokens": input.max_tokens,
+                "response_format": input.response_format,
+                "tools": input.tools,
+            }
+        )
+        result = await ctx.ai.chat(request)
+        return ChatOutput(
+            content=result.content,
+            tool_calls=[tc.to_openai() for tc in result.tool_calls],
+            finish_reason=result.finish_reason,
+            usage=result.usage.to_dict(),
+            model=result.model,
+            provider=result.provider,
+            inference_id=result.inference_id,
+        )
+
+
+class EmbedInput(BaseModel):
+    model: str
+    input: str | list[str] = Field(min_length=1)
+    dimensions: int | None = Field(default=None, ge=1)
+
+
+class EmbedOutput(BaseModel):
+    embeddings: list[list[float]]
+    usage: dict[str, int]
+    model: str
+    provider: str
+    inference_id: str
+
+
+@app("runyard/embed", version="1.0.0", description="Embed text with any configured embedding model.")
+class ModelEmbed:
+    async def run(self, input: EmbedInput, ctx: AppContext) -> EmbedOutput:
+        texts = [input.input] if isinstance(input.input, str) else list(input.input)
+        result = await ctx.ai.embed(texts, input.model, dimensions=input.dimensions)
+        return EmbedOutput(
+            embeddings=result.embeddings,
+            usage=result.usage.to_dict(),
+            model=result.model,
+            provider=result.provider,
+            inference_id=result.inference_id,
+        )

@@ -1,0 +1,85 @@
+"""Completion webhooks: the task JSON POSTed, signed, retried with exponential backoff.
+
+Signature: ``X-Runyard-Signature: sha256=<hex>`` = HMAC-SHA256(``webhooks.secret``, raw body).
+Deliveries run in the background of the process that finished the task; they are not
+persisted, so a delivery in progress is lost if that process stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import uuid
+from typing import Any
+
+import orjson
+
+from ..config import WebhooksConfig
+from .urlguard import check_url
+
+log = logging.getLogger("runyard.webhooks")
+
+SIGNATURE_HEADER = "X-Runyard-Signature"
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, body: bytes, header: str) -> bool:
+    """Constant-time check of a ``X-Runyard-Signature`` header (for receivers)."""
+    return hmac.compare_digest(sign(secret, body), header)
+
+
+class WebhookSender:
+    def __init__(self, config: WebhooksConfig) -> None:
+        self.config = config
+        self._tasks: set[asyncio.Task[bool]] = set()
+        self._session: Any = None
+
+    def send(self, url: str, task: dict[str, Any]) -> None:
+        """Deliver in the background (fire and forget; failures are logged)."""
+        job = asyncio.create_task(self.deliver(url, task))
+        self._tasks.add(job)
+        job.add_done_callback(self._tasks.discard)
+
+    async def deliver(self, url: str, task: dict[str, Any]) -> bool:
+        import aiohttp
+
+        body = orjson.dumps(task)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "runyard-webhooks",
+            "X-Runyard-Event": f"task.{task.get('status')}",
+            "X-Runyard-Delivery": str(uuid.uuid4()),
+            SIGNATURE_HEADER: sign(self.config.secret, body),
+        }
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.timeout_s))
+        delay = self.config.initial_backoff_s
+        for attempt in range(1, self.config.max_attempts + 1):
+            try:
+                await check_url(url, allow_private=self.config.allow_private_webhooks, field="webhook")
+                async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
+                    if 200 <= resp.status < 300:
+                        return True
+                    problem = f"HTTP {resp.status}"
+            except Exception as err:  # network errors, refused URL: retried the same way
+                problem = f"{type(err).__name__}: {err}"
+            log.warning("webhook %s for task %s failed (attempt %d): %s", url, task.get("id"), attempt, problem)
+            if attempt < self.config.max_attempts:
+                await asyncio.sleep(delay)
+                delay *= 2
+        return False
+
+    async def aclose(self, grace_s: float = 2.0) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace_s)
+        for job in list(self._tasks):
+            job.cancel()
+        if self._session is not None:
+            with contextlib.suppress(Exception):
+                await self._session.close()
