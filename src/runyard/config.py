@@ -62,8 +62,39 @@ class RouteConfig(_Strict):
     model: str
 
 
+Capability = Literal["chat", "tools", "json_schema", "vision", "embed", "image", "tts", "asr"]
+TaskTag = Literal["general", "reasoning", "coding", "long_context"]
+
+
+class PriceConfig(_Strict):
+    """USD per 1M tokens; ``cached`` prices cached input tokens (defaults to ``input``)."""
+
+    input: float = Field(ge=0)
+    output: float = Field(default=0.0, ge=0)
+    cached: float | None = Field(default=None, ge=0)
+
+    def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> float:
+        """Exact cost: uncached input, cached input and output (reasoning tokens are output)."""
+        cached = min(cached_tokens, input_tokens)
+        cached_price = self.input if self.cached is None else self.cached
+        return ((input_tokens - cached) * self.input + cached * cached_price + output_tokens * self.output) / 1e6
+
+    @property
+    def blended(self) -> float:
+        """One number to rank models by price (3:1 input:output, a common traffic mix)."""
+        return (3 * self.input + self.output) / 4
+
+
 class ModelConfig(_Strict):
+    """A model name: its routes (tried in order) and, for the catalog, what it can do and costs."""
+
     routes: list[RouteConfig] = Field(min_length=1)
+    capabilities: list[Capability] = Field(default_factory=lambda: list[Capability](["chat"]))
+    context_window: int | None = Field(default=None, ge=1)
+    price: PriceConfig | None = None
+    quality: int = Field(default=3, ge=1, le=5)
+    tasks: list[TaskTag] = Field(default_factory=lambda: list[TaskTag](["general"]))
+    routable: bool = Field(default=True, description="a candidate for task/prefer routing (needs a price)")
 
     @field_validator("routes", mode="before")
     @classmethod
@@ -102,6 +133,9 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     api_keys: list[str] = Field(default_factory=list, description="hashed keys: 'sha256:<hex>'")
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
+    api_key_refresh_s: float = Field(
+        default=1.0, gt=0, le=60, description="how often store keys are reloaded: a revoked key fails within this"
+    )
 
     @field_validator("api_keys")
     @classmethod
@@ -160,6 +194,40 @@ class FilesConfig(_Strict):
     )
 
 
+class CatalogConfig(_Strict):
+    defaults: bool = Field(default=True, description="include the shipped catalog of public models")
+
+
+class CacheConfig(_Strict):
+    strategy: Literal["vendor", "runyard", "none"] = "vendor"
+    ttl_s: float = Field(default=3600, gt=0)
+    max_entries: int = Field(default=10_000, ge=1)
+
+
+class RoutingConfig(_Strict):
+    max_cost_multiplier: float = Field(default=1.5, ge=1.0)
+    breaker_failures: int = Field(default=5, ge=1, description="consecutive failures that open a route's circuit")
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)
+
+
+class LimitsConfig(_Strict):
+    """``[limits]``: default per-key limits; a key's own (``runyard keys create --rpm-sync ...``) win.
+
+    Unset means unlimited. ``window_s`` is the rate window (60: per minute). With no API keys
+    configured the gateway has no caller identity: ``unauthenticated = "per_ip"`` then applies
+    the request limits (not tokens or spend) per client IP; ``"off"`` (default) applies none.
+    """
+
+    rpm_sync: int | None = Field(default=None, ge=1, description="sync requests per window")
+    rpm_async: int | None = Field(default=None, ge=1, description="async submissions (runs without wait) per window")
+    tpm: int | None = Field(default=None, ge=1, description="tokens (input + output) per window")
+    spend_limit: float | None = Field(default=None, ge=0, description="USD per period (from the catalog's prices)")
+    period: Literal["day", "month"] = "month"
+    window_s: float = Field(default=60.0, gt=0, le=3600)
+    plan: str = Field(default="default", description="the plan name /v1/usage/limits reports")
+    unauthenticated: Literal["off", "per_ip"] = "off"
+
+
 class RunyardConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -172,11 +240,19 @@ class RunyardConfig(_Strict):
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     pools: dict[str, PoolConfig] = Field(default_factory=dict)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     def model_post_init(self, __context: Any) -> None:
         merged = default_providers()
         merged.update(self.providers)
         self.providers = merged
+        if self.catalog.defaults:
+            shipped = shipped_catalog()
+            self.models = {**shipped["models"], **self.models}
+            self.embedding_models = {**shipped["embedding_models"], **self.embedding_models}
         for section in ("models", "embedding_models"):
             for name, model in getattr(self, section).items():
                 for i, route in enumerate(model.routes):
@@ -201,7 +277,26 @@ def default_providers() -> dict[str, ProviderConfig]:
             api_key_env="ANTHROPIC_API_KEY",
         ),
         "dummy": ProviderConfig(kind="dummy"),
+        # local::chat, local::embed, local::tts: on-device models (the `local` extra), no keys.
+        "local": ProviderConfig(kind="local"),
     }
+
+
+def shipped_catalog() -> dict[str, dict[str, ModelConfig]]:
+    """The catalog of public models shipped as data (``runyard/data/catalog.toml``)."""
+    global _SHIPPED
+    if _SHIPPED is None:
+        from importlib.resources import files
+
+        raw = tomllib.loads(files("runyard").joinpath("data/catalog.toml").read_text("utf-8"))
+        _SHIPPED = {
+            section: {name: ModelConfig.model_validate(spec) for name, spec in raw.get(section, {}).items()}
+            for section in ("models", "embedding_models")
+        }
+    return {section: dict(models) for section, models in _SHIPPED.items()}
+
+
+_SHIPPED: dict[str, dict[str, ModelConfig]] | None = None
 
 
 def hash_api_key(key: str) -> str:

@@ -76,6 +76,13 @@ class ValidationError(InvalidRequestError):
     default_code = "validation_error"
 
 
+class CapabilityNotAvailableError(InvalidRequestError):
+    """No configured provider can serve this kind of request (TTS, ASR, images, vision, ...)."""
+
+    status = 400
+    default_code = "CAPABILITY_NOT_AVAILABLE"
+
+
 class GoneError(RunyardError):
     status = 410
     default_code = "gone"
@@ -189,6 +196,7 @@ _BY_CODE: dict[str, type[RunyardError]] = {
     "REQUIREMENTS_NOT_MET": RequirementsNotMetError,
     "SESSION_NOT_FOUND": SessionNotFoundError,
     "SESSION_EXPIRED": SessionExpiredError,
+    "CAPABILITY_NOT_AVAILABLE": CapabilityNotAvailableError,
 }
 
 

@@ -161,6 +161,9 @@ class ChatResult:
     episode_id: str | None = None
     latency_ms: float = 0.0
     attempts: list[Attempt] = field(default_factory=list)
+    cost: float | None = None  # USD from the catalog's prices; None when the model has no price
+    cache_hit: bool = False
+    route_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -210,3 +213,98 @@ class EmbedResult:
     inference_id: str = ""
     latency_ms: float = 0.0
     attempts: list[Attempt] = field(default_factory=list)
+    cost: float | None = None
+
+
+# -- audio and images ---------------------------------------------------------------
+
+AUDIO_MEDIA_TYPES = {
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+}
+
+
+class SpeechRequest(BaseModel):
+    """Text to speech (OpenAI ``/v1/audio/speech`` shape). ``response_format``: wav, pcm (16-bit
+    mono little-endian), or what an upstream supports (mp3, opus, aac, flac)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    input: str = Field(min_length=1, max_length=100_000)
+    voice: str | None = None
+    response_format: str | None = None
+    speed: float | None = Field(default=None, ge=0.25, le=4.0)
+    stream: bool | None = None
+
+    @property
+    def audio_format(self) -> str:
+        return (self.response_format or "wav").lower()
+
+
+@dataclass(slots=True)
+class SpeechResult:
+    audio: bytes
+    media_type: str = "audio/wav"
+    sample_rate: int = 0
+    duration_s: float = 0.0
+    usage: Usage = field(default_factory=Usage)  # input_tokens: characters read
+    model: str = ""
+    provider: str = ""
+    provider_model: str = ""
+    inference_id: str = ""
+    latency_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class TranscribeRequest:
+    """Speech to text: the audio file and the OpenAI transcription options."""
+
+    audio: bytes
+    filename: str = "audio.wav"
+    content_type: str = "application/octet-stream"
+    model: str | None = None
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float | None = None
+
+
+@dataclass(slots=True)
+class TranscribeResult:
+    text: str
+    language: str | None = None
+    duration_s: float | None = None
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+    provider: str = ""
+    provider_model: str = ""
+    inference_id: str = ""
+    latency_ms: float = 0.0
+
+
+class ImageRequest(BaseModel):
+    """Image generation (OpenAI ``/v1/images/generations`` shape)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    prompt: str = Field(min_length=1, max_length=32_000)
+    n: int | None = Field(default=None, ge=1, le=10)
+    size: str | None = None
+    quality: str | None = None
+    response_format: Literal["url", "b64_json"] | None = None
+
+
+@dataclass(slots=True)
+class ImageResult:
+    images: list[dict[str, Any]]  # each {"b64_json": ...} or {"url": ...}, maybe "revised_prompt"
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+    provider: str = ""
+    provider_model: str = ""
+    inference_id: str = ""
+    latency_ms: float = 0.0

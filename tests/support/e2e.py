@@ -21,6 +21,9 @@ def gateway_toml(openai_url: str, anthropic_url: str, db_path: Path) -> str:
 [server]
 max_body_bytes = {MAX_BODY}
 
+[routing]
+breaker_failures = 1000  # fault tests share this gateway; breakers are tested on their own
+
 [storage]
 url = "sqlite+aiosqlite:///{db_path}"
 flush_interval_ms = 20

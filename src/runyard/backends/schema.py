@@ -29,6 +29,9 @@ inferences = sa.Table(
     sa.Column("api_key_id", sa.String(64)),
     sa.Column("tags", sa.JSON),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("cost", sa.Float),  # USD, from the catalog's prices (0004)
+    sa.Column("cache_hit", sa.Boolean, nullable=False, default=False),
+    sa.Index("ix_inferences_api_key_created", "api_key_id", "created_at"),
 )
 
 feedback = sa.Table(
@@ -51,6 +54,13 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(80), nullable=False, unique=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    # workspace and limits (0005); a null limit falls back to the config's [limits]
+    sa.Column("workspace", sa.String(255), nullable=False, server_default="default", index=True),
+    sa.Column("rpm_sync", sa.Integer),
+    sa.Column("rpm_async", sa.Integer),
+    sa.Column("tpm", sa.Integer),
+    sa.Column("spend_limit", sa.Float),
+    sa.Column("period", sa.String(8)),
 )
 
 # -- apps & tasks (migration 0003) --------------------------------------------

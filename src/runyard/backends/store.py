@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .schema import api_keys, feedback, inferences
 
+API_KEY_LIMITS = ("rpm_sync", "rpm_async", "tpm", "spend_limit", "period")
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -87,11 +89,45 @@ class Store:
             return [_plain(r) for r in await conn.execute(query)]
 
     # -- api keys -----------------------------------------------------------
-    async def add_api_key(self, name: str, key_hash: str) -> str:
+    async def add_api_key(self, name: str, key_hash: str, *, workspace: str = "default", **limits: Any) -> str:
+        """``limits``: any of rpm_sync, rpm_async, tpm, spend_limit, period (None: the config's default)."""
         key_id = str(uuid.uuid4())
+        unknown = set(limits) - set(API_KEY_LIMITS)
+        if unknown:
+            raise ValueError(f"unknown key limits: {sorted(unknown)}")
+        values = dict(id=key_id, name=name, key_hash=key_hash, workspace=workspace, created_at=utcnow(), **limits)
         async with self.engine.begin() as conn:
-            await conn.execute(api_keys.insert().values(id=key_id, name=name, key_hash=key_hash, created_at=utcnow()))
+            await conn.execute(api_keys.insert().values(**values))
         return key_id
+
+    async def list_api_keys(self, *, include_revoked: bool = True) -> list[dict[str, Any]]:
+        """Every key's metadata and limits (never the hash), oldest first."""
+        query = sa.select(*[c for c in api_keys.c if c.name != "key_hash"]).order_by(api_keys.c.created_at)
+        if not include_revoked:
+            query = query.where(api_keys.c.revoked_at.is_(None))
+        async with self.engine.connect() as conn:
+            return [_plain(r) for r in await conn.execute(query)]
+
+    async def load_api_keys(self, key_hash: str | None = None) -> list[dict[str, Any]]:
+        """Active keys with their hash, workspace and limits (one key when ``key_hash`` is given)."""
+        query = sa.select(api_keys).where(api_keys.c.revoked_at.is_(None))
+        if key_hash is not None:
+            query = query.where(api_keys.c.key_hash == key_hash)
+        async with self.engine.connect() as conn:
+            return [_plain(r) for r in await conn.execute(query)]
+
+    async def revoke_api_key(self, key_id: str) -> dict[str, Any] | None:
+        """Revoke by id; the key's row (revoked_at set; kept for usage history), or None if unknown."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                api_keys.update().where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=utcnow())
+            )
+            row = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).first()
+        if row is None:
+            return None
+        out = _plain(row)
+        out.pop("key_hash", None)
+        return out
 
     async def active_api_keys(self) -> dict[str, str]:
         """hash -> key id, for keys not revoked."""

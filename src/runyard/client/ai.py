@@ -120,7 +120,8 @@ class AsyncAI:
         """Chat completion (``POST /v1/ai/chat``). A string ``messages`` is one user turn.
 
         With ``stream=True`` returns an :class:`AsyncStream` of :class:`ChatChunk`.
-        Extra keyword arguments are passed through in the request body.
+        Extra keyword arguments are passed through in the request body: among them the routing
+        knobs `task`, `prefer`, `max_cost_multiplier` and `cache_strategy` (used when `model` is None).
         """
         body = _body(
             messages=messages,

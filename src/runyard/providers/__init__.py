@@ -12,6 +12,11 @@ PROVIDER_KINDS: dict[str, str] = {
     "openai": "runyard.providers.openai:OpenAIProvider",
     "anthropic": "runyard.providers.anthropic:AnthropicProvider",
     "dummy": "runyard.providers.dummy:DummyProvider",
+    # Local models (the `local` extra): imported only when used, runtimes only when a model loads.
+    "local": "runyard.providers.local:LocalProvider",
+    "llamacpp": "runyard.providers.llamacpp:LlamaCppProvider",
+    "st_embeddings": "runyard.providers.st_embeddings:SentenceTransformersProvider",
+    "piper": "runyard.providers.piper:PiperProvider",
 }
 
 

@@ -13,7 +13,18 @@ from ..errors import (
     TimeoutError,
     UpstreamError,
 )
-from ..types import ChatDelta, ChatRequest, ChatResult, EmbedResult
+from ..types import (
+    ChatDelta,
+    ChatRequest,
+    ChatResult,
+    EmbedResult,
+    ImageRequest,
+    ImageResult,
+    SpeechRequest,
+    SpeechResult,
+    TranscribeRequest,
+    TranscribeResult,
+)
 
 
 class Provider:
@@ -47,6 +58,24 @@ class Provider:
     def list_models(self) -> list[str]:
         """Models this provider knows it can serve without configuration (may be empty)."""
         return []
+
+    # -- media (optional; see ``capabilities``: "tts", "asr", "image", "vision") ----------
+    def supports(self, capability: str) -> bool:
+        """Whether this provider can serve ``capability`` here (installed, configured)."""
+        return capability in self.capabilities
+
+    async def speech(self, request: SpeechRequest, model: str) -> SpeechResult:
+        raise self._unsupported("text-to-speech")
+
+    def stream_speech(self, request: SpeechRequest, model: str) -> AsyncIterator[bytes]:
+        """Audio bytes as they are synthesised (a WAV header first for ``wav``)."""
+        raise self._unsupported("text-to-speech")
+
+    async def transcribe(self, request: TranscribeRequest, model: str) -> TranscribeResult:
+        raise self._unsupported("speech recognition")
+
+    async def generate_image(self, request: ImageRequest, model: str) -> ImageResult:
+        raise self._unsupported("image generation")
 
     def _unsupported(self, what: str) -> InvalidRequestError:
         return InvalidRequestError(

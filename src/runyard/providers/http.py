@@ -67,6 +67,25 @@ class UpstreamClient:
         except Exception as err:
             raise self.transport_error(err) from err
 
+    async def post(self, url: URL, data: Any, content_type: str | None = None) -> tuple[bytes, str]:
+        """POST any body (bytes, or ``aiohttp.FormData`` for multipart); the 2xx body and its
+        content type. For audio and image APIs, whose answers are not always JSON."""
+        try:
+            if isinstance(data, aiohttp.FormData):
+                payload = data()
+                content_type = payload.content_type
+                data = payload
+            headers = {"Content-Type": content_type} if content_type else None
+            async with self._get_session().post(url, data=data, headers=headers) as resp:
+                body = await resp.read()
+                if resp.status >= 300:
+                    raise upstream_status_error(self.name, resp.status, body, resp.headers)
+                return body, resp.headers.get("Content-Type", "application/octet-stream")
+        except RunyardError:
+            raise
+        except Exception as err:
+            raise self.transport_error(err) from err
+
     async def post_stream(self, url: URL, body: bytes) -> AsyncGenerator[bytes, None]:
         """POST and yield the body line by line (for SSE); failures become typed errors."""
         try:

@@ -13,10 +13,11 @@ from ..errors import UpstreamError
 from ..types import ChatDelta, ChatRequest, ChatResult, EmbedResult, ToolCall, ToolCallDelta, Usage
 from .base import Provider
 from .http import UpstreamClient, endpoint
+from .openai_media import MEDIA_CAPABILITIES, OpenAIMediaMixin
 
 
-class OpenAIProvider(Provider):
-    capabilities = frozenset({"chat", "tools", "json_schema", "vision", "embed"})
+class OpenAIProvider(OpenAIMediaMixin, Provider):
+    capabilities = frozenset({"chat", "tools", "json_schema", "vision", "embed", *MEDIA_CAPABILITIES})
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         super().__init__(name, config)

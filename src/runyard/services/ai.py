@@ -1,33 +1,37 @@
-"""The AI runtime: resolve a model to its routes, call providers with fallback, record inferences."""
+"""The AI runtime: pick routes (explicit model or task/prefer routing), call providers with
+fallback under a cost cap and circuit breakers, cache, price and record every inference."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.recorder import InferenceRecorder
 from ..backends.store import new_id, utcnow
-from ..config import MODEL_SEPARATOR, RunyardConfig
-from ..errors import InvalidRequestError, NotFoundError, RunyardError
+from ..config import MODEL_SEPARATOR, PriceConfig, RunyardConfig
+from ..errors import InvalidRequestError, NotFoundError, RunyardError, ServiceUnavailableError
 from ..providers import Provider, build_provider, can_fall_back
-from ..types import (
-    Attempt,
-    ChatDelta,
-    ChatRequest,
-    ChatResult,
-    EmbedResult,
-    ToolCall,
-    Usage,
-)
+from ..types import Attempt, ChatDelta, ChatRequest, ChatResult, EmbedResult, ToolCall, Usage
+from .breaker import CircuitBreakers
+from .cache import MemoryCache, ResponseCache, cache_key
+from .catalog import Catalog
+
+MAX_ROUTED_MODELS = 4  # candidates kept from task/prefer routing (primary + fallbacks)
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     provider: Provider
-    model: str
+    model: str  # the provider's model name
+    name: str = ""  # the model name the caller sees (a catalog name, or provider::model)
+    price: PriceConfig | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider.name}{MODEL_SEPARATOR}{self.model}"
 
 
 @dataclass(slots=True)
@@ -39,11 +43,37 @@ class CallContext:
     tags: dict[str, str] | None = None
 
 
+@dataclass(slots=True)
+class ChatOptions:
+    """Routing and caching choices that are not model parameters (never sent upstream)."""
+
+    task: str = "general"
+    prefer: str = "balanced"
+    vendor: str | None = None
+    max_cost_multiplier: float | None = None
+    cache_strategy: str | None = None  # None: the config's default
+
+
+@dataclass(slots=True)
+class _Plan:
+    routes: list[Route]
+    reason: str | None = None
+    skipped: list[Attempt] = field(default_factory=list)
+
+
+UsageObserver = Callable[[CallContext, "ChatResult | EmbedResult"], None]
+
+
 class AIService:
     def __init__(self, config: RunyardConfig, recorder: InferenceRecorder | None) -> None:
         self.config = config
         self.recorder = recorder
         self.providers: dict[str, Provider] = {name: build_provider(name, pc) for name, pc in config.providers.items()}
+        self.catalog = Catalog(config)
+        self.breakers = CircuitBreakers(config.routing.breaker_failures, config.routing.breaker_cooldown_s)
+        self.cache: ResponseCache = MemoryCache(config.cache.ttl_s, config.cache.max_entries)
+        # Called after every successful inference (cheap and synchronous: limits, metrics).
+        self.usage_observers: list[UsageObserver] = []
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -57,62 +87,146 @@ class AIService:
         table = self.config.embedding_models if embedding else self.config.models
         configured = table.get(model) or (self.config.models.get(model) if embedding else None)
         if configured is not None:
-            return [Route(self.providers[r.provider], r.model) for r in configured.routes]
+            return [
+                Route(
+                    self.providers[r.provider],
+                    r.model,
+                    model,
+                    configured.price or self.catalog.route_price(r.provider, r.model),
+                )
+                for r in configured.routes
+            ]
         provider_name, sep, provider_model = model.partition(MODEL_SEPARATOR)
         if sep and provider_model:
             provider = self.providers.get(provider_name)
             if provider is None:
                 raise NotFoundError(f"unknown provider {provider_name!r} in model {model!r}", code="provider_not_found")
-            return [Route(provider, provider_model)]
+            return [Route(provider, provider_model, model, self.catalog.route_price(provider_name, provider_model))]
         raise NotFoundError(
-            f"unknown model {model!r}: declare it under [models] or use 'provider::model'",
-            code="model_not_found",
+            f"unknown model {model!r}: declare it under [models] or use 'provider::model'", code="model_not_found"
         )
+
+    def _plan(self, request: ChatRequest, options: ChatOptions) -> _Plan:
+        """Routes to try in order: the model's own, or the catalog's ranking; capped by cost."""
+        if request.model:
+            routes, reason = self.resolve(request.model), None
+        else:
+            choice = self.catalog.route(request, task=options.task, prefer=options.prefer, vendor=options.vendor)
+            routes = [r for name in choice.models[:MAX_ROUTED_MODELS] for r in self.resolve(name)]
+            reason = choice.reason
+        multiplier = options.max_cost_multiplier or self.config.routing.max_cost_multiplier
+        primary = routes[0].price
+        plan = _Plan([routes[0]], reason)
+        for route in routes[1:]:
+            if primary is not None and route.price is not None and route.price.blended > multiplier * primary.blended:
+                plan.skipped.append(
+                    Attempt(
+                        route.provider.name,
+                        route.model,
+                        f"over the cost cap ({multiplier:g}x the primary)",
+                        "over_cost_cap",
+                    )
+                )
+                continue
+            plan.routes.append(route)
+        return plan
+
+    def _open_routes(self, plan: _Plan, attempts: list[Attempt]) -> list[Route]:
+        """Routes whose circuit lets a request through; all open → 503 without calling anyone."""
+        usable = []
+        for route in plan.routes:
+            if self.breakers.allows(route.key):
+                usable.append(route)
+            else:
+                attempts.append(Attempt(route.provider.name, route.model, "circuit open", "circuit_open"))
+        if not usable:
+            raise _with_attempts(
+                ServiceUnavailableError(
+                    "every route for this model is failing and paused (circuit open); see /v1/status",
+                    code="circuit_open",
+                ),
+                attempts,
+            )
+        return usable
 
     def list_models(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for kind, table in (("chat", self.config.models), ("embedding", self.config.embedding_models)):
             for name, model in table.items():
+                if not self.catalog.available(model):
+                    continue
                 out.append({"id": name, "kind": kind, "routes": [f"{r.provider}::{r.model}" for r in model.routes]})
         for pname, provider in self.providers.items():
             for m in provider.list_models():
                 out.append({"id": f"{pname}::{m}", "kind": "provider", "routes": [f"{pname}::{m}"]})
         return out
 
+    def status(self) -> dict[str, Any]:
+        cache = self.cache
+        return {
+            "circuits": self.breakers.status(),
+            "cache": {"hits": getattr(cache, "hits", None), "misses": getattr(cache, "misses", None)},
+        }
+
     # -- chat ---------------------------------------------------------------
-    async def chat(self, request: ChatRequest, ctx: CallContext | None = None) -> ChatResult:
+    async def chat(
+        self, request: ChatRequest, ctx: CallContext | None = None, options: ChatOptions | None = None
+    ) -> ChatResult:
         ctx = ctx or CallContext()
-        routes = self.resolve(request.model)
+        options = options or ChatOptions()
         started = time.perf_counter()
-        attempts: list[Attempt] = []
+        plan = self._plan(request, options)
+        attempts = list(plan.skipped)
+        key = None
+        if (options.cache_strategy or self.config.cache.strategy) == "runyard":
+            key = cache_key(plan.routes[0].name, request)
+            hit = self.cache.get(key)
+            if hit is not None:
+                hit.cache_hit, hit.cost, hit.attempts, hit.route_reason = True, 0.0, [], plan.reason
+                hit.latency_ms = (time.perf_counter() - started) * 1000
+                self._stamp(hit, ctx)
+                self._finish_chat(request, hit, ctx, ttft_ms=None, status="ok", error=None)
+                return hit
+        routes = self._open_routes(plan, attempts)
         for i, route in enumerate(routes):
             try:
                 result = await route.provider.chat(request, route.model)
             except RunyardError as err:
                 attempts.append(Attempt(route.provider.name, route.model, err.message, err.code))
-                if can_fall_back(err) and i + 1 < len(routes):
-                    continue
-                self._record_failure("chat", request, ctx, attempts, err, started)
+                if can_fall_back(err):
+                    self.breakers.failure(route.key)
+                    if i + 1 < len(routes):
+                        continue
+                self._record_failure(request, route.name, ctx, attempts, err, started)
                 raise _with_attempts(err, attempts) from None
+            self.breakers.success(route.key)
             attempts.append(Attempt(route.provider.name, route.model))
-            result.model = request.model or ""
+            result.model = route.name
             result.attempts = attempts
+            result.route_reason = plan.reason
             result.latency_ms = (time.perf_counter() - started) * 1000
+            result.cost = _cost(route.price, result.usage)
             self._stamp(result, ctx)
-            self._record_chat(request, result, ctx, ttft_ms=None, status="ok", error=None)
+            if key is not None:
+                self.cache.put(key, result)
+            self._finish_chat(request, result, ctx, ttft_ms=None, status="ok", error=None)
             return result
-        raise AssertionError("unreachable: a model has at least one route")
+        raise AssertionError("unreachable: a plan has at least one route")
 
-    async def open_stream(self, request: ChatRequest, ctx: CallContext | None = None) -> ChatStream:
+    async def open_stream(
+        self, request: ChatRequest, ctx: CallContext | None = None, options: ChatOptions | None = None
+    ) -> ChatStream:
         """Start a streamed chat: routes are tried until one yields its first delta.
 
         Failures before the first delta fall back silently (or raise, so the caller can
         answer with a proper HTTP error); failures after it end the stream with the error.
         """
         ctx = ctx or CallContext()
-        routes = self.resolve(request.model)
+        options = options or ChatOptions()
         started = time.perf_counter()
-        attempts: list[Attempt] = []
+        plan = self._plan(request, options)
+        attempts = list(plan.skipped)
+        routes = self._open_routes(plan, attempts)
         for i, route in enumerate(routes):
             upstream = route.provider.stream_chat(request, route.model)
             try:
@@ -122,21 +236,24 @@ class AIService:
             except RunyardError as err:
                 await _aclose(upstream)
                 attempts.append(Attempt(route.provider.name, route.model, err.message, err.code))
-                if can_fall_back(err) and i + 1 < len(routes):
-                    continue
-                self._record_failure("chat", request, ctx, attempts, err, started)
+                if can_fall_back(err):
+                    self.breakers.failure(route.key)
+                    if i + 1 < len(routes):
+                        continue
+                self._record_failure(request, route.name, ctx, attempts, err, started)
                 raise _with_attempts(err, attempts) from None
             attempts.append(Attempt(route.provider.name, route.model))
             result = ChatResult(
                 content=None,
-                model=request.model or "",
+                model=route.name,
                 provider=route.provider.name,
                 provider_model=route.model,
                 attempts=attempts,
+                route_reason=plan.reason,
             )
             self._stamp(result, ctx)
-            return ChatStream(self, request, ctx, result, first, upstream, started)
-        raise AssertionError("unreachable: a model has at least one route")
+            return ChatStream(self, request, ctx, result, route, first, upstream, started)
+        raise AssertionError("unreachable: a plan has at least one route")
 
     # -- embeddings ---------------------------------------------------------
     async def embed(
@@ -149,26 +266,26 @@ class AIService:
         for i, route in enumerate(routes):
             try:
                 result = await route.provider.embed(texts, route.model, dimensions)
+                if len(result.embeddings) != len(texts):
+                    raise RunyardError(
+                        f"{route.provider.name}: returned {len(result.embeddings)} embeddings for {len(texts)} inputs",
+                        code="upstream_invalid_response",
+                        status=502,
+                    )
             except RunyardError as err:
                 attempts.append(Attempt(route.provider.name, route.model, err.message, err.code))
                 if can_fall_back(err) and i + 1 < len(routes):
                     continue
                 raise _with_attempts(err, attempts) from None
-            if len(result.embeddings) != len(texts):
-                raise _with_attempts(
-                    RunyardError(
-                        f"{route.provider.name}: returned {len(result.embeddings)} embeddings for {len(texts)} inputs",
-                        code="upstream_invalid_response",
-                        status=502,
-                    ),
-                    attempts,
-                )
             attempts.append(Attempt(route.provider.name, route.model))
-            result.model = model or ""
+            result.model = route.name
             result.attempts = attempts
             result.latency_ms = (time.perf_counter() - started) * 1000
             result.inference_id = new_id()
+            result.cost = _cost(route.price, result.usage)
             self._record_embed(texts, result, ctx)
+            for observe in self.usage_observers:
+                observe(ctx, result)
             return result
         raise AssertionError("unreachable: a model has at least one route")
 
@@ -177,6 +294,21 @@ class AIService:
     def _stamp(result: ChatResult, ctx: CallContext) -> None:
         result.inference_id = new_id()
         result.episode_id = ctx.episode_id or new_id()
+
+    def _finish_chat(
+        self,
+        request: ChatRequest,
+        result: ChatResult,
+        ctx: CallContext,
+        *,
+        ttft_ms: float | None,
+        status: str,
+        error: str | None,
+    ) -> None:
+        self._record_chat(request, result, ctx, ttft_ms=ttft_ms, status=status, error=error)
+        if status == "ok":
+            for observe in self.usage_observers:
+                observe(ctx, result)
 
     def _record_chat(
         self,
@@ -197,23 +329,10 @@ class AIService:
             if result.tool_calls:
                 output["tool_calls"] = [tc.to_openai() for tc in result.tool_calls]
             return _row(
-                "chat",
-                result.inference_id,
-                result.episode_id,
-                request.model or "",
-                result.provider,
-                result.provider_model,
-                _chat_input(request),
-                output,
-                result.usage,
-                result.latency_ms,
-                ttft_ms,
-                status,
-                error,
-                result.attempts,
-                ctx,
-                created,
-            )
+                "chat", result.inference_id, result.episode_id, result.model, result.provider,
+                result.provider_model, _chat_input(request), output, result.usage, result.latency_ms,
+                ttft_ms, status, error, result.attempts, ctx, created, result.cost, result.cache_hit,
+            )  # fmt: skip
 
         self.recorder.record(result.inference_id, result.episode_id, build)
 
@@ -223,35 +342,19 @@ class AIService:
         created = utcnow()
 
         def build() -> dict[str, Any]:
-            output = {
-                "count": len(result.embeddings),
-                "dimensions": len(result.embeddings[0]) if result.embeddings else 0,
-            }
+            dims = len(result.embeddings[0]) if result.embeddings else 0
             return _row(
-                "embed",
-                result.inference_id,
-                ctx.episode_id,
-                result.model,
-                result.provider,
-                result.provider_model,
-                {"input": texts},
-                output,
-                result.usage,
-                result.latency_ms,
-                None,
-                "ok",
-                None,
-                result.attempts,
-                ctx,
-                created,
-            )
+                "embed", result.inference_id, ctx.episode_id, result.model, result.provider,
+                result.provider_model, {"input": texts}, {"count": len(result.embeddings), "dimensions": dims},
+                result.usage, result.latency_ms, None, "ok", None, result.attempts, ctx, created, result.cost, False,
+            )  # fmt: skip
 
         self.recorder.record(result.inference_id, ctx.episode_id, build)
 
     def _record_failure(
         self,
-        kind: str,
         request: ChatRequest,
+        model: str,
         ctx: CallContext,
         attempts: list[Attempt],
         err: RunyardError,
@@ -267,23 +370,10 @@ class AIService:
 
         def build() -> dict[str, Any]:
             return _row(
-                kind,
-                inference_id,
-                episode_id,
-                request.model or "",
-                last.provider if last else None,
-                last.model if last else None,
-                _chat_input(request),
-                None,
-                Usage(),
-                latency,
-                None,
-                "error",
-                f"{err.code}: {err.message}",
-                attempts,
-                ctx,
-                created,
-            )
+                "chat", inference_id, episode_id, model, last.provider if last else None,
+                last.model if last else None, _chat_input(request), None, Usage(), latency, None,
+                "error", f"{err.code}: {err.message}", attempts, ctx, created, None, False,
+            )  # fmt: skip
 
         self.recorder.record(inference_id, episode_id, build)
 
@@ -291,7 +381,7 @@ class AIService:
 class ChatStream:
     """A started chat stream: ``result`` holds ids and the serving provider; iterate for deltas.
 
-    Iterating to the end fills ``result`` (content, tool calls, usage) and records the
+    Iterating to the end fills ``result`` (content, tool calls, usage, cost) and records the
     inference; an upstream failure after the first delta is raised from the iterator.
     """
 
@@ -301,6 +391,7 @@ class ChatStream:
         request: ChatRequest,
         ctx: CallContext,
         result: ChatResult,
+        route: Route,
         first: ChatDelta,
         upstream: AsyncIterator[ChatDelta],
         started: float,
@@ -309,6 +400,7 @@ class ChatStream:
         self.request = request
         self.ctx = ctx
         self.result = result
+        self._route = route
         self._first: ChatDelta | None = first
         self._upstream = upstream
         self._started = started
@@ -321,6 +413,7 @@ class ChatStream:
         ttft: float | None = None
         held: ChatDelta | None = None
         status, error = "ok", None
+        breakers, route_key = self.service.breakers, self._route.key
         try:
             while True:
                 if self._first is not None:
@@ -356,8 +449,11 @@ class ChatStream:
                 yield delta
             if held is not None:
                 yield held
+            breakers.success(route_key)
         except RunyardError as err:
             status, error = "error", f"{err.code}: {err.message}"
+            if can_fall_back(err):
+                breakers.failure(route_key)
             raise
         except BaseException:
             status, error = "cancelled", "client went away before the stream ended"
@@ -367,8 +463,13 @@ class ChatStream:
             result.content = "".join(parts) if parts else None
             result.tool_calls = [calls[i] for i in sorted(calls)]
             result.usage = usage
+            result.cost = _cost(self._route.price, usage)
             result.latency_ms = (time.perf_counter() - self._started) * 1000
-            self.service._record_chat(self.request, result, self.ctx, ttft_ms=ttft, status=status, error=error)
+            self.service._finish_chat(self.request, result, self.ctx, ttft_ms=ttft, status=status, error=error)
+
+
+def _cost(price: PriceConfig | None, usage: Usage) -> float | None:
+    return None if price is None else price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:
@@ -378,37 +479,26 @@ async def _aclose(iterator: AsyncIterator[Any]) -> None:
             await close()
 
 
+def _attempts_json(attempts: list[Attempt]) -> list[dict[str, Any]]:
+    return [{"provider": a.provider, "model": a.model, "code": a.code, "error": a.error} for a in attempts]
+
+
 def _with_attempts(err: RunyardError, attempts: list[Attempt]) -> RunyardError:
     if len(attempts) > 1:
-        err.details = {
-            "attempts": [{"provider": a.provider, "model": a.model, "code": a.code, "error": a.error} for a in attempts]
-        }
+        err.details = {"attempts": _attempts_json(attempts)}
     return err
 
 
 def _chat_input(request: ChatRequest) -> dict[str, Any]:
-    data = request.model_dump(mode="json", exclude_none=True, exclude={"model", "stream", "stream_options"})
-    return data
+    return request.model_dump(mode="json", exclude_none=True, exclude={"model", "stream", "stream_options"})
 
 
 def _row(
-    kind: str,
-    inference_id: str,
-    episode_id: str | None,
-    model: str,
-    provider: str | None,
-    provider_model: str | None,
-    input_: Any,
-    output: Any,
-    usage: Usage,
-    latency_ms: float,
-    ttft_ms: float | None,
-    status: str,
-    error: str | None,
-    attempts: list[Attempt],
-    ctx: CallContext,
-    created: Any,
-) -> dict[str, Any]:
+    kind: str, inference_id: str, episode_id: str | None, model: str, provider: str | None,
+    provider_model: str | None, input_: Any, output: Any, usage: Usage, latency_ms: float,
+    ttft_ms: float | None, status: str, error: str | None, attempts: list[Attempt], ctx: CallContext,
+    created: Any, cost: float | None, cache_hit: bool,
+) -> dict[str, Any]:  # fmt: skip
     return {
         "id": inference_id,
         "episode_id": episode_id,
@@ -426,8 +516,10 @@ def _row(
         "ttft_ms": ttft_ms,
         "status": status,
         "error": error,
-        "attempts": [{"provider": a.provider, "model": a.model, "code": a.code, "error": a.error} for a in attempts],
+        "attempts": _attempts_json(attempts),
         "api_key_id": ctx.api_key_id,
         "tags": ctx.tags or {},
         "created_at": created,
+        "cost": cost,
+        "cache_hit": cache_hit,
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from ...config import MODEL_SEPARATOR
 from ...errors import InternalServerError, InvalidRequestError, NotFoundError, RunyardError
-from ...services.ai import CallContext, ChatStream
+from ...services.ai import CallContext, ChatOptions, ChatStream
 from ...types import ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult
 from ..http import (
     DONE,
@@ -55,16 +55,52 @@ def _uuid_str(value: Any, field: str) -> str:
         raise InvalidRequestError(f"'{field}' must be a UUID", code="invalid_id") from None
 
 
-def _apply_vendor(body: dict[str, Any]) -> None:
+def _apply_vendor(body: dict[str, Any], *, routing: bool = False) -> str | None:
+    """``vendor`` + ``model`` → ``vendor::model``; ``vendor`` alone filters routing (chat only)."""
     vendor = body.pop("vendor", None)
     model = body.get("model")
     if vendor:
         if not isinstance(vendor, str):
             raise InvalidRequestError("'vendor' must be a string", code="invalid_vendor")
         if not model:
+            if routing:
+                return vendor
             raise InvalidRequestError("'vendor' needs a 'model' to call on it", code="missing_model")
         if isinstance(model, str) and MODEL_SEPARATOR not in model:
             body["model"] = f"{vendor}{MODEL_SEPARATOR}{model}"
+    return None
+
+
+class _RoutingOptions(BaseModel):
+    """The Infrai-style routing and caching knobs of ``/v1/ai/chat`` (never sent upstream)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Literal["general", "reasoning", "coding", "long_context"] = "general"
+    prefer: Literal["balanced", "cheapest", "smartest"] = "balanced"
+    max_cost_multiplier: float | None = Field(default=None, ge=1.0)
+    cache_strategy: Literal["vendor", "runyard", "none"] | None = None
+
+
+_ROUTING_KEYS = tuple(_RoutingOptions.model_fields)
+
+
+def _options(body: dict[str, Any], vendor: str | None) -> ChatOptions:
+    picked = {k: body.pop(k) for k in _ROUTING_KEYS if k in body}
+    if body.pop("batch_mode", False):
+        raise InvalidRequestError(
+            "batch_mode is not available yet: submit a runyard/chat task with client.run(wait=False) instead",
+            code="batch_mode_unavailable",
+        )
+    body.pop("timeout_seconds", None)  # an SDK-side timeout; the server has its own
+    opts = validate(_RoutingOptions, picked)
+    return ChatOptions(
+        task=opts.task,
+        prefer=opts.prefer,
+        vendor=vendor,
+        max_cost_multiplier=opts.max_cost_multiplier,
+        cache_strategy=opts.cache_strategy,
+    )
 
 
 async def chat(request: Request) -> Response:
@@ -77,15 +113,15 @@ async def chat(request: Request) -> Response:
         body["messages"] = prompt
     if isinstance(body.get("messages"), str):
         body["messages"] = [{"role": "user", "content": body["messages"]}]
-    _apply_vendor(body)
+    options = _options(body, _apply_vendor(body, routing=True))
     chat_request = validate(ChatRequest, body)
     service = gateway(request).ai
     if chat_request.stream:
-        stream = await service.open_stream(chat_request, ctx)
+        stream = await service.open_stream(chat_request, ctx, options)
         return sse_response(_native_events(stream))
 
     async def produce() -> Response:
-        return json_response(render_chat(await service.chat(chat_request, ctx)))
+        return json_response(render_chat(await service.chat(chat_request, ctx, options)))
 
     return await idempotent(request, key, raw, produce)
 
@@ -114,6 +150,9 @@ def _metadata(result: ChatResult | EmbedResult) -> dict[str, Any]:
         "attempts": [
             {"provider": a.provider, "model": a.model, "code": a.code, "error": a.error} for a in result.attempts
         ],
+        "cost": result.cost,
+        "cache_hit": getattr(result, "cache_hit", False),
+        "route_reason": getattr(result, "route_reason", None),
     }
 
 
@@ -211,6 +250,11 @@ async def feedback(request: Request) -> Response:
     return json_response({"feedback_id": feedback_id})
 
 
+async def status(request: Request) -> Response:
+    """Health of the routes (circuit breakers) and the response cache."""
+    return json_response({"status": "ok", **gateway(request).ai.status()})
+
+
 async def get_inference(request: Request) -> Response:
     gw = gateway(request)
     inference_id = _uuid_str(request.path_params["inference_id"], "inference_id")
@@ -232,4 +276,5 @@ routes = [
     Route("/v1/ai/embed", embed, methods=["POST"]),
     Route("/v1/feedback", feedback, methods=["POST"]),
     Route("/v1/inferences/{inference_id}", get_inference, methods=["GET"]),
+    Route("/v1/status", status, methods=["GET"]),
 ]

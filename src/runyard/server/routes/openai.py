@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ...errors import InvalidRequestError
 from ...services.ai import CallContext, ChatStream
 from ...types import ChatRequest, ChatResult, EmbedRequest
 from ..http import (
@@ -33,6 +34,8 @@ from .native import guarded_stream
 async def chat_completions(request: Request) -> Response:
     raw = await read_body(request)
     chat_request = validate_json(ChatRequest, raw)
+    if not chat_request.model:
+        raise InvalidRequestError("'model' is required", code="missing_model")
     ctx = CallContext(api_key_id=request.state.api_key_id)
     service = gateway(request).ai
     if chat_request.stream:

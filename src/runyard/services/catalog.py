@@ -1,0 +1,135 @@
+"""The model catalog: prices for cost accounting, and task/prefer routing among capable models."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from ..config import ModelConfig, PriceConfig, ProviderConfig, RunyardConfig
+from ..errors import InvalidRequestError
+from ..types import ChatRequest
+
+Prefer = Literal["balanced", "cheapest", "smartest"]
+TASKS = ("general", "reasoning", "coding", "long_context")
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The models to try, best first, and why the first was picked."""
+
+    models: list[str]
+    reason: str
+
+
+class Catalog:
+    def __init__(self, config: RunyardConfig) -> None:
+        self._config = config
+        self._prices: dict[tuple[str, str], PriceConfig] = {}
+        for table in (config.models, config.embedding_models):
+            for model in table.values():
+                if model.price is not None:
+                    for route in model.routes:
+                        self._prices.setdefault((route.provider, route.model), model.price)
+
+    def price(self, name: str | None) -> PriceConfig | None:
+        model = self._config.models.get(name or "") or self._config.embedding_models.get(name or "")
+        return model.price if model is not None else None
+
+    def route_price(self, provider: str, model: str) -> PriceConfig | None:
+        """The price of one route (``provider::model``), from any catalog model that uses it."""
+        return self._prices.get((provider, model))
+
+    def available(self, model: ModelConfig) -> bool:
+        """A model can serve when its first route's provider has the credentials it asks for."""
+        provider = self._config.providers.get(model.routes[0].provider)
+        return provider is not None and _has_credentials(provider)
+
+    def route(
+        self,
+        request: ChatRequest,
+        *,
+        task: str = "general",
+        prefer: str = "balanced",
+        vendor: str | None = None,
+    ) -> Choice:
+        """Rank the capable, available, priced models for this request."""
+        if task not in TASKS:
+            raise InvalidRequestError(f"task must be one of {', '.join(TASKS)}", code="invalid_task")
+        if prefer not in ("balanced", "cheapest", "smartest"):
+            raise InvalidRequestError("prefer must be balanced, cheapest or smartest", code="invalid_prefer")
+        needs = required_capabilities(request)
+        context = estimate_tokens(request)
+        capable: list[tuple[str, ModelConfig, PriceConfig]] = []
+        for name, model in self._config.models.items():
+            if not model.routable or model.price is None or not needs <= set(model.capabilities):
+                continue
+            if model.context_window is not None and context > model.context_window:
+                continue
+            if task != "general" and task not in model.tasks:
+                continue
+            if vendor and model.routes[0].provider != vendor:
+                continue
+            if not self.available(model):
+                continue
+            capable.append((name, model, model.price))
+        if not capable:
+            raise InvalidRequestError(
+                f"no available model can serve this request (needs {', '.join(sorted(needs))}, task={task}"
+                f"{', vendor=' + vendor if vendor else ''}, ~{context} tokens); configure a provider key "
+                "or name a model",
+                code="no_model_available",
+            )
+        ranked = _rank(capable, prefer)
+        name, model, price = ranked[0]
+        reason = (
+            f"prefer={prefer}, task={task}: {name} (quality {model.quality}, "
+            f"${price.input:g}/${price.output:g} per 1M in/out) among {len(capable)} capable model(s)"
+        )
+        return Choice([n for n, _, _ in ranked], reason)
+
+
+def _rank(
+    capable: list[tuple[str, ModelConfig, PriceConfig]], prefer: str
+) -> list[tuple[str, ModelConfig, PriceConfig]]:
+    if prefer == "cheapest":
+        return sorted(capable, key=lambda c: (c[2].blended, -c[1].quality, c[0]))
+    if prefer == "smartest":
+        return sorted(capable, key=lambda c: (-c[1].quality, c[2].blended, c[0]))
+    # balanced: the best quality among the cheaper half; ties go to the cheaper model.
+    by_price = sorted(capable, key=lambda c: c[2].blended)
+    median = by_price[(len(by_price) - 1) // 2][2].blended
+    affordable = [c for c in capable if c[2].blended <= median]
+    rest = [c for c in capable if c[2].blended > median]
+    key = lambda c: (-c[1].quality, c[2].blended, c[0])  # noqa: E731
+    return sorted(affordable, key=key) + sorted(rest, key=lambda c: (c[2].blended, c[0]))
+
+
+def required_capabilities(request: ChatRequest) -> set[str]:
+    needs = {"chat"}
+    if request.tools:
+        needs.add("tools")
+    if request.json_schema() is not None:
+        needs.add("json_schema")
+    for message in request.messages:
+        if isinstance(message.content, list) and any(
+            isinstance(p, dict) and p.get("type") in ("image_url", "input_image", "image") for p in message.content
+        ):
+            needs.add("vision")
+            break
+    return needs
+
+
+def estimate_tokens(request: ChatRequest) -> int:
+    """A cheap upper-ish estimate (4 characters per token) plus the output budget."""
+    chars = 0
+    for message in request.messages:
+        if isinstance(message.content, str):
+            chars += len(message.content)
+        elif isinstance(message.content, list):
+            chars += sum(len(str(p.get("text", ""))) for p in message.content if isinstance(p, dict))
+    return chars // 4 + (request.output_limit or 0)
+
+
+def _has_credentials(provider: ProviderConfig) -> bool:
+    return provider.api_key_env is None or bool(os.environ.get(provider.api_key_env))
