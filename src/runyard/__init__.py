@@ -24,6 +24,7 @@ from .errors import (
     TaskFailedError,
     TimeoutError,
     UpstreamError,
+    UsageLimitError,
     ValidationError,
 )
 from .files import File
@@ -87,6 +88,7 @@ __all__ = [
     "TimeoutError",
     "UploadedFile",
     "UpstreamError",
+    "UsageLimitError",
     "ValidationError",
     "__version__",
     "app",

@@ -101,8 +101,23 @@ def _parser() -> argparse.ArgumentParser:
     khash.set_defaults(func=_keys_hash)
     kcreate = keys_sub.add_parser("create", help="create a key in the store and print it once")
     kcreate.add_argument("--name", required=True)
+    kcreate.add_argument("--workspace", default="default", help="the key sees its workspace's usage")
+    kcreate.add_argument("--rpm-sync", type=_positive_int, help="sync requests per minute ([limits] window)")
+    kcreate.add_argument("--rpm-async", type=_positive_int, help="async submissions (runs without wait) per minute")
+    kcreate.add_argument("--tpm", type=_positive_int, help="tokens (input + output) per minute")
+    kcreate.add_argument("--spend-limit", type=_non_negative_float, metavar="USD", help="spending limit per period")
+    kcreate.add_argument("--period", choices=["day", "month"], help="the spending period (default from [limits])")
     kcreate.add_argument("--config")
     kcreate.set_defaults(func=_keys_create)
+    klist = keys_sub.add_parser("list", help="list keys (no secrets): id, name, workspace, limits, created/revoked")
+    klist.add_argument("--json", action="store_true", help="one JSON object per key")
+    klist.add_argument("--active", action="store_true", help="hide revoked keys")
+    klist.add_argument("--config")
+    klist.set_defaults(func=_keys_list)
+    krevoke = keys_sub.add_parser("revoke", help="revoke a key; a running server refuses it within a second")
+    krevoke.add_argument("key_id")
+    krevoke.add_argument("--config")
+    krevoke.set_defaults(func=_keys_revoke)
     return p
 
 
@@ -323,24 +338,89 @@ def _keys_hash(args: argparse.Namespace) -> None:
     print(hash_api_key(key))
 
 
-def _keys_create(args: argparse.Namespace) -> None:
+def _positive_int(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return n
+
+
+def _non_negative_float(value: str) -> float:
+    x = float(value)
+    if not x >= 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a non-negative number, not {value}")
+    return x
+
+
+def _with_store(config_path: str | None, work: Any) -> Any:
+    """Run ``work(store)`` against the configured store (migrated first); no server needed."""
     import asyncio
 
     from .backends.store import Store
 
-    config = load_config(args.config)
-    key = "ry_" + secrets.token_urlsafe(32)
+    config = load_config(config_path)
 
-    async def create() -> str:
+    async def run() -> Any:
         store = Store(config.storage.url)
         try:
             await store.start()
-            return await store.add_api_key(args.name, hash_api_key(key))
+            return await work(store)
         finally:
             await store.aclose()
 
-    key_id = asyncio.run(create())
-    print(f"created key {key_id} ({args.name}); it is shown once, store it now:\n{key}")
+    return asyncio.run(run())
+
+
+def _keys_create(args: argparse.Namespace) -> None:
+    key = "ry_" + secrets.token_urlsafe(32)
+    limits = {
+        name: getattr(args, name)
+        for name in ("rpm_sync", "rpm_async", "tpm", "spend_limit", "period")
+        if getattr(args, name) is not None
+    }
+    if "period" in limits and "spend_limit" not in limits:
+        print("runyard: --period needs --spend-limit", file=sys.stderr)
+        sys.exit(2)
+    key_id = _with_store(
+        args.config, lambda store: store.add_api_key(args.name, hash_api_key(key), workspace=args.workspace, **limits)
+    )
+    shown = ", ".join(f"{k}={v}" for k, v in limits.items()) or "the [limits] defaults"
+    print(f"created key {key_id} ({args.name}, workspace {args.workspace}, limits: {shown})")
+    print(f"it is shown once, store it now:\n{key}")
+
+
+def _limits_text(row: dict[str, Any]) -> str:
+    parts = [f"{name}={row[name]}" for name in ("rpm_sync", "rpm_async", "tpm") if row.get(name) is not None]
+    if row.get("spend_limit") is not None:
+        parts.append(f"spend=${row['spend_limit']:g}/{row.get('period') or 'default period'}")
+    return " ".join(parts) or "defaults"
+
+
+def _keys_list(args: argparse.Namespace) -> None:
+    import json
+
+    rows = _with_store(args.config, lambda store: store.list_api_keys(include_revoked=not args.active))
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "name", "workspace", "limits", "created", "revoked")
+    for row in rows:
+        created = row["created_at"].strftime("%Y-%m-%d %H:%M") if row["created_at"] else ""
+        revoked = row["revoked_at"].strftime("%Y-%m-%d %H:%M") if row["revoked_at"] else ""
+        table.add_row(row["id"], row["name"], row["workspace"], _limits_text(row), created, revoked)
+    Console().print(table)
+
+
+def _keys_revoke(args: argparse.Namespace) -> None:
+    row = _with_store(args.config, lambda store: store.revoke_api_key(args.key_id))
+    if row is None:
+        print(f"runyard: no key {args.key_id}", file=sys.stderr)
+        sys.exit(1)
+    print(f"revoked key {row['id']} ({row['name']}) at {row['revoked_at']}")
 
 
 if __name__ == "__main__":

@@ -123,6 +123,14 @@ class RateLimitError(RunyardError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.retry_after = retry_after
+        self.headers: list[tuple[bytes, bytes]] = []  # server side: X-RateLimit-* to send with the 429
+
+
+class UsageLimitError(RateLimitError):
+    """A key's spending limit for the period is used up (429 ``USAGE_LIMIT_EXCEEDED``);
+    ``retry_after`` is the time until the period ends."""
+
+    default_code = "USAGE_LIMIT_EXCEEDED"
 
 
 class InternalServerError(RunyardError):
@@ -196,6 +204,7 @@ _BY_CODE: dict[str, type[RunyardError]] = {
     "REQUIREMENTS_NOT_MET": RequirementsNotMetError,
     "SESSION_NOT_FOUND": SessionNotFoundError,
     "SESSION_EXPIRED": SessionExpiredError,
+    "USAGE_LIMIT_EXCEEDED": UsageLimitError,
     "CAPABILITY_NOT_AVAILABLE": CapabilityNotAvailableError,
 }
 

@@ -14,6 +14,8 @@ from .services.auth import ApiKeyAuth
 from .services.feedback import FeedbackService
 from .services.files import FileService
 from .services.idempotency import IdempotencyCache
+from .services.limits import LimitService
+from .services.media import MediaService
 from .services.tasks import TaskService
 
 
@@ -36,8 +38,13 @@ class Gateway:
             else None
         )
         self.ai = AIService(config, self.recorder)
+        self.media = MediaService(self.ai, self.recorder)  # tts, asr, images, vision
         self.feedback = FeedbackService(self.store, self.recorder, config.metrics)
-        self.auth = ApiKeyAuth(config.server.api_keys, self.store)
+        self.limits = LimitService(config.limits, self.store)
+        self.ai.usage_observers.append(self.limits.observe)
+        self.auth = ApiKeyAuth(
+            config.server.api_keys, self.store, self.limits, refresh_s=config.server.api_key_refresh_s
+        )
         self.idempotency = IdempotencyCache(config.server.idempotency_ttl_s)
         self.files = FileService.from_config(self.store, config.files)
         self.apps = AppRegistry(config)
@@ -68,6 +75,8 @@ class Gateway:
             if self.recorder is not None:
                 await self.recorder.aclose()
         finally:
+            await self.auth.aclose()
+            await self.limits.aclose()
             await self.ai.aclose()
             await self.files.aclose()
             await self.store.aclose()

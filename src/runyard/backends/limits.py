@@ -66,7 +66,17 @@ def period_bounds(period: Literal["day", "month"], now: float) -> tuple[str, flo
 class _KeyUsage:
     """Token/cost stream (coalesced buckets) plus the current day's and month's totals."""
 
-    __slots__ = ("buckets", "day", "day_cost", "day_tokens", "month", "month_cost", "month_tokens", "w_cost", "w_tokens")
+    __slots__ = (
+        "buckets",
+        "day",
+        "day_cost",
+        "day_tokens",
+        "month",
+        "month_cost",
+        "month_tokens",
+        "w_cost",
+        "w_tokens",
+    )
 
     def __init__(self) -> None:
         self.buckets: deque[list[float]] = deque()  # [start, tokens, cost]
@@ -94,7 +104,7 @@ class InProcessLimitBackend(LimitBackend):
         self._usage: dict[str, _KeyUsage] = {}
         self._hits = 0
         self._day = self._month = ""
-        self._period_end = 0.0
+        self._period_end = self._day_end = self._month_end = 0.0
 
     # -- request rates (GCRA) ------------------------------------------------
     async def hit(self, key: str, limit: int, window_s: float, cost: int = 1) -> tuple[bool, int, float]:
@@ -127,9 +137,9 @@ class InProcessLimitBackend(LimitBackend):
     # -- tokens and spend -----------------------------------------------------
     def _roll(self, now: float) -> None:
         if now >= self._period_end:
-            self._day, _, day_end = period_bounds("day", now)
-            self._month, _, month_end = period_bounds("month", now)
-            self._period_end = min(day_end, month_end)
+            self._day, _, self._day_end = period_bounds("day", now)
+            self._month, _, self._month_end = period_bounds("month", now)
+            self._period_end = min(self._day_end, self._month_end)
 
     def _state(self, key: str, now: float) -> _KeyUsage:
         u = self._usage.get(key)
@@ -175,10 +185,10 @@ class InProcessLimitBackend(LimitBackend):
         """:meth:`get_usage` without the coroutine (the in-process fast path)."""
         now = time.time()
         if isinstance(period, str):
-            u = self._state(key, now)
+            s = self._state(key, now)
             if period == "day":
-                return u.day_tokens, u.day_cost, period_bounds("day", now)[2] - now
-            return u.month_tokens, u.month_cost, period_bounds("month", now)[2] - now
+                return s.day_tokens, s.day_cost, self._day_end - now
+            return s.month_tokens, s.month_cost, self._month_end - now
         u = self._usage.get(key)
         if u is None:
             return 0, 0.0, 0.0
@@ -197,175 +207,6 @@ class InProcessLimitBackend(LimitBackend):
                 tokens += int(t)
                 cost += c
         return tokens, max(cost, 0.0), (first + period - now) if first else 0.0
-
-    async def seed_usage(self, key: str, period: Literal["day", "month"], tokens: int, cost: float) -> None: ...
-
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
-        """Release connections (a networked backend)."""
-
-
-def period_bounds(period: Literal["day", "month"], now: float) -> tuple[str, float, float]:
-    """(id, start, end) of the UTC calendar ``period`` holding ``now`` (epoch seconds)."""
-    t = time.gmtime(now)
-    if period == "day":
-        start = calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0))
-        return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}", float(start), float(start + 86400)
-    start = calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0))
-    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
-    end = calendar.timegm((year, month, 1, 0, 0, 0))
-    return f"{t.tm_year:04d}-{t.tm_mon:02d}", float(start), float(end)
-
-
-class _KeyUsage:
-    """Token/cost stream (coalesced buckets) plus the current day's and month's totals."""
-
-    __slots__ = ("buckets", "day", "day_cost", "day_tokens", "month", "month_cost", "month_tokens", "w_cost", "w_tokens")
-
-    def __init__(self) -> None:
-        self.buckets: deque[list[float]] = deque()  # [start, tokens, cost]
-        self.w_tokens = 0
-        self.w_cost = 0.0
-        self.day = ""
-        self.day_tokens = 0
-        self.day_cost = 0.0
-        self.month = ""
-        self.month_tokens = 0
-        self.month_cost = 0.0
-
-
-class InProcessLimitBackend(LimitBackend):
-    """Exact in one process (the embedded default). ``horizon_s``: the longest window
-    ``get_usage`` is asked for (older token buckets are dropped); ``resolution_s``: token
-    usage within this much time shares one bucket (bounds memory to horizon/resolution)."""
-
-    SWEEP_EVERY = 8192  # hits between sweeps of idle rate-limit state
-
-    def __init__(self, *, horizon_s: float = 60.0, resolution_s: float | None = None) -> None:
-        self.horizon_s = horizon_s
-        self.resolution_s = resolution_s if resolution_s is not None else horizon_s / 100
-        self._tat: dict[str, float] = {}  # GCRA theoretical arrival time per key
-        self._usage: dict[str, _KeyUsage] = {}
-        self._hits = 0
-        self._day = self._month = ""
-        self._period_end = 0.0
-
-    # -- request rates (GCRA) ------------------------------------------------
-    async def hit(self, key: str, limit: int, window_s: float, cost: int = 1) -> tuple[bool, int, float]:
-        return self.hit_now(key, limit, window_s, cost)
-
-    def hit_now(self, key: str, limit: int, window_s: float, cost: int = 1) -> tuple[bool, int, float]:
-        """:meth:`hit` without the coroutine (the in-process fast path)."""
-        now = time.time()
-        interval = window_s / limit
-        tat = self._tat.get(key, now)
-        if tat < now:
-            tat = now
-        new_tat = tat + interval * cost
-        # Allowed while the bucket, after this request, holds at most `limit` requests' worth.
-        if new_tat - now > window_s + 1e-9:
-            return False, max(0, int((window_s - (tat - now)) / interval + 1e-9)), new_tat - window_s - now
-        if cost:
-            self._tat[key] = new_tat
-            self._hits += 1
-            if self._hits >= self.SWEEP_EVERY:
-                self._sweep(now)
-        return True, int((window_s - (new_tat - now)) / interval + 1e-9), new_tat - now
-
-    def _sweep(self, now: float) -> None:
-        self._hits = 0
-        idle = [k for k, tat in self._tat.items() if tat <= now]
-        for k in idle:
-            del self._tat[k]
-
-    # -- tokens and spend -----------------------------------------------------
-    def _roll(self, now: float) -> None:
-        if now >= self._period_end:
-            self._day, _, day_end = period_bounds("day", now)
-            self._month, _, month_end = period_bounds("month", now)
-            self._period_end = min(day_end, month_end)
-
-    def _state(self, key: str, now: float) -> _KeyUsage:
-        u = self._usage.get(key)
-        if u is None:
-            u = self._usage[key] = _KeyUsage()
-        if now >= self._period_end:
-            self._roll(now)
-        if u.day != self._day:
-            u.day, u.day_tokens, u.day_cost = self._day, 0, 0.0
-        if u.month != self._month:
-            u.month, u.month_tokens, u.month_cost = self._month, 0, 0.0
-        return u
-
-    def _expire(self, u: _KeyUsage, cutoff: float) -> None:
-        buckets = u.buckets
-        while buckets and buckets[0][0] <= cutoff:
-            _, tokens, cost = buckets.popleft()
-            u.w_tokens -= int(tokens)
-            u.w_cost -= cost
-
-    def add_usage(self, key: str, tokens: int = 0, cost: float = 0.0) -> None:
-        now = time.time()
-        u = self._state(key, now)
-        u.day_tokens += tokens
-        u.month_tokens += tokens
-        u.day_cost += cost
-        u.month_cost += cost
-        buckets = u.buckets
-        if buckets and now - buckets[-1][0] < self.resolution_s:
-            last = buckets[-1]
-            last[1] += tokens
-            last[2] += cost
-        else:
-            buckets.append([now, tokens, cost])
-            self._expire(u, now - self.horizon_s)
-        u.w_tokens += tokens
-        u.w_cost += cost
-
-    async def get_usage(self, key: str, period: Period) -> tuple[int, float, float]:
-        return self.usage_now(key, period)
-
-    def usage_now(self, key: str, period: Period) -> tuple[int, float, float]:
-        """:meth:`get_usage` without the coroutine (the in-process fast path)."""
-        now = time.time()
-        if isinstance(period, str):
-            u = self._state(key, now)
-            if period == "day":
-                return u.day_tokens, u.day_cost, period_bounds("day", now)[2] - now
-            return u.month_tokens, u.month_cost, period_bounds("month", now)[2] - now
-        u = self._usage.get(key)
-        if u is None or not u.buckets:
-            return 0, 0.0, 0.0
-        if period >= self.horizon_s:
-            self._expire(u, now - self.horizon_s)
-            tokens, cost = u.w_tokens, u.w_cost
-        else:
-            self._expire(u, now - self.horizon_s)
-            cutoff = now - period
-            tokens, cost = 0, 0.0
-            for start, t, c in u.buckets:
-                if start > cutoff:
-                    tokens += int(t)
-                    cost += c
-        first = next((b[0] for b in u.buckets if b[0] > now - period), None)
-        return tokens, max(cost, 0.0), (first + period - now) if first is not None else 0.0
-
-    def tokens_free_in(self, key: str, limit: int, window_s: float) -> float:
-        """Seconds until the tokens used in the last ``window_s`` drop below ``limit``."""
-        u = self._usage.get(key)
-        if u is None:
-            return 0.0
-        now = time.time()
-        used = sum(int(b[1]) for b in u.buckets if b[0] > now - window_s)
-        for start, tokens, _ in u.buckets:
-            if start <= now - window_s:
-                continue
-            if used < limit:
-                break
-            used -= int(tokens)
-            wait = start + window_s - now
-            if used < limit:
-                return max(wait, 0.0)
-        return 0.0
 
     async def seed_usage(self, key: str, period: Literal["day", "month"], tokens: int, cost: float) -> None:
         u = self._state(key, time.time())

@@ -119,9 +119,8 @@ class Store:
     async def revoke_api_key(self, key_id: str) -> dict[str, Any] | None:
         """Revoke by id; the key's row (revoked_at set; kept for usage history), or None if unknown."""
         async with self.engine.begin() as conn:
-            await conn.execute(
-                api_keys.update().where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=utcnow())
-            )
+            active = sa.and_(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            await conn.execute(api_keys.update().where(active).values(revoked_at=utcnow()))
             row = (await conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id))).first()
         if row is None:
             return None

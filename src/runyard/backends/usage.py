@@ -64,7 +64,7 @@ async def aggregate(
         members = sa.select(api_keys.c.id).where(api_keys.c.workspace == workspace)
         query = query.where(inferences.c.api_key_id.in_(members.scalar_subquery()))
     if groups:
-        positions = [sa.literal_column(str(i + 1)) for i in range(len(groups))]
+        positions: list[Any] = [sa.literal_column(str(i + 1)) for i in range(len(groups))]
         query = query.group_by(*positions).order_by(*positions)
     async with store.engine.connect() as conn:
         rows = [dict(r._mapping) for r in await conn.execute(query)]
@@ -82,7 +82,9 @@ async def aggregate(
     return out
 
 
-async def key_spend(store: Store, key_id: str, month_start: datetime, day_start: datetime) -> tuple[float, float, int, int]:
+async def key_spend(
+    store: Store, key_id: str, month_start: datetime, day_start: datetime
+) -> tuple[float, float, int, int]:
     """(month cost, day cost, month tokens, day tokens) recorded for one key since those starts."""
     col = inferences.c
     in_day = col.created_at >= day_start

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from runyard.client._streaming import AsyncStream, Stream
+from runyard.client.media import AsyncImages, AsyncMediaMixin, Images, MediaMixin
 from runyard.client.types import ChatChunk, ChatResult, EmbedResult
 
 if TYPE_CHECKING:
@@ -42,10 +43,11 @@ class AsyncEmbeddings:
         return EmbedResult.model_validate(data)
 
 
-class AsyncAI:
+class AsyncAI(AsyncMediaMixin):
     def __init__(self, client: AsyncAPIClient) -> None:
         self._client = client
         self.embed = AsyncEmbeddings(client)
+        self.image = AsyncImages(client)
 
     @overload
     async def chat(
@@ -141,6 +143,11 @@ class AsyncAI:
                 "POST", CHAT_PATH, json=body, parse=ChatChunk.model_validate, idempotency_key=idempotency_key
             )
         data = await self._client.request("POST", CHAT_PATH, json=body, idempotency_key=idempotency_key)
+        if extra.get("batch_mode"):
+            # Queued as a `runyard/chat` task: the caller polls it (`.wait()`); its output is the answer.
+            from runyard.client.tasks import AsyncTask
+
+            return AsyncTask(self._client.tasks, data)  # type: ignore[attr-defined,return-value]
         return ChatResult.model_validate(data)
 
 
@@ -163,11 +170,12 @@ class Embeddings:
         )
 
 
-class AI:
+class AI(MediaMixin):
     def __init__(self, inner: AsyncAI, portal: Portal) -> None:
         self._async = inner
         self._portal = portal
         self.embed = Embeddings(inner.embed, portal)
+        self.image = Images(inner.image, portal)
 
     @overload
     def chat(
@@ -258,4 +266,8 @@ class AI:
         )
         if isinstance(result, AsyncStream):
             return Stream(result, self._portal)
+        if not isinstance(result, ChatResult):  # batch_mode: a task to poll
+            from runyard.client.tasks import Task
+
+            return Task(result, self._portal)  # type: ignore[return-value]
         return result

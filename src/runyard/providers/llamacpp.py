@@ -135,7 +135,9 @@ class LlamaCppProvider(Provider):
             path = str(bundled)
         path = os.path.expanduser(str(path))
         if not Path(path).is_file():
-            raise NotFoundError(f"{self.name}: model file {path!r} for model {model!r} not found", code="model_not_found")
+            raise NotFoundError(
+                f"{self.name}: model file {path!r} for model {model!r} not found", code="model_not_found"
+            )
         settings: dict[str, Any] = {
             "model_path": path,
             "n_ctx": int(spec.get("n_ctx", opts.get("n_ctx", 2048))),
@@ -251,7 +253,7 @@ def _call_id() -> str:
 
 def _model_error(provider: str, err: BaseException) -> RunyardError:
     text = str(err)
-    if "context window" in text or "exceed" in text and "token" in text:
+    if "context window" in text or ("exceed" in text and "token" in text):
         return InvalidRequestError(f"{provider}: {text}", code="context_length_exceeded")
     return UpstreamError(f"{provider}: local model failed: {type(err).__name__}: {text}", code="local_model_error")
 

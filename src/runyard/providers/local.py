@@ -12,7 +12,6 @@ passed to the underlying provider (e.g. ``[providers.local.options.chat] model_p
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 
 from ..config import ProviderConfig
@@ -85,9 +84,11 @@ class LocalProvider(Provider):
 
     async def stream_chat(self, request: ChatRequest, model: str) -> AsyncIterator[ChatDelta]:
         inner = self.llm.stream_chat(request, self._check(model, CHAT))
-        async with contextlib.aclosing(inner):
+        try:
             async for delta in inner:
                 yield delta
+        finally:
+            await _aclose(inner)
 
     async def embed(self, texts: list[str], model: str, dimensions: int | None = None) -> EmbedResult:
         result = await self.embedder.embed(texts, self._check(model, EMBED), dimensions)
@@ -101,6 +102,14 @@ class LocalProvider(Provider):
 
     async def stream_speech(self, request: SpeechRequest, model: str) -> AsyncIterator[bytes]:
         inner = self.voice.stream_speech(request, self._check(model, TTS))
-        async with contextlib.aclosing(inner):
+        try:
             async for piece in inner:
                 yield piece
+        finally:
+            await _aclose(inner)
+
+
+async def _aclose(iterator: AsyncIterator[object]) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()

@@ -136,7 +136,9 @@ class PiperProvider(Provider):
             name = requested
         elif requested and requested.lower() not in OPENAI_VOICES and requested != model:
             known = ", ".join(["default", *voices]) or "default"
-            raise InvalidRequestError(f"{self.name}: unknown voice {requested!r} (known: {known})", code="unknown_voice")
+            raise InvalidRequestError(
+                f"{self.name}: unknown voice {requested!r} (known: {known})", code="unknown_voice"
+            )
         spec = voices.get(name)
         model_path: str | None = None
         config_path: str | None = None
@@ -183,7 +185,9 @@ class PiperProvider(Provider):
         except RunyardError:
             raise
         except Exception as err:
-            raise UpstreamError(f"{self.name}: local voice failed: {type(err).__name__}: {err}", code="local_model_error") from None
+            raise UpstreamError(
+                f"{self.name}: local voice failed: {type(err).__name__}: {err}", code="local_model_error"
+            ) from None
         rate = voice.sample_rate
         if fmt == "wav":
             buf = io.BytesIO()

@@ -13,14 +13,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import RunyardConfig
-from ..errors import AuthenticationError, InternalServerError, RunyardError, error_for_status
+from ..errors import InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
 from .http import error_response
-from .routes import files, native, openai, tasks, tensorzero
+from .ratelimit import PUBLIC_PATHS, AuthLimitMiddleware  # noqa: F401 - PUBLIC_PATHS re-exported
+from .routes import files, media, native, openai, tasks, tensorzero, usage
 
 log = logging.getLogger("runyard.server")
-
-PUBLIC_PATHS = frozenset({"/healthz"})
 
 
 def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
@@ -36,7 +35,15 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
             await gateway.aclose()
 
     app = Starlette(
-        routes=[*native.routes, *openai.routes, *tensorzero.routes, *files.routes, *tasks.routes],
+        routes=[
+            *native.routes,
+            *openai.routes,
+            *tensorzero.routes,
+            *files.routes,
+            *tasks.routes,
+            *media.routes,
+            *usage.routes,
+        ],
         lifespan=lifespan,
         exception_handlers={
             RunyardError: _runyard_error,
@@ -49,34 +56,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
     return app
 
 
-class AuthMiddleware:
-    """Authenticates every route but ``/healthz`` when API keys are configured."""
-
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
-        self.app = app
-        self.auth = gateway.auth
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        key_id = None
-        if self.auth.enabled and scope["path"] not in PUBLIC_PATHS:
-            headers = dict(scope["headers"])
-            try:
-                key_id = await self.auth.check(_header(headers, b"authorization"), _header(headers, b"x-api-key"))
-            except AuthenticationError as err:
-                response = error_response(err)
-                response.headers["WWW-Authenticate"] = "Bearer"
-                await response(scope, receive, send)
-                return
-        scope.setdefault("state", {})["api_key_id"] = key_id
-        await self.app(scope, receive, send)
-
-
-def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
-    value = headers.get(name)
-    return value.decode("latin-1") if value is not None else None
+AuthMiddleware = AuthLimitMiddleware  # authentication, then per-key limits (see .ratelimit)
 
 
 async def _runyard_error(_request: Request, exc: Exception) -> Response:

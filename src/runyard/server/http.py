@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -34,7 +35,7 @@ def error_response(err: RunyardError) -> Response:
     headers = None
     retry_after = getattr(err, "retry_after", None)
     if retry_after is not None:
-        headers = {"Retry-After": str(max(1, round(retry_after)))}
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}  # never early
     return json_response(err.to_dict(), status=err.status or 500, headers=headers)
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..apps import AppContext, AppDefinition, app, definition_of, version_key
 from ..config import RunyardConfig
 from ..errors import NotFoundError, RequirementsNotMetError
+from ..files import File
 from ..types import ChatRequest, Message
 
 __all__ = ["AppRegistry"]
@@ -30,7 +31,7 @@ class AppRegistry:
         if self._loaded:
             return
         if self.config.apps.builtin:
-            for target in (ModelChat, ModelEmbed):
+            for target in (ModelChat, ModelEmbed, ChatBatch):
                 self.register(definition_of(target))
         for module_name in self.config.apps.modules:
             module = importlib.import_module(module_name)
@@ -188,3 +189,74 @@ class ModelEmbed:
             provider=result.provider,
             inference_id=result.inference_id,
         )
+
+
+class BatchInput(BaseModel):
+    file: File = Field(description="JSONL: one chat request per line ({custom_id?, body} or a plain body)")
+    concurrency: int = Field(default=4, ge=1, le=64)
+
+
+class BatchOutput(BaseModel):
+    results: File
+    total: int
+    succeeded: int
+    failed: int
+
+
+@app(
+    "runyard/chat-batch", version="1.0.0", description="Run a JSONL file of chat requests; writes a JSONL results file."
+)
+class ChatBatch:
+    """Each result line is ``{custom_id, response | error}`` in input order; bad lines fail alone."""
+
+    async def run(self, input: BatchInput, ctx: AppContext) -> BatchOutput:
+        import asyncio
+
+        import orjson
+
+        from ..errors import RunyardError
+
+        lines = [line for line in input.file.read_bytes().splitlines() if line.strip()]
+        semaphore = asyncio.Semaphore(input.concurrency)
+        done = 0
+
+        async def one(index: int, line: bytes) -> dict[str, Any]:
+            nonlocal done
+            custom_id: Any = f"request-{index}"
+            try:
+                item = orjson.loads(line)
+                if not isinstance(item, dict):
+                    raise ValueError("a line must be a JSON object")
+                custom_id = item.get("custom_id", custom_id)
+                body = item.get("body", item)
+                request = ChatRequest.model_validate({k: v for k, v in body.items() if k != "custom_id"})
+                if not request.model:
+                    raise ValueError("'model' is required on every batch line")
+                async with semaphore:
+                    ctx.check_cancelled()
+                    result = await ctx.ai.chat(request)
+                answer: dict[str, Any] = {
+                    "custom_id": custom_id,
+                    "response": {
+                        "content": result.content,
+                        "tool_calls": [tc.to_openai() for tc in result.tool_calls],
+                        "finish_reason": result.finish_reason,
+                        "usage": result.usage.to_dict(),
+                        "model": result.model,
+                        "provider": result.provider,
+                        "inference_id": result.inference_id,
+                        "cost": result.cost,
+                    },
+                }
+            except (RunyardError, ValueError) as err:
+                code = getattr(err, "code", "invalid_request")
+                answer = {"custom_id": custom_id, "error": {"code": code, "message": str(err)}}
+            done += 1
+            ctx.progress(done / len(lines), f"{done}/{len(lines)}")
+            return answer
+
+        results = await asyncio.gather(*(one(i, line) for i, line in enumerate(lines)))
+        failed = sum(1 for r in results if "error" in r)
+        body = b"".join(orjson.dumps(r) + b"\n" for r in results)
+        out = File(data=body, filename="results.jsonl", content_type="application/jsonl")
+        return BatchOutput(results=out, total=len(results), succeeded=len(results) - failed, failed=failed)

@@ -1,29 +1,106 @@
-"""API-key authentication: keys are compared by hash, never kept or logged in plain text."""
+"""API-key authentication: keys are compared by hash, never kept or logged in plain text.
+
+Keys come from the config (``server.api_keys``: operator keys, see every workspace) and
+from the store (``runyard keys create``: workspace-scoped, with their own limits). Store
+keys are reloaded every ``server.api_key_refresh_s`` (1 s) in the background, so a revoked
+key is refused within that on a running server while a request costs one dict lookup.
+A key created since the last reload is found on first use by one indexed query; unknown
+keys are remembered until the next reload, so bad keys cannot hammer the store.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
 from ..backends.store import Store
-from ..config import hash_api_key
+from ..config import LimitsConfig, hash_api_key
 from ..errors import AuthenticationError
+from .limits import LimitService, Policy
+
+log = logging.getLogger("runyard.auth")
+
+MAX_REMEMBERED_MISSES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    name: str
+    workspace: str | None  # None: a config key (all workspaces)
+    policy: Policy
+
+    @property
+    def admin(self) -> bool:
+        return self.workspace is None
 
 
 class ApiKeyAuth:
-    """Enabled when the config or the store holds at least one key at start.
+    """Enabled when the config or the store holds at least one key at start."""
 
-    Keys added to the store later (``runyard keys create``) are found on first use.
-    """
-
-    def __init__(self, config_hashes: list[str], store: Store) -> None:
-        self._known: dict[str, str] = {h: f"config:{h[7:19]}" for h in config_hashes}
+    def __init__(
+        self,
+        config_hashes: list[str],
+        store: Store,
+        limits: LimitService | None = None,
+        *,
+        refresh_s: float = 1.0,
+    ) -> None:
         self._store = store
+        # A bare auth (tools, tests) gets default, unlimited policies.
+        self._limits = limits if limits is not None else LimitService(LimitsConfig(), store)
+        self._config_keys = {h: self._config_key(h) for h in config_hashes}
+        self._known: dict[str, ApiKey] = dict(self._config_keys)
+        self._misses: set[str] = set()
+        self.refresh_s = refresh_s
         self.enabled = bool(self._known)
+        self._task: asyncio.Task[None] | None = None
+
+    def _config_key(self, digest: str) -> ApiKey:
+        key_id = f"config:{digest[7:19]}"
+        return ApiKey(key_id, key_id, None, self._limits.policy(key_id))
+
+    def _store_key(self, row: dict[str, Any]) -> ApiKey:
+        return ApiKey(row["id"], row["name"], row.get("workspace") or "default", self._limits.policy(row["id"], row))
 
     async def start(self) -> None:
-        self._known.update(await self._store.active_api_keys())
+        await self.refresh()
         self.enabled = bool(self._known)
+        if self.enabled and self._task is None:
+            self._task = asyncio.create_task(self._refresh_loop(), name="runyard-auth-refresh")
 
-    async def check(self, authorization: str | None, x_api_key: str | None = None) -> str | None:
-        """The key id for these headers; raises AuthenticationError. None when auth is off."""
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def refresh(self) -> None:
+        """Reload the store's active keys (revoked ones drop out)."""
+        rows = await self._store.load_api_keys()
+        known = dict(self._config_keys)
+        for row in rows:
+            known[row["key_hash"]] = self._store_key(row)
+        self._known = known
+        self._misses = set()
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            try:
+                await self.refresh()
+            except Exception:
+                log.warning("could not reload API keys; keeping the last set", exc_info=True)
+
+    def keys(self) -> list[ApiKey]:
+        return list(self._known.values())
+
+    async def lookup(self, authorization: str | None, x_api_key: str | None = None) -> ApiKey | None:
+        """The key for these headers; raises AuthenticationError. None when auth is off."""
         if not self.enabled:
             return None
         token = None
@@ -35,12 +112,18 @@ class ApiKeyAuth:
         if not token:
             raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
         digest = hash_api_key(token)
-        key_id = self._known.get(digest)
-        if key_id is None:
-            fresh = await self._store.active_api_keys()
-            key_id = fresh.get(digest)
-            if key_id is not None:
-                self._known[digest] = key_id
-        if key_id is None:
+        key = self._known.get(digest)
+        if key is None and digest not in self._misses:
+            rows = await self._store.load_api_keys(digest)
+            if rows:
+                key = self._known[digest] = self._store_key(rows[0])
+            elif len(self._misses) < MAX_REMEMBERED_MISSES:
+                self._misses.add(digest)
+        if key is None:
             raise AuthenticationError("invalid API key", code="invalid_api_key")
-        return key_id
+        return key
+
+    async def check(self, authorization: str | None, x_api_key: str | None = None) -> str | None:
+        """The key id for these headers; raises AuthenticationError. None when auth is off."""
+        key = await self.lookup(authorization, x_api_key)
+        return key.id if key is not None else None

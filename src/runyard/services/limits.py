@@ -104,7 +104,7 @@ class LimitService:
             plan="custom" if own else c.plan,
             rk_sync=subject + ":s",
             rk_async=subject + ":a",
-            limited=any(v is not None for v in (rpm_sync, rpm_async, tpm if tracked else None, spend if tracked else None)),
+            limited=any(v is not None for v in (rpm_sync, rpm_async, *((tpm, spend) if tracked else ()))),
             tracked=tracked,
         )
 
@@ -217,7 +217,8 @@ class LimitService:
             now = time.time()
             month_start = datetime.fromtimestamp(period_bounds("month", now)[1], timezone.utc)
             day_start = datetime.fromtimestamp(period_bounds("day", now)[1], timezone.utc)
-            month_cost, day_cost, month_tokens, day_tokens = await key_spend(self.store, subject, month_start, day_start)
+            spend = await key_spend(self.store, subject, month_start, day_start)
+            month_cost, day_cost, month_tokens, day_tokens = spend
             await self.backend.seed_usage(subject, "month", month_tokens, month_cost)
             await self.backend.seed_usage(subject, "day", day_tokens, day_cost)
         self._seeded.add(subject)

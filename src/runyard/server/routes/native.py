@@ -87,11 +87,6 @@ _ROUTING_KEYS = tuple(_RoutingOptions.model_fields)
 
 def _options(body: dict[str, Any], vendor: str | None) -> ChatOptions:
     picked = {k: body.pop(k) for k in _ROUTING_KEYS if k in body}
-    if body.pop("batch_mode", False):
-        raise InvalidRequestError(
-            "batch_mode is not available yet: submit a runyard/chat task with client.run(wait=False) instead",
-            code="batch_mode_unavailable",
-        )
     body.pop("timeout_seconds", None)  # an SDK-side timeout; the server has its own
     opts = validate(_RoutingOptions, picked)
     return ChatOptions(
@@ -113,8 +108,11 @@ async def chat(request: Request) -> Response:
         body["messages"] = prompt
     if isinstance(body.get("messages"), str):
         body["messages"] = [{"role": "user", "content": body["messages"]}]
+    batch_mode = body.pop("batch_mode", False)
     options = _options(body, _apply_vendor(body, routing=True))
     chat_request = validate(ChatRequest, body)
+    if batch_mode:
+        return await _queue_chat(request, key, raw, chat_request)
     service = gateway(request).ai
     if chat_request.stream:
         stream = await service.open_stream(chat_request, ctx, options)
@@ -124,6 +122,48 @@ async def chat(request: Request) -> Response:
         return json_response(render_chat(await service.chat(chat_request, ctx, options)))
 
     return await idempotent(request, key, raw, produce)
+
+
+async def _queue_chat(request: Request, key: str | None, raw: bytes, chat_request: ChatRequest) -> Response:
+    """``batch_mode``: the chat runs later as a ``runyard/chat`` task; answer 202 with the task."""
+    if not chat_request.model or chat_request.stream:
+        raise InvalidRequestError("batch_mode needs a 'model' and no 'stream'", code="invalid_batch_request")
+    tasks = gateway(request).tasks
+    chat_input = chat_request.model_dump(mode="json", exclude_none=True, exclude={"stream", "stream_options"})
+
+    async def produce() -> Response:
+        task = await tasks.create("runyard/chat", chat_input, api_key_id=request.state.api_key_id)
+        return json_response(task, status=202)
+
+    return await idempotent(request, key, raw, produce)
+
+
+class _BatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input_file: str = Field(description="an uploaded JSONL file: its id or runyard://files/<id>")
+    concurrency: int = Field(default=4, ge=1, le=64)
+
+
+async def batch(request: Request) -> Response:
+    """``POST /v1/ai/batch``: a JSONL file of chat requests (uploaded first, or sent as the body
+    with ``Content-Type: application/jsonl``) → a task whose output holds the results file."""
+    gw = gateway(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type in ("application/jsonl", "application/x-ndjson", "application/ndjson"):
+        record = await gw.files.put(
+            request.stream(), "batch.jsonl", "application/jsonl", api_key_id=request.state.api_key_id
+        )
+        body = _BatchBody(input_file=record.uri, concurrency=int(request.query_params.get("concurrency", 4)))
+    else:
+        body = validate(_BatchBody, await read_object(request))
+        record = await gw.files.get(body.input_file)
+    task = await gw.tasks.create(
+        "runyard/chat-batch",
+        {"file": record.uri, "concurrency": body.concurrency},
+        api_key_id=request.state.api_key_id,
+    )
+    return json_response(task, status=202)
 
 
 def render_chat(result: ChatResult) -> dict[str, Any]:
@@ -274,6 +314,7 @@ routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/v1/ai/chat", chat, methods=["POST"]),
     Route("/v1/ai/embed", embed, methods=["POST"]),
+    Route("/v1/ai/batch", batch, methods=["POST"]),
     Route("/v1/feedback", feedback, methods=["POST"]),
     Route("/v1/inferences/{inference_id}", get_inference, methods=["GET"]),
     Route("/v1/status", status, methods=["GET"]),

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ...errors import InvalidRequestError, RunyardError
+from ...services.limits import ASYNC, SYNC
 from ...services.tasks import TaskService
 from ..http import (
     DONE,
@@ -25,6 +26,7 @@ from ..http import (
     sse_response,
     validate,
 )
+from ..ratelimit import enforce
 
 MAX_WAIT_S = 60.0
 STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
@@ -70,6 +72,7 @@ async def create_run(request: Request) -> Response:
     data = parse_object(raw)
     key = idempotency_key(request, data)
     body = validate(RunBody, data)
+    await enforce(request, SYNC if body.wait else ASYNC)  # a run that waits is a sync call
     service = gateway(request).tasks
 
     async def produce() -> Response:

@@ -1,0 +1,105 @@
+"""Limits at the HTTP edge: authenticate, admit (or refuse with 429), add X-RateLimit-* headers.
+
+:class:`AuthLimitMiddleware` is pure ASGI. For a caller with limits it classifies the
+request (see :func:`runyard.services.limits.classify`), admits it, and wraps ``send`` so
+the ``X-RateLimit-Limit/Remaining/Reset`` headers (integers; Reset in epoch seconds) are on
+every response — errors and streams included. Routes that only know a request's kind
+after reading its body (``POST /v1/runs``: async unless it waits) call :func:`enforce`.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import AuthenticationError, RateLimitError
+from ..gateway import Gateway
+from ..services.limits import DEFERRED, NOT_METERED, classify, retry_after_header
+from .http import error_response, gateway
+
+PUBLIC_PATHS = frozenset({"/healthz"})
+
+
+class AuthLimitMiddleware:
+    """Authenticates every route but ``/healthz`` when API keys are configured, then applies limits."""
+
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
+        self.auth = gateway.auth
+        self.limits = gateway.limits
+        self.per_ip = gateway.config.limits.unauthenticated == "per_ip"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        path = scope["path"]
+        policy = None
+        if path in PUBLIC_PATHS:
+            state["api_key_id"] = None
+        elif self.auth.enabled:
+            authorization = x_api_key = None
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    authorization = value.decode("latin-1")
+                elif name == b"x-api-key":
+                    x_api_key = value.decode("latin-1")
+            try:
+                key = await self.auth.lookup(authorization, x_api_key)
+            except AuthenticationError as err:
+                response = error_response(err)
+                response.headers["WWW-Authenticate"] = "Bearer"
+                await response(scope, receive, send)
+                return
+            assert key is not None
+            state["api_key_id"] = key.id
+            state["api_key"] = key
+            policy = key.policy
+        else:
+            state["api_key_id"] = None
+            if self.per_ip:
+                client = scope.get("client")
+                policy = self.limits.ip_policy(client[0] if client else "unknown")
+        if policy is None or not policy.limited:
+            await self.app(scope, receive, send)
+            return
+        state["limit_policy"] = policy
+        kind = classify(scope["method"], path)
+        try:
+            state["rate_limit"] = await self.limits.check(policy, NOT_METERED if kind == DEFERRED else kind)
+        except RateLimitError as err:
+            await _refuse(err, scope, receive, send)
+            return
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = state.get("rate_limit")
+                if extra:
+                    message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
+
+
+async def _refuse(err: RateLimitError, scope: Scope, receive: Receive, send: Send) -> None:
+    response = error_response(err)
+    response.headers["Retry-After"] = retry_after_header(err.retry_after).decode()
+    response.raw_headers.extend(err.headers)
+    await response(scope, receive, send)
+
+
+async def enforce(request: Request, kind: int) -> None:
+    """Admit one request of ``kind`` (SYNC/ASYNC) for the caller; raises 429 RateLimitError.
+
+    For routes the middleware left undecided (DEFERRED); a no-op when the caller has no limits.
+    """
+    state = request.scope.get("state") or {}
+    policy = state.get("limit_policy")
+    if policy is None:
+        return
+    try:
+        state["rate_limit"] = await gateway(request).limits.check(policy, kind)
+    except RateLimitError as err:
+        state["rate_limit"] = err.headers
+        raise

@@ -1,0 +1,236 @@
+"""Audio, images and vision: Runyard's ``/v1/ai/tts``, ``/v1/ai/asr``, ``/v1/ai/image``,
+``/v1/ai/vision``, and the OpenAI-compatible ``/v1/audio/speech``, ``/v1/audio/transcriptions``
+and ``/v1/images/generations``.
+
+Speech answers are the audio bytes themselves (``audio/wav`` by default), with the inference
+id and provider in ``X-Runyard-*`` headers; ``"stream": true`` sends them as they are made.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ...errors import InvalidRequestError, PayloadTooLargeError
+from ...services.media import MediaService, SpeechStream
+from ...types import ChatRequest, ImageRequest, ImageResult, SpeechRequest, SpeechResult, TranscribeRequest
+from ..http import gateway, json_response, parse_object, read_body, validate
+from .native import _apply_vendor, _context, render_chat
+
+
+def media(request: Request) -> MediaService:
+    return gateway(request).media
+
+
+# -- text to speech ---------------------------------------------------------------------
+
+
+def _speech_headers(inference_id: str, provider: str, model: str) -> dict[str, str]:
+    return {"X-Runyard-Inference-Id": inference_id, "X-Runyard-Provider": provider, "X-Runyard-Model": model}
+
+
+def _speech_response(result: SpeechResult) -> Response:
+    headers = _speech_headers(result.inference_id, result.provider, result.model)
+    if result.sample_rate:
+        headers["X-Runyard-Sample-Rate"] = str(result.sample_rate)
+    if result.duration_s:
+        headers["X-Runyard-Duration-S"] = f"{result.duration_s:.3f}"
+    return Response(result.audio, media_type=result.media_type, headers=headers)
+
+
+def _stream_response(stream: SpeechStream) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        async for piece in stream:
+            yield piece
+
+    headers = _speech_headers(stream.inference_id, stream.route.provider.name, stream.route.name)
+    return StreamingResponse(body(), media_type=stream.media_type, headers=headers)
+
+
+async def _speak(request: Request, body: dict[str, Any]) -> Response:
+    ctx = _context(request, body)
+    if "input" not in body and "text" in body:
+        body["input"] = body.pop("text")
+    if "format" in body and "response_format" not in body:
+        body["response_format"] = body.pop("format")
+    _apply_vendor(body)
+    speech = validate(SpeechRequest, body)
+    service = media(request)
+    stream_format = (speech.model_extra or {}).get("stream_format")
+    if speech.stream or stream_format == "audio":
+        return _stream_response(await service.open_speech_stream(speech, ctx))
+    return _speech_response(await service.speech(speech, ctx))
+
+
+async def tts(request: Request) -> Response:
+    """``POST /v1/ai/tts``: ``{"input" (or "text"), "model"?, "voice"?, "format"?: wav|pcm, "speed"?, "stream"?}``."""
+    return await _speak(request, parse_object(await read_body(request)))
+
+
+async def audio_speech(request: Request) -> Response:
+    """OpenAI ``POST /v1/audio/speech`` (``response_format`` defaults to wav here)."""
+    body = parse_object(await read_body(request))
+    return await _speak(request, body)
+
+
+# -- speech to text ---------------------------------------------------------------------
+
+
+async def _transcribe_request(request: Request) -> tuple[TranscribeRequest, dict[str, Any]]:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        limit = gateway(request).config.server.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLargeError(f"request body exceeds {limit} bytes", code="body_too_large")
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidRequestError("multipart field 'file' (the audio) is required", code="missing_file")
+        audio = await upload.read()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        filename = upload.filename or "audio.wav"
+        media_type = upload.content_type or "application/octet-stream"
+    else:
+        fields = parse_object(await read_body(request))
+        data = fields.pop("audio", None) or fields.pop("file", None)
+        if not isinstance(data, str) or not data:
+            raise InvalidRequestError(
+                "'audio' (base64 or a data: URI) is required, or send multipart with a 'file'", code="missing_file"
+            )
+        media_type = "application/octet-stream"
+        if data.startswith("data:"):
+            header, _, data = data.partition(",")
+            media_type = header[5:].split(";")[0] or media_type
+        try:
+            audio = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequestError("'audio' is not valid base64", code="invalid_audio") from None
+        filename = str(fields.pop("filename", None) or "audio.wav")
+    if not audio:
+        raise InvalidRequestError("the audio is empty", code="invalid_audio")
+    temperature = fields.get("temperature")
+    req = TranscribeRequest(
+        audio=audio,
+        filename=filename,
+        content_type=media_type,
+        model=fields.get("model") or None,
+        language=fields.get("language") or None,
+        prompt=fields.get("prompt") or None,
+        temperature=float(temperature) if temperature not in (None, "") else None,
+    )
+    return req, fields
+
+
+async def asr(request: Request) -> Response:
+    """``POST /v1/ai/asr``: multipart ``file`` (+ model, language, prompt) or JSON ``{"audio": base64}``."""
+    req, fields = await _transcribe_request(request)
+    ctx = _context(request, {k: v for k, v in fields.items() if k in ("episode_id", "tags")})
+    result = await media(request).transcribe(req, ctx)
+    return json_response(
+        {
+            "inference_id": result.inference_id,
+            "text": result.text,
+            "language": result.language,
+            "duration_s": result.duration_s,
+            "model": result.model,
+            "provider": result.provider,
+            "usage": result.usage.to_dict(),
+        }
+    )
+
+
+async def audio_transcriptions(request: Request) -> Response:
+    """OpenAI ``POST /v1/audio/transcriptions`` (JSON answer)."""
+    req, _ = await _transcribe_request(request)
+    result = await media(request).transcribe(req)
+    return json_response({"text": result.text, "x_runyard": {"inference_id": result.inference_id}})
+
+
+# -- images -----------------------------------------------------------------------------
+
+
+def _render_images(result: ImageResult) -> dict[str, Any]:
+    return {
+        "inference_id": result.inference_id,
+        "images": result.images,
+        "model": result.model,
+        "provider": result.provider,
+        "usage": result.usage.to_dict(),
+    }
+
+
+async def image(request: Request) -> Response:
+    """``POST /v1/ai/image``: ``{"prompt", "model"?, "n"?, "size"?, "response_format"?}``."""
+    body = parse_object(await read_body(request))
+    ctx = _context(request, body)
+    _apply_vendor(body)
+    result = await media(request).generate_image(validate(ImageRequest, body), ctx)
+    return json_response(_render_images(result))
+
+
+async def images_generations(request: Request) -> Response:
+    """OpenAI ``POST /v1/images/generations``."""
+    body = parse_object(await read_body(request))
+    result = await media(request).generate_image(validate(ImageRequest, body))
+    return json_response({"created": int(time.time()), "data": result.images})
+
+
+# -- vision -----------------------------------------------------------------------------
+
+
+def _image_part(value: Any, detail: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        url = value.get("url") or value.get("image_url")
+    else:
+        url = value
+    if not isinstance(url, str) or not url:
+        raise InvalidRequestError("each image must be a URL, a data: URI or base64 text", code="invalid_image")
+    if not url.startswith(("http://", "https://", "data:")):
+        url = "data:image/png;base64," + url  # bare base64
+    part: dict[str, Any] = {"url": url}
+    if detail:
+        part["detail"] = detail
+    return {"type": "image_url", "image_url": part}
+
+
+async def vision(request: Request) -> Response:
+    """``POST /v1/ai/vision``: ``{"prompt", "image" | "images", "model"?, "detail"?, ...}`` — a
+    chat turn with images, served by a provider whose models see."""
+    body = parse_object(await read_body(request))
+    ctx = _context(request, body)
+    _apply_vendor(body)
+    images = body.pop("images", None) or ([body.pop("image")] if body.get("image") is not None else [])
+    body.pop("image", None)
+    prompt = body.pop("prompt", None)
+    detail = body.pop("detail", None)
+    if "messages" not in body:
+        if not images:
+            raise InvalidRequestError("'image' (or 'images') is required", code="missing_image")
+        if not isinstance(prompt, str) or not prompt:
+            raise InvalidRequestError("'prompt' is required", code="missing_prompt")
+        parts = [{"type": "text", "text": prompt}, *(_image_part(i, detail) for i in images)]
+        body["messages"] = [{"role": "user", "content": parts}]
+    body.pop("stream", None)
+    chat_request = validate(ChatRequest, body)
+    result = await media(request).vision(chat_request, ctx)
+    return json_response(render_chat(result))
+
+
+routes = [
+    Route("/v1/ai/tts", tts, methods=["POST"]),
+    Route("/v1/ai/asr", asr, methods=["POST"]),
+    Route("/v1/ai/image", image, methods=["POST"]),
+    Route("/v1/ai/vision", vision, methods=["POST"]),
+    Route("/v1/audio/speech", audio_speech, methods=["POST"]),
+    Route("/v1/audio/transcriptions", audio_transcriptions, methods=["POST"]),
+    Route("/v1/images/generations", images_generations, methods=["POST"]),
+]

