@@ -103,8 +103,15 @@ class Procs:
     def start(self, name: str, cmd: list[str], env: dict[str, str], logfile: Path) -> subprocess.Popen[bytes]:
         fh = open(logfile, "wb")
         # own session: a Ctrl-C in the terminal reaches us only; we stop the servers in order
-        p = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True, cwd=str(REPO))
+        p = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=str(REPO),
+        )
         fh.close()
         self.started.append((name, p))
         return p
@@ -176,13 +183,50 @@ def signed(x, nd=3):
 
 
 # --------------------------------------------------------------------------- load runs
-def run_load(py: str, shared: Path, a, base_url: str, mode: str, c: int, pid: int, label: str, rnd: int,
-             out: Path, duration: float, warmup: float, kind: str = "gateway") -> dict | None:
+def run_load(
+    py: str,
+    shared: Path,
+    a,
+    base_url: str,
+    mode: str,
+    c: int,
+    pid: int,
+    label: str,
+    rnd: int,
+    out: Path,
+    duration: float,
+    warmup: float,
+    kind: str = "gateway",
+) -> dict | None:
     model = "mock-embed" if mode == "embed" else "mock-gpt"
-    cmd = [py, str(shared / "loadgen.py"), "--base-url", base_url, "--mode", mode, "--model", model,
-           "-c", str(c), "-d", str(duration), "--warmup", str(warmup), "--pids", str(pid),
-           "--label", label, "--tag", f"target={label}", "--tag", f"round={rnd}", "--tag", f"kind={kind}",
-           "--settle", "10"]
+    cmd = [
+        py,
+        str(shared / "loadgen.py"),
+        "--base-url",
+        base_url,
+        "--mode",
+        mode,
+        "--model",
+        model,
+        "-c",
+        str(c),
+        "-d",
+        str(duration),
+        "--warmup",
+        str(warmup),
+        "--pids",
+        str(pid),
+        "--label",
+        label,
+        "--tag",
+        f"target={label}",
+        "--tag",
+        f"round={rnd}",
+        "--tag",
+        f"kind={kind}",
+        "--settle",
+        "10",
+    ]
     if a.engine != "auto":
         cmd += ["--engine", "py" if mode == "stream" else a.engine]
     t_limit = duration + warmup + 120
@@ -241,9 +285,11 @@ def report(results: dict, scenarios: list[tuple[str, int]], rounds: int, duratio
     w("")
     w(f"## Runyard overhead vs direct-to-mock (median of {rounds} round(s) x {duration:g} s; latency ms)")
     w("")
-    w("| scenario | target | engine | req/s | p50 | p99 | added p50 | added p99 | req/s x | CPU ms/req | "
-      "CPU util | RSS MB | errors |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    w(
+        "| scenario | target | engine | req/s | p50 | p99 | added p50 | added p99 | req/s x | CPU ms/req | "
+        "CPU util | 1-core cap req/s | RSS MB | errors |"
+    )
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for sc in scenarios:
         d = results.get((sc, "direct"))
         r = results.get((sc, "runyard"))
@@ -254,10 +300,12 @@ def report(results: dict, scenarios: list[tuple[str, int]], rounds: int, duratio
             add50 = a["p50"] - d["p50"] if is_gw and d and a["p50"] is not None and d["p50"] is not None else None
             add99 = a["p99"] - d["p99"] if is_gw and d and a["p99"] is not None and d["p99"] is not None else None
             x = (a["rps"] / d["rps"]) if is_gw and d and d["rps"] else None
-            w(f"| {sc[0]} c={sc[1]} | {name} | {a['engine']} | {fmt(a['rps'], 1)} | {fmt(a['p50'])} | "
-              f"{fmt(a['p99'])} | {signed(add50) if is_gw else '–'} | {signed(add99) if is_gw else '–'} | "
-              f"{fmt(x, 3) if x else '–'} | {fmt(a['cpu'])} | {fmt(a['util'], 2)} | {fmt(a['rss'], 0)} | "
-              f"{a['errors']} |")
+            w(
+                f"| {sc[0]} c={sc[1]} | {name} | {a['engine']} | {fmt(a['rps'], 1)} | {fmt(a['p50'])} | "
+                f"{fmt(a['p99'])} | {signed(add50) if is_gw else '–'} | {signed(add99) if is_gw else '–'} | "
+                f"{fmt(x, 3) if x else '–'} | {fmt(a['cpu'])} | {fmt(a['util'], 2)} | "
+                f"{fmt(1000 / a['cpu'], 0) if a['cpu'] else '–'} | {fmt(a['rss'], 0)} | {a['errors']} |"
+            )
     streams = [sc for sc in scenarios if sc[0] == "stream"]
     if streams:
         w("")
@@ -273,13 +321,38 @@ def report(results: dict, scenarios: list[tuple[str, int]], rounds: int, duratio
                 is_gw = name == "runyard"
                 at50 = a["t50"] - d["t50"] if is_gw and d and a["t50"] is not None and d["t50"] is not None else None
                 at99 = a["t99"] - d["t99"] if is_gw and d and a["t99"] is not None and d["t99"] is not None else None
-                w(f"| {sc[0]} c={sc[1]} | {name} | {fmt(a['t50'])} | {fmt(a['t99'])} | "
-                  f"{signed(at50) if is_gw else '–'} | {signed(at99) if is_gw else '–'} | "
-                  f"{fmt(a['p50'])} | {fmt(a['p99'])} |")
+                w(
+                    f"| {sc[0]} c={sc[1]} | {name} | {fmt(a['t50'])} | {fmt(a['t99'])} | "
+                    f"{signed(at50) if is_gw else '–'} | {signed(at99) if is_gw else '–'} | "
+                    f"{fmt(a['p50'])} | {fmt(a['p99'])} |"
+                )
     w("")
-    w("Per round (runyard): " + "; ".join(
-        f"{sc[0]} c={sc[1]} req/s {[round(x) for x in results[(sc, 'runyard')]['rps_all'] if x is not None]}"
-        for sc in scenarios if (sc, "runyard") in results))
+    w(
+        "CPU util = CPU seconds of the process / wall seconds. '1-core cap' = 1000 / CPU ms per request: the req/s "
+        "one dedicated core would sustain at this cost (a CPU-bound server at c=32 should show util ~1.0)."
+    )
+    starved = [
+        sc
+        for sc in scenarios
+        if sc[1] >= 8
+        and (results.get((sc, "runyard")) or {}).get("util") is not None
+        and results[(sc, "runyard")]["util"] < 0.85
+    ]
+    if starved:
+        w(
+            "WARNING: the gateway used < 0.85 of a core under load in "
+            + ", ".join(f"{m} c={c}" for m, c in starved)
+            + ": something else was using the CPUs (see the load average), so req/s and latency understate it."
+        )
+    w("")
+    w(
+        "Per round (runyard): "
+        + "; ".join(
+            f"{sc[0]} c={sc[1]} req/s {[round(x) for x in results[(sc, 'runyard')]['rps_all'] if x is not None]}"
+            for sc in scenarios
+            if (sc, "runyard") in results
+        )
+    )
     w("")
     w("## Targets")
     w("")
@@ -287,14 +360,16 @@ def report(results: dict, scenarios: list[tuple[str, int]], rounds: int, duratio
     c1, c1d = results.get((("chat", 1), "runyard")), results.get((("chat", 1), "direct"))
     if c1 and c1d and c1["p50"] is not None and c1d["p50"] is not None:
         added = c1["p50"] - c1d["p50"]
-        checks.append((f"chat c=1 added p50 <= {TARGET_ADDED_P50_C1_MS} ms", f"{added:+.3f} ms",
-                       added <= TARGET_ADDED_P50_C1_MS))
+        checks.append(
+            (f"chat c=1 added p50 <= {TARGET_ADDED_P50_C1_MS} ms", f"{added:+.3f} ms", added <= TARGET_ADDED_P50_C1_MS)
+        )
     else:
         checks.append((f"chat c=1 added p50 <= {TARGET_ADDED_P50_C1_MS} ms", "not measured", None))
     c32 = results.get((("chat", 32), "runyard"))
     if c32 and c32["rps"] is not None:
-        checks.append((f"chat c=32 >= {TARGET_RPS_C32:,.0f} req/s", f"{c32['rps']:,.0f} req/s",
-                       c32["rps"] >= TARGET_RPS_C32))
+        checks.append(
+            (f"chat c=32 >= {TARGET_RPS_C32:,.0f} req/s", f"{c32['rps']:,.0f} req/s", c32["rps"] >= TARGET_RPS_C32)
+        )
     else:
         checks.append((f"chat c=32 >= {TARGET_RPS_C32:,.0f} req/s", "not measured", None))
     for name, value, ok in checks:
@@ -308,21 +383,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=10.0, help="seconds measured per run")
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds of unrecorded load before each run")
-    ap.add_argument("--scenarios", default=DEFAULT_SCENARIOS,
-                    help=f"comma-separated mode:concurrency, modes chat|stream|embed (default {DEFAULT_SCENARIOS})")
-    ap.add_argument("--engine", choices=["auto", "wrk", "py"], default="auto",
-                    help="loadgen engine for chat/embed (streams always use py)")
-    ap.add_argument("--shared-bench", default=None, help="dir with loadgen.py and mock_upstream.py "
-                    "(default $SHARED_BENCH or <repo>/../shared/bench)")
+    ap.add_argument(
+        "--scenarios",
+        default=DEFAULT_SCENARIOS,
+        help=f"comma-separated mode:concurrency, modes chat|stream|embed (default {DEFAULT_SCENARIOS})",
+    )
+    ap.add_argument(
+        "--engine",
+        choices=["auto", "wrk", "py"],
+        default="auto",
+        help="loadgen engine for chat/embed (streams always use py)",
+    )
+    ap.add_argument(
+        "--shared-bench",
+        default=None,
+        help="dir with loadgen.py and mock_upstream.py (default $SHARED_BENCH or <repo>/../shared/bench)",
+    )
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="runyard config (default bench/runyard.toml)")
     ap.add_argument("--python", default=sys.executable, help="interpreter for runyard, the mock and loadgen")
     ap.add_argument("--out", default=None, help="JSONL of raw loadgen lines (default in the temp dir)")
     ap.add_argument("--keep-db", action="store_true", help="keep the temporary SQLite store")
-    ap.add_argument("--pin", action="store_true",
-                    help="taskset: gateway on CPU 1, mock + load generator on CPU 0 (as run_peers.sh PIN=1)")
-    ap.add_argument("--profile", metavar="FILE", default=None,
-                    help="after the rounds, py-spy record the gateway under chat c=32 load into FILE "
-                         "(speedscope JSON; py-spy must be installed next to --python or on PATH)")
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="taskset: gateway on CPU 1, mock + load generator on CPU 0 (as run_peers.sh PIN=1)",
+    )
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        default=None,
+        help="after the rounds, py-spy record the gateway under chat c=32 load into FILE "
+        "(speedscope JSON; py-spy must be installed next to --python or on PATH)",
+    )
     ap.add_argument("--profile-duration", type=float, default=10.0)
     a = ap.parse_args(argv)
 
@@ -357,8 +449,22 @@ def main(argv: list[str] | None = None) -> int:
         # ---- mock upstream
         mock_port = free_port()
         mock_log = work / "mock.log"
-        mock = procs.start("mock", [*pin0, py, str(shared / "mock_upstream.py"), "--host", "127.0.0.1",
-                                    "--port", str(mock_port), "--server", "raw"], dict(os.environ), mock_log)
+        mock = procs.start(
+            "mock",
+            [
+                *pin0,
+                py,
+                str(shared / "mock_upstream.py"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mock_port),
+                "--server",
+                "raw",
+            ],
+            dict(os.environ),
+            mock_log,
+        )
         mock_url = f"http://127.0.0.1:{mock_port}/v1"
         wait_ready(f"{mock_url}/models", mock, 30, mock_log)
         log(f"mock upstream pid={mock.pid} {mock_url}")
@@ -367,8 +473,12 @@ def main(argv: list[str] | None = None) -> int:
         gw_port = free_port()
         gw_log = work / "runyard.log"
         env = dict(os.environ, MOCK_BASE_URL=mock_url, RUNYARD_BENCH_DB=str(db))
-        gw = procs.start("runyard", [*pin1, py, "-m", "runyard", "serve", "--config", a.config,
-                                     "--host", "127.0.0.1", "--port", str(gw_port)], env, gw_log)
+        gw = procs.start(
+            "runyard",
+            [*pin1, py, "-m", "runyard", "serve", "--config", a.config, "--host", "127.0.0.1", "--port", str(gw_port)],
+            env,
+            gw_log,
+        )
         gw_url = f"http://127.0.0.1:{gw_port}/v1"
         wait_ready(f"{gw_url}/models", gw, 90, gw_log)
         log(f"runyard pid={gw.pid} {gw_url} (store {db}, log {gw_log})")
@@ -376,11 +486,25 @@ def main(argv: list[str] | None = None) -> int:
         if pin0:  # the load generator (and wrk under it) on CPU 0 too
             os.sched_setaffinity(0, {0})
         with open(out, "a") as fh:
-            fh.write(json.dumps({"kind": "meta", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                 "python": sys.version.split()[0], "cores": os.cpu_count(),
-                                 "duration_s": a.duration, "rounds": a.rounds, "pinned": bool(pin0),
-                                 "mock_server": "raw", "mock_latency_ms": 0.0, "versions": {}}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "kind": "meta",
+                        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                        "python": sys.version.split()[0],
+                        "cores": os.cpu_count(),
+                        "duration_s": a.duration,
+                        "rounds": a.rounds,
+                        "pinned": bool(pin0),
+                        "mock_server": "raw",
+                        "mock_latency_ms": 0.0,
+                        "versions": {},
+                    }
+                )
+                + "\n"
+            )
 
+        load0 = " / ".join(f"{x:.2f}" for x in os.getloadavg())
         targets = [("direct", mock_url, mock.pid), ("runyard", gw_url, gw.pid)]
         # one short warm-up of each target (connection pools, lazy imports, SQLite WAL)
         for name, url, pid in targets:
@@ -406,11 +530,15 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.monotonic() - t_start
 
         results = {k: agg(v) for k, v in recs.items()}
-        lines = [f"Runyard overhead benchmark, {time.strftime('%Y-%m-%d %H:%M')}: {os.cpu_count()} cores, "
-                 f"Python {sys.version.split()[0]}, load engine {engine_note}, pinned={bool(pin0)}, "
-                 f"{a.rounds} round(s) x {a.duration:g} s (+{a.warmup:g} s warm-up) in {elapsed / 60:.1f} min",
-                 f"mock {mock_url} (pid {mock.pid}), runyard {gw_url} (pid {gw.pid}), config {a.config}, "
-                 f"recording on, store {db}"]
+        load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        lines = [
+            f"Runyard overhead benchmark, {time.strftime('%Y-%m-%d %H:%M')}: {os.cpu_count()} cores "
+            f"(load average at start {load0}, at end {load}), "
+            f"Python {sys.version.split()[0]}, load engine {engine_note}, pinned={bool(pin0)}, "
+            f"{a.rounds} round(s) x {a.duration:g} s (+{a.warmup:g} s warm-up) in {elapsed / 60:.1f} min",
+            f"mock {mock_url} (pid {mock.pid}), runyard {gw_url} (pid {gw.pid}), config {a.config}, "
+            f"recording on, store {db}",
+        ]
         lines += report(results, scenarios, a.rounds, a.duration)
         print("\n".join(lines), flush=True)
 
@@ -454,15 +582,48 @@ def profile(a, py: str, shared: Path, gw: subprocess.Popen[bytes], gw_url: str, 
         log("py-spy not found (pip install py-spy); skipping --profile")
         return
     dur = max(2.0, a.profile_duration)
-    load = subprocess.Popen([py, str(shared / "loadgen.py"), "--base-url", gw_url, "-c", "32",
-                             "-d", str(dur + 3), "--warmup", "0", "--settle", "0", "--no-precheck"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    load = subprocess.Popen(
+        [
+            py,
+            str(shared / "loadgen.py"),
+            "--base-url",
+            gw_url,
+            "-c",
+            "32",
+            "-d",
+            str(dur + 3),
+            "--warmup",
+            "0",
+            "--settle",
+            "0",
+            "--no-precheck",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(1.5)
         log(f"py-spy record {dur:g} s of runyard pid={gw.pid} -> {a.profile}")
-        subprocess.run([spy, "record", "--pid", str(gw.pid), "-d", str(int(dur)), "-r", "250",
-                        "--format", "speedscope", "-o", a.profile, "--nonblocking"],
-                       timeout=dur + 60, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        subprocess.run(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(gw.pid),
+                "-d",
+                str(int(dur)),
+                "-r",
+                "250",
+                "--format",
+                "speedscope",
+                "-o",
+                a.profile,
+                "--nonblocking",
+            ],
+            timeout=dur + 60,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         load.wait(timeout=dur + 60)
     finally:
         if load.poll() is None:

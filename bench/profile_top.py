@@ -22,7 +22,7 @@ def short(frame: dict, by: str) -> str:
     for marker in ("site-packages/", "/src/", "lib/python3"):
         i = f.find(marker)
         if i >= 0:
-            f = f[i + len(marker):]
+            f = f[i + len(marker) :]
             break
     if by == "file":
         return f
@@ -42,8 +42,12 @@ def main() -> None:
     ap.add_argument("profile")
     ap.add_argument("-n", type=int, default=30)
     ap.add_argument("--filter", action="append", default=[], help="only frames whose file contains this")
-    ap.add_argument("--by", choices=["function", "line", "file", "package"], default="function",
-                    help="group frames by function (default), source line, file, or top-level package")
+    ap.add_argument(
+        "--by",
+        choices=["function", "line", "file", "package"],
+        default="function",
+        help="group frames by function (default), source line, file, or top-level package",
+    )
     ap.add_argument("--all-threads", action="store_true")
     a = ap.parse_args()
 
@@ -60,7 +64,7 @@ def main() -> None:
     for p in profiles:
         nsamples += len(p["samples"])
         weights = p.get("weights") or [1] * len(p["samples"])
-        for stack, w in zip(p["samples"], weights):
+        for stack, w in zip(p["samples"], weights, strict=False):
             total += w
             if not stack:
                 continue
@@ -69,8 +73,10 @@ def main() -> None:
             for n in set(names):
                 incl_c[n] += w
     unit = profiles[0].get("unit", "")
-    print(f"{os.path.basename(a.profile)}: {len(profiles)} thread(s), {nsamples} samples = {total:.2f} {unit} "
-          f"({', '.join(p.get('name', '?') for p in profiles)})")
+    print(
+        f"{os.path.basename(a.profile)}: {len(profiles)} thread(s), {nsamples} samples = {total:.2f} {unit} "
+        f"({', '.join(p.get('name', '?') for p in profiles)})"
+    )
     print("note: with asyncio, py-spy often roots a coroutine's stack at the coroutine itself, so the")
     print("inclusive shares undercount outer frames; the self shares are exact.")
 

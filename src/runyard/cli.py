@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default from config: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default from config: 8000)")
     serve.add_argument("--log-level", default="warning")
+    serve.add_argument(
+        "--proxy-headers", action="store_true", help="trust X-Forwarded-For/Proto (behind a reverse proxy)"
+    )
     serve.add_argument("--no-worker", action="store_true", help="do not run tasks here (use `runyard worker`)")
     serve.set_defaults(func=_serve)
 
@@ -142,6 +145,8 @@ def _serve(args: argparse.Namespace) -> None:
         loop=_best_loop(),
         http="httptools",
         access_log=False,
+        server_header=False,
+        proxy_headers=args.proxy_headers,  # off by default: its middleware costs CPU on every request
         log_level=args.log_level,
         lifespan="on",
         timeout_graceful_shutdown=10,
@@ -405,14 +410,16 @@ def _keys_list(args: argparse.Namespace) -> None:
             print(json.dumps(row, default=str))
         return
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table("id", "name", "workspace", "limits", "created", "revoked")
+    table = Table(Column("id", no_wrap=True, min_width=36), "name", "workspace", "limits", "created", "revoked")
     for row in rows:
         created = row["created_at"].strftime("%Y-%m-%d %H:%M") if row["created_at"] else ""
         revoked = row["revoked_at"].strftime("%Y-%m-%d %H:%M") if row["revoked_at"] else ""
         table.add_row(row["id"], row["name"], row["workspace"], _limits_text(row), created, revoked)
-    Console().print(table)
+    console = Console()
+    console.width = max(console.width, 140)  # ids stay whole when piped
+    console.print(table)
 
 
 def _keys_revoke(args: argparse.Namespace) -> None:

@@ -133,7 +133,9 @@ class _Tour:
 def _run_local(console: Console, config: RunyardConfig | None, ready: dict[str, bool], out_dir: Path) -> float:
     from .client import Client
 
-    console.print(Panel.fit("Runyard quickstart — embedded gateway, local models, no keys, no network", style="bold cyan"))
+    console.print(
+        Panel.fit("Runyard quickstart — embedded gateway, local models, no keys, no network", style="bold cyan")
+    )
     console.print(
         "[dim]local::chat[/] SmolLM2-135M on llama.cpp · [dim]local::embed[/] all-MiniLM-L6-v2 · "
         "[dim]local::tts[/] Piper (en_US joe)\n"
@@ -201,7 +203,7 @@ def _run_local(console: Console, config: RunyardConfig | None, ready: dict[str, 
                 ids.append(str(emb.inference_id))
                 vectors = emb.embeddings
                 query, docs = vectors[0], vectors[1:]
-                scored = sorted(zip(SENTENCES, (_cosine(query, d) for d in docs)), key=lambda x: -x[1])
+                scored = sorted(zip(SENTENCES, (_cosine(query, d) for d in docs), strict=True), key=lambda x: -x[1])
                 table = Table(title=f"query: “{SEARCH_QUERY}”", show_edge=False)
                 table.add_column("score", justify="right")
                 table.add_column("sentence")
@@ -259,7 +261,7 @@ def _run_local(console: Console, config: RunyardConfig | None, ready: dict[str, 
 
 
 def _cosine(a: list[float], b: list[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b))
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
     na = math.sqrt(sum(x * x for x in a)) or 1.0
     nb = math.sqrt(sum(y * y for y in b)) or 1.0
     return dot / (na * nb)

@@ -28,6 +28,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from .apps import AppContext, AppDefinition, TaskCancelled, is_model
 from .errors import RunyardError
+from .services.ai import BoundAI, CallContext
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -157,7 +158,7 @@ class Worker:
             session_id=row.get("session_id"),
             secrets=secrets,
             emit=emit,
-            ai=self.gateway.ai,
+            ai=BoundAI(self.gateway.ai, CallContext(api_key_id=row.get("api_key_id"), tags={"task_id": task_id})),
         )
         writer = asyncio.create_task(self._write_events(task_id, events))
         app_task = asyncio.create_task(self._call(definition, row, ctx, session))

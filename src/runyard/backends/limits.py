@@ -8,7 +8,9 @@ replicas) plugs in behind the same four methods:
   ``limit`` requests per ``window_s`` with a burst of ``limit``. Returns ``(allowed,
   remaining, reset_s)``; when refused, ``reset_s`` is the wait until one request fits (the
   Retry-After), else the time until the bucket is full again. ``cost=0`` only peeks.
-  One float of state per key; O(1). (In Redis: one key and a short Lua script.)
+  One float of state per key; O(1). (In Redis: one key and a short Lua script.) The
+  in-process bucket runs on the monotonic clock; ``reset_s`` is relative, so callers add it
+  to their own wall clock for headers.
 - ``add_usage(key, tokens=0, cost=0.0)`` — records an inference's tokens (into a sliding
   window) and cost (into the current UTC day and month). Synchronous and cheap: it runs in
   the AI service's usage observer; a networked backend buffers and flushes.
@@ -27,6 +29,7 @@ import calendar
 import time
 from abc import ABC, abstractmethod
 from collections import deque
+from time import monotonic
 from typing import Literal, Union
 
 Period = Union[float, Literal["day", "month"]]
@@ -112,7 +115,7 @@ class InProcessLimitBackend(LimitBackend):
 
     def hit_now(self, key: str, limit: int, window_s: float, cost: int = 1) -> tuple[bool, int, float]:
         """:meth:`hit` without the coroutine (the in-process fast path)."""
-        now = time.time()
+        now = monotonic()  # small numbers: epoch floats would lose the sub-microsecond precision
         interval = window_s / limit
         tat = self._tat.get(key, now)
         if tat < now:
@@ -120,13 +123,13 @@ class InProcessLimitBackend(LimitBackend):
         new_tat = tat + interval * cost
         # Allowed while the bucket, after this request, holds at most `limit` requests' worth.
         if new_tat - now > window_s + 1e-9:
-            return False, max(0, int((window_s - (tat - now)) / interval + 1e-9)), new_tat - window_s - now
+            return False, max(0, int((window_s - (tat - now)) / interval + 1e-6)), new_tat - window_s - now
         if cost:
             self._tat[key] = new_tat
             self._hits += 1
             if self._hits >= self.SWEEP_EVERY:
                 self._sweep(now)
-        return True, int((window_s - (new_tat - now)) / interval + 1e-9), new_tat - now
+        return True, int((window_s - (new_tat - now)) / interval + 1e-6), new_tat - now
 
     def _sweep(self, now: float) -> None:
         self._hits = 0

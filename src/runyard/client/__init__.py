@@ -10,6 +10,7 @@ from runyard.client._streaming import AsyncStream, ServerSentEvent, Stream
 from runyard.client._sync import Portal
 from runyard.client._transports import ASGITransport, RetryTransport
 from runyard.client.files import AsyncFiles, FileOutput, Files, UploadedFile, prepare_inputs, wrap_outputs
+from runyard.client.limits import RateLimitInfo, UsageLimits, UsageReport
 from runyard.client.types import (
     ChatChunk,
     ChatResult,
@@ -36,12 +37,15 @@ __all__ = [
     "FileOutput",
     "Files",
     "Portal",
+    "RateLimitInfo",
     "RetryTransport",
     "ServerSentEvent",
     "Stream",
     "ToolCall",
     "UploadedFile",
     "Usage",
+    "UsageLimits",
+    "UsageReport",
     "prepare_inputs",
     "wrap_outputs",
 ]

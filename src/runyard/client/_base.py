@@ -15,6 +15,7 @@ import httpx
 from runyard import __version__
 from runyard.client._streaming import AsyncStream
 from runyard.client._transports import RetryTransport, parse_retry_after
+from runyard.client.limits import RateLimitInfo, parse_rate_limit
 from runyard.errors import (
     APITimeoutError,
     ConnectionError,
@@ -130,6 +131,8 @@ class AsyncAPIClient:
         )
         self._lifespan = _Lifespan(lifespan) if lifespan is not None else None
         self._closed = False
+        # X-RateLimit-Limit/Remaining/Reset and Retry-After of the last response that had them.
+        self._rate_limit: tuple[str | None, str | None, str | None, str | None] | None = None
 
     # ------------------------------------------------------------------ requests
 
@@ -177,6 +180,10 @@ class AsyncAPIClient:
             raise APITimeoutError(f"{method} {request.url} timed out: {exc or type(exc).__name__}") from exc
         except httpx.TransportError as exc:
             raise ConnectionError(f"{method} {request.url} failed: {exc or type(exc).__name__}") from exc
+        h = response.headers
+        limit = h.get("x-ratelimit-limit")
+        if limit is not None or "x-ratelimit-remaining" in h or "x-ratelimit-reset" in h:
+            self._rate_limit = (limit, h.get("x-ratelimit-remaining"), h.get("x-ratelimit-reset"), h.get("retry-after"))
         if response.is_success:
             return response
         try:
@@ -261,6 +268,10 @@ class AsyncAPIClient:
         all_headers = self._headers(method, None, False)
         all_headers.update(headers or {})
         return await self._send(method, path, json=None, params=params, headers=all_headers, stream=True)
+
+    def get_rate_limit_info(self) -> RateLimitInfo | None:
+        """The rate limit from the last response's ``X-RateLimit-*`` headers (None before any)."""
+        return parse_rate_limit(self._rate_limit)
 
     # ------------------------------------------------------------------ lifecycle
 

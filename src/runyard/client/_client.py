@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from runyard.client._sync import Portal
 from runyard.client._transports import ASGITransport
 from runyard.client.ai import AI, AsyncAI
 from runyard.client.files import AsyncFiles, Files
+from runyard.client.limits import RateLimitInfo, UsageLimits, UsageReport
 from runyard.client.tasks import AsyncTask, AsyncTasks, Task, Tasks, TaskUpdate
 from runyard.client.types import FeedbackResult
 
@@ -85,6 +87,29 @@ class AsyncClient(AsyncAPIClient):
             body["tags"] = dict(tags)
         data = await self.request("POST", "/v1/feedback", json=body, idempotency_key=idempotency_key)
         return FeedbackResult.model_validate(data)
+
+    async def get_usage_limits(self) -> UsageLimits:
+        """Rate limits (sync and async requests) and this period's spend against the limit
+        (``GET /v1/usage/limits``, the shape Sim's SDK reads)."""
+        return UsageLimits.model_validate(await self.request("GET", "/v1/usage/limits"))
+
+    async def usage(
+        self,
+        *,
+        group_by: str | Sequence[str] = ("key", "model", "day"),
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
+        key: str | None = None,
+    ) -> UsageReport:
+        """Requests, tokens and cost aggregated from the recorded inferences (``GET /v1/usage``):
+        ``group_by`` among key, model, day, provider; ``since`` inclusive, ``until`` exclusive."""
+        params = {
+            "group_by": group_by if isinstance(group_by, str) else ",".join(group_by),
+            "since": since.isoformat() if isinstance(since, datetime) else since,
+            "until": until.isoformat() if isinstance(until, datetime) else until,
+            "key": key,
+        }
+        return UsageReport.model_validate(await self.request("GET", "/v1/usage", params=params))
 
     @classmethod
     def from_app(cls, app: Any, *, api_key: str | None = None, **kwargs: Any) -> AsyncClient:
@@ -217,6 +242,25 @@ class Client:
                 idempotency_key=idempotency_key,
             )
         )
+
+    def get_rate_limit_info(self) -> RateLimitInfo | None:
+        """See :meth:`AsyncAPIClient.get_rate_limit_info`."""
+        return self._async.get_rate_limit_info()
+
+    def get_usage_limits(self) -> UsageLimits:
+        """See :meth:`AsyncClient.get_usage_limits`."""
+        return self._portal.call(self._async.get_usage_limits())
+
+    def usage(
+        self,
+        *,
+        group_by: str | Sequence[str] = ("key", "model", "day"),
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
+        key: str | None = None,
+    ) -> UsageReport:
+        """See :meth:`AsyncClient.usage`."""
+        return self._portal.call(self._async.usage(group_by=group_by, since=since, until=until, key=key))
 
     def close(self) -> None:
         """Close the async client (and the embedded app's lifespan), then stop the loop."""

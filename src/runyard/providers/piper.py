@@ -14,7 +14,6 @@ Each voice loads once, on first use, on its own thread; requests to one voice ru
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import os
 import struct
@@ -224,6 +223,8 @@ class PiperProvider(Provider):
 
         def produce() -> None:
             try:
+                if stop.is_set():
+                    return
                 voice.load()
                 if fmt == "wav":
                     emit(wav_header(voice.sample_rate))
@@ -248,7 +249,10 @@ class PiperProvider(Provider):
                     )
                 yield item
         finally:
-            stop.set()
-            if not job.done():
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(job)
+            stop.set()  # a consumer that leaves early stops synthesis at the next sentence
+            job.add_done_callback(_ignore_result)
+
+
+def _ignore_result(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

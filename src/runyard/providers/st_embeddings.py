@@ -14,6 +14,7 @@ small concurrent requests cost about as much as one large one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import threading
@@ -66,6 +67,10 @@ class _Encoder:
 
     def load(self) -> Any:  # on the worker thread
         if self.model is None:
+            with contextlib.suppress(Exception):  # no "Loading weights" bar on the server's stderr
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
             from sentence_transformers import SentenceTransformer
 
             self.model = SentenceTransformer(self.path, device=self.device, local_files_only=True)

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from ..backends.recorder import InferenceRecorder
 from ..backends.store import new_id, utcnow
 from ..config import MODEL_SEPARATOR, PriceConfig, RunyardConfig
@@ -378,6 +380,30 @@ class AIService:
         self.recorder.record(inference_id, episode_id, build)
 
 
+class BoundAI:
+    """The AI service on behalf of one caller: tasks run with the context of the key that
+    submitted them, so their inferences are charged, limited and filed under it."""
+
+    def __init__(self, service: AIService, ctx: CallContext) -> None:
+        self.service = service
+        self.ctx = ctx
+
+    async def chat(
+        self, request: ChatRequest, ctx: CallContext | None = None, options: ChatOptions | None = None
+    ) -> ChatResult:
+        return await self.service.chat(request, ctx or self.ctx, options)
+
+    async def open_stream(
+        self, request: ChatRequest, ctx: CallContext | None = None, options: ChatOptions | None = None
+    ) -> ChatStream:
+        return await self.service.open_stream(request, ctx or self.ctx, options)
+
+    async def embed(
+        self, texts: list[str], model: str | None, *, dimensions: int | None = None, ctx: CallContext | None = None
+    ) -> EmbedResult:
+        return await self.service.embed(texts, model, dimensions=dimensions, ctx=ctx or self.ctx)
+
+
 class ChatStream:
     """A started chat stream: ``result`` holds ids and the serving provider; iterate for deltas.
 
@@ -489,8 +515,12 @@ def _with_attempts(err: RunyardError, attempts: list[Attempt]) -> RunyardError:
     return err
 
 
-def _chat_input(request: ChatRequest) -> dict[str, Any]:
-    return request.model_dump(mode="json", exclude_none=True, exclude={"model", "stream", "stream_options"})
+_INPUT_EXCLUDE = {"model", "stream", "stream_options"}
+
+
+def _chat_input(request: ChatRequest) -> orjson.Fragment:
+    """The request as stored: JSON made by pydantic-core in one pass, embedded as-is by orjson."""
+    return orjson.Fragment(request.model_dump_json(exclude_none=True, exclude=_INPUT_EXCLUDE))
 
 
 def _row(

@@ -2,8 +2,9 @@
 
 Keys come from the config (``server.api_keys``: operator keys, see every workspace) and
 from the store (``runyard keys create``: workspace-scoped, with their own limits). Store
-keys are reloaded every ``server.api_key_refresh_s`` (1 s) in the background, so a revoked
-key is refused within that on a running server while a request costs one dict lookup.
+keys are checked every ``server.api_key_refresh_s`` (1 s) in the background — one aggregate
+query, and a reload when a key was created or revoked — so a revoked key is refused within
+that on a running server while a request costs one hash and one dict lookup.
 A key created since the last reload is found on first use by one indexed query; unknown
 keys are remembered until the next reload, so bad keys cannot hammer the store.
 """
@@ -58,6 +59,7 @@ class ApiKeyAuth:
         self.refresh_s = refresh_s
         self.enabled = bool(self._known)
         self._task: asyncio.Task[None] | None = None
+        self._version: tuple[Any, ...] | None = None
 
     def _config_key(self, digest: str) -> ApiKey:
         key_id = f"config:{digest[7:19]}"
@@ -79,9 +81,14 @@ class ApiKeyAuth:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def refresh(self) -> None:
-        """Reload the store's active keys (revoked ones drop out)."""
+    async def refresh(self, *, force: bool = True) -> None:
+        """Reload the store's active keys (revoked ones drop out). Without ``force``, only when
+        the table changed since the last reload (one aggregate query otherwise)."""
+        version = await self._store.api_keys_version()
+        if not force and version == self._version:
+            return
         rows = await self._store.load_api_keys()
+        self._version = version
         known = dict(self._config_keys)
         for row in rows:
             known[row["key_hash"]] = self._store_key(row)
@@ -92,7 +99,7 @@ class ApiKeyAuth:
         while True:
             await asyncio.sleep(self.refresh_s)
             try:
-                await self.refresh()
+                await self.refresh(force=False)
             except Exception:
                 log.warning("could not reload API keys; keeping the last set", exc_info=True)
 

@@ -9,9 +9,10 @@ inferences table before its first limited request in a process.
 
 Which requests count (``classify``): reads (GET/HEAD/OPTIONS) and control calls
 (feedback, cancel, DELETE, the usage endpoints) consume nothing and are never refused;
-everything else is one *sync* request, except ``POST /v1/runs`` without ``wait`` (and
-other queued submissions), which is *async* — those routes call :func:`enforce` once they
-know. Rate-limit headers go on every authenticated response whose caller has a request limit.
+everything else is one *sync* request, except queued submissions, which are *async*:
+``POST /v1/ai/batch``, and ``POST /v1/runs`` without ``wait`` (that route calls
+:func:`runyard.server.ratelimit.enforce` once it has read the body). Rate-limit headers go
+on every authenticated response whose caller has a request limit.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ Headers = list[tuple[bytes, bytes]]
 
 _NOT_METERED_PATHS = frozenset({"/v1/feedback", "/feedback", "/v1/usage", "/v1/usage/limits"})
 _DEFERRED_PATHS = frozenset({"/v1/runs"})
+_ASYNC_PATHS = frozenset({"/v1/ai/batch"})  # queued submissions whatever the body says
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -51,6 +53,8 @@ def classify(method: str, path: str) -> int:
         return NOT_METERED
     if path in _DEFERRED_PATHS:
         return DEFERRED
+    if path in _ASYNC_PATHS:
+        return ASYNC
     return SYNC
 
 
@@ -261,11 +265,11 @@ class LimitService:
         await self.backend.aclose()
 
 
-def _headers(limit: int, remaining: int, reset_s: float) -> Headers:
+def _headers(limit: int, remaining: int, reset_s: float, _now: Any = time.time, _ceil: Any = math.ceil) -> Headers:
     return [
-        (b"x-ratelimit-limit", str(limit).encode()),
-        (b"x-ratelimit-remaining", str(remaining).encode()),
-        (b"x-ratelimit-reset", str(math.ceil(time.time() + reset_s)).encode()),
+        (b"x-ratelimit-limit", b"%d" % limit),
+        (b"x-ratelimit-remaining", b"%d" % remaining),
+        (b"x-ratelimit-reset", b"%d" % _ceil(_now() + reset_s)),  # epoch seconds
     ]
 
 

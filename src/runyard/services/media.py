@@ -68,6 +68,11 @@ class MediaRoute:
     name: str  # what the caller asked for (or the default picked)
 
 
+def _declares(provider: Provider, capability: str) -> bool:
+    declared = provider.config.options.get("capabilities")
+    return capability in (set(declared) if declared is not None else provider.capabilities)
+
+
 def _has_credentials(config: ProviderConfig) -> bool:
     return config.api_key_env is None or bool(os.environ.get(config.api_key_env))
 
@@ -88,7 +93,9 @@ class MediaService:
                 raise CapabilityNotAvailableError(
                     f"unknown model {model!r} for {WHAT[capability]}; {HINTS[capability]}"
                 ) from None
-            usable = [MediaRoute(r.provider, r.model, model) for r in routes if r.provider.supports(capability)]
+            # Named: a provider whose kind (or config) declares the capability is asked, and says
+            # itself what is missing (a local runtime names the extra to install).
+            usable = [MediaRoute(r.provider, r.model, model) for r in routes if _declares(r.provider, capability)]
             if not usable:
                 names = ", ".join(sorted({r.provider.name for r in routes}))
                 raise CapabilityNotAvailableError(
@@ -274,6 +281,8 @@ class MediaService:
                 "api_key_id": ctx.api_key_id,
                 "tags": ctx.tags or {},
                 "created_at": created,
+                "cost": None,
+                "cache_hit": False,
             }
 
         self.recorder.record(inference_id, ctx.episode_id, build)

@@ -310,10 +310,13 @@ async def get_inference(request: Request) -> Response:
     return json_response(row)
 
 
-routes = [
-    Route("/healthz", healthz, methods=["GET"]),
+hot_routes = [
     Route("/v1/ai/chat", chat, methods=["POST"]),
     Route("/v1/ai/embed", embed, methods=["POST"]),
+]
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    *hot_routes,
     Route("/v1/ai/batch", batch, methods=["POST"]),
     Route("/v1/feedback", feedback, methods=["POST"]),
     Route("/v1/inferences/{inference_id}", get_inference, methods=["GET"]),

@@ -152,8 +152,8 @@ async def models(request: Request) -> Response:
     return json_response({"object": "list", "data": data})
 
 
-routes = [
+hot_routes = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/embeddings", embeddings, methods=["POST"]),
-    Route("/v1/models", models, methods=["GET"]),
 ]
+routes = [*hot_routes, Route("/v1/models", models, methods=["GET"])]

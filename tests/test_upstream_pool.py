@@ -1,0 +1,147 @@
+"""The keep-alive upstream pool against a real raw HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from runyard.providers import pool as pool_module
+from runyard.providers.pool import Answer, ConnectionPool
+
+Handler = Callable[[bytes, int], bytes | None]  # request bytes, connection's request number -> raw response
+
+
+class RawServer:
+    """Answers each request with whatever ``handler`` returns (None: close without answering)."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        served = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(
+                    next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1]
+                )
+                body = await reader.readexactly(length)
+                self.requests.append(head + body)
+                served += 1
+                answer = self.handler(head + body, served)
+                if answer is None:
+                    break
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> RawServer:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+def ok(body: bytes = b'{"ok":true}', extra: bytes = b"") -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        + extra
+        + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+
+
+def make_pool(port: int, read_timeout: float = 2.0) -> ConnectionPool:
+    return ConnectionPool(
+        f"http://127.0.0.1:{port}/v1",
+        {"Authorization": "Bearer k"},
+        connect_timeout=2,
+        read_timeout=read_timeout,
+        limit=4,
+    )
+
+
+@pytest.fixture
+async def echo_server() -> AsyncIterator[RawServer]:
+    async with RawServer(lambda req, n: ok()) as server:
+        yield server
+
+
+async def test_keep_alive_reuses_one_connection(echo_server: RawServer) -> None:
+    pool = make_pool(echo_server.port)
+    for _ in range(5):
+        answer = await pool.post("/v1/chat/completions", b'{"a":1}')
+        assert answer == Answer(200, {"content-type": "application/json", "content-length": "11"}, b'{"ok":true}')
+    assert echo_server.connections == 1
+    sent = echo_server.requests[0]
+    assert sent.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+    assert b"Authorization: Bearer k\r\n" in sent and b"Accept-Encoding: identity\r\n" in sent
+    assert sent.endswith(b'\r\n\r\n{"a":1}')
+    pool.close()
+
+
+async def test_concurrent_calls_open_several_connections(echo_server: RawServer) -> None:
+    pool = make_pool(echo_server.port)
+    answers = await asyncio.gather(*(pool.post("/x", b"{}") for _ in range(12)))
+    assert all(a.status == 200 for a in answers)
+    assert 1 <= echo_server.connections <= 4  # the pool's limit
+    pool.close()
+
+
+async def test_stale_keep_alive_connection_is_retried_once() -> None:
+    # The server answers one request per connection, then closes the next without answering.
+    async with RawServer(lambda req, n: ok() if n == 1 else None) as server:
+        pool = make_pool(server.port)
+        assert (await pool.post("/x", b"{}")).status == 200
+        await asyncio.sleep(0.05)
+        assert (await pool.post("/x", b"{}")).status == 200
+        assert server.connections == 2
+        pool.close()
+
+
+async def test_chunked_response_and_connection_close() -> None:
+    chunked = (
+        b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n'
+    )
+    async with RawServer(lambda req, n: chunked) as server:
+        pool = make_pool(server.port)
+        assert (await pool.post("/x", b"{}")).body == b'{"a":1}'
+        assert (await pool.post("/x", b"{}")).body == b'{"a":1}'
+        assert server.connections == 2, "Connection: close is honoured"
+        pool.close()
+
+
+async def test_read_timeout_and_truncated_body() -> None:
+    async with RawServer(lambda req, n: b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial') as server:
+        pool = make_pool(server.port, read_timeout=0.3)
+        with pytest.raises(asyncio.TimeoutError):
+            await pool.post("/x", b"{}")
+        pool.close()
+
+
+async def test_response_size_cap() -> None:
+    async with RawServer(lambda req, n: ok(b"x" * 5000)) as server:
+        pool = ConnectionPool(
+            f"http://127.0.0.1:{server.port}", {}, connect_timeout=2, read_timeout=2, limit=1, max_response_bytes=1000
+        )
+        with pytest.raises(pool_module.ResponseTooLarge):
+            await pool.post("/x", b"{}")
+        pool.close()
+
+
+async def test_unreachable_upstream() -> None:
+    pool = make_pool(1)  # nothing listens on port 1
+    with pytest.raises(OSError):
+        await pool.post("/x", b"{}")
