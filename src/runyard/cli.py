@@ -85,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     _client_args(als)
     als.set_defaults(func=_apps_ls)
 
+    from .cli_workflows import add_workflow_commands
+
+    add_workflow_commands(sub, _client_args, _cli_errors, _client)
+
     chat = sub.add_parser("chat", help="send one chat message")
     chat.add_argument("prompt")
     chat.add_argument("--model", default=os.environ.get("RUNYARD_MODEL", "dummy::echo"))

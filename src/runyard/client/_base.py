@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
+import orjson
 
 from runyard import __version__
 from runyard.client._streaming import AsyncStream
@@ -232,7 +233,7 @@ class AsyncAPIClient:
         if response.status_code == 204 or not response.content:
             return None
         try:
-            return response.json()
+            return orjson.loads(response.content)  # ~6x faster than json on large bodies (embeddings)
         except ValueError as exc:
             raise InternalServerError(
                 f"unreadable response body from {method} {path}: {response.text[:200]!r}",

@@ -13,11 +13,13 @@ import httpx
 from runyard.client._base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, AsyncAPIClient
 from runyard.client._sync import Portal
 from runyard.client._transports import ASGITransport
+from runyard.client.agents import Agent, Agents, AsyncAgent, AsyncAgents
 from runyard.client.ai import AI, AsyncAI
 from runyard.client.files import AsyncFiles, Files
 from runyard.client.limits import RateLimitInfo, UsageLimits, UsageReport
 from runyard.client.tasks import AsyncTask, AsyncTasks, Task, Tasks, TaskUpdate
 from runyard.client.types import FeedbackResult
+from runyard.client.workflows import AsyncJobs, AsyncWorkflows, Jobs, Workflows
 
 if TYPE_CHECKING:
     from runyard.config import RunyardConfig
@@ -58,6 +60,13 @@ class AsyncClient(AsyncAPIClient):
         self.ai = AsyncAI(self)
         self.files = AsyncFiles(self)
         self.tasks = AsyncTasks(self)
+        self.workflows = AsyncWorkflows(self)
+        self.jobs = AsyncJobs(self)
+        self.agents = AsyncAgents(self)
+
+    def agent(self, agent: str | dict[str, Any], *, user: str | None = None) -> AsyncAgent:
+        """A conversation with a template agent (``"org/name@latest"``) or an ad-hoc config dict."""
+        return AsyncAgent(self, agent, user=user)
 
     async def run(
         self, app: str, input: dict[str, Any] | None = None, **kwargs: Any
@@ -181,6 +190,13 @@ class Client:
         self.ai = AI(self._async.ai, self._portal)
         self.files = Files(self._async.files, self._portal)
         self.tasks = Tasks(self._async.tasks, self._portal)
+        self.workflows = Workflows(self._async.workflows, self._portal)
+        self.jobs = Jobs(self._async.jobs, self._portal)
+        self.agents = Agents(self._async.agents, self._portal)
+
+    def agent(self, agent: str | dict[str, Any], *, user: str | None = None) -> Agent:
+        """See :meth:`AsyncClient.agent`."""
+        return Agent(self._async.agent(agent, user=user), self._portal)
 
     def run(self, app: str, input: dict[str, Any] | None = None, **kwargs: Any) -> Task | Iterator[TaskUpdate]:
         """Run an app and (by default) wait for it; see :meth:`AsyncTasks.run`."""

@@ -16,6 +16,7 @@ PROVIDER_KINDS: dict[str, str] = {
     "local": "runyard.providers.local:LocalProvider",
     "llamacpp": "runyard.providers.llamacpp:LlamaCppProvider",
     "st_embeddings": "runyard.providers.st_embeddings:SentenceTransformersProvider",
+    "sentence_transformers": "runyard.providers.st_embeddings:SentenceTransformersProvider",
     "piper": "runyard.providers.piper:PiperProvider",
 }
 

@@ -18,7 +18,8 @@ from ..errors import InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
 from .http import error_response
 from .ratelimit import PUBLIC_PATHS, AuthLimitMiddleware  # noqa: F401 - PUBLIC_PATHS re-exported
-from .routes import files, media, native, openai, tasks, tensorzero, usage
+from .routes import agents, files, inferencesh, media, native, openai, simstudio, speedpix, tasks, tensorzero, usage
+from .routes import workflows as workflow_routes
 
 log = logging.getLogger("runyard.server")
 
@@ -44,6 +45,11 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
             *tasks.routes,
             *media.routes,
             *usage.routes,
+            *workflow_routes.routes,
+            *simstudio.routes,
+            *speedpix.routes,
+            *agents.routes,
+            *inferencesh.routes,
         ],
         lifespan=lifespan,
         exception_handlers={

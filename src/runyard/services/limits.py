@@ -51,7 +51,7 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 def classify(method: str, path: str) -> int:
     if method in _READS or method == "DELETE" or path in _NOT_METERED_PATHS or path.endswith("/cancel"):
         return NOT_METERED
-    if path in _DEFERRED_PATHS:
+    if path in _DEFERRED_PATHS or (path.endswith("/execute") and "/workflows/" in path):  # workflow runs
         return DEFERRED
     if path in _ASYNC_PATHS:
         return ASYNC

@@ -77,6 +77,7 @@ class TaskService:
         self.bus = TaskBus()
         self.webhooks = WebhookSender(config.webhooks)
         self.files: Any = None  # FileService, when the gateway has one (see Gateway)
+        self.workflows: Any = None  # WorkflowService: refs that name no app may name a workflow
         self.poll_s = min(0.25, config.workers.poll_interval_s)
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -109,7 +110,12 @@ class TaskService:
         pool: str | None = None,
         api_key_id: str | None = None,
     ) -> dict[str, Any]:
-        definition = self.apps.resolve(app)
+        try:
+            definition = self.apps.resolve(app)
+        except NotFoundError as err:  # not an app: maybe a workflow (runs as a runyard/workflow task)
+            if err.code != "app_not_found" or self.workflows is None or not await self.workflows.exists(app):
+                raise
+            return dict(await self.workflows.submit(app, input, webhook=webhook, api_key_id=api_key_id))
         self.apps.check_requirements(definition)
         input = await self._prepare_input(definition, input)
         pool = pool or definition.pool or DEFAULT_POOL
