@@ -55,8 +55,8 @@ def test_missing_model(gateway_server: GatewayProcess) -> None:
     body = {"messages": [{"role": "user", "content": "x"}]}
     resp = httpx.post(gateway_server.url + "/v1/chat/completions", json=body)
     assert (resp.status_code, resp.json()["error"]["code"]) == (400, "missing_model")
-    # The native API routes instead; with no provider key configured nothing can serve it.
-    resp = httpx.post(gateway_server.url + "/v1/ai/chat", json=body)
+    # The native API routes instead; no priced model of that vendor has its key configured.
+    resp = httpx.post(gateway_server.url + "/v1/ai/chat", json={**body, "vendor": "mock"})
     assert (resp.status_code, resp.json()["error"]["code"]) == (400, "no_model_available")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from runyard import InvalidRequestError
 from runyard.client import AsyncClient, Client
 from runyard.config import parse_config
 from runyard.quickstart import local_models_available
@@ -70,6 +71,19 @@ def test_chat_answers_with_usage(client: Client) -> None:
     assert result.usage.input_tokens > 5
     assert 0 < result.usage.output_tokens <= 20
     assert result.finish_reason in ("stop", "length")
+
+
+@needs_chat
+def test_unrouted_chat_without_keys_falls_back_to_the_local_model(client: Client) -> None:
+    import os
+
+    if any(os.environ.get(k) for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")):
+        pytest.skip("a provider key is set: routing would pick a catalog model")
+    result = client.ai.chat("Say hello.", max_tokens=8)  # no model, no keys: the embedded default answers
+    assert result.provider == "local" and result.model == "local::chat"
+    assert "local model" in result.metadata["route_reason"]
+    with pytest.raises(InvalidRequestError):  # a vendor was asked for: no silent switch to local
+        client.ai.chat("Say hello.", vendor="openai", max_tokens=8)
 
 
 @needs_chat
@@ -302,3 +316,16 @@ def test_models_lists_the_local_models(client: Client) -> None:
     assert "local::chat" in ids
     assert ("local::embed" in ids) == READY["embed"]
     assert ("local::tts" in ids) == READY["tts"]
+
+
+# -- the quickstart -------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not all(READY.values()), reason=f"the local extra is not fully installed; {HINT}")
+def test_quickstart_runs_end_to_end_on_local_models(tmp_path: Path) -> None:
+    from runyard.quickstart import run_quickstart
+
+    elapsed = run_quickstart(parse_config(_config(tmp_path)), out_dir=tmp_path / "out")
+    with wave.open(str(tmp_path / "out" / "quickstart.wav")) as wav:
+        assert wav.getnframes() > 0
+    assert elapsed < 60

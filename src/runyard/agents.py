@@ -1,10 +1,10 @@
 """The agent tool builder: tools as JSON Schema, in the inference.sh SDK's style.
 
-    from runyard.agents import tool, string, integer, app_tool, internal_tools
+from runyard.agents import tool, string, integer, app_tool, internal_tools
 
-    weather = tool("get_weather").describe("Current weather").param("city", string("City name")).build()
-    deploy = tool("deploy").param("env", enum_of(["staging", "prod"])).require_approval().build()
-    tools = internal_tools().plan().memory().code_execution(True).build()
+weather = tool("get_weather").describe("Current weather").param("city", string("City name")).build()
+deploy = tool("deploy").param("env", enum_of(["staging", "prod"])).require_approval().build()
+tools = internal_tools().plan().memory().code_execution(True).build()
 """
 
 from __future__ import annotations

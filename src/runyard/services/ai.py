@@ -19,9 +19,10 @@ from ..providers import Provider, build_provider, can_fall_back
 from ..types import Attempt, ChatDelta, ChatRequest, ChatResult, EmbedResult, ToolCall, Usage
 from .breaker import CircuitBreakers
 from .cache import MemoryCache, ResponseCache, cache_key
-from .catalog import Catalog
+from .catalog import Catalog, required_capabilities
 
 MAX_ROUTED_MODELS = 4  # candidates kept from task/prefer routing (primary + fallbacks)
+LOCAL_PROVIDER = "local"  # the embedded default's on-device models (providers/local.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,13 @@ class AIService:
         if request.model:
             routes, reason = self.resolve(request.model), None
         else:
-            choice = self.catalog.route(request, task=options.task, prefer=options.prefer, vendor=options.vendor)
+            try:
+                choice = self.catalog.route(request, task=options.task, prefer=options.prefer, vendor=options.vendor)
+            except InvalidRequestError as err:
+                local = self._local_fallback(request, options, err)
+                if local is None:
+                    raise
+                return _Plan([local], "no catalog model has its provider key configured: the embedded local model")
             routes = [r for name in choice.models[:MAX_ROUTED_MODELS] for r in self.resolve(name)]
             reason = choice.reason
         multiplier = options.max_cost_multiplier or self.config.routing.max_cost_multiplier
@@ -132,6 +139,15 @@ class AIService:
                 continue
             plan.routes.append(route)
         return plan
+
+    def _local_fallback(self, request: ChatRequest, options: ChatOptions, err: InvalidRequestError) -> Route | None:
+        """With no key configured (a fresh machine), unrouted chat goes to ``local::chat`` if installed."""
+        local = self.providers.get(LOCAL_PROVIDER)
+        if err.code != "no_model_available" or local is None or options.vendor not in (None, LOCAL_PROVIDER):
+            return None
+        if not all(local.supports(c) for c in required_capabilities(request)):
+            return None
+        return Route(local, "chat", f"{LOCAL_PROVIDER}{MODEL_SEPARATOR}chat")
 
     def _open_routes(self, plan: _Plan, attempts: list[Attempt]) -> list[Route]:
         """Routes whose circuit lets a request through; all open → 503 without calling anyone."""
@@ -330,7 +346,7 @@ class AIService:
             output: dict[str, Any] = {"content": result.content, "finish_reason": result.finish_reason}
             if result.tool_calls:
                 output["tool_calls"] = [tc.to_openai() for tc in result.tool_calls]
-            return _row(
+            return inference_row(
                 "chat", result.inference_id, result.episode_id, result.model, result.provider,
                 result.provider_model, _chat_input(request), output, result.usage, result.latency_ms,
                 ttft_ms, status, error, result.attempts, ctx, created, result.cost, result.cache_hit,
@@ -345,7 +361,7 @@ class AIService:
 
         def build() -> dict[str, Any]:
             dims = len(result.embeddings[0]) if result.embeddings else 0
-            return _row(
+            return inference_row(
                 "embed", result.inference_id, ctx.episode_id, result.model, result.provider,
                 result.provider_model, {"input": texts}, {"count": len(result.embeddings), "dimensions": dims},
                 result.usage, result.latency_ms, None, "ok", None, result.attempts, ctx, created, result.cost, False,
@@ -371,7 +387,7 @@ class AIService:
         last = attempts[-1] if attempts else None
 
         def build() -> dict[str, Any]:
-            return _row(
+            return inference_row(
                 "chat", inference_id, episode_id, model, last.provider if last else None,
                 last.model if last else None, _chat_input(request), None, Usage(), latency, None,
                 "error", f"{err.code}: {err.message}", attempts, ctx, created, None, False,
@@ -523,12 +539,13 @@ def _chat_input(request: ChatRequest) -> orjson.Fragment:
     return orjson.Fragment(request.model_dump_json(exclude_none=True, exclude=_INPUT_EXCLUDE))
 
 
-def _row(
+def inference_row(
     kind: str, inference_id: str, episode_id: str | None, model: str, provider: str | None,
     provider_model: str | None, input_: Any, output: Any, usage: Usage, latency_ms: float,
     ttft_ms: float | None, status: str, error: str | None, attempts: list[Attempt], ctx: CallContext,
     created: Any, cost: float | None, cache_hit: bool,
 ) -> dict[str, Any]:  # fmt: skip
+    """One ``inferences`` row; every kind of inference (chat, embed, speech, …) is filed through here."""
     return {
         "id": inference_id,
         "episode_id": episode_id,

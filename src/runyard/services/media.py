@@ -36,7 +36,7 @@ from ..types import (
     TranscribeResult,
     Usage,
 )
-from .ai import AIService, CallContext
+from .ai import AIService, CallContext, inference_row
 
 WHAT = {
     "tts": "text-to-speech",
@@ -258,32 +258,10 @@ class MediaService:
         created = utcnow()
 
         def build() -> dict[str, Any]:
-            return {
-                "id": inference_id,
-                "episode_id": ctx.episode_id,
-                "kind": kind,
-                "model": route.name,
-                "provider": route.provider.name,
-                "provider_model": route.model,
-                "input": input_,
-                "output": output,
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cached_tokens": usage.cached_tokens,
-                "reasoning_tokens": usage.reasoning_tokens,
-                "latency_ms": latency_ms,
-                "ttft_ms": ttft_ms,
-                "status": status,
-                "error": error,
-                "attempts": [
-                    {"provider": a.provider, "model": a.model, "code": a.code, "error": a.error} for a in attempts
-                ],
-                "api_key_id": ctx.api_key_id,
-                "tags": ctx.tags or {},
-                "created_at": created,
-                "cost": None,
-                "cache_hit": False,
-            }
+            return inference_row(
+                kind, inference_id, ctx.episode_id, route.name, route.provider.name, route.model, input_, output,
+                usage, latency_ms, ttft_ms, status, error, attempts, ctx, created, None, False,
+            )  # fmt: skip
 
         self.recorder.record(inference_id, ctx.episode_id, build)
 
