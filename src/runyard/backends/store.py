@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 import sqlalchemy as sa
@@ -36,11 +38,20 @@ class Store:
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
     async def start(self) -> None:
-        """Create the database (and its folder) if needed and apply pending migrations."""
-        if self.url.get_backend_name() == "sqlite" and self.url.database not in (None, "", ":memory:"):
-            Path(self.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start
-        async with self.engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+        """Create the database (and its folder) if needed and apply pending migrations.
+
+        Processes sharing a SQLite file (``runyard serve`` and ``runyard worker``s) migrate one at a
+        time under a file lock; without it two fresh starts raced in Alembic and one exited.
+        """
+        lock = None
+        if self._sqlite and self.url.database not in (None, "", ":memory:"):
+            lock = await asyncio.to_thread(_migration_lock, self.url.database)
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(_upgrade)
+        finally:
+            if lock is not None:
+                lock.close()  # closing the descriptor releases the lock
 
     async def aclose(self) -> None:
         await self.engine.dispose()
@@ -196,6 +207,16 @@ def new_id() -> str:
 
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def _migration_lock(database: str) -> IO[bytes]:
+    """Create the database's folder and take an exclusive advisory lock beside the file (blocks
+    until free); closing the returned handle releases it."""
+    db = Path(database).expanduser()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    handle = db.with_name(db.name + ".migrate-lock").open("ab")
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    return handle
 
 
 def _upgrade(sync_conn: sa.Connection) -> None:
