@@ -44,6 +44,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "bench" / "runyard.toml"
+FEATURES_CONFIG = REPO / "bench" / "runyard-features.toml"
+FEATURES_KEY = "ry_bench_features_key"  # its hash is in runyard-features.toml
 
 # Targets (see /work/shared/bench/RESULTS.md and the project brief).
 TARGET_ADDED_P50_C1_MS = 0.6
@@ -197,6 +199,7 @@ def run_load(
     duration: float,
     warmup: float,
     kind: str = "gateway",
+    extra: list[str] | None = None,
 ) -> dict | None:
     model = "mock-embed" if mode == "embed" else "mock-gpt"
     cmd = [
@@ -229,6 +232,7 @@ def run_load(
     ]
     if a.engine != "auto":
         cmd += ["--engine", "py" if mode == "stream" else a.engine]
+    cmd += extra or []
     t_limit = duration + warmup + 120
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -399,7 +403,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="dir with loadgen.py and mock_upstream.py (default $SHARED_BENCH or <repo>/../shared/bench)",
     )
-    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="runyard config (default bench/runyard.toml)")
+    ap.add_argument("--config", default=None, help="runyard config (default bench/runyard.toml)")
+    ap.add_argument(
+        "--features",
+        action="store_true",
+        help="routing + response cache + per-key limits on (bench/runyard-features.toml): chat and "
+        "stream go to /v1/ai/chat with no model (task/prefer routing) and an API key on every request",
+    )
     ap.add_argument("--python", default=sys.executable, help="interpreter for runyard, the mock and loadgen")
     ap.add_argument("--out", default=None, help="JSONL of raw loadgen lines (default in the temp dir)")
     ap.add_argument("--keep-db", action="store_true", help="keep the temporary SQLite store")
@@ -417,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--profile-duration", type=float, default=10.0)
     a = ap.parse_args(argv)
+    a.config = a.config or str(FEATURES_CONFIG if a.features else DEFAULT_CONFIG)
 
     shared = find_shared_bench(a.shared_bench)
     scenarios: list[tuple[str, int]] = []
@@ -480,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             gw_log,
         )
         gw_url = f"http://127.0.0.1:{gw_port}/v1"
-        wait_ready(f"{gw_url}/models", gw, 90, gw_log)
+        wait_ready(f"http://127.0.0.1:{gw_port}/healthz", gw, 90, gw_log)  # public: no key needed
         log(f"runyard pid={gw.pid} {gw_url} (store {db}, log {gw_log})")
 
         if pin0:  # the load generator (and wrk under it) on CPU 0 too
@@ -507,9 +518,24 @@ def main(argv: list[str] | None = None) -> int:
         load0 = " / ".join(f"{x:.2f}" for x in os.getloadavg())
         targets = [("direct", mock_url, mock.pid), ("runyard", gw_url, gw.pid)]
         # one short warm-up of each target (connection pools, lazy imports, SQLite WAL)
+        bodies = features_bodies(work) if a.features else {}
+
+        def gw_extra(mode: str) -> list[str] | None:
+            """Routing + cache + limits: the native route with a routed body, and the API key."""
+            if not a.features:
+                return None
+            args = ["--header", f"Authorization: Bearer {FEATURES_KEY}"]
+            if mode in bodies:  # loadgen's precheck wants OpenAI's "choices": features_precheck checks instead
+                args += ["--path", "/v1/ai/chat", "--body-file", str(bodies[mode]), "--no-precheck"]
+            return args
+
+        if a.features:
+            log("features precheck: " + features_precheck(gw_url, bodies["chat"]))
+
         for name, url, pid in targets:
             for mode in sorted({m for m, _ in scenarios}):
-                run_load(py, shared, a, url, mode, 4, pid, name, 0, work / "warm.jsonl", 1, 0, kind="warm")
+                extra = gw_extra(mode) if name == "runyard" else None
+                run_load(py, shared, a, url, mode, 4, pid, name, 0, work / "warm.jsonl", 1, 0, kind="warm", extra=extra)
 
         recs: dict[tuple[tuple[str, int], str], list[dict]] = {}
         attempted = failed = 0
@@ -520,7 +546,10 @@ def main(argv: list[str] | None = None) -> int:
                 for name, url, pid in order:
                     log(f"round {r}/{a.rounds}  {sc[0]} c={sc[1]}  -> {name}")
                     attempted += 1
-                    rec = run_load(py, shared, a, url, sc[0], sc[1], pid, name, r, out, a.duration, a.warmup)
+                    extra = gw_extra(sc[0]) if name == "runyard" else None
+                    rec = run_load(
+                        py, shared, a, url, sc[0], sc[1], pid, name, r, out, a.duration, a.warmup, extra=extra
+                    )
                     if rec is None:
                         failed += 1
                         continue
@@ -537,7 +566,12 @@ def main(argv: list[str] | None = None) -> int:
             f"Python {sys.version.split()[0]}, load engine {engine_note}, pinned={bool(pin0)}, "
             f"{a.rounds} round(s) x {a.duration:g} s (+{a.warmup:g} s warm-up) in {elapsed / 60:.1f} min",
             f"mock {mock_url} (pid {mock.pid}), runyard {gw_url} (pid {gw.pid}), config {a.config}, "
-            f"recording on, store {db}",
+            f"recording on, store {db}"
+            + (
+                ", FEATURES ON: task/prefer routing, runyard cache (every lookup misses), per-key limits"
+                if a.features
+                else ""
+            ),
         ]
         lines += report(results, scenarios, a.rounds, a.duration)
         print("\n".join(lines), flush=True)
@@ -573,6 +607,39 @@ def main(argv: list[str] | None = None) -> int:
                     pass
         log(f"logs: {work}")
     return rc
+
+
+def features_bodies(work: Path) -> dict[str, Path]:
+    """Request bodies for --features: no model (task/prefer routing), the runyard cache asked for."""
+    base = {
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "max_tokens": 16,
+        "task": "general",
+        "prefer": "cheapest",
+        "cache_strategy": "runyard",
+    }
+    out = {}
+    for mode, extra in (("chat", {}), ("stream", {"stream": True})):
+        path = work / f"features-{mode}.json"
+        path.write_text(json.dumps({**base, **extra}))
+        out[mode] = path
+    return out
+
+
+def features_precheck(gw_url: str, body: Path) -> str:
+    """One routed chat with the key: 200, a routing reason, the limit headers, the cache asked for."""
+    req = urllib.request.Request(
+        gw_url + "/ai/chat",
+        data=body.read_bytes(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {FEATURES_KEY}"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        data = json.loads(r.read())
+        limit = r.headers.get("X-RateLimit-Limit")
+    meta = data.get("_metadata") or {}
+    if not meta.get("route_reason") or limit is None:
+        raise SystemExit(f"overhead: --features precheck failed: {data!r}, X-RateLimit-Limit={limit}")
+    return f"routed to {data.get('model')} ({meta['route_reason']}); X-RateLimit-Limit {limit}"
 
 
 def profile(a, py: str, shared: Path, gw: subprocess.Popen[bytes], gw_url: str, work: Path) -> None:

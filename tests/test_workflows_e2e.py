@@ -193,8 +193,24 @@ def test_async_job_and_polling(wf_client: Client) -> None:
     assert job["status"] == "completed"
     assert job["output"]["total"] == 25 and job["metadata"]["duration"] is not None
     assert job["trace_spans"]
+    assert job["estimatedDuration"] == pytest.approx(job["metadata"]["duration"], abs=1.0)
     again = wf_client.workflows.execute(name, {"text": "a", "nums": [1]}, async_execution=True)
-    assert wf_client.jobs.wait(again["task_id"], polling_interval=0.05)["estimatedDuration"] is not None
+    second = wf_client.jobs.wait(again["task_id"], polling_interval=0.05)
+    mean = (job["metadata"]["duration"] + second["metadata"]["duration"]) / 2
+    assert second["estimatedDuration"] == pytest.approx(mean, abs=1.0)  # from the stored runs
+
+
+def test_estimated_duration_survives_restart(wf_server: GatewayProcess, wf_config_path: Path) -> None:
+    """A second gateway on the same store (another replica, or a restart) gives the same estimate."""
+    name = unique("estimate")
+    with Client(base_url=wf_server.url, max_retries=0) as http:
+        http.workflows.save(simple(name, "one"))
+        http.workflows.publish(name)
+        queued = http.workflows.execute(name, {"text": "x"}, async_execution=True)
+        job = http.jobs.wait(queued["task_id"], polling_interval=0.05, timeout=20)
+    assert job["estimatedDuration"] is not None
+    with Client.embedded(config=load_config(wf_config_path), max_retries=0) as replica:
+        assert replica.jobs.get(queued["task_id"])["estimatedDuration"] == job["estimatedDuration"]
 
 
 def test_stream_with_selected_outputs(wf_client: Client) -> None:

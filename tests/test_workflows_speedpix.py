@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,3 +99,109 @@ def test_speedpix_wrong_secret_is_401(sp_server: GatewayProcess) -> None:
     with pytest.raises(httpx.HTTPStatusError) as info:
         bad.predictions.create(workflow_id="sp/invert", input={"image": "x"})
     assert info.value.response.status_code == 401
+
+
+def test_upload_urls_are_signed_and_single_use(sp_server: GatewayProcess, tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(PIXELS)
+    client = speedpix.Client(app_key=APP_KEY, app_secret=APP_SECRET, endpoint=sp_server.url)
+    uploaded = client.files.create(tmp_path / "a.png")  # sign + PUT
+    assert httpx.get(uploaded.access_url).content == PIXELS
+    again = httpx.put(uploaded.upload_url, content=b"other", headers={"Content-Type": "image/png"})
+    assert again.status_code == 409 and again.json()["error"]["code"] == "file_exists"
+    forged = uploaded.upload_url.split("?")[0][:-4] + "0000"
+    assert httpx.put(forged, content=b"x").status_code == 404
+    assert httpx.get(uploaded.access_url[:-4] + "0000").status_code == 404
+
+
+LINKED_APP, LINKED_SECRET = "sp-linked", "linked-secret"
+FREE_APP, FREE_SECRET = "sp-free", "free-secret"
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, Path, str]]:
+    """A server whose SpeedPix apps are limited: one linked to an API key (rpm_async = 2), one
+    on the [limits] defaults (rpm_async = 1)."""
+    root = tmp_path_factory.mktemp("wf-speedpix-limits")
+    path = root / "runyard.toml"
+    base = f"""
+[server]
+api_keys = ["{hash_api_key(ADMIN_KEY)}"]
+api_key_refresh_s = 0.2
+
+[storage]
+url = "sqlite+aiosqlite:///{root / "runyard.db"}"
+
+[limits]
+window_s = 60
+rpm_async = 1
+
+[workers]
+concurrency = 2
+poll_interval_s = 0.1
+"""
+    path.write_text(base)
+    created = _cli("keys", "create", "--name", "speedpix", "--rpm-async", "2", "--config", str(path))
+    key_id = created.stdout.split()[2]
+    path.write_text(
+        base
+        + f"""
+[apps.integrations.speedpix.apps]
+{FREE_APP} = "{FREE_SECRET}"
+{LINKED_APP} = {{ secret = "{LINKED_SECRET}", api_key = "{key_id}" }}
+"""
+    )
+    server = GatewayProcess(path, env=app_env()).start()
+    try:
+        with Client(base_url=server.url, api_key=ADMIN_KEY, max_retries=0) as admin:
+            admin.workflows.save(Workflow("sp/echo").input(note="string").output(note="{{ start.note }}").to_dict())
+            admin.workflows.publish("sp/echo")
+        yield server, path, key_id
+    finally:
+        server.stop()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runyard", *args], capture_output=True, text=True, timeout=60, check=True
+    )
+
+
+def _submit(server: GatewayProcess, app: str, secret: str) -> str:
+    client = speedpix.Client(app_key=app, app_secret=secret, endpoint=server.url)
+    return str(client.predictions.create(workflow_id="sp/echo", input={"note": "n"}).id)
+
+
+def _refused(server: GatewayProcess, app: str, secret: str) -> httpx.Response:
+    with pytest.raises(httpx.HTTPStatusError) as info:
+        _submit(server, app, secret)
+    return info.value.response
+
+
+def test_signed_calls_count_against_their_limits(limited: tuple[GatewayProcess, Path, str]) -> None:
+    server, _, _ = limited
+    _submit(server, LINKED_APP, LINKED_SECRET)
+    _submit(server, LINKED_APP, LINKED_SECRET)  # the linked key allows 2 a minute
+    over = _refused(server, LINKED_APP, LINKED_SECRET)
+    assert over.status_code == 429 and over.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+    assert int(over.headers["retry-after"]) >= 1
+    assert int(over.headers["x-ratelimit-limit"]) == 2 and int(over.headers["x-ratelimit-remaining"]) == 0
+
+    _submit(server, FREE_APP, FREE_SECRET)  # an unlinked app: the [limits] default of 1
+    assert _refused(server, FREE_APP, FREE_SECRET).status_code == 429
+
+
+def test_polls_carry_rate_headers_and_a_revoked_key_shuts_its_app_out(
+    limited: tuple[GatewayProcess, Path, str],
+) -> None:
+    server, path, key_id = limited
+    client = speedpix.Client(app_key=LINKED_APP, app_secret=LINKED_SECRET, endpoint=server.url)
+    with pytest.raises(httpx.HTTPStatusError):  # the previous test spent this minute's submissions
+        client.predictions.create(workflow_id="sp/echo", input={"note": "n"})
+    _cli("keys", "revoke", key_id, "--config", str(path))
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        response = _refused(server, LINKED_APP, LINKED_SECRET)
+        if response.status_code == 401:
+            break
+        time.sleep(0.1)
+    assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"

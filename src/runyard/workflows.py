@@ -151,10 +151,12 @@ def _block_problems(block: dict[str, Any], problems: list[WorkflowProblem], nest
         problems.append(_p(bid, "missing_field", "llm block needs 'prompt' or 'messages'"))
     if kind == "function" and isinstance(block.get("function"), str) and ":" not in block["function"]:
         problems.append(_p(bid, "invalid_block", "function must be 'module:callable'"))
-    if kind == "input":
+    if kind == "input" and not isinstance(block.get("inputs") or {}, dict):
+        problems.append(_p(bid, "invalid_block", "inputs must be a mapping {name: type}"))
+    elif kind == "input":
         for name, tp in (block.get("inputs") or {}).items():
             tname = tp.get("type", "any") if isinstance(tp, dict) else tp
-            if tname not in INPUT_TYPES:
+            if not isinstance(tname, str) or tname not in INPUT_TYPES:
                 problems.append(_p(bid, "type_mismatch", f"input {name!r} has unknown type {tname!r}"))
     for key in ("timeout", "retries"):
         if key in block and not isinstance(block[key], int | float):
@@ -208,7 +210,8 @@ def _ids(value: Any) -> list[str]:
 
 
 def validate_definition(definition: dict[str, Any]) -> tuple[dict[str, Any], list[WorkflowProblem]]:
-    """(normalized definition, problems): unknown kinds, dangling references, cycles, bad fields."""
+    """(normalized definition, problems): unknown kinds, dangling references, cycles, bad fields, and
+    reference types (:mod:`runyard.workflow_types`: unknown fields, type mismatches)."""
     problems: list[WorkflowProblem] = []
     name = definition.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
@@ -254,6 +257,9 @@ def validate_definition(definition: dict[str, Any]) -> tuple[dict[str, Any], lis
                 deps[target].add(block["id"])
     if sum(1 for b in blocks if b.get("kind") == "input") > 1:
         problems.append(_p("(workflow)", "invalid_block", "at most one input block"))
+    from .workflow_types import type_problems  # it imports this module
+
+    problems.extend(type_problems(blocks))
     for cycle_block in _cycle(deps):
         problems.append(_p(cycle_block, "cycle", f"block {cycle_block!r} is part of a cycle"))
     definition["_deps"] = {k: sorted(v) for k, v in deps.items()}

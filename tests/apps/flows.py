@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from runyard.files import File
+
 
 def shout(text: str) -> dict[str, Any]:
     return {"text": text.upper(), "length": len(text)}
@@ -38,11 +40,7 @@ def flaky(key: str) -> str:
     return "ok"
 
 
-def invert(image: str) -> Any:
-    """Fetch an uploaded image by URL and return its bytes inverted, as an output File."""
-    import httpx
-
-    from runyard.files import File
-
-    data = httpx.get(image, follow_redirects=True, timeout=10).raise_for_status().content
+def invert(image: File) -> File:
+    """Return an input file's bytes inverted, as an output File."""
+    data = image.read_bytes()
     return File(data=bytes(255 - b for b in data), filename="out.png", content_type="image/png")

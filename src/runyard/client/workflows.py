@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from runyard.client._streaming import AsyncStream, Stream
+from runyard.client.files import prepare_inputs, wrap_outputs
 
 if TYPE_CHECKING:
     from runyard.client._base import AsyncAPIClient
@@ -36,6 +37,13 @@ def _definition_body(definition: Any) -> dict[str, Any]:
     if isinstance(definition, str):
         return {"yaml": definition}
     return dict(definition)
+
+
+def _with_files(data: Any, client: AsyncAPIClient) -> Any:
+    """``data`` with the stored files in its ``output`` as FileOutput (see :func:`wrap_outputs`)."""
+    if isinstance(data, dict) and data.get("output") is not None:
+        return {**data, "output": wrap_outputs(data["output"], client)}
+    return data
 
 
 class AsyncWorkflows:
@@ -91,8 +99,14 @@ class AsyncWorkflows:
         version: int | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """Run ``ns/name[@alias|@vN]`` (default ``@main``): the result, a queued job, or a stream."""
-        body: dict[str, Any] = {"input": dict(input or {}), "stream": stream, "async": async_execution}
+        """Run ``ns/name[@alias|@vN]`` (default ``@main``): the result, a queued job, or a stream.
+
+        Local files in ``input`` (``Path``, binary file objects, ``runyard.File`` with a path or
+        data, bytes) are uploaded first, as for ``client.run``; stored files in the output come
+        back as :class:`~runyard.client.files.FileOutput`.
+        """
+        prepared = await prepare_inputs(dict(input or {}), self._client, auto_upload=False)
+        body: dict[str, Any] = {"input": prepared, "stream": stream, "async": async_execution}
         if selected_outputs is not None:
             body["selected_outputs"] = builtins.list(selected_outputs)
         if version is not None:
@@ -101,8 +115,11 @@ class AsyncWorkflows:
             body["timeout"] = timeout
         path = f"/v1/workflows/{_path(ref)}/execute"
         if stream:
-            return await self._client.stream("POST", path, json=body, parse=lambda d: d)
-        return await self._client.request("POST", path, json=body)
+            return await self._client.stream("POST", path, json=body, parse=self._with_files)
+        return self._with_files(await self._client.request("POST", path, json=body))
+
+    def _with_files(self, data: Any) -> Any:
+        return _with_files(data, self._client)
 
 
 class AsyncJobs:
@@ -113,7 +130,7 @@ class AsyncJobs:
         """``status`` (queued | processing | completed | failed | cancelled), ``output``, ``error``,
         ``metadata``, ``estimatedDuration``."""
         data: dict[str, Any] = await self._client.request("GET", f"/v1/jobs/{quote(task_id, safe='')}")
-        return data
+        return _with_files(data, self._client)
 
     async def wait(self, task_id: str, *, polling_interval: float = 0.25, timeout: float = 300.0) -> dict[str, Any]:
         import asyncio

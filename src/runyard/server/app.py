@@ -60,7 +60,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
     app.state.gateway = gateway
     app.add_middleware(HotRoutes, routes=[*openai.hot_routes, *native.hot_routes])
     app.add_middleware(CatchAllMiddleware)
-    app.add_middleware(AuthMiddleware, gateway=gateway)
+    app.add_middleware(AuthMiddleware, gateway=gateway, signed={"/scc/": speedpix.authenticate})
     return app
 
 

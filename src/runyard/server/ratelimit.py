@@ -9,13 +9,19 @@ after reading its body (``POST /v1/runs``: async unless it waits) call :func:`en
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import AuthenticationError, RateLimitError
 from ..gateway import Gateway
-from ..services.limits import DEFERRED, NOT_METERED, classify, retry_after_header
+from ..services.limits import DEFERRED, NOT_METERED, Policy, classify, retry_after_header
 from .http import error_response, gateway
+
+# A signed protocol's authenticator: (protocol caller id, key id for usage, policy), None for its
+# unsigned URLs, or AuthenticationError. See routes/speedpix.py.
+SignedAuth = Callable[[Gateway, Scope], Awaitable["tuple[str, str, Policy] | None"]]
 
 PUBLIC_PATHS = frozenset({"/healthz"})
 
@@ -23,8 +29,10 @@ PUBLIC_PATHS = frozenset({"/healthz"})
 class AuthLimitMiddleware:
     """Authenticates every route but ``/healthz`` when API keys are configured, then applies limits."""
 
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+    def __init__(self, app: ASGIApp, gateway: Gateway, signed: dict[str, SignedAuth] | None = None) -> None:
         self.app = app
+        self.signed = tuple((signed or {}).items())  # path prefix -> authenticator
+        self.gateway = gateway
         self.auth = gateway.auth
         self.limits = gateway.limits
         self.per_ip = gateway.config.limits.unauthenticated == "per_ip"
@@ -36,8 +44,17 @@ class AuthLimitMiddleware:
         state = scope.setdefault("state", {})
         path = scope["path"]
         policy = None
-        if path in PUBLIC_PATHS or path.startswith("/scc/"):  # SpeedPix: signed per request (routes/speedpix.py)
+        if path in PUBLIC_PATHS:
             state["api_key_id"] = None
+        elif self.signed and (signer := next((f for p, f in self.signed if path.startswith(p)), None)):
+            try:  # a protocol whose calls are signed with a per-app secret (SpeedPix)
+                signed = await signer(self.gateway, scope)
+            except AuthenticationError as err:
+                await error_response(err)(scope, receive, send)
+                return
+            state["api_key_id"] = None
+            if signed is not None:
+                state["signed_caller"], state["api_key_id"], policy = signed
         elif self.auth.enabled:
             authorization = x_api_key = None
             for name, value in scope["headers"]:

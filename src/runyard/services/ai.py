@@ -77,6 +77,7 @@ class AIService:
         self.cache: ResponseCache = MemoryCache(config.cache.ttl_s, config.cache.max_entries)
         # Called after every successful inference (cheap and synchronous: limits, metrics).
         self.usage_observers: list[UsageObserver] = []
+        self._resolved: dict[tuple[str, bool], list[Route]] = {}
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -84,9 +85,18 @@ class AIService:
 
     # -- routing ------------------------------------------------------------
     def resolve(self, model: str | None, *, embedding: bool = False) -> list[Route]:
-        """A model name (configured, or ``provider::model``) as its ordered routes."""
+        """A model name (configured, or ``provider::model``) as its ordered routes (a fresh list;
+        the routes of a name never change, so they are built once)."""
         if not model:
             raise InvalidRequestError("'model' is required", code="missing_model")
+        known = self._resolved.get((model, embedding))
+        if known is None:
+            known = self._resolve(model, embedding)
+            if len(self._resolved) < 4096:
+                self._resolved[(model, embedding)] = known
+        return list(known)
+
+    def _resolve(self, model: str, embedding: bool) -> list[Route]:
         table = self.config.embedding_models if embedding else self.config.models
         configured = table.get(model) or (self.config.models.get(model) if embedding else None)
         if configured is not None:

@@ -106,6 +106,10 @@ class ApiKeyAuth:
     def keys(self) -> list[ApiKey]:
         return list(self._known.values())
 
+    def by_id(self, key_id: str) -> ApiKey | None:
+        """An active key by its id (revoked keys drop out within ``refresh_s``)."""
+        return next((k for k in self._known.values() if k.id == key_id), None)
+
     async def lookup(self, authorization: str | None, x_api_key: str | None = None) -> ApiKey | None:
         """The key for these headers; raises AuthenticationError. None when auth is off."""
         if not self.enabled:

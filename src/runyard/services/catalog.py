@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -11,6 +12,7 @@ from ..errors import InvalidRequestError
 from ..types import ChatRequest
 
 Prefer = Literal["balanced", "cheapest", "smartest"]
+Candidates = list[tuple[str, ModelConfig, PriceConfig]]
 TASKS = ("general", "reasoning", "coding", "long_context")
 
 
@@ -26,6 +28,7 @@ class Catalog:
     def __init__(self, config: RunyardConfig) -> None:
         self._config = config
         self._prices: dict[tuple[str, str], PriceConfig] = {}
+        self._memo: dict[tuple[frozenset[str], str, str | None, str], _Ranking] = {}
         for table in (config.models, config.embedding_models):
             for model in table.values():
                 if model.price is not None:
@@ -45,6 +48,34 @@ class Catalog:
         provider = self._config.providers.get(model.routes[0].provider)
         return provider is not None and _has_credentials(provider)
 
+    def _ranked(self, needs: frozenset[str], task: str, vendor: str | None, prefer: str) -> _Ranking:
+        """The priced, routable, available models with these capabilities, ranked (context not
+        yet checked); remembered for a second per (needs, task, vendor, prefer), so routing
+        costs a dict lookup and a provider key set in the environment is still picked up."""
+        now = time.monotonic()
+        key = (needs, task, vendor, prefer)
+        hit = self._memo.get(key)
+        if hit is not None and hit.expires > now:
+            return hit
+        found: Candidates = []
+        for name, model in self._config.models.items():
+            if not model.routable or model.price is None or not needs <= set(model.capabilities):
+                continue
+            if task != "general" and task not in model.tasks:
+                continue
+            if vendor and model.routes[0].provider != vendor:
+                continue
+            if not self.available(model):
+                continue
+            found.append((name, model, model.price))
+        ranked = _rank(found, prefer) if found else []
+        windows = [m.context_window for _, m, _ in found if m.context_window is not None]
+        choice = _choice(ranked, prefer, task) if ranked else None
+        if len(self._memo) > 1024:
+            self._memo.clear()
+        self._memo[key] = entry = _Ranking(now + 1.0, ranked, choice, min(windows) if windows else None)
+        return entry
+
     def route(
         self,
         request: ChatRequest,
@@ -58,40 +89,41 @@ class Catalog:
             raise InvalidRequestError(f"task must be one of {', '.join(TASKS)}", code="invalid_task")
         if prefer not in ("balanced", "cheapest", "smartest"):
             raise InvalidRequestError("prefer must be balanced, cheapest or smartest", code="invalid_prefer")
-        needs = required_capabilities(request)
+        needs = frozenset(required_capabilities(request))
         context = estimate_tokens(request)
-        capable: list[tuple[str, ModelConfig, PriceConfig]] = []
-        for name, model in self._config.models.items():
-            if not model.routable or model.price is None or not needs <= set(model.capabilities):
-                continue
-            if model.context_window is not None and context > model.context_window:
-                continue
-            if task != "general" and task not in model.tasks:
-                continue
-            if vendor and model.routes[0].provider != vendor:
-                continue
-            if not self.available(model):
-                continue
-            capable.append((name, model, model.price))
-        if not capable:
+        ranking = self._ranked(needs, task, vendor, prefer)
+        choice = ranking.choice
+        if ranking.min_window is not None and context > ranking.min_window:  # some are too small
+            fitting = [c for c in ranking.ranked if c[1].context_window is None or context <= c[1].context_window]
+            choice = _choice(_rank(fitting, prefer), prefer, task) if fitting else None
+        if choice is None:
             raise InvalidRequestError(
                 f"no available model can serve this request (needs {', '.join(sorted(needs))}, task={task}"
                 f"{', vendor=' + vendor if vendor else ''}, ~{context} tokens); configure a provider key "
                 "or name a model",
                 code="no_model_available",
             )
-        ranked = _rank(capable, prefer)
-        name, model, price = ranked[0]
-        reason = (
-            f"prefer={prefer}, task={task}: {name} (quality {model.quality}, "
-            f"${price.input:g}/${price.output:g} per 1M in/out) among {len(capable)} capable model(s)"
-        )
-        return Choice([n for n, _, _ in ranked], reason)
+        return choice
 
 
-def _rank(
-    capable: list[tuple[str, ModelConfig, PriceConfig]], prefer: str
-) -> list[tuple[str, ModelConfig, PriceConfig]]:
+@dataclass(frozen=True, slots=True)
+class _Ranking:
+    expires: float
+    ranked: Candidates
+    choice: Choice | None
+    min_window: int | None  # the smallest context window among them
+
+
+def _choice(ranked: Candidates, prefer: str, task: str) -> Choice:
+    name, model, price = ranked[0]
+    reason = (
+        f"prefer={prefer}, task={task}: {name} (quality {model.quality}, "
+        f"${price.input:g}/${price.output:g} per 1M in/out) among {len(ranked)} capable model(s)"
+    )
+    return Choice([n for n, _, _ in ranked], reason)
+
+
+def _rank(capable: Candidates, prefer: str) -> Candidates:
     if prefer == "cheapest":
         return sorted(capable, key=lambda c: (c[2].blended, -c[1].quality, c[0]))
     if prefer == "smartest":

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import reprlib
 import shutil
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
 
+import httpx
 import sqlalchemy as sa
 from pydantic import BaseModel
 
@@ -23,7 +26,7 @@ from ..backends.blobs import BlobStore, BlobWriter, LocalBlobStore
 from ..backends.schema import files as files_table
 from ..backends.store import Store, new_id, utcnow
 from ..config import FilesConfig
-from ..errors import InvalidRequestError, NotFoundError
+from ..errors import ConflictError, InvalidRequestError, NotFoundError, ValidationError
 from ..files import (
     File,
     clean_content_type,
@@ -35,10 +38,14 @@ from ..files import (
     sanitize_filename,
     sniff_content_type,
 )
+from .urlguard import check_url
 
 __all__ = ["FileRecord", "FileService"]
 
 _PATH_CHUNK = 1024 * 1024
+FETCH_TIMEOUT_S = 30.0  # per connect / read of a file fetched by URL
+FETCH_DEADLINE_S = 120.0  # the whole fetch
+MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +120,10 @@ class FileService:
         content_type: str | None,
         *,
         api_key_id: str | None = None,
+        file_id: str | None = None,
     ) -> FileRecord:
-        """Finish a :meth:`writer` upload and record it."""
+        """Finish a :meth:`writer` upload and record it (under ``file_id`` when the caller
+        reserved one; a taken id is 409 ``file_exists``)."""
         try:
             info = await writer.commit()
         except BaseException:
@@ -125,7 +134,7 @@ class FileService:
         if not name:
             name = "file" + extension_for(kind)
         record = FileRecord(
-            id=str(new_id()),
+            id=file_id or str(new_id()),
             filename=name,
             content_type=kind,
             size=info.size,
@@ -134,6 +143,9 @@ class FileService:
             api_key_id=api_key_id,
         )
         async with self.store.engine.begin() as conn:
+            taken = sa.select(files_table.c.id).where(files_table.c.id == file_id)
+            if file_id is not None and (await conn.execute(taken)).first():
+                raise ConflictError(f"file {file_id} already exists", code="file_exists")
             await conn.execute(
                 files_table.insert().values(
                     id=record.id,
@@ -155,6 +167,7 @@ class FileService:
         *,
         api_key_id: str | None = None,
         max_bytes: int | None = None,
+        file_id: str | None = None,
     ) -> FileRecord:
         """Store bytes or an async iterator of chunks (413 ``file_too_large`` past the limit)."""
         writer = self.writer(max_bytes=max_bytes)
@@ -167,7 +180,7 @@ class FileService:
         except BaseException:
             await writer.abort()
             raise
-        return await self.commit(writer, filename, content_type, api_key_id=api_key_id)
+        return await self.commit(writer, filename, content_type, api_key_id=api_key_id, file_id=file_id)
 
     async def put_path(
         self, path: str | os.PathLike[str], filename: str | None = None, content_type: str | None = None
@@ -184,6 +197,108 @@ class FileService:
             return await self.put(chunks(), filename or p.name, content_type)
         finally:
             fh.close()
+
+    # ------------------------------------------------------------------ ingesting inputs
+
+    async def ingest(self, value: Any, *, api_key_id: str | None = None, allow_private: bool = False) -> FileRecord:
+        """Store (or look up) one file input given in any accepted form; the stored record.
+
+        Accepted: a ``runyard://files/<id>`` ref or this gateway's file URL, or a dict with such a
+        ``uri`` / an ``id`` (unknown: 404 ``file_not_found``); a ``data:`` URI; Sim's
+        ``{"type": "file" | "url", "data": ..., "name", "mime"}``; an ``http(s)`` URL, fetched here
+        through the URL guard (``allow_private`` lets it reach private addresses); a
+        :class:`File` with a uri or data. Too large: 413 ``file_too_large``; anything else:
+        422 ``invalid_input``.
+        """
+        if isinstance(value, File):
+            if value.uri is not None:
+                return await self.ingest(value.uri, api_key_id=api_key_id, allow_private=allow_private)
+            if value.data is not None:
+                return await self.put(value.data, value.filename, value.content_type, api_key_id=api_key_id)
+        elif isinstance(value, dict):
+            return await self._ingest_dict(value, api_key_id=api_key_id, allow_private=allow_private)
+        elif isinstance(value, str):
+            return await self._ingest_str(value, None, None, api_key_id=api_key_id, allow_private=allow_private)
+        raise ValidationError(f"not a file: {_describe(value)}", code="invalid_input")
+
+    async def _ingest_dict(self, value: dict[str, Any], *, api_key_id: str | None, allow_private: bool) -> FileRecord:
+        kind = value.get("type")
+        if kind in ("file", "url") and isinstance(value.get("data"), str):  # Sim's file objects
+            name, mime = value.get("name"), value.get("mime")
+            return await self._ingest_str(
+                value["data"],
+                name if isinstance(name, str) else None,
+                mime if isinstance(mime, str) else None,
+                api_key_id=api_key_id,
+                allow_private=allow_private,
+            )
+        ref = value.get("uri")
+        if isinstance(ref, str) and parse_file_ref(ref) is not None:
+            return await self.get(ref)
+        if kind is None and isinstance(value.get("id"), str) and value["id"]:
+            return await self.get(value["id"])
+        raise ValidationError(f"not a file: {_describe(value)}", code="invalid_input")
+
+    async def _ingest_str(
+        self,
+        value: str,
+        filename: str | None,
+        content_type: str | None,
+        *,
+        api_key_id: str | None,
+        allow_private: bool,
+    ) -> FileRecord:
+        if parse_file_ref(value) is not None:
+            return await self.get(value)
+        if value.startswith("data:"):
+            try:
+                decoded = parse_data_uri(value)
+            except ValueError as err:
+                raise ValidationError(f"bad data: URI: {err}", code="invalid_input") from None
+            assert decoded is not None
+            return await self.put(decoded[0], filename, content_type or decoded[1], api_key_id=api_key_id)
+        if value.startswith(("http://", "https://")):
+            return await self.fetch(value, filename, content_type, api_key_id=api_key_id, allow_private=allow_private)
+        raise ValidationError(f"not a file: {_describe(value)}", code="invalid_input")
+
+    async def fetch(
+        self,
+        url: str,
+        filename: str | None = None,
+        content_type: str | None = None,
+        *,
+        api_key_id: str | None = None,
+        allow_private: bool = False,
+    ) -> FileRecord:
+        """Download ``url`` (each hop through the URL guard) and store it, streamed and capped at
+        ``max_upload_bytes``; the type comes from the response, the name from the URL path."""
+        try:
+            return await asyncio.wait_for(
+                self._fetch(url, filename, content_type, api_key_id, allow_private), FETCH_DEADLINE_S
+            )
+        except (httpx.HTTPError, asyncio.TimeoutError) as err:
+            reason = str(err) or type(err).__name__
+            raise ValidationError(f"cannot fetch {url}: {reason}", code="file_fetch_failed") from None
+
+    async def _fetch(
+        self, url: str, filename: str | None, content_type: str | None, api_key_id: str | None, allow_private: bool
+    ) -> FileRecord:
+        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S) as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                await check_url(url, allow_private=allow_private, field="file url")
+                async with client.stream("GET", url) as response:
+                    if response.is_redirect and "location" in response.headers:
+                        url = urljoin(url, response.headers["location"])
+                        continue
+                    if response.status_code >= 400:
+                        raise ValidationError(
+                            f"fetching {url} answered {response.status_code}", code="file_fetch_failed"
+                        )
+                    declared = response.headers.get("content-type")
+                    kind = None if is_generic_content_type(clean_content_type(declared)) else declared
+                    name = filename or _name_from_url(url)
+                    return await self.put(response.aiter_bytes(), name, kind or content_type, api_key_id=api_key_id)
+        raise ValidationError(f"fetching {url}: too many redirects", code="file_fetch_failed")
 
     # ------------------------------------------------------------------ reading
 
@@ -326,6 +441,16 @@ def _walk_files(value: Any, _seen: set[int] | None = None) -> list[File]:
         for name in type(value).model_fields:
             out.extend(_walk_files(getattr(value, name, None), seen))
     return out
+
+
+def _name_from_url(url: str) -> str | None:
+    """The last segment of the URL's path (``https://x/a/cat.png?s=1`` → ``cat.png``)."""
+    name = PurePosixPath(unquote(urlsplit(url).path)).name
+    return name or None
+
+
+def _describe(value: Any) -> str:
+    return f"a {type(value).__name__} ({reprlib.repr(value)})"
 
 
 def _link_into(blob: Path, directory: Path, filename: str) -> Path:

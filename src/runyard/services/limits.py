@@ -42,9 +42,20 @@ DEFERRED = 3  # the route decides sync/async (POST /v1/runs) and calls enforce()
 
 Headers = list[tuple[bytes, bytes]]
 
-_NOT_METERED_PATHS = frozenset({"/v1/feedback", "/feedback", "/v1/usage", "/v1/usage/limits"})
+_NOT_METERED_PATHS = frozenset(
+    {
+        "/v1/feedback",
+        "/feedback",
+        "/v1/usage",
+        "/v1/usage/limits",
+        # SpeedPix polls and upload signing are reads in all but method
+        "/scc/comfy_get_progress",
+        "/scc/comfy_get_result",
+        "/scc/sp_create_temp_file_upload_sign",
+    }
+)
 _DEFERRED_PATHS = frozenset({"/v1/runs"})
-_ASYNC_PATHS = frozenset({"/v1/ai/batch"})  # queued submissions whatever the body says
+_ASYNC_PATHS = frozenset({"/v1/ai/batch", "/scc/comfy_prompt"})  # queued submissions whatever the body says
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

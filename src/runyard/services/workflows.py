@@ -12,6 +12,8 @@ import hashlib
 import importlib
 import inspect
 import time
+import types
+import typing
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,7 @@ from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from pydantic import BaseModel, Field
 
 from ..apps import AppContext, app, definition_of
+from ..backends.schema import tasks as task_rows
 from ..backends.store import utcnow
 from ..errors import ConflictError, NotFoundError, RunyardError, ValidationError
 from ..files import File
@@ -112,7 +115,6 @@ class WorkflowService:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.engine = gateway.store.engine
-        self.durations: dict[str, list[float]] = {}
 
         @app(WORKFLOW_APP, version="1.0.0", description="Run a published workflow version.")
         async def run_workflow(input: WorkflowRunInput, ctx: AppContext) -> Any:
@@ -276,12 +278,16 @@ class WorkflowService:
         webhook: str | None = None,
         api_key_id: str | None = None,
     ) -> dict[str, Any]:
-        """Queue a run as a task of the ``runyard/workflow`` app; the task as created."""
-        name, number, _ = await self.resolve(ref, version)
+        """Queue a run as a task of the ``runyard/workflow`` app; the task as created.
+
+        Declared ``file`` inputs (and ``array`` of ``file``) are stored first and passed on as
+        their ``runyard://files/<id>`` refs (see :meth:`FileService.ingest`).
+        """
+        name, number, definition = await self.resolve(ref, version)
         payload = {
             "workflow": name,
             "version": number,
-            "input": input,
+            "input": await self._store_file_inputs(definition, input, api_key_id),
             "stream": stream,
             "selected_outputs": selected_outputs,
         }
@@ -292,9 +298,44 @@ class WorkflowService:
             query = sa.select(workflows.c.name).where(workflows.c.name == ref.partition("@")[0])
             return (await conn.execute(query)).first() is not None
 
-    def estimated_duration(self, name: str) -> float | None:
-        past = self.durations.get(name)
-        return round(sum(past) / len(past), 3) if past else None
+    async def estimated_duration(self, name: str) -> float | None:
+        """Mean duration (ms) of the workflow's last 20 completed runs, read from the task store
+        (so every replica, and a restarted server, give the same estimate)."""
+        t = task_rows.c
+        query = (
+            sa.select(t.started_at, t.finished_at)
+            .where(t.app == WORKFLOW_APP, t.status == "completed", t.input["workflow"].as_string() == name)
+            .order_by(t.id.desc())  # UUIDv7: newest first, along ix_tasks_app
+            .limit(20)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        spans = [(end - start).total_seconds() * 1000 for start, end in rows if start is not None and end is not None]
+        return round(sum(spans) / len(spans), 3) if spans else None
+
+    async def _store_file_inputs(
+        self, definition: dict[str, Any], input: dict[str, Any], api_key_id: str | None
+    ) -> dict[str, Any]:
+        """A copy of ``input`` with each declared file input replaced by its stored file's ref."""
+        files = self.gateway.files
+        declared = _file_inputs(definition)
+        if files is None or not declared.keys() & input.keys():
+            return input
+        allow_private = self.gateway.config.webhooks.allow_private_webhooks
+
+        async def store(value: Any) -> str:
+            return (await files.ingest(value, api_key_id=api_key_id, allow_private=allow_private)).uri
+
+        out = dict(input)
+        for name, is_array in declared.items():
+            value = out.get(name)
+            if value is None:
+                continue
+            if not is_array:
+                out[name] = await store(value)
+            elif isinstance(value, list):
+                out[name] = [await store(item) for item in value]
+        return out
 
     # -- execution ---------------------------------------------------------------------
     async def _run_as_task(self, input: WorkflowRunInput, ctx: AppContext) -> dict[str, Any]:
@@ -305,8 +346,6 @@ class WorkflowService:
 
         run = Run(self, definition, input.input, ctx, emit, stream=input.stream, selected=input.selected_outputs)
         result = await run.execute()
-        self.durations.setdefault(input.workflow, []).append(result["total_duration"])
-        del self.durations[input.workflow][:-20]
         emit({"event": "result", "result": result})
         if not result["success"]:
             err = result["error"]
@@ -560,6 +599,8 @@ class Run:
             raise BlockFailed(block["id"], f"{target} is not a callable", "function_not_found")
         args = self.render(block.get("args") or {}, ctx, block["id"])
         span["input_size"] = _size(args)
+        if self.gateway.files is not None:  # parameters typed runyard.File get readable files
+            args = await self.gateway.files.localize(_file_args(fn, args))
         if inspect.iscoroutinefunction(fn):
             value = await fn(**args)
         else:
@@ -694,6 +735,55 @@ def _refs(value: Any) -> Any:
     return value
 
 
+def _file_args(fn: Callable[..., Any], args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` with the refs passed to parameters annotated ``File`` (``File | None``,
+    ``list[File]``) turned into :class:`File` objects (still to be localized)."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: pass the values as they are
+        return args
+    out = dict(args)
+    for name, value in args.items():
+        shape = _file_shape(hints.get(name))
+        if shape == "one" and isinstance(value, str):
+            out[name] = File(value)
+        elif shape == "many" and isinstance(value, list):
+            out[name] = [File(v) if isinstance(v, str) else v for v in value]
+    return out
+
+
+def _file_shape(hint: Any) -> str | None:
+    """``"one"`` for ``File``, ``"many"`` for ``list[File]`` (either ``| None``), else ``None``."""
+    origin, params = typing.get_origin(hint), typing.get_args(hint)
+    if hint is File:
+        return "one"
+    if origin is list and params and params[0] is File:
+        return "many"
+    if origin in (typing.Union, types.UnionType):
+        shapes = {_file_shape(p) for p in params if p is not type(None)}
+        return shapes.pop() if len(shapes) == 1 else None
+    return None
+
+
+def _spec_type(spec: Any) -> Any:
+    return spec.get("type") if isinstance(spec, dict) else spec
+
+
+def _file_inputs(definition: dict[str, Any]) -> dict[str, bool]:
+    """Input name → whether it is an array, for every ``file`` / array-of-``file`` input declared."""
+    out: dict[str, bool] = {}
+    for block in definition.get("blocks") or []:
+        if block.get("kind") != "input":
+            continue
+        for name, spec in (block.get("inputs") or {}).items():
+            tp = _spec_type(spec)
+            if tp == "file":
+                out[name] = False
+            elif tp == "array" and isinstance(spec, dict) and _spec_type(spec.get("items")) == "file":
+                out[name] = True
+    return out
+
+
 def _type_ok(value: Any, tp: str) -> bool:
     checks: dict[str, Callable[[Any], bool]] = {
         "string": lambda v: isinstance(v, str),
@@ -702,7 +792,7 @@ def _type_ok(value: Any, tp: str) -> bool:
         "boolean": lambda v: isinstance(v, bool),
         "array": lambda v: isinstance(v, list),
         "object": lambda v: isinstance(v, dict),
-        "file": lambda v: isinstance(v, str | dict),
+        "file": lambda v: isinstance(v, str | dict | File),  # submit stores them: runyard://files/<id>
     }
     check = checks.get(tp)
     return check is None or check(value)

@@ -1,11 +1,20 @@
 """The ``speedpix`` wire protocol (see shared/protocols/speedpix.md) over the workflow service.
 
 Signed POSTs under ``/scc/``: each request's Aliyun API-Gateway HMAC-SHA256 signature is verified
-against the app secret configured for its ``x-ca-key`` (``[apps.integrations.speedpix] apps =
-{"<app_key>" = "<app_secret>"}``); a bad or missing signature is 401. Errors of a verified call
-are answered 200 with ``err_code`` (the client raises on any non-2xx). Uploads: the sign call
-hands out a one-time ``upload_url`` (PUT, unsigned) whose ``access_url`` serves the stored file.
-Output ``runyard://files/<id>`` refs become absolute ``/v1/files/<id>/content`` URLs.
+(by the auth middleware, through :func:`authenticate`) against the app secret configured for its
+``x-ca-key``::
+
+    [apps.integrations.speedpix.apps]
+    my-app = "secret"                                  # limits: the [limits] defaults
+    other-app = { secret = "s2", api_key = "<key id>" }  # that API key's limits, usage and revocation
+
+A bad or missing signature is 401; an app linked to a revoked key is 401; over a limit is 429 with
+``Retry-After`` and ``X-RateLimit-*`` (as everywhere). Errors of a verified call are answered 200
+with ``err_code`` (the client raises on any non-2xx). Uploads: the sign call hands out an
+``upload_url`` (PUT, unsigned, expires) for a reserved file id; its ``access_url`` serves the
+stored file and, passed back as a workflow input, is taken as that file (``runyard://files/<id>``).
+Both are HMAC-signed for the app, so no server-side state is kept. Output ``runyard://files/<id>``
+refs become URLs signed for the app that read the result.
 """
 
 from __future__ import annotations
@@ -13,45 +22,65 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
-from typing import Any
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from ...backends.queue import TERMINAL
+from ...backends.store import new_id
 from ...errors import AuthenticationError, NotFoundError, RunyardError
-from ...files import parse_file_ref
+from ...files import file_uri, parse_file_ref, sanitize_filename
 from ..http import gateway, json_response, parse_object, read_body
 from .workflows import _result
 
+if TYPE_CHECKING:
+    from ...gateway import Gateway
+    from ...services.limits import Policy
+
 SIGNED = ("x-ca-key", "x-ca-nonce", "x-ca-signature-method", "x-ca-timestamp")
+SIGNED_PATHS = frozenset(
+    {"/scc/comfy_prompt", "/scc/comfy_get_progress", "/scc/comfy_get_result", "/scc/sp_create_temp_file_upload_sign"}
+)
+UPLOAD_TTL_S = 3600
 _STATUS = {"queued": "waiting", "processing": "running", "completed": "succeeded", "cancelled": "failed"}
 
 
-def _apps(request: Request) -> dict[str, str]:
-    integration = gateway(request).config.apps.integrations.get("speedpix") or {}
-    apps = integration.get("apps") or {}
-    return {str(k): str(v) for k, v in apps.items()}
+@dataclass(frozen=True, slots=True)
+class SpeedPixApp:
+    key: str
+    secret: str
+    api_key_id: str | None  # the Runyard API key whose limits and usage this app shares
 
 
-def _uploads(request: Request) -> dict[str, str | None]:
-    """upload token -> stored file id (None until the PUT arrives); per gateway, in memory."""
-    state = request.app.state
-    if not hasattr(state, "speedpix_uploads"):
-        state.speedpix_uploads = {}
-    uploads: dict[str, str | None] = state.speedpix_uploads
-    return uploads
+def apps_of(gw: Gateway) -> dict[str, SpeedPixApp]:
+    """The configured apps: ``key = "secret"`` or ``key = {secret, api_key}``."""
+    integration = gw.config.apps.integrations.get("speedpix") or {}
+    out: dict[str, SpeedPixApp] = {}
+    for key, value in (integration.get("apps") or {}).items():
+        if isinstance(value, dict):
+            linked = value.get("api_key")
+            out[str(key)] = SpeedPixApp(str(key), str(value.get("secret") or ""), str(linked) if linked else None)
+        else:
+            out[str(key)] = SpeedPixApp(str(key), str(value), None)
+    return {k: app for k, app in out.items() if app.secret}
 
 
-def verify(request: Request, apps: dict[str, str]) -> str:
-    """The caller's app key once its signature checks out; 401 otherwise."""
-    h = request.headers
+def verify(headers: Mapping[str, str], path: str, apps: dict[str, SpeedPixApp]) -> SpeedPixApp:
+    """The calling app once its request signature checks out; 401 otherwise."""
+    h = headers
     key = h.get("x-ca-key")
-    secret = apps.get(key or "")
+    app = apps.get(key or "")
     given = h.get("x-ca-signature")
-    if not key or secret is None or not given:
+    if not key or app is None or not given:
         raise AuthenticationError("missing or unknown x-ca-key / x-ca-signature", code="invalid_signature")
     lines = [
         "POST",
@@ -60,16 +89,35 @@ def verify(request: Request, apps: dict[str, str]) -> str:
         h.get("content-type", ""),
         h.get("date", ""),
         *(f"{name}:{h.get(name, '')}" for name in SIGNED),
-        request.url.path,
+        path,
     ]
-    digest = hmac.new(secret.encode(), "\n".join(lines).encode(), hashlib.sha256).digest()
+    digest = hmac.new(app.secret.encode(), "\n".join(lines).encode(), hashlib.sha256).digest()
     if not hmac.compare_digest(base64.b64encode(digest).decode(), given):
         raise AuthenticationError("request signature does not match", code="invalid_signature")
-    return key
+    return app
+
+
+async def authenticate(gw: Gateway, scope: Scope) -> tuple[str, str, Policy] | None:
+    """For the auth middleware: (app key, key id for usage, limit policy) of a signed call;
+    None for the unsigned upload and file URLs (their own signatures guard them)."""
+    if scope["path"] not in SIGNED_PATHS:
+        return None
+    app = verify(Headers(scope=scope), scope["path"], apps_of(gw))
+    if app.api_key_id is None:
+        subject = "speedpix:" + app.key
+        return app.key, subject, gw.limits.policy(subject)
+    key = gw.auth.by_id(app.api_key_id)
+    if key is None:
+        raise AuthenticationError(f"the API key of app {app.key!r} is revoked or unknown", code="invalid_api_key")
+    return app.key, key.id, key.policy
 
 
 async def _signed_body(request: Request) -> dict[str, Any]:
-    request.state.speedpix_key = verify(request, _apps(request))
+    state = request.scope.get("state") or {}
+    if "signed_caller" in state:  # verified by the auth middleware (authenticate below)
+        request.state.speedpix_key = state["signed_caller"]
+    else:
+        request.state.speedpix_key = verify(request.headers, request.url.path, apps_of(gateway(request))).key
     raw = await read_body(request)
     return parse_object(raw) if raw.strip() else {}
 
@@ -83,7 +131,7 @@ def _absolute(request: Request, value: Any, key: str) -> Any:
     if isinstance(value, str):
         file_id = parse_file_ref(value)
         if file_id is not None:
-            sig = _file_sig(_apps(request)[key], file_id)
+            sig = _sign(apps_of(gateway(request))[key].secret, "file", file_id)
             return f"{str(request.base_url).rstrip('/')}/scc/files/{file_id}/{key}/{sig}"
         return value
     if isinstance(value, dict):
@@ -103,11 +151,15 @@ async def comfy_prompt(request: Request) -> Response:
         inputs = body.get("inputs") or {}
         if not isinstance(inputs, dict):
             inputs = {"input": inputs}
-        task = await gateway(request).workflows.submit(ref, inputs, version=version or None)
+        inputs = _own_files(request, inputs)
+        state = request.scope.get("state") or {}
+        task = await gateway(request).workflows.submit(
+            ref, inputs, version=version or None, api_key_id=state.get("api_key_id")
+        )
     except RunyardError as err:
         return _fail(err)
     data = {"task_id": task["id"], "status": "waiting"}
-    estimate = gateway(request).workflows.estimated_duration(workflow)
+    estimate = await gateway(request).workflows.estimated_duration(workflow)
     if estimate is not None:
         data["estimated_duration_in_seconds"] = round(estimate / 1000, 3)
     return json_response({"status": 0, "err_code": "", "data": data})
@@ -164,30 +216,43 @@ async def get_result(request: Request) -> Response:
 
 async def upload_sign(request: Request) -> Response:
     body = await _signed_body(request)
-    token = secrets.token_urlsafe(24)
-    _uploads(request)[token] = None
-    base = str(request.base_url).rstrip("/")
-    name = str(body.get("originalFilename") or "file")
+    key = request.state.speedpix_key
+    secret = apps_of(gateway(request))[key].secret
+    file_id = str(new_id())
+    expires = int(time.time()) + UPLOAD_TTL_S
+    name = sanitize_filename(body.get("originalFilename"), default="file")
+    base = f"{str(request.base_url).rstrip('/')}/scc/uploads/{key}/{file_id}"
     data = {
-        "upload_url": f"{base}/scc/uploads/{token}?filename={name}",
-        "access_url": f"{base}/scc/uploads/{token}",
-        "object_key": token,
-        "path": f"uploads/{token}/{name}",
-        "expire_time": 3600,
+        "upload_url": f"{base}/{expires}/{_sign(secret, 'put', file_id, str(expires))}?{urlencode({'filename': name})}",
+        "access_url": f"{base}/{_sign(secret, 'get', file_id)}",
+        "object_key": file_id,
+        "path": f"uploads/{file_id}/{name}",
+        "expire_time": UPLOAD_TTL_S,
     }
     return json_response({"status": 0, "err_code": "", "data": data})
 
 
+def _sign(secret: str, *parts: str) -> str:
+    return hmac.new(secret.encode(), ":".join(parts).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _check(request: Request, purpose: str, *parts: str) -> str:
+    """The file id of a signed upload/file URL (404 when the signature does not match)."""
+    p = request.path_params
+    app = apps_of(gateway(request)).get(p["key"])
+    if app is None or not hmac.compare_digest(_sign(app.secret, purpose, p["file_id"], *parts), p["sig"]):
+        raise NotFoundError("file not found", code="file_not_found")
+    return str(p["file_id"])
+
+
 async def upload_put(request: Request) -> Response:
-    uploads = _uploads(request)
-    token = request.path_params["token"]
-    if token not in uploads or uploads[token] is not None:
-        raise NotFoundError("unknown or used upload URL", code="upload_not_found")
-    files = gateway(request).files
+    expires = request.path_params["expires"]
+    file_id = _check(request, "put", str(expires))
+    if expires < time.time():
+        raise NotFoundError("this upload URL has expired", code="upload_expired")
     data = await read_body(request)
     name = request.query_params.get("filename") or "file"
-    record = await files.put(data, name, request.headers.get("content-type"))
-    uploads[token] = record.id
+    await gateway(request).files.put(data, name, request.headers.get("content-type"), file_id=file_id)
     return Response(status_code=200)
 
 
@@ -198,23 +263,38 @@ async def _serve_file(request: Request, file_id: str) -> Response:
 
 
 async def upload_get(request: Request) -> Response:
-    file_id = _uploads(request).get(request.path_params["token"])
-    if file_id is None:
-        raise NotFoundError("no file uploaded here", code="file_not_found")
-    return await _serve_file(request, file_id)
-
-
-def _file_sig(secret: str, file_id: str) -> str:
-    return hmac.new(secret.encode(), file_id.encode(), hashlib.sha256).hexdigest()[:32]
+    return await _serve_file(request, _check(request, "get"))
 
 
 async def signed_file(request: Request) -> Response:
     """An output file by a URL signed for the app that read the result (no API key needed)."""
-    p = request.path_params
-    secret = _apps(request).get(p["key"])
-    if secret is None or not hmac.compare_digest(_file_sig(secret, p["file_id"]), p["sig"]):
-        raise NotFoundError("file not found", code="file_not_found")
-    return await _serve_file(request, p["file_id"])
+    return await _serve_file(request, _check(request, "file"))
+
+
+_OWN_URL = re.compile(
+    r"/scc/(?:uploads/(?P<k1>[^/]+)/(?P<f1>[0-9a-f-]{36})/(?P<s1>[0-9a-f]{32})"
+    r"|files/(?P<f2>[0-9a-f-]{36})/(?P<k2>[^/]+)/(?P<s2>[0-9a-f]{32}))$"
+)
+
+
+def _own_files(request: Request, value: Any) -> Any:
+    """This server's signed access / output URLs inside ``value`` → ``runyard://files/<id>`` refs."""
+    if isinstance(value, str):
+        base = str(request.base_url).rstrip("/")
+        m = _OWN_URL.match(value[len(base) :]) if value.startswith(base + "/scc/") else None
+        if m is None:
+            return value
+        key, file_id, sig = (m["k1"], m["f1"], m["s1"]) if m["f1"] else (m["k2"], m["f2"], m["s2"])
+        app = apps_of(gateway(request)).get(key)
+        purpose = "get" if m["f1"] else "file"
+        if app is None or not hmac.compare_digest(_sign(app.secret, purpose, file_id), sig):
+            return value
+        return file_uri(file_id)
+    if isinstance(value, dict):
+        return {k: _own_files(request, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_own_files(request, v) for v in value]
+    return value
 
 
 routes = [
@@ -222,7 +302,7 @@ routes = [
     Route("/scc/comfy_get_progress", get_progress, methods=["POST"]),
     Route("/scc/comfy_get_result", get_result, methods=["POST"]),
     Route("/scc/sp_create_temp_file_upload_sign", upload_sign, methods=["POST"]),
-    Route("/scc/uploads/{token}", upload_put, methods=["PUT"]),
-    Route("/scc/uploads/{token}", upload_get, methods=["GET"]),
+    Route("/scc/uploads/{key}/{file_id}/{expires:int}/{sig}", upload_put, methods=["PUT"]),
+    Route("/scc/uploads/{key}/{file_id}/{sig}", upload_get, methods=["GET"]),
     Route("/scc/files/{file_id}/{key}/{sig}", signed_file, methods=["GET"]),
 ]

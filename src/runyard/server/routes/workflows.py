@@ -206,7 +206,7 @@ async def get_job(request: Request) -> Response:
         "output": result.get("output") if result else None,
         "error": (result.get("error") if result else None) or task.get("error"),
         "trace_spans": result.get("trace_spans") if result else None,
-        "estimatedDuration": _service(request).estimated_duration(name) if name else None,
+        "estimatedDuration": await _service(request).estimated_duration(name) if name else None,
     }
     return json_response(body)
 
