@@ -301,3 +301,10 @@ def test_saving_a_mistyped_workflow_is_422_listing_each_problem(server: GatewayP
     good = {**bad, "blocks": [START, fetch(url="{{ start.name }}"), out(x="{{ fetch.status }}")]}
     saved = httpx.post(server.url + "/v1/workflows", json=good, timeout=10)
     assert saved.status_code == 201, saved.text
+
+
+def test_blocks_mapping_with_a_non_mapping_block_is_a_problem_not_a_crash() -> None:
+    _, problems = validate_definition({"name": "t/x", "blocks": {"a": [1]}})
+    assert [p["code"] for p in problems] == ["invalid_block"]
+    _, problems = validate_definition({"name": "t/x", "blocks": {"a": {"kind": "output", "outputs": {}}}})
+    assert problems == []

@@ -220,6 +220,9 @@ def validate_definition(definition: dict[str, Any]) -> tuple[dict[str, Any], lis
     if not isinstance(raw, list | dict) or not raw:
         problems.append(_p("(workflow)", "no_blocks", "a workflow needs a non-empty 'blocks' list"))
         return definition, problems
+    if isinstance(raw, dict) and any(v is not None and not isinstance(v, dict) for v in raw.values()):
+        problems.append(_p("(workflow)", "invalid_block", "every block must be a mapping"))
+        return definition, problems
     if isinstance(raw, list) and any(not isinstance(b, dict) or "id" not in b for b in raw):
         problems.append(_p("(workflow)", "invalid_block", "every block must be a mapping with an 'id'"))
         return definition, problems
