@@ -19,7 +19,7 @@ from ..providers import Provider, build_provider, can_fall_back
 from ..types import Attempt, ChatDelta, ChatRequest, ChatResult, EmbedResult, ToolCall, Usage
 from .breaker import CircuitBreakers
 from .cache import MemoryCache, ResponseCache, cache_key
-from .catalog import Catalog, required_capabilities
+from .catalog import Catalog, Choice, required_capabilities
 
 MAX_ROUTED_MODELS = 4  # candidates kept from task/prefer routing (primary + fallbacks)
 LOCAL_PROVIDER = "local"  # the embedded default's on-device models (providers/local.py)
@@ -64,6 +64,19 @@ class _Plan:
     skipped: list[Attempt] = field(default_factory=list)
 
 
+def _cap(routes: list[Route], reason: str | None, multiplier: float) -> _Plan:
+    """The primary route and the fallbacks whose price is within ``multiplier`` of it."""
+    primary = routes[0].price
+    plan = _Plan([routes[0]], reason)
+    for route in routes[1:]:
+        if primary is not None and route.price is not None and route.price.blended > multiplier * primary.blended:
+            reason_text = f"over the cost cap ({multiplier:g}x the primary)"
+            plan.skipped.append(Attempt(route.provider.name, route.model, reason_text, "over_cost_cap"))
+            continue
+        plan.routes.append(route)
+    return plan
+
+
 UsageObserver = Callable[[CallContext, "ChatResult | EmbedResult"], None]
 
 
@@ -78,6 +91,7 @@ class AIService:
         # Called after every successful inference (cheap and synchronous: limits, metrics).
         self.usage_observers: list[UsageObserver] = []
         self._resolved: dict[tuple[str, bool], list[Route]] = {}
+        self._plans: dict[tuple[object, float], tuple[Choice | None, _Plan]] = {}
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -120,35 +134,36 @@ class AIService:
         )
 
     def _plan(self, request: ChatRequest, options: ChatOptions) -> _Plan:
-        """Routes to try in order: the model's own, or the catalog's ranking; capped by cost."""
+        """Routes to try in order: the model's own, or the catalog's ranking; capped by cost.
+
+        Plans are remembered per (model or catalog choice, cost multiplier): the catalog hands
+        out the same Choice object while its ranking stands, so a routed request costs lookups."""
+        multiplier = options.max_cost_multiplier or self.config.routing.max_cost_multiplier
+        source: Choice | None = None
         if request.model:
-            routes, reason = self.resolve(request.model), None
+            key: tuple[object, float] = (request.model, multiplier)
         else:
             try:
-                choice = self.catalog.route(request, task=options.task, prefer=options.prefer, vendor=options.vendor)
+                source = self.catalog.route(request, task=options.task, prefer=options.prefer, vendor=options.vendor)
             except InvalidRequestError as err:
                 local = self._local_fallback(request, options, err)
                 if local is None:
                     raise
                 return _Plan([local], "no catalog model has its provider key configured: the embedded local model")
-            routes = [r for name in choice.models[:MAX_ROUTED_MODELS] for r in self.resolve(name)]
-            reason = choice.reason
-        multiplier = options.max_cost_multiplier or self.config.routing.max_cost_multiplier
-        primary = routes[0].price
-        plan = _Plan([routes[0]], reason)
-        for route in routes[1:]:
-            if primary is not None and route.price is not None and route.price.blended > multiplier * primary.blended:
-                plan.skipped.append(
-                    Attempt(
-                        route.provider.name,
-                        route.model,
-                        f"over the cost cap ({multiplier:g}x the primary)",
-                        "over_cost_cap",
-                    )
-                )
-                continue
-            plan.routes.append(route)
-        return plan
+            key = (id(source), multiplier)
+        known = self._plans.get(key)
+        if known is None or known[0] is not source:
+            if source is None:
+                routes, reason = self.resolve(request.model), None
+            else:
+                routes = [r for name in source.models[:MAX_ROUTED_MODELS] for r in self.resolve(name)]
+                reason = source.reason
+            known = (source, _cap(routes, reason, multiplier))
+            if len(self._plans) > 4096:
+                self._plans.clear()
+            self._plans[key] = known
+        plan = known[1]
+        return _Plan(list(plan.routes), plan.reason, list(plan.skipped))
 
     def _local_fallback(self, request: ChatRequest, options: ChatOptions, err: InvalidRequestError) -> Route | None:
         """With no key configured (a fresh machine), unrouted chat goes to ``local::chat`` if installed."""

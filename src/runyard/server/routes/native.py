@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -83,12 +83,20 @@ class _RoutingOptions(BaseModel):
 
 
 _ROUTING_KEYS = tuple(_RoutingOptions.model_fields)
+_CACHE = (None, "vendor", "runyard", "none")
+
+
+_CHOICES = {name: get_args(_RoutingOptions.model_fields[name].annotation) for name in ("task", "prefer")}
 
 
 def _options(body: dict[str, Any], vendor: str | None) -> ChatOptions:
     picked = {k: body.pop(k) for k in _ROUTING_KEYS if k in body}
     body.pop("timeout_seconds", None)  # an SDK-side timeout; the server has its own
-    opts = validate(_RoutingOptions, picked)
+    task, prefer = picked.get("task", "general"), picked.get("prefer", "balanced")
+    cache, multiplier = picked.get("cache_strategy"), picked.get("max_cost_multiplier")
+    if multiplier is None and task in _CHOICES["task"] and prefer in _CHOICES["prefer"] and cache in _CACHE:
+        return ChatOptions(task=task, prefer=prefer, vendor=vendor, cache_strategy=cache)  # the common, valid case
+    opts = validate(_RoutingOptions, picked)  # anything else: pydantic's checks and messages
     return ChatOptions(
         task=opts.task,
         prefer=opts.prefer,
