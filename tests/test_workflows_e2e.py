@@ -374,3 +374,30 @@ def test_cli_push_publish_alias_status_ls(wf_server: GatewayProcess, tmp_path: P
     run = cli("run", f"{name}@main")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["success"] is True
+
+
+def test_agent_block_runs_an_agent_and_streams_its_answer(wf_client: Client) -> None:
+    name = unique("agent")
+    flow = (
+        Workflow(name)
+        .input(text="string")
+        .function("shout", "apps.flows:shout", text="{{ start.text }}")
+        .agent("helper", {"model": "gpt", "system_prompt": "Be brief."}, "{{ shout.text }} please")
+        .output(answer="{{ helper.content }}", steps="{{ helper.steps }}")
+        .to_dict()
+    )
+    wf_client.workflows.save(flow)
+    wf_client.workflows.publish(name)
+    result = wf_client.workflows.execute(name, {"text": "hi"})
+    assert result["success"] is True, result["error"]
+    assert result["output"]["answer"] == "echo: HI please"
+    span = next(s for s in result["trace_spans"] if s["blockId"] == "helper")
+    assert span["kind"] == "agent" and span["children"][0]["status"] == "idle"
+    events = list(wf_client.workflows.execute(name, {"text": "yo"}, stream=True, selected_outputs=["helper.content"]))
+    chunks = "".join(e["chunk"] for e in events if e.get("blockId") == "helper" and "chunk" in e)
+    assert chunks == "echo: YO please"
+    with pytest.raises(RunyardError) as info:  # an agent block needs a message
+        wf_client.workflows.save(
+            {"name": unique("agent-bad"), "blocks": [{"id": "a", "kind": "agent", "agent": "x/y"}]}
+        )
+    assert any(p["block"] == "a" and p["code"] == "missing_field" for p in info.value.details)

@@ -59,7 +59,8 @@ def test_shapes_follow_what_each_kind_returns_at_run_time() -> None:
     assert start is not None and start["count"] == Shape("number") and start["doc"] == Shape("file")
     assert block_shape({"id": "s", "kind": "input"}) == Shape("object")  # nothing declared: open
     assert block_shape({"id": "f", "kind": "function", "function": "m:f"}) == Shape("object")  # open
-    assert block_shape({"id": "g", "kind": "agent"}) == ANY
+    agent = block_shape({"id": "g", "kind": "agent", "agent": "x/y", "message": "m"})
+    assert agent.fields is not None and set(agent.fields) == {"content", "chat_id", "steps"}
     declared = block_shape({"id": "f", "kind": "function", "function": "m:f", "outputs": {"n": "integer"}})
     assert declared.fields == {"n": Shape("integer")}
     assert block_shape({"id": "o", "kind": "output", "outputs": {"a": "{{ x }}"}}).fields == {"a": ANY}
@@ -199,8 +200,9 @@ def test_declared_outputs_of_function_app_and_agent_blocks() -> None:
     assert problems(typed, out(x="{{ f.result }}")) == []
     untyped = {"id": "f", "kind": "function", "function": "m:f"}
     app = {"id": "a", "kind": "app", "app": "acme/x"}
-    agent = {"id": "g", "kind": "agent"}
-    assert problems(untyped, app, agent, out(x="{{ f.x.y }}", y="{{ a.anything[0].z }}", z="{{ g.q }}")) == []
+    agent = {"id": "g", "kind": "agent", "agent": "x/y", "message": "m"}
+    assert problems(untyped, app, agent, out(x="{{ f.x.y }}", y="{{ a.anything[0].z }}", z="{{ g.content }}")) == []
+    assert codes(agent, out(z="{{ g.answer }}")) == {("out", "unknown_field")}  # agents return content
     bad_type = {**typed, "outputs": {"result": "complex"}}
     assert codes(bad_type) == {("f", "type_mismatch")}
 

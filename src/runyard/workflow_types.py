@@ -86,10 +86,12 @@ def block_shape(block: Mapping[str, Any]) -> Shape:
         if outputs is not None and not isinstance(outputs, dict):
             return ANY
         fields = {str(k): ANY for k in outputs or {}}
-    elif kind in ("function", "app", "agent"):
+    elif kind == "agent":
+        fields = {"content": ANY, "chat_id": STR, "steps": INT}
+    elif kind in ("function", "app"):
         fields = _declared(block.get("outputs"))
         if fields is None:
-            return OBJECT if kind != "agent" else ANY
+            return OBJECT
     else:
         return ANY
     if fields is None:
@@ -247,7 +249,7 @@ class _Checker:
                 if isinstance(spec, dict) and spec.get("default") is not None and not _fits(spec["default"], tname):
                     message = f"input {name!r}: default {spec['default']!r} is not {tname}"
                     self.problems.append({"block": block_id, "code": "type_mismatch", "message": message})
-        if kind in ("function", "app", "agent") and isinstance(block.get("outputs"), dict):
+        if kind in ("function", "app") and isinstance(block.get("outputs"), dict):
             for name, spec in block["outputs"].items():
                 raw = spec.get("type", "any") if isinstance(spec, dict) else spec
                 if not isinstance(raw, str) or raw not in INPUT_TYPES:

@@ -139,6 +139,7 @@ def _block_problems(block: dict[str, Any], problems: list[WorkflowProblem], nest
         "llm": ("model",),
         "function": ("function",),
         "app": ("app",),
+        "agent": ("agent", "message"),
         "http": ("url",),
         "map": ("over", "block"),
         "condition": ("if",),
@@ -309,6 +310,10 @@ class Workflow:
 
     def app(self, id: str, app: str, **input: Any) -> Workflow:
         return self.block(id, "app", app=app, input=input)
+
+    def agent(self, id: str, agent: str | dict[str, Any], message: str, **fields: Any) -> Workflow:
+        """An agent (template ``ns/name[@version]`` or an inline config) run on ``message``."""
+        return self.block(id, "agent", agent=agent, message=message, **fields)
 
     def http(self, id: str, url: str, **fields: Any) -> Workflow:
         return self.block(id, "http", url=url, **fields)

@@ -32,6 +32,7 @@ from ..errors import ConflictError, NotFoundError, RunyardError, ValidationError
 from ..files import File
 from ..types import ChatRequest
 from ..workflows import env, gates, parse_definition, rewrite_template, validate_definition, whole_expression
+from .ai import BoundAI
 from .urlguard import check_url
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["WORKFLOW_APP", "WorkflowService"]
 
 WORKFLOW_APP = "runyard/workflow"
+STREAMING_KINDS = frozenset({"llm", "agent"})  # blocks that stream their own chunks
 EVENT = "workflow"
 
 _md = sa.MetaData()
@@ -495,7 +497,7 @@ class Run:
         output = await self._with_policy(block, span, lambda: self._dispatch(block, self.context(), span))
         self.outputs[bid] = output
         self.emit({"event": "block:finish", "blockId": bid, "status": span["status"], "duration": span["duration"]})
-        if self.stream and bid in self.selected_blocks and kind != "llm":
+        if self.stream and bid in self.selected_blocks and kind not in STREAMING_KINDS:  # those streamed already
             for path in self.selected or []:
                 if path.partition(".")[0] == bid:
                     value = self._pick(path)
@@ -646,6 +648,35 @@ class Run:
             except orjson.JSONDecodeError:
                 out["json"] = None
         return out
+
+    async def _agent(self, block: dict[str, Any], ctx: dict[str, Any], span: dict[str, Any]) -> Any:
+        """Run an agent (a template ref, or an inline config) on one message, to its final answer.
+
+        The agent's tools run server-side; a chat that stops for a client tool result or an
+        approval fails the block (``agent_awaiting``: nobody in a workflow run can answer)."""
+        bid = block["id"]
+        agents = self.gateway.agents
+        spec = self.render(block["agent"], ctx, bid)
+        message = str(self.render(block["message"], ctx, bid))
+        span["input_size"] = _size(message)
+        ai = self.ctx.ai
+        api_key_id = ai.ctx.api_key_id if isinstance(ai, BoundAI) else None
+        chat = await agents.create_chat(spec if isinstance(spec, dict) else str(spec))
+        span["children"] = [{"name": chat.get("agent") or "inline agent", "kind": "agent", "chat_id": chat["id"]}]
+        wants_stream = self.stream and (not self.selected_blocks or bid in self.selected_blocks)
+
+        async def emit(event: dict[str, Any]) -> None:
+            if wants_stream and event.get("type") == "delta" and event.get("content"):
+                self.emit({"blockId": bid, "chunk": event["content"]})
+
+        done = await agents.send_message(chat["id"], message, emit=emit, api_key_id=api_key_id)
+        status = done["status"]
+        span["children"][0]["status"] = status
+        if status != "idle":
+            raise BlockFailed(bid, f"agent chat {chat['id']} stopped: {status}", "agent_" + status)
+        answer = next((m for m in reversed(done["messages"]) if m["role"] == "assistant"), None)
+        content = answer.get("content") if answer else None
+        return {"content": content, "chat_id": chat["id"], "steps": len(done.get("steps") or [])}
 
     async def _condition(self, block: dict[str, Any], ctx: dict[str, Any], span: dict[str, Any]) -> Any:
         value = bool(self.expr(block["if"], ctx, block["id"]))
