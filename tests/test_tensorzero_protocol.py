@@ -418,6 +418,21 @@ def test_feedback_on_inference(tz: TensorZeroGateway, http: httpx.Client) -> Non
     ]
 
 
+def test_dryrun_answers_but_stores_nothing(tz: TensorZeroGateway, http: httpx.Client) -> None:
+    messages = {"messages": [{"role": "user", "content": "just trying"}]}
+    dry = chat(tz, model_name="dummy::echo", input=messages, dryrun=True)
+    stream = list(stream_of(tz, model_name="dummy::echo", input=messages, dryrun=True))
+    kept = chat(tz, model_name="dummy::echo", input=messages)
+    assert http.get(f"/v1/inferences/{kept.inference_id}").status_code == 200
+    assert http.get(f"/v1/inferences/{dry.inference_id}").status_code == 404
+    assert http.get(f"/v1/inferences/{stream[0].inference_id}").status_code == 404
+    trial = tz.feedback(metric_name="thumbs_up", value=True, inference_id=kept.inference_id, dryrun=True)
+    assert isinstance(_uuid(trial.feedback_id), UUID)
+    assert http.get(f"/v1/inferences/{kept.inference_id}").json()["feedback"] == []
+    with pytest.raises(TensorZeroError):  # a dry run still checks everything
+        tz.feedback(metric_name="thumbs_up", value="yes", inference_id=kept.inference_id, dryrun=True)
+
+
 def test_feedback_errors(tz: TensorZeroGateway) -> None:
     response = chat(tz, model_name="dummy::echo", input={"messages": [{"role": "user", "content": "x"}]})
     with pytest.raises(TensorZeroError) as err:

@@ -44,6 +44,7 @@ class CallContext:
     episode_id: str | None = None
     api_key_id: str | None = None
     tags: dict[str, str] | None = None
+    dryrun: bool = False  # TensorZero's ``dryrun``: answer (and charge the key) but store nothing
 
 
 @dataclass(slots=True)
@@ -363,7 +364,7 @@ class AIService:
         status: str,
         error: str | None,
     ) -> None:
-        if self.recorder is None:
+        if self.recorder is None or ctx.dryrun:
             return
         created = utcnow()
 
@@ -380,7 +381,7 @@ class AIService:
         self.recorder.record(result.inference_id, result.episode_id, build)
 
     def _record_embed(self, texts: list[str], result: EmbedResult, ctx: CallContext) -> None:
-        if self.recorder is None:
+        if self.recorder is None or ctx.dryrun:
             return
         created = utcnow()
 
@@ -403,7 +404,7 @@ class AIService:
         err: RunyardError,
         started: float,
     ) -> None:
-        if self.recorder is None:
+        if self.recorder is None or ctx.dryrun:
             return
         inference_id = new_id()
         episode_id = ctx.episode_id

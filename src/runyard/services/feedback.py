@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from ..backends.recorder import InferenceRecorder
-from ..backends.store import Store
+from ..backends.store import Store, new_id
 from ..config import MetricConfig
 from ..errors import InvalidRequestError, NotFoundError, ValidationError
 
@@ -28,8 +28,10 @@ class FeedbackService:
         inference_id: str | None = None,
         episode_id: str | None = None,
         tags: dict[str, str] | None = None,
+        dryrun: bool = False,
     ) -> str:
-        """Store one feedback row and return its id; typed errors for every bad input."""
+        """Store one feedback row and return its id; typed errors for every bad input.
+        ``dryrun``: everything is checked, nothing is stored (the id is fresh)."""
         if (inference_id is None) == (episode_id is None):
             raise InvalidRequestError(
                 "give exactly one of 'inference_id' or 'episode_id'", code="invalid_feedback_target"
@@ -50,6 +52,8 @@ class FeedbackService:
             raise InvalidRequestError("a demonstration applies to an inference", code="invalid_feedback_target")
         if not await self._exists(target_type, target_id):
             raise NotFoundError(f"{target_type} {target_id} not found", code=f"{target_type}_not_found")
+        if dryrun:
+            return str(new_id())
         return await self._store.insert_feedback(
             target_type=target_type, target_id=target_id, metric_name=metric_name, value=value, tags=tags or {}
         )

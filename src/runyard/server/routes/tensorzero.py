@@ -94,7 +94,12 @@ def _context(request: Request, body: dict[str, Any]) -> CallContext:
     episode_id = body.get("episode_id")
     if episode_id is not None:
         episode_id = _uuid_str(episode_id, "episode_id")
-    return CallContext(episode_id=episode_id, api_key_id=request.state.api_key_id, tags=tags or None)
+    dryrun = body.get("dryrun")
+    if dryrun is not None and not isinstance(dryrun, bool):
+        raise _bad("'dryrun' must be a boolean", "invalid_dryrun")
+    return CallContext(
+        episode_id=episode_id, api_key_id=request.state.api_key_id, tags=tags or None, dryrun=bool(dryrun)
+    )
 
 
 def _uuid_str(value: Any, field: str) -> str:
@@ -420,7 +425,7 @@ async def inference(request: Request) -> Response:
     body = parse_object(raw)
     ctx = _context(request, body)
     chat_request = translate(request, body)
-    # NOTE: ``dryrun: true`` is accepted but the inference is still recorded for now.
+    # ``dryrun: true`` answers as usual (the key is charged) but stores no inference.
     service = gateway(request).ai
     if chat_request.stream:
         stream = await service.open_stream(chat_request, ctx)
@@ -448,13 +453,17 @@ async def feedback(request: Request) -> Response:
     tags = data.get("tags")
     if tags is not None and not (isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())):
         raise _bad("'tags' must be an object of strings", "invalid_tags")
-    # ``internal`` and ``dryrun`` are accepted and ignored (dry-run feedback is stored too, for now).
+    dryrun = data.get("dryrun")
+    if dryrun is not None and not isinstance(dryrun, bool):
+        raise _bad("'dryrun' must be a boolean", "invalid_dryrun")
+    # ``internal`` is accepted and ignored; ``dryrun`` checks everything and stores nothing.
     feedback_id = await gateway(request).feedback.submit(
         metric_name,
         data["value"],
         inference_id=ids["inference_id"],
         episode_id=ids["episode_id"],
         tags=tags or None,
+        dryrun=bool(dryrun),
     )
     return json_response({"feedback_id": feedback_id})
 
