@@ -401,3 +401,18 @@ def test_agent_block_runs_an_agent_and_streams_its_answer(wf_client: Client) -> 
             {"name": unique("agent-bad"), "blocks": [{"id": "a", "kind": "agent", "agent": "x/y"}]}
         )
     assert any(p["block"] == "a" and p["code"] == "missing_field" for p in info.value.details)
+
+
+def test_validate_a_stored_workflow_by_ref(wf_client: Client) -> None:
+    name = unique("check")
+    wf_client.workflows.save(simple(name, "one"))
+    before = wf_client.workflows.validate(name)
+    assert before["valid"] is False and before["is_deployed"] is False
+    assert before["problems"][0]["code"] == "workflow_not_deployed"
+    wf_client.workflows.publish(name)
+    after = wf_client.workflows.validate(name)
+    assert after == {"name": name, "version": 1, "is_deployed": True, "valid": True, "problems": []}
+    assert wf_client.workflows.validate(f"{name}@nope")["problems"][0]["code"] == "alias_not_found"
+    with pytest.raises(RunyardError) as info:
+        wf_client.workflows.validate(unique("missing"))
+    assert info.value.status == 404

@@ -10,6 +10,7 @@ trace_spans, total_duration``); ``async_execution=True`` returns ``{task_id, sta
 from __future__ import annotations
 
 import builtins
+import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,9 @@ Definition = Mapping[str, Any] | str
 
 def _path(ref: str) -> str:
     return quote(ref, safe="/@")
+
+
+_REF = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)?(@[A-Za-z0-9._-]+)?$")  # not YAML / JSON text
 
 
 def _definition_body(definition: Any) -> dict[str, Any]:
@@ -59,7 +63,13 @@ class AsyncWorkflows:
     push = save
 
     async def validate(self, definition: Definition | Any) -> dict[str, Any]:
-        """Validate a definition without saving it (``{"valid": true, ...}`` or a 422)."""
+        """Validate a definition without saving it (``{"valid": true, ...}`` or a 422), or, given
+        a stored workflow's ref (``ns/name[@alias|@vN]``), whether it can run as it stands:
+        ``{"valid", "is_deployed", "version", "problems"}``."""
+        if isinstance(definition, str) and _REF.match(definition):
+            path = f"/v1/workflows/{_path(definition)}/validate"
+            stored: dict[str, Any] = await self._client.request("POST", path)
+            return stored
         body = _definition_body(definition)
         data: dict[str, Any] = await self._client.request("POST", "/v1/workflows/validate", json=body)
         return data

@@ -226,6 +226,23 @@ class WorkflowService:
             "updated_at": _iso(row["updated_at"]),
         }
 
+    async def validate_ref(self, ref: str) -> dict[str, Any]:
+        """Can ``ref`` run as it stands? Its resolved version re-checked, and its deployment.
+        Unknown workflows are 404; not deployed / unknown alias / bad definition → ``valid: false``."""
+        name = ref.partition("@")[0]
+        status = await self.status(name)  # 404 workflow_not_found
+        out: dict[str, Any] = {"name": name, "version": None, "is_deployed": status["is_deployed"]}
+        try:
+            _, number, definition = await self.resolve(ref)
+        except RunyardError as err:
+            return {
+                **out,
+                "valid": False,
+                "problems": [{"block": "(workflow)", "code": err.code, "message": err.message}],
+            }
+        _, problems = validate_definition({k: v for k, v in definition.items() if not k.startswith("_")})
+        return {**out, "version": number, "valid": not problems, "problems": problems}
+
     async def list_all(self) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
             names = [r[0] for r in await conn.execute(sa.select(workflows.c.name).order_by(workflows.c.name))]

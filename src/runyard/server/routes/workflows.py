@@ -52,6 +52,11 @@ async def validate_workflow(request: Request) -> Response:
     return json_response({"valid": True, "name": definition["name"], "blocks": blocks, "problems": []})
 
 
+async def validate_stored(request: Request) -> Response:
+    """``POST /v1/workflows/{id}[@alias]/validate``: can the stored workflow run as it stands?"""
+    return json_response(await _service(request).validate_ref(request.path_params["wid"]))
+
+
 async def list_workflows(request: Request) -> Response:
     return json_response({"object": "list", "data": await _service(request).list_all()})
 
@@ -216,6 +221,7 @@ routes = [
     Route("/v1/workflows", list_workflows, methods=["GET"]),
     Route("/v1/workflows/validate", validate_workflow, methods=["POST"]),
     Route("/v1/workflows/{wid:path}/publish", publish_workflow, methods=["POST"]),
+    Route("/v1/workflows/{wid:path}/validate", validate_stored, methods=["POST"]),
     Route("/v1/workflows/{wid:path}/aliases/{alias}", set_alias, methods=["POST", "PUT"]),
     Route("/v1/workflows/{wid:path}/status", workflow_status, methods=["GET"]),
     Route("/v1/workflows/{wid:path}/execute", execute_workflow, methods=["POST"]),
