@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .gateway import Gateway
 
 log = logging.getLogger("runyard.worker")
+STOP_WAIT_S = 5.0  # how long a stopping worker lets its dispatchers finish a claim
 
 
 @dataclass
@@ -71,11 +72,21 @@ class Worker:
         log.info("worker %s serving pools %s", self.worker_id, self.pools)
 
     async def aclose(self) -> None:
-        """Stop claiming, hand running tasks back to the queue, end this worker's sessions."""
+        """Stop claiming, hand running tasks back to the queue, end this worker's sessions.
+
+        Dispatchers are woken and left to finish the claim they may be in (a claim cancelled
+        mid-transaction could keep SQLite's write lock until the connection is collected)."""
         self._stopping = True
+        for pool in self.pools:
+            self.tasks.bus.pool_signal(pool).set()
+        for job in list(self._running):  # their slots free up, so no dispatcher stays blocked on one
+            job.cancel(msg="shutdown")
+        dispatchers = self._loops[: len(self.pools)]
+        if dispatchers:
+            await asyncio.wait(dispatchers, timeout=STOP_WAIT_S)
         for loop in self._loops:
             loop.cancel()
-        for job in list(self._running):
+        for job in list(self._running):  # one claimed meanwhile
             job.cancel(msg="shutdown")
         await asyncio.gather(*self._loops, *self._running, return_exceptions=True)
         with contextlib.suppress(ValueError):
@@ -89,8 +100,11 @@ class Worker:
     async def _dispatch(self, pool: str, concurrency: int) -> None:
         slots = asyncio.Semaphore(concurrency)
         signal = self.tasks.bus.pool_signal(pool)
-        while True:
+        while not self._stopping:
             await slots.acquire()
+            if self._stopping:
+                slots.release()
+                return
             try:
                 signal.clear()
                 row = await self.queue.claim(pool, self.worker_id, self.config.lease_s)
@@ -280,7 +294,7 @@ class Worker:
                     if not stale and info is not None and info["expires_at"] is not None:
                         stale = info["expires_at"] < time.time()
                         if stale:
-                            await self.queue.end_session(session_id, "expired")
+                            await asyncio.shield(self.queue.end_session(session_id, "expired"))
                     if stale:
                         self._sessions.pop(session_id, None)
                 except Exception:
@@ -292,7 +306,8 @@ class Worker:
         while not app_task.done():
             await asyncio.sleep(interval)
             try:
-                state = await self.queue.heartbeat(task_id, self.worker_id, self.config.lease_s)
+                # shielded: a cancel (shutdown) must not cut the UPDATE off mid-transaction
+                state = await asyncio.shield(self.queue.heartbeat(task_id, self.worker_id, self.config.lease_s))
             except Exception:
                 log.exception("heartbeat failed for %s", task_id)
                 continue

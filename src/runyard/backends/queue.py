@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from .schema import sessions, task_events, tasks
+from .schema import api_keys, sessions, task_events, tasks
 from .store import Store, _plain, utcnow
 
 __all__ = ["TERMINAL", "SQLTaskQueue", "TaskQueue"]
@@ -217,9 +217,20 @@ class SQLTaskQueue:
         return None if row is None else str(row[0])
 
     async def list_tasks(
-        self, *, app: str | None, version: str | None, status: str | None, limit: int, cursor: str | None
+        self,
+        *,
+        app: str | None,
+        version: str | None,
+        status: str | None,
+        limit: int,
+        cursor: str | None,
+        workspace: str | None = None,
     ) -> list[dict[str, Any]]:
+        """Newest first; ``workspace``: only tasks created by that workspace's keys."""
         query = sa.select(tasks).order_by(tasks.c.id.desc()).limit(limit)
+        if workspace is not None:
+            members = sa.select(api_keys.c.id).where(api_keys.c.workspace == workspace)
+            query = query.where(tasks.c.api_key_id.in_(members.scalar_subquery()))
         if app:
             query = query.where(tasks.c.app == app)
         if version:
@@ -267,6 +278,13 @@ class SQLTaskQueue:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(sessions).where(sessions.c.id == session_id))).first()
         return _plain(row) if row else None
+
+    async def session_owner(self, session_id: str) -> str | None:
+        """The key that opened a session: its first task's key."""
+        query = sa.select(tasks.c.api_key_id).where(tasks.c.session_id == session_id).order_by(tasks.c.id).limit(1)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else row[0]
 
     async def own_session(self, session_id: str, worker_id: str) -> str | None:
         """Bind an unowned session to ``worker_id``; returns its owner (maybe another worker)."""

@@ -190,8 +190,15 @@ class AgentService:
 
     # -- chats --------------------------------------------------------------------------------
     async def create_chat(
-        self, agent: str | dict[str, Any], *, user: str | None = None, parent: str | None = None, depth: int = 0
+        self,
+        agent: str | dict[str, Any],
+        *,
+        user: str | None = None,
+        parent: str | None = None,
+        depth: int = 0,
+        api_key_id: str | None = None,
     ) -> dict[str, Any]:
+        """A new chat; ``api_key_id`` (the creating key) decides who may see it."""
         if isinstance(agent, str):
             tpl = await self.get_template(agent)
             ref, config = tpl["id"], tpl["config"]
@@ -212,6 +219,7 @@ class AgentService:
             "parent_id": parent,
             "depth": depth,
             "turn_steps": 0,
+            "api_key_id": api_key_id,
             "created_at": now.isoformat(),
         }
         async with self.gw.store.engine.begin() as conn:
@@ -558,12 +566,13 @@ class AgentService:
         assert gen is not None
         if gen.app:
             spec = ToolSpec(name="image_generation", type="app", app=gen.app, setup=gen.setup, input=gen.input)
-            return await self._app_tool(spec, {"prompt": prompt}, None, call)
+            return await self._app_tool(spec, {"prompt": prompt}, chat.get("api_key_id"), call)
         result = await self.gw.media.generate_image(ImageRequest(model=gen.model, prompt=prompt, **gen.input))
         images = []
         for image in result.images:
             if image.get("b64_json"):
-                record = await self.gw.files.put(base64.b64decode(image["b64_json"]), "image.png", "image/png")
+                data, owner = base64.b64decode(image["b64_json"]), chat.get("api_key_id")
+                record = await self.gw.files.put(data, "image.png", "image/png", api_key_id=owner)
                 images.append({"uri": record.uri})
             elif image.get("url"):
                 images.append({"url": image["url"]})
@@ -660,7 +669,9 @@ class AgentService:
         cfg = AgentConfig.model_validate(chat["config"])
         if chat["depth"] + 1 > cfg.max_depth:
             return {"error": "max_depth", "message": f"sub-agents nest at most {cfg.max_depth} deep"}
-        sub = await self.create_chat(spec.agent, user=chat["user"], parent=chat["id"], depth=chat["depth"] + 1)
+        sub = await self.create_chat(
+            spec.agent, user=chat["user"], parent=chat["id"], depth=chat["depth"] + 1, api_key_id=chat.get("api_key_id")
+        )
         call["sub_chat_id"] = sub["id"]
         text = args.get("message") or args.get("task") or orjson.dumps(args).decode()
         done = await self.send_message(sub["id"], str(text), api_key_id=api_key_id)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.store import Store
+from ..backends.usage import key_names
 from ..config import LimitsConfig, hash_api_key
 from ..errors import AuthenticationError
 from .limits import LimitService, Policy
@@ -25,6 +26,7 @@ from .limits import LimitService, Policy
 log = logging.getLogger("runyard.auth")
 
 MAX_REMEMBERED_MISSES = 10_000
+MAX_REMEMBERED_OWNERS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class ApiKeyAuth:
         self.enabled = bool(self._known)
         self._task: asyncio.Task[None] | None = None
         self._version: tuple[Any, ...] | None = None
+        self._workspaces: dict[str, str | None] = {}  # key id -> workspace, revoked keys included
 
     def _config_key(self, digest: str) -> ApiKey:
         key_id = f"config:{digest[7:19]}"
@@ -109,6 +112,21 @@ class ApiKeyAuth:
     def by_id(self, key_id: str) -> ApiKey | None:
         """An active key by its id (revoked keys drop out within ``refresh_s``)."""
         return next((k for k in self._known.values() if k.id == key_id), None)
+
+    async def workspace_of(self, key_id: str | None) -> str | None:
+        """The workspace of a store key by id, revoked keys included; None for a config key or an
+        unknown id. Store lookups are remembered (a key's workspace never changes)."""
+        if not key_id or key_id.startswith("config:"):
+            return None
+        active = self.by_id(key_id)
+        if active is not None:
+            return active.workspace
+        if key_id not in self._workspaces:
+            row = (await key_names(self._store, [key_id])).get(key_id)
+            if len(self._workspaces) >= MAX_REMEMBERED_OWNERS:
+                self._workspaces.clear()
+            self._workspaces[key_id] = (row["workspace"] or "default") if row else None
+        return self._workspaces[key_id]
 
     async def lookup(self, authorization: str | None, x_api_key: str | None = None) -> ApiKey | None:
         """The key for these headers; raises AuthenticationError. None when auth is off."""

@@ -196,11 +196,23 @@ class TaskService:
         return self.render(row, [e["data"]["message"] for e in logs])
 
     async def list_tasks(
-        self, *, app: str | None = None, status: str | None = None, limit: int = 20, cursor: str | None = None
+        self,
+        *,
+        app: str | None = None,
+        status: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+        workspace: str | None = None,
     ) -> dict[str, Any]:
+        """A page of tasks, newest first; ``workspace``: only that workspace's keys' tasks."""
         name, _, version = (app or "").partition("@")
         rows = await self.queue.list_tasks(
-            app=name or None, version=version or None, status=status, limit=limit + 1, cursor=cursor
+            app=name or None,
+            version=version or None,
+            status=status,
+            limit=limit + 1,
+            cursor=cursor,
+            workspace=workspace,
         )
         more = len(rows) > limit
         rows = rows[:limit]

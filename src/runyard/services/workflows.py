@@ -405,6 +405,12 @@ class Run:
         self.final: Any = None
 
     # -- templates
+    @property
+    def api_key_id(self) -> str | None:
+        """The key that submitted the run (its files and agent chats are filed under it)."""
+        ai = self.ctx.ai
+        return ai.ctx.api_key_id if isinstance(ai, BoundAI) else None
+
     def context(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         ctx: dict[str, Any] = {bid: self.outputs.get(bid) for bid in self.blocks}
         ctx["blocks"] = dict(ctx)
@@ -625,7 +631,7 @@ class Run:
         else:
             value = await asyncio.to_thread(lambda: fn(**args))
         if self.gateway.files is not None:  # File outputs are stored and become runyard://files/<id> refs
-            value = _refs(await self.gateway.files.store_outputs(value))
+            value = _refs(await self.gateway.files.store_outputs(value, api_key_id=self.api_key_id))
         return value if isinstance(value, dict) else {"result": value}
 
     async def _llm(self, block: dict[str, Any], ctx: dict[str, Any], span: dict[str, Any]) -> Any:
@@ -676,9 +682,7 @@ class Run:
         spec = self.render(block["agent"], ctx, bid)
         message = str(self.render(block["message"], ctx, bid))
         span["input_size"] = _size(message)
-        ai = self.ctx.ai
-        api_key_id = ai.ctx.api_key_id if isinstance(ai, BoundAI) else None
-        chat = await agents.create_chat(spec if isinstance(spec, dict) else str(spec))
+        chat = await agents.create_chat(spec if isinstance(spec, dict) else str(spec), api_key_id=self.api_key_id)
         span["children"] = [{"name": chat.get("agent") or "inline agent", "kind": "agent", "chat_id": chat["id"]}]
         wants_stream = self.stream and (not self.selected_blocks or bid in self.selected_blocks)
 
@@ -686,7 +690,7 @@ class Run:
             if wants_stream and event.get("type") == "delta" and event.get("content"):
                 self.emit({"blockId": bid, "chunk": event["content"]})
 
-        done = await agents.send_message(chat["id"], message, emit=emit, api_key_id=api_key_id)
+        done = await agents.send_message(chat["id"], message, emit=emit, api_key_id=self.api_key_id)
         status = done["status"]
         span["children"][0]["status"] = status
         if status != "idle":

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from ...errors import InvalidRequestError, RunyardError
 from ...services.agents import AgentService, Emit
+from ..access import check_chat, check_file_refs
 from ..http import DONE, gateway, json_response, read_body, sse_error, sse_event, sse_response
 
 _running: set[asyncio.Task[None]] = set()
@@ -39,6 +40,13 @@ def _key(request: Request) -> str | None:
     return getattr(request.state, "api_key_id", None)
 
 
+async def _chat(request: Request) -> dict[str, Any]:
+    """The path's chat, if the caller may see it (404 ``chat_not_found`` otherwise)."""
+    chat = await _agents(request).get_chat(request.path_params["chat_id"])
+    await check_chat(request, chat)
+    return chat
+
+
 async def create_agent(request: Request) -> Response:
     body = await _body(request)
     config = body.get("config", body.get("yaml"))
@@ -61,7 +69,7 @@ async def agent_versions(request: Request) -> Response:
 
 async def create_template_chat(request: Request) -> Response:
     body = await _body(request)
-    chat = await _agents(request).create_chat(_ref(request), user=body.get("user"))
+    chat = await _agents(request).create_chat(_ref(request), user=body.get("user"), api_key_id=_key(request))
     return json_response(chat, status=201)
 
 
@@ -70,15 +78,16 @@ async def create_chat(request: Request) -> Response:
     agent = body.get("agent")
     if not isinstance(agent, (str, dict)):
         raise InvalidRequestError("'agent' must be a template ref or a config object", code="invalid_agent_config")
-    chat = await _agents(request).create_chat(agent, user=body.get("user"))
+    chat = await _agents(request).create_chat(agent, user=body.get("user"), api_key_id=_key(request))
     return json_response(chat, status=201)
 
 
 async def get_chat(request: Request) -> Response:
-    return json_response(await _agents(request).get_chat(request.path_params["chat_id"]))
+    return json_response(await _chat(request))
 
 
 async def reset_chat(request: Request) -> Response:
+    await _chat(request)
     return json_response(await _agents(request).reset(request.path_params["chat_id"]))
 
 
@@ -118,7 +127,8 @@ async def send_message(request: Request) -> Response:
         raise InvalidRequestError("'text' must be a string", code="invalid_message")
     files = body.get("files")
     chat_id, svc, key = request.path_params["chat_id"], _agents(request), _key(request)
-    await svc.get_chat(chat_id)  # 404 before any stream starts
+    await _chat(request)  # 404 before any stream starts
+    await check_file_refs(request, files)
     return await _answer(body, lambda emit: svc.send_message(chat_id, text, files=files, emit=emit, api_key_id=key))
 
 
@@ -128,7 +138,7 @@ async def tool_result(request: Request) -> Response:
     if not isinstance(call_id, str):
         raise InvalidRequestError("'call_id' is required", code="invalid_tool_result")
     chat_id, svc, key = request.path_params["chat_id"], _agents(request), _key(request)
-    chat = await svc.get_chat(chat_id)
+    chat = await _chat(request)
     svc._call(chat, call_id)  # 404 unknown_tool_call up front
     result = body.get("result")
     return await _answer(body, lambda emit: svc.submit_tool_result(chat_id, call_id, result, emit=emit, api_key_id=key))
@@ -141,7 +151,7 @@ async def approval(request: Request) -> Response:
     if not isinstance(call_id, str) or not isinstance(approved, bool):
         raise InvalidRequestError("send {call_id, approved: bool}", code="invalid_approval")
     chat_id, svc, key = request.path_params["chat_id"], _agents(request), _key(request)
-    chat = await svc.get_chat(chat_id)
+    chat = await _chat(request)
     call = svc._call(chat, call_id)
     if call["status"] != "awaiting_approval":
         from ...errors import ConflictError

@@ -23,6 +23,7 @@ from ...backends.blobs import BlobTooLargeError, BlobWriter
 from ...errors import InvalidRequestError, NotFoundError, error_for_status
 from ...files import parse_file_ref
 from ...services.files import FileRecord, FileService
+from ..access import check_file
 from ..http import gateway, json_response
 
 FILE_FIELD = "file"
@@ -192,7 +193,9 @@ async def _record(request: Request) -> FileRecord:
     file_id = request.path_params["file_id"]
     if parse_file_ref(f"runyard://files/{file_id}") is None:
         raise NotFoundError(f"file {file_id!r} not found", code="file_not_found")
-    return await gateway(request).files.get(file_id)
+    record = await gateway(request).files.get(file_id)
+    await check_file(request, record, file_id)
+    return record
 
 
 def _access_url(request: Request, record: FileRecord) -> str:

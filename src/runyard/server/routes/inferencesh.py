@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from ...errors import InvalidRequestError, NotFoundError, RunyardError
 from ...services.agents import AgentService
+from ..access import check_chat, check_file_refs, check_session, check_task
 from ..http import gateway, parse_object, read_body
 
 PREFIX = "/inferencesh"
@@ -126,9 +127,13 @@ async def run_app(request: Request) -> Response:
     if not isinstance(app, str):
         raise InvalidRequestError("'app' is required", code="invalid_request")
     session = body.get("session")
+    inp = _rewrite_uploads(body.get("input") or {}, state(request).uploads)
+    await check_file_refs(request, inp)
+    if isinstance(session, str) and session != "new":
+        await check_session(request, session)
     task = await gateway(request).tasks.create(
         app,
-        _rewrite_uploads(body.get("input") or {}, state(request).uploads),
+        inp,
         setup=body.get("setup"),
         session=session,
         session_timeout=body.get("session_timeout"),
@@ -139,17 +144,20 @@ async def run_app(request: Request) -> Response:
 
 @envelope
 async def get_task(request: Request) -> Response:
+    await check_task(request, request.path_params["task_id"])
     return ok(task_dto(await gateway(request).tasks.get(request.path_params["task_id"])))
 
 
 @envelope
 async def cancel_task(request: Request) -> Response:
+    await check_task(request, request.path_params["task_id"])
     return ok(task_dto(await gateway(request).tasks.cancel(request.path_params["task_id"])))
 
 
 @envelope
 async def stream_task(request: Request) -> Response:
     tasks, task_id = gateway(request).tasks, request.path_params["task_id"]
+    await check_task(request, task_id)
     first = await tasks.get(task_id)
 
     async def lines() -> AsyncIterator[bytes]:
@@ -203,7 +211,10 @@ async def put_upload(request: Request) -> Response:
     if entry is None:
         raise NotFoundError("unknown upload", code="upload_not_found")
     record = await gateway(request).files.put(
-        await read_body(request), entry["filename"], entry["content_type"] or request.headers.get("content-type")
+        await read_body(request),
+        entry["filename"],
+        entry["content_type"] or request.headers.get("content-type"),
+        api_key_id=getattr(request.state, "api_key_id", None),
     )
     entry["file_id"] = record.id
     return ok({"id": record.id, "uri": record.uri})
@@ -215,6 +226,13 @@ async def put_upload(request: Request) -> Response:
 def _agents(request: Request) -> AgentService:
     svc: AgentService = gateway(request).agents
     return svc
+
+
+async def _chat(request: Request, chat_id: str) -> dict[str, Any]:
+    """The chat, if the caller may see it (404 ``chat_not_found`` otherwise)."""
+    chat = await _agents(request).get_chat(chat_id)
+    await check_chat(request, chat)
+    return chat
 
 
 def agent_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -349,14 +367,14 @@ async def agents_run(request: Request) -> Response:
     chat_id = body.get("chat_id")
     if not chat_id:
         if isinstance(body.get("agent"), str):
-            chat = await svc.create_chat(body["agent"])
+            chat = await svc.create_chat(body["agent"], api_key_id=key)
         elif isinstance(body.get("agent_config"), dict):
-            chat = await svc.create_chat(agent_config(body["agent_config"]))
+            chat = await svc.create_chat(agent_config(body["agent_config"]), api_key_id=key)
         else:
             raise InvalidRequestError("send 'agent' (a template ref) or 'agent_config'", code="invalid_request")
         chat_id = chat["id"]
     else:
-        await svc.get_chat(chat_id)
+        await _chat(request, chat_id)
     run = state(request).runs.get(chat_id)
     if run is not None and run.task is not None and not run.task.done():
         await run.task
@@ -367,6 +385,7 @@ async def agents_run(request: Request) -> Response:
         for a in inp.get("attachments") or []
         if isinstance(a, dict)
     ]
+    await check_file_refs(request, files)
     _start(
         request,
         chat_id,
@@ -381,7 +400,7 @@ async def agents_run(request: Request) -> Response:
 @envelope
 async def chat_stream(request: Request) -> Response:
     chat_id = request.path_params["chat_id"]
-    chat = await _agents(request).get_chat(chat_id)
+    chat = await _chat(request, chat_id)
     run = state(request).runs.get(chat_id)
 
     async def lines() -> AsyncIterator[bytes]:
@@ -407,6 +426,7 @@ async def chat_stream(request: Request) -> Response:
 @envelope
 async def get_chat(request: Request) -> Response:
     chat_id = request.path_params["chat_id"]
+    await _chat(request, chat_id)
     run = state(request).runs.get(chat_id)
     if run is not None and run.task is not None and not run.task.done():
         with contextlib.suppress(Exception):
@@ -424,7 +444,7 @@ def _split(inv_id: str) -> tuple[str, str]:
 async def _tool_action(request: Request, make: Callable[[str, str, Any], Awaitable[dict[str, Any]]]) -> Response:
     chat_id, call_id = _split(request.path_params["inv_id"])
     svc = _agents(request)
-    svc._call(await svc.get_chat(chat_id), call_id)  # 404 before anything starts
+    svc._call(await _chat(request, chat_id), call_id)  # 404 before anything starts
     run = state(request).runs.get(chat_id)
     if run is not None and run.task is not None and not run.task.done():
         await run.task
@@ -438,7 +458,7 @@ async def tool_result(request: Request) -> Response:
     result = body.get("result")
     svc, key = _agents(request), getattr(request.state, "api_key_id", None)
     chat_id, call_id = _split(request.path_params["inv_id"])
-    call = svc._call(await svc.get_chat(chat_id), call_id)
+    call = svc._call(await _chat(request, chat_id), call_id)
     if call["status"] == "done":
         from ...errors import ConflictError
 

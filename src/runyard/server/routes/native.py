@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from ...config import MODEL_SEPARATOR
 from ...errors import InternalServerError, InvalidRequestError, NotFoundError, RunyardError
 from ...services.ai import CallContext, ChatOptions, ChatStream
 from ...types import ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult
+from ..access import check_file, check_file_refs, require, scope_workspace
 from ..http import (
     DONE,
     gateway,
@@ -138,6 +140,7 @@ async def _queue_chat(request: Request, key: str | None, raw: bytes, chat_reques
         raise InvalidRequestError("batch_mode needs a 'model' and no 'stream'", code="invalid_batch_request")
     tasks = gateway(request).tasks
     chat_input = chat_request.model_dump(mode="json", exclude_none=True, exclude={"stream", "stream_options"})
+    await check_file_refs(request, chat_input)
 
     async def produce() -> Response:
         task = await tasks.create("runyard/chat", chat_input, api_key_id=request.state.api_key_id)
@@ -166,6 +169,7 @@ async def batch(request: Request) -> Response:
     else:
         body = validate(_BatchBody, await read_object(request))
         record = await gw.files.get(body.input_file)
+        await check_file(request, record, body.input_file)
     task = await gw.tasks.create(
         "runyard/chat-batch",
         {"file": record.uri, "concurrency": body.concurrency},
@@ -292,6 +296,9 @@ async def feedback(request: Request) -> Response:
     body = validate(FeedbackBody, data)
     if "value" not in data:
         raise InvalidRequestError("'value' is required", code="missing_value")
+    if body.inference_id and scope_workspace(request) is not None:
+        with contextlib.suppress(InvalidRequestError):  # a bad id is the feedback service's to report
+            await _inference(request, body.inference_id, missing_ok=True)
     feedback_id = await gateway(request).feedback.submit(
         body.metric_name, body.value, inference_id=body.inference_id, episode_id=body.episode_id, tags=body.tags
     )
@@ -303,14 +310,28 @@ async def status(request: Request) -> Response:
     return json_response({"status": "ok", **gateway(request).ai.status()})
 
 
-async def get_inference(request: Request) -> Response:
+async def _inference(request: Request, raw_id: str, *, missing_ok: bool = False) -> dict[str, Any] | None:
+    """The stored inference, if the caller may see it (404 ``inference_not_found`` otherwise;
+    ``missing_ok``: None for an unknown id)."""
     gw = gateway(request)
-    inference_id = _uuid_str(request.path_params["inference_id"], "inference_id")
+    inference_id = _uuid_str(raw_id, "inference_id")
     if gw.recorder is not None and gw.recorder.is_pending(inference_id):
         await gw.recorder.flush()
     row = await gw.store.get_inference(inference_id)
+    not_found = NotFoundError(f"inference {inference_id} not found", code="inference_not_found")
     if row is None:
-        raise NotFoundError(f"inference {inference_id} not found", code="inference_not_found")
+        if missing_ok:
+            return None
+        raise not_found
+    await require(request, row.get("api_key_id"), not_found)
+    return row
+
+
+async def get_inference(request: Request) -> Response:
+    gw = gateway(request)
+    row = await _inference(request, request.path_params["inference_id"])
+    assert row is not None
+    inference_id = row["id"]
     row["created_at"] = row["created_at"].isoformat()
     row["feedback"] = [
         {**f, "created_at": f["created_at"].isoformat()} for f in await gw.store.list_feedback(inference_id)

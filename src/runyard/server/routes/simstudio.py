@@ -17,6 +17,7 @@ from starlette.routing import Route
 from ...backends.queue import TERMINAL
 from ...errors import InvalidRequestError
 from ...services.limits import ASYNC, SYNC
+from ..access import check_file_refs, check_task
 from ..http import gateway, json_response, parse_object, read_body
 from ..ratelimit import enforce
 from .workflows import MAX_SYNC_WAIT_S, _result, get_job
@@ -36,6 +37,7 @@ async def execute(request: Request) -> Response:
     value = body.get("input", {})
     payload = value if isinstance(value, dict) else {"input": value}
     service = gateway(request).workflows
+    await check_file_refs(request, payload)
     task = await service.submit(wid, payload, selected_outputs=selected, api_key_id=request.state.api_key_id)
     run_id = task["id"]
     if asynchronous:
@@ -66,6 +68,7 @@ async def _run_data(request: Request, wid: str, task: dict[str, Any], *, include
 
 
 async def get_run(request: Request) -> Response:
+    await check_task(request, request.path_params["run_id"])
     task = await gateway(request).tasks.get(request.path_params["run_id"])
     include = request.query_params.get("includeOutput", "true").lower() != "false"
     return json_response({"data": await _run_data(request, request.path_params["wid"], task, include_output=include)})

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from ...errors import InvalidRequestError, RunyardError
 from ...services.limits import ASYNC, SYNC
 from ...services.tasks import TaskService
+from ..access import check_file_refs, check_session, check_task, scope_workspace
 from ..http import (
     DONE,
     gateway,
@@ -73,6 +74,9 @@ async def create_run(request: Request) -> Response:
     key = idempotency_key(request, data)
     body = validate(RunBody, data)
     await enforce(request, SYNC if body.wait else ASYNC)  # a run that waits is a sync call
+    await check_file_refs(request, body.input)  # no pulling another workspace's file into a run
+    if body.session and body.session != "new":
+        await check_session(request, body.session)
     service = gateway(request).tasks
 
     async def produce() -> Response:
@@ -103,7 +107,9 @@ def _task_id_of(response: Response) -> str:
 
 
 async def get_task(request: Request) -> Response:
-    return json_response(await gateway(request).tasks.get(request.path_params["task_id"]))
+    task_id = request.path_params["task_id"]
+    await check_task(request, task_id)
+    return json_response(await gateway(request).tasks.get(task_id))
 
 
 async def list_tasks(request: Request) -> Response:
@@ -117,16 +123,22 @@ async def list_tasks(request: Request) -> Response:
         raise InvalidRequestError("limit must be an integer", code="invalid_limit") from None
     if not 1 <= limit <= 200:
         raise InvalidRequestError("limit must be between 1 and 200", code="invalid_limit")
-    page = await gateway(request).tasks.list_tasks(app=q.get("app"), status=status, limit=limit, cursor=q.get("cursor"))
+    page = await gateway(request).tasks.list_tasks(
+        app=q.get("app"), status=status, limit=limit, cursor=q.get("cursor"), workspace=scope_workspace(request)
+    )
     return json_response({"object": "list", **page})
 
 
 async def cancel_task(request: Request) -> Response:
-    return json_response(await gateway(request).tasks.cancel(request.path_params["task_id"]))
+    task_id = request.path_params["task_id"]
+    await check_task(request, task_id)
+    return json_response(await gateway(request).tasks.cancel(task_id))
 
 
 async def task_events(request: Request) -> Response:
-    events = await gateway(request).tasks.events(request.path_params["task_id"])
+    task_id = request.path_params["task_id"]
+    await check_task(request, task_id)
+    events = await gateway(request).tasks.events(task_id)
     return sse_response(_sse(events))
 
 
@@ -142,7 +154,9 @@ async def _sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
 
 async def delete_session(request: Request) -> Response:
     service: TaskService = gateway(request).tasks
-    return json_response(await service.end_session(request.path_params["session_id"]))
+    session_id = request.path_params["session_id"]
+    await check_session(request, session_id)
+    return json_response(await service.end_session(session_id))
 
 
 routes = [

@@ -18,6 +18,7 @@ from ...backends.queue import TERMINAL
 from ...errors import InvalidRequestError, RunyardError
 from ...services.limits import ASYNC, SYNC
 from ...services.workflows import EVENT, WorkflowService
+from ..access import check_file_refs, check_task
 from ..http import DONE, gateway, json_response, parse_object, read_body, sse_error, sse_event, sse_response, validate
 from ..ratelimit import enforce
 
@@ -120,6 +121,7 @@ async def execute_workflow(request: Request) -> Response:
     wid = request.path_params["wid"]
     ref = f"{wid}@{body.alias}" if body.alias and "@" not in wid else wid
     service = _service(request)
+    await check_file_refs(request, body.input)
     task = await service.submit(
         ref,
         body.input,
@@ -192,6 +194,7 @@ def _done(task_id: str, result: dict[str, Any]) -> dict[str, Any]:
 
 
 async def get_job(request: Request) -> Response:
+    await check_task(request, request.path_params["task_id"])
     task = await gateway(request).tasks.get(request.path_params["task_id"])
     result = await _result(request, task) if task["status"] in TERMINAL else None
     name = (task.get("input") or {}).get("workflow")
