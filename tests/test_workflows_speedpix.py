@@ -205,3 +205,13 @@ def test_polls_carry_rate_headers_and_a_revoked_key_shuts_its_app_out(
             break
         time.sleep(0.1)
     assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_an_app_sees_only_the_predictions_it_made(limited: tuple[GatewayProcess, Path, str]) -> None:
+    server, _, _ = limited
+    mine = speedpix.Client(app_key=FREE_APP, app_secret=FREE_SECRET, endpoint=server.url)
+    with Client(base_url=server.url, api_key=ADMIN_KEY, max_retries=0) as admin:
+        theirs = admin.workflows.execute("sp/echo", {"note": "private"}, async_execution=True)["task_id"]
+        assert admin.jobs.wait(theirs, polling_interval=0.05, timeout=20)["status"] == "completed"
+    seen = mine.predictions.get(theirs)  # answered like an unknown id: the client marks it failed
+    assert seen.status == "failed" and seen.output is None
