@@ -3,7 +3,6 @@ fallback under a cost cap and circuit breakers, cache, price and record every in
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from ..types import Attempt, ChatDelta, ChatRequest, ChatResult, EmbedResult, To
 from .breaker import CircuitBreakers
 from .cache import MemoryCache, ResponseCache, cache_key
 from .catalog import Catalog, Choice, required_capabilities
+from .fallback import aclose_quietly, attempts_json, first_delta, first_success, with_attempts
 
 MAX_ROUTED_MODELS = 4  # candidates kept from task/prefer routing (primary + fallbacks)
 LOCAL_PROVIDER = "local"  # the embedded default's on-device models (providers/local.py)
@@ -184,7 +184,7 @@ class AIService:
             else:
                 attempts.append(Attempt(route.provider.name, route.model, "circuit open", "circuit_open"))
         if not usable:
-            raise _with_attempts(
+            raise with_attempts(
                 ServiceUnavailableError(
                     "every route for this model is failing and paused (circuit open); see /v1/status",
                     code="circuit_open",
@@ -232,30 +232,23 @@ class AIService:
                 self._finish_chat(request, hit, ctx, ttft_ms=None, status="ok", error=None)
                 return hit
         routes = self._open_routes(plan, attempts)
-        for i, route in enumerate(routes):
-            try:
-                result = await route.provider.chat(request, route.model)
-            except RunyardError as err:
-                attempts.append(Attempt(route.provider.name, route.model, err.message, err.code))
-                if can_fall_back(err):
-                    self.breakers.failure(route.key)
-                    if i + 1 < len(routes):
-                        continue
-                self._record_failure(request, route.name, ctx, attempts, err, started)
-                raise _with_attempts(err, attempts) from None
-            self.breakers.success(route.key)
-            attempts.append(Attempt(route.provider.name, route.model))
-            result.model = route.name
-            result.attempts = attempts
-            result.route_reason = plan.reason
-            result.latency_ms = (time.perf_counter() - started) * 1000
-            result.cost = _cost(route.price, result.usage)
-            self._stamp(result, ctx)
-            if key is not None:
-                self.cache.put(key, result)
-            self._finish_chat(request, result, ctx, ttft_ms=None, status="ok", error=None)
-            return result
-        raise AssertionError("unreachable: a plan has at least one route")
+        result, route = await first_success(
+            routes,
+            lambda r: r.provider.chat(request, r.model),
+            attempts,
+            self.breakers,
+            on_error=lambda r, err: self._record_failure(request, r.name, ctx, attempts, err, started),
+        )
+        result.model = route.name
+        result.attempts = attempts
+        result.route_reason = plan.reason
+        result.latency_ms = (time.perf_counter() - started) * 1000
+        result.cost = _cost(route.price, result.usage)
+        self._stamp(result, ctx)
+        if key is not None:
+            self.cache.put(key, result)
+        self._finish_chat(request, result, ctx, ttft_ms=None, status="ok", error=None)
+        return result
 
     async def open_stream(
         self, request: ChatRequest, ctx: CallContext | None = None, options: ChatOptions | None = None
@@ -271,33 +264,24 @@ class AIService:
         plan = self._plan(request, options)
         attempts = list(plan.skipped)
         routes = self._open_routes(plan, attempts)
-        for i, route in enumerate(routes):
-            upstream = route.provider.stream_chat(request, route.model)
-            try:
-                first = await anext(upstream)
-            except StopAsyncIteration:
-                first = ChatDelta(finish_reason="stop")
-            except RunyardError as err:
-                await _aclose(upstream)
-                attempts.append(Attempt(route.provider.name, route.model, err.message, err.code))
-                if can_fall_back(err):
-                    self.breakers.failure(route.key)
-                    if i + 1 < len(routes):
-                        continue
-                self._record_failure(request, route.name, ctx, attempts, err, started)
-                raise _with_attempts(err, attempts) from None
-            attempts.append(Attempt(route.provider.name, route.model))
-            result = ChatResult(
-                content=None,
-                model=route.name,
-                provider=route.provider.name,
-                provider_model=route.model,
-                attempts=attempts,
-                route_reason=plan.reason,
-            )
-            self._stamp(result, ctx)
-            return ChatStream(self, request, ctx, result, route, first, upstream, started)
-        raise AssertionError("unreachable: a plan has at least one route")
+        (first, upstream), route = await first_success(
+            routes,
+            lambda r: first_delta(r.provider.stream_chat(request, r.model), ChatDelta(finish_reason="stop")),
+            attempts,
+            self.breakers,
+            count_success=False,  # ChatStream reports the outcome once the stream has ended
+            on_error=lambda r, err: self._record_failure(request, r.name, ctx, attempts, err, started),
+        )
+        result = ChatResult(
+            content=None,
+            model=route.name,
+            provider=route.provider.name,
+            provider_model=route.model,
+            attempts=attempts,
+            route_reason=plan.reason,
+        )
+        self._stamp(result, ctx)
+        return ChatStream(self, request, ctx, result, route, first, upstream, started)
 
     # -- embeddings ---------------------------------------------------------
     async def embed(
@@ -307,31 +291,27 @@ class AIService:
         routes = self.resolve(model, embedding=True)
         started = time.perf_counter()
         attempts: list[Attempt] = []
-        for i, route in enumerate(routes):
-            try:
-                result = await route.provider.embed(texts, route.model, dimensions)
-                if len(result.embeddings) != len(texts):
-                    raise RunyardError(
-                        f"{route.provider.name}: returned {len(result.embeddings)} embeddings for {len(texts)} inputs",
-                        code="upstream_invalid_response",
-                        status=502,
-                    )
-            except RunyardError as err:
-                attempts.append(Attempt(route.provider.name, route.model, err.message, err.code))
-                if can_fall_back(err) and i + 1 < len(routes):
-                    continue
-                raise _with_attempts(err, attempts) from None
-            attempts.append(Attempt(route.provider.name, route.model))
-            result.model = route.name
-            result.attempts = attempts
-            result.latency_ms = (time.perf_counter() - started) * 1000
-            result.inference_id = new_id()
-            result.cost = _cost(route.price, result.usage)
-            self._record_embed(texts, result, ctx)
-            for observe in self.usage_observers:
-                observe(ctx, result)
+
+        async def call(route: Route) -> EmbedResult:
+            result = await route.provider.embed(texts, route.model, dimensions)
+            if len(result.embeddings) != len(texts):
+                raise RunyardError(
+                    f"{route.provider.name}: returned {len(result.embeddings)} embeddings for {len(texts)} inputs",
+                    code="upstream_invalid_response",
+                    status=502,
+                )
             return result
-        raise AssertionError("unreachable: a model has at least one route")
+
+        result, route = await first_success(routes, call, attempts)
+        result.model = route.name
+        result.attempts = attempts
+        result.latency_ms = (time.perf_counter() - started) * 1000
+        result.inference_id = new_id()
+        result.cost = _cost(route.price, result.usage)
+        self._record_embed(texts, result, ctx)
+        for observe in self.usage_observers:
+            observe(ctx, result)
+        return result
 
     # -- recording ----------------------------------------------------------
     @staticmethod
@@ -527,7 +507,7 @@ class ChatStream:
             status, error = "cancelled", "client went away before the stream ended"
             raise
         finally:
-            await _aclose(self._upstream)
+            await aclose_quietly(self._upstream)
             result.content = "".join(parts) if parts else None
             result.tool_calls = [calls[i] for i in sorted(calls)]
             result.usage = usage
@@ -538,23 +518,6 @@ class ChatStream:
 
 def _cost(price: PriceConfig | None, usage: Usage) -> float | None:
     return None if price is None else price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
-
-
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        with contextlib.suppress(Exception):
-            await close()
-
-
-def _attempts_json(attempts: list[Attempt]) -> list[dict[str, Any]]:
-    return [{"provider": a.provider, "model": a.model, "code": a.code, "error": a.error} for a in attempts]
-
-
-def _with_attempts(err: RunyardError, attempts: list[Attempt]) -> RunyardError:
-    if len(attempts) > 1:
-        err.details = {"attempts": _attempts_json(attempts)}
-    return err
 
 
 _INPUT_EXCLUDE = {"model", "stream", "stream_options"}
@@ -589,7 +552,7 @@ def inference_row(
         "ttft_ms": ttft_ms,
         "status": status,
         "error": error,
-        "attempts": _attempts_json(attempts),
+        "attempts": attempts_json(attempts),
         "api_key_id": ctx.api_key_id,
         "tags": ctx.tags or {},
         "created_at": created,

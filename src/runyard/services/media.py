@@ -11,7 +11,6 @@ connection error to a provider that was never set up.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ from ..backends.recorder import InferenceRecorder
 from ..backends.store import new_id, utcnow
 from ..config import MODEL_SEPARATOR, ProviderConfig
 from ..errors import CapabilityNotAvailableError, NotFoundError, RunyardError
-from ..providers import Provider, can_fall_back
+from ..providers import Provider
 from ..types import (
     AUDIO_MEDIA_TYPES,
     Attempt,
@@ -37,6 +36,7 @@ from ..types import (
     Usage,
 )
 from .ai import AIService, CallContext, inference_row
+from .fallback import aclose_quietly, first_delta, first_success
 
 WHAT = {
     "tts": "text-to-speech",
@@ -66,6 +66,10 @@ class MediaRoute:
     provider: Provider
     model: str
     name: str  # what the caller asked for (or the default picked)
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider.name}{MODEL_SEPARATOR}{self.model}"
 
 
 def _declares(provider: Provider, capability: str) -> bool:
@@ -125,17 +129,8 @@ class MediaService:
 
     async def _call(self, routes: list[MediaRoute], call: Any) -> tuple[Any, MediaRoute, list[Attempt]]:
         attempts: list[Attempt] = []
-        for i, route in enumerate(routes):
-            try:
-                result = await call(route)
-            except RunyardError as err:
-                attempts.append(Attempt(route.provider.name, route.model, err.message, err.code))
-                if can_fall_back(err) and i + 1 < len(routes):
-                    continue
-                raise
-            attempts.append(Attempt(route.provider.name, route.model))
-            return result, route, attempts
-        raise AssertionError("unreachable: at least one route")
+        result, route = await first_success(routes, call, attempts)
+        return result, route, attempts
 
     # -- text to speech -------------------------------------------------------------------
     async def speech(self, request: SpeechRequest, ctx: CallContext | None = None) -> SpeechResult:
@@ -167,21 +162,10 @@ class MediaService:
         started = time.perf_counter()
         routes = self.routes(request.model, "tts")
         attempts: list[Attempt] = []
-        for i, route in enumerate(routes):
-            upstream = route.provider.stream_speech(request, route.model)
-            try:
-                first = await anext(upstream)
-            except StopAsyncIteration:
-                first = b""
-            except RunyardError as err:
-                await _aclose(upstream)
-                attempts.append(Attempt(route.provider.name, route.model, err.message, err.code))
-                if can_fall_back(err) and i + 1 < len(routes):
-                    continue
-                raise
-            attempts.append(Attempt(route.provider.name, route.model))
-            return SpeechStream(self, request, ctx, route, attempts, first, upstream, started)
-        raise AssertionError("unreachable: at least one route")
+        (first, upstream), route = await first_success(
+            routes, lambda r: first_delta(r.provider.stream_speech(request, r.model), b""), attempts
+        )
+        return SpeechStream(self, request, ctx, route, attempts, first, upstream, started)
 
     # -- speech to text -------------------------------------------------------------------
     async def transcribe(self, request: TranscribeRequest, ctx: CallContext | None = None) -> TranscribeResult:
@@ -311,7 +295,7 @@ class SpeechStream:
             status, error = "cancelled", "client went away before the stream ended"
             raise
         finally:
-            await _aclose(self._upstream)
+            await aclose_quietly(self._upstream)
             latency = (time.perf_counter() - self._started) * 1000
             self.service._record(
                 "tts",
@@ -327,10 +311,3 @@ class SpeechStream:
                 status=status,
                 error=error,
             )
-
-
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        with contextlib.suppress(Exception):
-            await close()
