@@ -245,3 +245,20 @@ max_upload_bytes = 1024
             await files.ingest(data_uri(b"y" * 2048))
     finally:
         await gw.aclose()
+
+
+def test_a_file_inputs_default_is_stored_too(fn_client: Client) -> None:
+    name = unique("files-default")
+    fn_client.workflows.save(
+        Workflow(name)
+        .input(doc={"type": "file", "default": data_uri(b"fallback text", "text/plain")})
+        .function("d", "apps.wf_files:describe", doc="{{ start.doc }}")
+        .output(upper="{{ d.upper }}", size="{{ d.size }}")
+        .to_dict()
+    )
+    fn_client.workflows.publish(name)
+    queued = fn_client.workflows.execute(name, {}, async_execution=True)
+    job = fn_client.jobs.wait(queued["task_id"], polling_interval=0.05, timeout=20)
+    assert job["status"] == "completed" and job["output"] == {"upper": "FALLBACK TEXT", "size": 13}
+    stored = fn_client.tasks.get(queued["task_id"]).input["input"]["doc"]
+    assert stored.startswith("runyard://files/")  # stored before queueing, like a given file

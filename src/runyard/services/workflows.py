@@ -335,17 +335,19 @@ class WorkflowService:
     async def _store_file_inputs(
         self, definition: dict[str, Any], input: dict[str, Any], api_key_id: str | None
     ) -> dict[str, Any]:
-        """A copy of ``input`` with each declared file input replaced by its stored file's ref."""
+        """A copy of ``input`` with each declared file input (or its declared ``default``, when the
+        caller gave none) replaced by its stored file's ref."""
         files = self.gateway.files
         declared = _file_inputs(definition)
-        if files is None or not declared.keys() & input.keys():
+        defaults = {n: d for n, d in _file_defaults(definition).items() if n not in input}
+        if files is None or not (declared.keys() & input.keys() or defaults):
             return input
         allow_private = self.gateway.config.webhooks.allow_private_webhooks
 
         async def store(value: Any) -> str:
             return (await files.ingest(value, api_key_id=api_key_id, allow_private=allow_private)).uri
 
-        out = dict(input)
+        out = {**defaults, **input}
         for name, is_array in declared.items():
             value = out.get(name)
             if value is None:
@@ -819,6 +821,17 @@ def _file_shape(hint: Any) -> str | None:
 
 def _spec_type(spec: Any) -> Any:
     return spec.get("type") if isinstance(spec, dict) else spec
+
+
+def _file_defaults(definition: dict[str, Any]) -> dict[str, Any]:
+    """Input name → the declared ``default`` of each file input that has one."""
+    out: dict[str, Any] = {}
+    for name in _file_inputs(definition):
+        for block in definition.get("blocks") or []:
+            spec = (block.get("inputs") or {}).get(name) if block.get("kind") == "input" else None
+            if isinstance(spec, dict) and spec.get("default") is not None:
+                out[name] = spec["default"]
+    return out
 
 
 def _file_inputs(definition: dict[str, Any]) -> dict[str, bool]:
