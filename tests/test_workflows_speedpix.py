@@ -215,3 +215,37 @@ def test_an_app_sees_only_the_predictions_it_made(limited: tuple[GatewayProcess,
         assert admin.jobs.wait(theirs, polling_interval=0.05, timeout=20)["status"] == "completed"
     seen = mine.predictions.get(theirs)  # answered like an unknown id: the client marks it failed
     assert seen.status == "failed" and seen.output is None
+
+
+def _signed(path: str, *, secret: str = APP_SECRET, ts: int | None = None, nonce: str | None = None) -> dict[str, str]:
+    """Headers signed as the speedpix client signs them (shared/protocols/speedpix.md)."""
+    import base64
+    import hashlib
+    import hmac
+    import uuid
+
+    h = {
+        "accept": "application/json",
+        "content-type": "application/json",
+        "x-ca-key": APP_KEY,
+        "x-ca-nonce": nonce or str(uuid.uuid4()),
+        "x-ca-signature-method": "HmacSHA256",
+        "x-ca-timestamp": str(ts if ts is not None else int(time.time() * 1000)),
+    }
+    names = ("x-ca-key", "x-ca-nonce", "x-ca-signature-method", "x-ca-timestamp")
+    text = "\n".join(["POST", h["accept"], "", h["content-type"], "", *(f"{n}:{h[n]}" for n in names), path])
+    h["x-ca-signature"] = base64.b64encode(hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()).decode()
+    return h
+
+
+def test_signed_calls_cannot_be_replayed(sp_server: GatewayProcess) -> None:
+    path = "/scc/comfy_get_progress"
+    body = {"task_id": "nope"}
+    headers = _signed(path)
+    first = httpx.post(sp_server.url + path, json=body, headers=headers)
+    assert first.status_code == 200  # verified (the task is unknown: an err_code answer)
+    again = httpx.post(sp_server.url + path, json=body, headers=headers)
+    assert again.status_code == 401 and again.json()["error"]["code"] == "nonce_reused"
+    stale = _signed(path, ts=int((time.time() - 3600) * 1000))
+    old = httpx.post(sp_server.url + path, json=body, headers=stale)
+    assert old.status_code == 401 and old.json()["error"]["code"] == "signature_expired"

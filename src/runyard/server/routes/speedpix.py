@@ -8,7 +8,8 @@ Signed POSTs under ``/scc/``: each request's Aliyun API-Gateway HMAC-SHA256 sign
     my-app = "secret"                                  # limits: the [limits] defaults
     other-app = { secret = "s2", api_key = "<key id>" }  # that API key's limits, usage and revocation
 
-A bad or missing signature is 401; an app linked to a revoked key is 401; over a limit is 429 with
+A bad or missing signature is 401, and so is a replay (a timestamp over 15 minutes from now, or a
+nonce seen before); an app linked to a revoked key is 401; over a limit is 429 with
 ``Retry-After`` and ``X-RateLimit-*`` (as everywhere). Errors of a verified call are answered 200
 with ``err_code`` (the client raises on any non-2xx). Uploads: the sign call hands out an
 ``upload_url`` (PUT, unsigned, expires) for a reserved file id; its ``access_url`` serves the
@@ -51,6 +52,7 @@ SIGNED_PATHS = frozenset(
     {"/scc/comfy_prompt", "/scc/comfy_get_progress", "/scc/comfy_get_result", "/scc/sp_create_temp_file_upload_sign"}
 )
 UPLOAD_TTL_S = 3600
+SIGNATURE_WINDOW_S = 900  # a signed call's timestamp may be this far from now (API Gateway's 15 min)
 _STATUS = {"queued": "waiting", "processing": "running", "completed": "succeeded", "cancelled": "failed"}
 
 
@@ -94,7 +96,29 @@ def verify(headers: Mapping[str, str], path: str, apps: dict[str, SpeedPixApp]) 
     digest = hmac.new(app.secret.encode(), "\n".join(lines).encode(), hashlib.sha256).digest()
     if not hmac.compare_digest(base64.b64encode(digest).decode(), given):
         raise AuthenticationError("request signature does not match", code="invalid_signature")
+    _fresh(h.get("x-ca-timestamp", ""), key + ":" + h.get("x-ca-nonce", ""))
     return app
+
+
+_seen_nonces: dict[str, float] = {}  # app key:nonce -> when it stops mattering (per process)
+
+
+def _fresh(timestamp: str, nonce: str) -> None:
+    """Replay guard: the signed timestamp within ``SIGNATURE_WINDOW_S`` of now and each nonce used
+    once in that window (401 ``signature_expired`` / ``nonce_reused``)."""
+    now = time.time()
+    try:
+        age = abs(now - int(timestamp) / 1000)
+    except ValueError:
+        age = float("inf")
+    if age > SIGNATURE_WINDOW_S:
+        raise AuthenticationError("request timestamp is missing or too far from now", code="signature_expired")
+    if nonce.endswith(":") or _seen_nonces.get(nonce, 0.0) > now:
+        raise AuthenticationError("request nonce is missing or was used already", code="nonce_reused")
+    if len(_seen_nonces) > 100_000:
+        for old in [n for n, until in _seen_nonces.items() if until <= now]:
+            del _seen_nonces[old]
+    _seen_nonces[nonce] = now + 2 * SIGNATURE_WINDOW_S
 
 
 async def authenticate(gw: Gateway, scope: Scope) -> tuple[str, str, Policy] | None:
