@@ -373,3 +373,18 @@ async def test_asgi_handler_exception_becomes_500_like_a_server(caplog: pytest.L
         with pytest.raises(InternalServerError):
             await client.request("GET", "/")
     assert any("after completing its response" in r.message for r in caplog.records)
+
+
+async def test_with_options_sets_retries_and_timeout_per_call(target: Target) -> None:
+    """``client.with_options(...)`` is the per-call retry policy (Sim's execute_with_retry)."""
+    patient, hasty, quick = key(), key(), key()
+    async with fast_client(target, max_retries=0) as client:
+        more = client.with_options(max_retries=3)
+        assert await more.request("POST", f"/flaky/{patient}?fails=2&status=503") == {"attempts": 3}
+        with pytest.raises(ServiceUnavailableError):  # the client itself still does not retry
+            await client.request("POST", f"/flaky/{hasty}?fails=2&status=503")
+        with pytest.raises(APITimeoutError):
+            await client.with_options(timeout=0.2).request("GET", f"/sleep/{quick}?s=2")
+        await more.aclose()  # a view leaves the shared connections alone
+        assert await client.request("POST", f"/flaky/{key()}?fails=0&status=503") == {"attempts": 1}
+    assert len(target.state.attempts[patient]) == 3 and len(target.state.attempts[hasty]) == 1

@@ -418,3 +418,13 @@ def test_validate_a_stored_workflow_by_ref(wf_client: Client) -> None:
     with pytest.raises(RunyardError) as info:
         wf_client.workflows.validate(unique("missing"))
     assert info.value.status == 404
+
+
+def test_with_options_is_a_per_call_policy_on_the_same_client(wf_client: Client) -> None:
+    name = unique("opts")
+    wf_client.workflows.save(simple(name, "one"))
+    wf_client.workflows.publish(name)
+    patient = wf_client.with_options(max_retries=5, timeout=60)  # Sim's execute_with_retry, as a policy
+    assert patient.workflows.execute(name, {"text": "x"})["output"] == {"value": "ONEX"}
+    patient.close()  # a view: the client it came from keeps working
+    assert wf_client.workflows.execute(name, {"text": "y"})["output"] == {"value": "ONEY"}

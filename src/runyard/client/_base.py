@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -132,8 +133,27 @@ class AsyncAPIClient:
         )
         self._lifespan = _Lifespan(lifespan) if lifespan is not None else None
         self._closed = False
+        self._options: dict[str, Any] = {}  # per-call overrides of a with_options() view
         # X-RateLimit-Limit/Remaining/Reset and Retry-After of the last response that had them.
         self._rate_limit: tuple[str | None, str | None, str | None, str | None] | None = None
+
+    def with_options(self, *, max_retries: int | None = None, timeout: float | httpx.Timeout | None = None) -> Self:
+        """This client with other retry / timeout settings for the calls made through it (the
+        connection pool is shared; close the original, not the view)::
+
+            client.with_options(max_retries=5, timeout=120).workflows.execute("acme/flow", {...})
+        """
+        view = copy.copy(self)
+        view._options = {**self._options, "view": True}
+        if max_retries is not None:
+            view._options["max_retries"] = max_retries
+        if timeout is not None:
+            view._options["timeout"] = timeout
+        view._bind()
+        return view
+
+    def _bind(self) -> None:
+        """(Re)create the resource objects on ``self`` (a subclass's; see :meth:`with_options`)."""
 
     # ------------------------------------------------------------------ requests
 
@@ -164,6 +184,11 @@ class AsyncAPIClient:
             await self._lifespan.start()
         if params:
             params = {k: v for k, v in params.items() if v is not None}
+        timeout: Any = httpx.USE_CLIENT_DEFAULT
+        if self._options:
+            if "max_retries" in self._options:
+                extensions = {"max_retries": self._options["max_retries"], **(extensions or {})}
+            timeout = self._options.get("timeout", timeout)
         request = self._http.build_request(
             method,
             path,
@@ -174,6 +199,7 @@ class AsyncAPIClient:
             params=params,
             headers=headers,
             extensions=extensions,
+            timeout=timeout,
         )
         try:
             response = await self._http.send(request, stream=stream)
@@ -277,8 +303,9 @@ class AsyncAPIClient:
     # ------------------------------------------------------------------ lifecycle
 
     async def aclose(self) -> None:
-        """Close connections, then exit the embedded app's lifespan (if any)."""
-        if self._closed:
+        """Close connections, then exit the embedded app's lifespan (if any); a
+        :meth:`with_options` view leaves them to the client it came from."""
+        if self._closed or self._options.get("view"):
             return
         self._closed = True
         try:

@@ -57,6 +57,9 @@ class AsyncClient(AsyncAPIClient):
             default_headers=default_headers,
             lifespan=lifespan,
         )
+        self._bind()
+
+    def _bind(self) -> None:
         self.ai = AsyncAI(self)
         self.files = AsyncFiles(self)
         self.tasks = AsyncTasks(self)
@@ -187,12 +190,26 @@ class Client:
         except BaseException:
             self._portal.close()
             raise
+        self._view = False
+        self._bind()
+
+    def _bind(self) -> None:
         self.ai = AI(self._async.ai, self._portal)
         self.files = Files(self._async.files, self._portal)
         self.tasks = Tasks(self._async.tasks, self._portal)
         self.workflows = Workflows(self._async.workflows, self._portal)
         self.jobs = Jobs(self._async.jobs, self._portal)
         self.agents = Agents(self._async.agents, self._portal)
+
+    def with_options(self, *, max_retries: int | None = None, timeout: float | httpx.Timeout | None = None) -> Client:
+        """See :meth:`AsyncClient.with_options`; the view shares this client's loop and pool
+        (closing it does nothing)."""
+        view = Client.__new__(Client)
+        view._portal = self._portal
+        view._async = self._async.with_options(max_retries=max_retries, timeout=timeout)
+        view._view = True
+        view._bind()
+        return view
 
     def agent(self, agent: str | dict[str, Any], *, user: str | None = None) -> Agent:
         """See :meth:`AsyncClient.agent`."""
@@ -280,7 +297,7 @@ class Client:
 
     def close(self) -> None:
         """Close the async client (and the embedded app's lifespan), then stop the loop."""
-        if self._portal.closed:
+        if self._view or self._portal.closed:
             return
         try:
             self._portal.call(self._async.aclose())
