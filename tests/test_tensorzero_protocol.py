@@ -431,6 +431,8 @@ def test_dryrun_answers_but_stores_nothing(tz: TensorZeroGateway, http: httpx.Cl
     assert http.get(f"/v1/inferences/{kept.inference_id}").json()["feedback"] == []
     with pytest.raises(TensorZeroError):  # a dry run still checks everything
         tz.feedback(metric_name="thumbs_up", value="yes", inference_id=kept.inference_id, dryrun=True)
+    bad = http.post("/inference", json={"model_name": "dummy::echo", "input": messages, "dryrun": "yes"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_dryrun"
 
 
 def test_feedback_errors(tz: TensorZeroGateway) -> None:

@@ -120,6 +120,9 @@ class _Home:
 # --------------------------------------------------------------------------- FileOutput
 
 
+_END: Any = object()  # the end of a FileOutput download (see FileOutput._cursor)
+
+
 class FileOutput:
     """A file in a task's output: ``str()`` is its URL; ``read``/``save`` download it.
 
@@ -207,23 +210,24 @@ class FileOutput:
         return await self._home.run(lambda: self._save(path))
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        pull, close = self._cursor()
+        try:
+            while (chunk := await self._home.run(pull)) is not _END:
+                yield chunk
+        finally:
+            await self._home.run(close)
+
+    def _cursor(self) -> tuple[Callable[[], Coroutine[Any, Any, Any]], Callable[[], Coroutine[Any, Any, None]]]:
+        """(next chunk or ``_END``, close) over one download, to be run on the client's loop."""
         chunks = self._chunks()
-        sentinel: Any = object()
 
         async def pull() -> Any:
             try:
                 return await chunks.__anext__()
             except StopAsyncIteration:
-                return sentinel
+                return _END
 
-        async def close() -> None:
-            await chunks.aclose()
-
-        try:
-            while (chunk := await self._home.run(pull)) is not sentinel:
-                yield chunk
-        finally:
-            await self._home.run(close)
+        return pull, chunks.aclose
 
     # -- blocking -----------------------------------------------------------------
     def read(self) -> bytes:
@@ -235,20 +239,9 @@ class FileOutput:
         return self._home.block(lambda: self._save(path), "FileOutput.save")
 
     def __iter__(self) -> Iterator[bytes]:
-        chunks = self._chunks()
-        sentinel: Any = object()
-
-        async def pull() -> Any:
-            try:
-                return await chunks.__anext__()
-            except StopAsyncIteration:
-                return sentinel
-
-        async def close() -> None:
-            await chunks.aclose()
-
+        pull, close = self._cursor()
         try:
-            while (chunk := self._home.block(pull, "FileOutput iteration")) is not sentinel:
+            while (chunk := self._home.block(pull, "FileOutput iteration")) is not _END:
                 yield chunk
         finally:
             self._home.block(close, "FileOutput iteration")

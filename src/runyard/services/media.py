@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from ..backends.recorder import InferenceRecorder
 from ..backends.store import new_id, utcnow
@@ -37,6 +37,16 @@ from ..types import (
 )
 from .ai import AIService, CallContext, inference_row
 from .fallback import aclose_quietly, first_delta, first_success
+
+
+class _MediaResult(Protocol):
+    model: str
+    latency_ms: float
+    inference_id: str
+    usage: Usage
+
+
+M = TypeVar("M", bound=_MediaResult)
 
 WHAT = {
     "tts": "text-to-speech",
@@ -127,33 +137,39 @@ class MediaService:
             details={"capability": capability},
         )
 
-    async def _call(self, routes: list[MediaRoute], call: Any) -> tuple[Any, MediaRoute, list[Attempt]]:
-        attempts: list[Attempt] = []
-        result, route = await first_success(routes, call, attempts)
-        return result, route, attempts
-
-    # -- text to speech -------------------------------------------------------------------
-    async def speech(self, request: SpeechRequest, ctx: CallContext | None = None) -> SpeechResult:
-        ctx = ctx or CallContext()
+    async def _run(
+        self,
+        capability: str,
+        model: str | None,
+        ctx: CallContext | None,
+        call: Callable[[MediaRoute], Awaitable[M]],
+        input_: Any,
+        output: Callable[[M], Any],
+    ) -> M:
+        """Call the first route that works for ``capability``, stamp the result, record it (the
+        inference's kind is the capability: tts, asr, image)."""
         started = time.perf_counter()
-        routes = self.routes(request.model, "tts")
-        result, route, attempts = await self._call(routes, lambda r: r.provider.speech(request, r.model))
-        assert isinstance(result, SpeechResult)
+        attempts: list[Attempt] = []
+        result, route = await first_success(self.routes(model, capability), call, attempts)
         result.model = route.name
         result.latency_ms = (time.perf_counter() - started) * 1000
         result.inference_id = new_id()
         self._record(
-            "tts",
-            result.inference_id,
-            ctx,
-            route,
-            {"input": request.input, "voice": request.voice, "format": request.audio_format},
-            {"bytes": len(result.audio), "media_type": result.media_type, "duration_s": round(result.duration_s, 3)},
-            result.usage,
-            result.latency_ms,
-            attempts,
-        )
+            capability, result.inference_id, ctx or CallContext(), route, input_, output(result), result.usage,
+            result.latency_ms, attempts,
+        )  # fmt: skip
         return result
+
+    # -- text to speech -------------------------------------------------------------------
+    async def speech(self, request: SpeechRequest, ctx: CallContext | None = None) -> SpeechResult:
+        return await self._run(
+            "tts",
+            request.model,
+            ctx,
+            lambda r: r.provider.speech(request, r.model),
+            {"input": request.input, "voice": request.voice, "format": request.audio_format},
+            lambda res: {"bytes": len(res.audio), "media_type": res.media_type, "duration_s": round(res.duration_s, 3)},
+        )
 
     async def open_speech_stream(self, request: SpeechRequest, ctx: CallContext | None = None) -> SpeechStream:
         """Start streamed speech: the first audio bytes are in hand before this returns, so a
@@ -169,49 +185,25 @@ class MediaService:
 
     # -- speech to text -------------------------------------------------------------------
     async def transcribe(self, request: TranscribeRequest, ctx: CallContext | None = None) -> TranscribeResult:
-        ctx = ctx or CallContext()
-        started = time.perf_counter()
-        routes = self.routes(request.model, "asr")
-        result, route, attempts = await self._call(routes, lambda r: r.provider.transcribe(request, r.model))
-        assert isinstance(result, TranscribeResult)
-        result.model = route.name
-        result.latency_ms = (time.perf_counter() - started) * 1000
-        result.inference_id = new_id()
-        self._record(
+        return await self._run(
             "asr",
-            result.inference_id,
+            request.model,
             ctx,
-            route,
+            lambda r: r.provider.transcribe(request, r.model),
             {"filename": request.filename, "bytes": len(request.audio), "language": request.language},
-            {"text": result.text, "language": result.language},
-            result.usage,
-            result.latency_ms,
-            attempts,
+            lambda res: {"text": res.text, "language": res.language},
         )
-        return result
 
     # -- images ---------------------------------------------------------------------------
     async def generate_image(self, request: ImageRequest, ctx: CallContext | None = None) -> ImageResult:
-        ctx = ctx or CallContext()
-        started = time.perf_counter()
-        routes = self.routes(request.model, "image")
-        result, route, attempts = await self._call(routes, lambda r: r.provider.generate_image(request, r.model))
-        assert isinstance(result, ImageResult)
-        result.model = route.name
-        result.latency_ms = (time.perf_counter() - started) * 1000
-        result.inference_id = new_id()
-        self._record(
+        return await self._run(
             "image",
-            result.inference_id,
+            request.model,
             ctx,
-            route,
+            lambda r: r.provider.generate_image(request, r.model),
             request.model_dump(exclude_none=True),
-            {"count": len(result.images)},
-            result.usage,
-            result.latency_ms,
-            attempts,
+            lambda res: {"count": len(res.images)},
         )
-        return result
 
     # -- vision: a chat whose provider takes images ---------------------------------------
     async def vision(self, request: ChatRequest, ctx: CallContext | None = None) -> ChatResult:

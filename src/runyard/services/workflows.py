@@ -339,7 +339,7 @@ class WorkflowService:
         caller gave none) replaced by its stored file's ref."""
         files = self.gateway.files
         declared = _file_inputs(definition)
-        defaults = {n: d for n, d in _file_defaults(definition).items() if n not in input}
+        defaults = {n: d for n, (_, d) in declared.items() if d is not None and n not in input}
         if files is None or not (declared.keys() & input.keys() or defaults):
             return input
         allow_private = self.gateway.config.webhooks.allow_private_webhooks
@@ -348,7 +348,7 @@ class WorkflowService:
             return (await files.ingest(value, api_key_id=api_key_id, allow_private=allow_private)).uri
 
         out = {**defaults, **input}
-        for name, is_array in declared.items():
+        for name, (is_array, _) in declared.items():
             value = out.get(name)
             if value is None:
                 continue
@@ -823,29 +823,20 @@ def _spec_type(spec: Any) -> Any:
     return spec.get("type") if isinstance(spec, dict) else spec
 
 
-def _file_defaults(definition: dict[str, Any]) -> dict[str, Any]:
-    """Input name → the declared ``default`` of each file input that has one."""
-    out: dict[str, Any] = {}
-    for name in _file_inputs(definition):
-        for block in definition.get("blocks") or []:
-            spec = (block.get("inputs") or {}).get(name) if block.get("kind") == "input" else None
-            if isinstance(spec, dict) and spec.get("default") is not None:
-                out[name] = spec["default"]
-    return out
-
-
-def _file_inputs(definition: dict[str, Any]) -> dict[str, bool]:
-    """Input name → whether it is an array, for every ``file`` / array-of-``file`` input declared."""
-    out: dict[str, bool] = {}
+def _file_inputs(definition: dict[str, Any]) -> dict[str, tuple[bool, Any]]:
+    """Input name → (is an array, declared default or None), for every ``file`` / array-of-``file``
+    input declared."""
+    out: dict[str, tuple[bool, Any]] = {}
     for block in definition.get("blocks") or []:
         if block.get("kind") != "input":
             continue
         for name, spec in (block.get("inputs") or {}).items():
             tp = _spec_type(spec)
+            default = spec.get("default") if isinstance(spec, dict) else None
             if tp == "file":
-                out[name] = False
+                out[name] = (False, default)
             elif tp == "array" and isinstance(spec, dict) and _spec_type(spec.get("items")) == "file":
-                out[name] = True
+                out[name] = (True, default)
     return out
 
 

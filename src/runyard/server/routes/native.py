@@ -16,6 +16,7 @@ from starlette.routing import Route
 from ...config import MODEL_SEPARATOR
 from ...errors import InternalServerError, InvalidRequestError, NotFoundError, RunyardError
 from ...services.ai import CallContext, ChatOptions, ChatStream
+from ...services.fallback import attempts_json
 from ...types import ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult
 from ..access import check_file, check_file_refs, require, scope_workspace
 from ..http import (
@@ -199,9 +200,7 @@ def _metadata(result: ChatResult | EmbedResult) -> dict[str, Any]:
         "model": result.model,
         "provider_model": result.provider_model,
         "latency_ms": round(result.latency_ms, 3),
-        "attempts": [
-            {"provider": a.provider, "model": a.model, "code": a.code, "error": a.error} for a in result.attempts
-        ],
+        "attempts": attempts_json(result.attempts),
         "cost": result.cost,
         "cache_hit": getattr(result, "cache_hit", False),
         "route_reason": getattr(result, "route_reason", None),

@@ -193,13 +193,12 @@ async def _task(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     """The task, if the calling app submitted it (under its linked key or its own identity);
     anyone else's is ``task_not_found``, as an unknown id is."""
     task_id = str(body.get("taskId") or body.get("task_id") or "")
-    gw = gateway(request)
-    task = await gw.tasks.get(task_id)
+    tasks = gateway(request).tasks
+    row = await tasks.queue.get(task_id)
     caller = (request.scope.get("state") or {}).get("api_key_id")
-    row = await gw.tasks.queue.get(task_id)
-    if caller is not None and (row is None or row.get("api_key_id") != caller):
+    if row is None or (caller is not None and row.get("api_key_id") != caller):
         raise NotFoundError(f"task {task_id} not found", code="task_not_found")
-    return task
+    return tasks.render(row, [])  # the protocol carries no logs
 
 
 async def get_progress(request: Request) -> Response:
