@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,8 +29,11 @@ def no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def no_local(monkeypatch: pytest.MonkeyPatch) -> None:
-    for module in (llamacpp, st_embeddings, piper):
-        monkeypatch.setattr(module, "runtime_installed", lambda: False)
+    """A machine without the ``local`` extra: the runtimes cannot be imported (``None`` in
+    ``sys.modules`` is the interpreter's own "not importable" marker; nothing of ours is patched)."""
+    for name in ("llama_cpp", "sentence_transformers", "piper", "onnxruntime"):
+        monkeypatch.setitem(sys.modules, name, None)
+    assert not (llamacpp.runtime_installed() or st_embeddings.runtime_installed() or piper.runtime_installed())
 
 
 def _config(tmp_path: Any, **extra: Any) -> Any:
