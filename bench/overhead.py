@@ -590,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Raw loadgen lines: {out}  (summarize: {shared / 'summarize.py'} {out})")
 
         if a.profile:
-            profile(a, py, shared, gw, gw_url, work)
+            profile(a, py, shared, gw, gw_url, work, gw_extra("chat") or [])
 
         if attempted and failed == attempted:
             rc = 1
@@ -642,8 +642,8 @@ def features_precheck(gw_url: str, body: Path) -> str:
     return f"routed to {data.get('model')} ({meta['route_reason']}); X-RateLimit-Limit {limit}"
 
 
-def profile(a, py: str, shared: Path, gw: subprocess.Popen[bytes], gw_url: str, work: Path) -> None:
-    """py-spy record the gateway while loadgen drives chat c=32."""
+def profile(a, py: str, shared: Path, gw: subprocess.Popen[bytes], gw_url: str, work: Path, extra: list[str]) -> None:
+    """py-spy record the gateway while loadgen drives chat c=32 (with --features' key and body)."""
     spy = shutil.which("py-spy", path=str(Path(py).parent)) or shutil.which("py-spy")
     if not spy:
         log("py-spy not found (pip install py-spy); skipping --profile")
@@ -664,6 +664,7 @@ def profile(a, py: str, shared: Path, gw: subprocess.Popen[bytes], gw_url: str, 
             "--settle",
             "0",
             "--no-precheck",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from .store import Store
 log = logging.getLogger("runyard.recorder")
 
 Row = dict[str, Any]
+Entry = tuple[str, str | None, Callable[[], Row]]  # inference id, episode id, row builder
 
 
 class InferenceRecorder:
@@ -27,12 +29,13 @@ class InferenceRecorder:
         self._store = store
         self._interval = flush_interval_s
         self._batch_size = batch_size
-        self._buffer: deque[tuple[str, str | None, Callable[[], Row]]] = deque(maxlen=max_buffer)
+        self._buffer: deque[Entry] = deque(maxlen=max_buffer)
         self._pending_ids: set[str] = set()
         self._pending_episodes: Counter[str] = Counter()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
+        self._closing = False
         self.dropped = 0
         self.written = 0
 
@@ -55,7 +58,7 @@ class InferenceRecorder:
     def is_pending_episode(self, episode_id: str) -> bool:
         return self._pending_episodes[episode_id] > 0
 
-    def _forget(self, entries: list[tuple[str, str | None, Callable[[], Row]]]) -> None:
+    def _forget(self, entries: list[Entry]) -> None:
         for inference_id, episode_id, _ in entries:
             self._pending_ids.discard(inference_id)
             if episode_id:
@@ -68,13 +71,14 @@ class InferenceRecorder:
             self._task = asyncio.create_task(self._run(), name="runyard-recorder")
 
     async def aclose(self) -> None:
+        """Stop the writer between batches (never mid-INSERT), then write what is left."""
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
+            self._wake.set()
             try:
                 await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+            finally:
+                self._task = None
         await self.flush()
 
     async def flush(self) -> None:
@@ -88,22 +92,38 @@ class InferenceRecorder:
                         rows.append(build())
                     except Exception:
                         log.exception("could not serialise inference %s; skipped", inference_id)
+                # shielded: a cancel must not cut the INSERT off mid-transaction (SQLite would keep
+                # its write lock and the batch, already taken from the buffer, would be lost)
+                insert = asyncio.ensure_future(self._store.insert_inferences(rows))
                 try:
-                    await self._store.insert_inferences(rows)
+                    await asyncio.shield(insert)
+                except asyncio.CancelledError:
+                    insert.add_done_callback(functools.partial(self._landed, batch=batch))
+                    raise
                 except Exception:
                     self._buffer.extendleft(reversed(batch))
                     raise
                 self._forget(batch)
                 self.written += len(rows)
 
+    def _landed(self, insert: asyncio.Future[None], batch: list[Entry]) -> None:
+        """A batch whose flush was cancelled: written once its INSERT is done, else back in the buffer."""
+        if insert.cancelled() or insert.exception() is not None:
+            self._buffer.extendleft(reversed(batch))
+            return
+        self._forget(batch)
+        self.written += len(batch)
+
     async def _run(self) -> None:
         backoff = self._interval
-        while True:
+        while not self._closing:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+            if self._closing:
+                return
             try:
                 await self.flush()
                 backoff = self._interval

@@ -1,0 +1,40 @@
+"""The inference recorder over a real SQLite store: shutdown while a batch is being written."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from runyard.backends.recorder import InferenceRecorder
+from runyard.backends.store import Store, new_id, utcnow
+
+
+def _row(inference_id: str) -> dict[str, Any]:
+    return {
+        "id": inference_id, "episode_id": None, "kind": "chat", "model": "m", "provider": "p",
+        "provider_model": "m", "input": {"messages": [{"role": "user", "content": "x" * 400}]},
+        "output": {"content": "y" * 400}, "input_tokens": 1, "output_tokens": 1, "cached_tokens": 0,
+        "reasoning_tokens": 0, "latency_ms": 1.0, "ttft_ms": None, "status": "ok", "error": None,
+        "attempts": [], "api_key_id": None, "tags": {}, "created_at": utcnow(), "cost": 0.0, "cache_hit": False,
+    }  # fmt: skip
+
+
+async def test_close_during_a_write_loses_nothing_and_leaves_no_lock(tmp_path: Path) -> None:
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    await store.start()
+    recorder = InferenceRecorder(store, flush_interval_s=0.001, batch_size=500, max_buffer=100_000)
+    await recorder.start()
+    ids = [new_id() for _ in range(20_000)]
+    for inference_id in ids:
+        recorder.record(inference_id, None, lambda i=inference_id: _row(i))
+    # let the writer take its first batches, then close while an INSERT is in flight
+    for _ in range(10_000):
+        if recorder.written:
+            break
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.002)
+    await asyncio.wait_for(recorder.aclose(), timeout=60)  # a lock left behind stalls here (busy_timeout)
+    assert await store.count_inferences() == len(ids)
+    assert not any(recorder.is_pending(i) for i in ids)
+    await store.aclose()
