@@ -4,6 +4,7 @@
     .venv/bin/python bench/overhead.py                  # 3 rounds x 10 s (about 4 min)
     .venv/bin/python bench/overhead.py --rounds 1 --duration 3     # smoke run
     .venv/bin/python bench/overhead.py --profile /tmp/runyard-c32.speedscope.json
+    .venv/bin/python bench/overhead.py --features --with-base   # routing+cache+limits vs base, same rounds
 
 What it does (loopback only; everything started here is stopped by PID at the end,
 also on Ctrl-C / SIGTERM):
@@ -52,6 +53,8 @@ TARGET_ADDED_P50_C1_MS = 0.6
 TARGET_RPS_C32 = 2500.0
 
 DEFAULT_SCENARIOS = "chat:1,chat:32,stream:1,embed:32"
+BASE = "runyard base"  # --with-base: the plain config measured in the same rounds as --features
+GATEWAYS = ("runyard", BASE)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -296,11 +299,10 @@ def report(results: dict, scenarios: list[tuple[str, int]], rounds: int, duratio
     w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for sc in scenarios:
         d = results.get((sc, "direct"))
-        r = results.get((sc, "runyard"))
-        for name, a in (("direct (mock)", d), ("runyard", r)):
+        for name, a in (("direct (mock)", d), *((g, results.get((sc, g))) for g in GATEWAYS)):
             if a is None:
                 continue
-            is_gw = name == "runyard"
+            is_gw = name != "direct (mock)"
             add50 = a["p50"] - d["p50"] if is_gw and d and a["p50"] is not None and d["p50"] is not None else None
             add99 = a["p99"] - d["p99"] if is_gw and d and a["p99"] is not None and d["p99"] is not None else None
             x = (a["rps"] / d["rps"]) if is_gw and d and d["rps"] else None
@@ -319,10 +321,10 @@ def report(results: dict, scenarios: list[tuple[str, int]], rounds: int, duratio
         w("|---|---|---|---|---|---|---|---|")
         for sc in streams:
             d = results.get((sc, "direct"))
-            for name, a in (("direct (mock)", d), ("runyard", results.get((sc, "runyard")))):
+            for name, a in (("direct (mock)", d), *((g, results.get((sc, g))) for g in GATEWAYS)):
                 if a is None:
                     continue
-                is_gw = name == "runyard"
+                is_gw = name != "direct (mock)"
                 at50 = a["t50"] - d["t50"] if is_gw and d and a["t50"] is not None and d["t50"] is not None else None
                 at99 = a["t99"] - d["t99"] if is_gw and d and a["t99"] is not None and d["t99"] is not None else None
                 w(
@@ -348,15 +350,18 @@ def report(results: dict, scenarios: list[tuple[str, int]], rounds: int, duratio
             + ", ".join(f"{m} c={c}" for m, c in starved)
             + ": something else was using the CPUs (see the load average), so req/s and latency understate it."
         )
-    w("")
-    w(
-        "Per round (runyard): "
-        + "; ".join(
-            f"{sc[0]} c={sc[1]} req/s {[round(x) for x in results[(sc, 'runyard')]['rps_all'] if x is not None]}"
-            for sc in scenarios
-            if (sc, "runyard") in results
+    for g in GATEWAYS:
+        if not any((sc, g) in results for sc in scenarios):
+            continue
+        w("")
+        w(
+            f"Per round ({g}): "
+            + "; ".join(
+                f"{sc[0]} c={sc[1]} req/s {[round(x) for x in results[(sc, g)]['rps_all'] if x is not None]}"
+                for sc in scenarios
+                if (sc, g) in results
+            )
         )
-    )
     w("")
     w("## Targets")
     w("")
@@ -410,6 +415,12 @@ def main(argv: list[str] | None = None) -> int:
         help="routing + response cache + per-key limits on (bench/runyard-features.toml): chat and "
         "stream go to /v1/ai/chat with no model (task/prefer routing) and an API key on every request",
     )
+    ap.add_argument(
+        "--with-base",
+        action="store_true",
+        help="with --features: also run a gateway on bench/runyard.toml and measure it in the same rounds "
+        "(order rotated), so the features' cost is read against a base taken in the same minutes",
+    )
     ap.add_argument("--python", default=sys.executable, help="interpreter for runyard, the mock and loadgen")
     ap.add_argument("--out", default=None, help="JSONL of raw loadgen lines (default in the temp dir)")
     ap.add_argument("--keep-db", action="store_true", help="keep the temporary SQLite store")
@@ -428,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-duration", type=float, default=10.0)
     a = ap.parse_args(argv)
     a.config = a.config or str(FEATURES_CONFIG if a.features else DEFAULT_CONFIG)
+    if a.with_base and not a.features:
+        ap.error("--with-base goes with --features")
 
     shared = find_shared_bench(a.shared_bench)
     scenarios: list[tuple[str, int]] = []
@@ -493,6 +506,20 @@ def main(argv: list[str] | None = None) -> int:
         gw_url = f"http://127.0.0.1:{gw_port}/v1"
         wait_ready(f"http://127.0.0.1:{gw_port}/healthz", gw, 90, gw_log)  # public: no key needed
         log(f"runyard pid={gw.pid} {gw_url} (store {db}, log {gw_log})")
+        gateways = [("runyard", gw_url, gw)]
+        if a.with_base:
+            base_port = free_port()
+            base_db, base_log = work / "runyard-base.db", work / "runyard-base.log"
+            base_cmd = ["-m", "runyard", "serve", "--config", str(DEFAULT_CONFIG), "--host", "127.0.0.1"]
+            base = procs.start(
+                BASE,
+                [*pin1, py, *base_cmd, "--port", str(base_port)],
+                dict(env, RUNYARD_BENCH_DB=str(base_db)),
+                base_log,
+            )
+            wait_ready(f"http://127.0.0.1:{base_port}/healthz", base, 90, base_log)
+            log(f"{BASE} pid={base.pid} (config {DEFAULT_CONFIG}, store {base_db}, log {base_log})")
+            gateways.append((BASE, f"http://127.0.0.1:{base_port}/v1", base))
 
         if pin0:  # the load generator (and wrk under it) on CPU 0 too
             os.sched_setaffinity(0, {0})
@@ -516,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         load0 = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-        targets = [("direct", mock_url, mock.pid), ("runyard", gw_url, gw.pid)]
+        targets = [("direct", mock_url, mock.pid), *((name, url, p.pid) for name, url, p in gateways)]
         # one short warm-up of each target (connection pools, lazy imports, SQLite WAL)
         bodies = features_bodies(work) if a.features else {}
 
@@ -554,8 +581,9 @@ def main(argv: list[str] | None = None) -> int:
                         failed += 1
                         continue
                     recs.setdefault((sc, name), []).append(rec)
-                    if gw.poll() is not None:
-                        raise SystemExit(f"overhead: runyard exited ({gw.returncode}); see {gw_log}")
+                    for gname, _, proc in gateways:
+                        if proc.poll() is not None:
+                            raise SystemExit(f"overhead: {gname} exited ({proc.returncode}); see {work}")
         elapsed = time.monotonic() - t_start
 
         results = {k: agg(v) for k, v in recs.items()}
@@ -571,7 +599,8 @@ def main(argv: list[str] | None = None) -> int:
                 ", FEATURES ON: task/prefer routing, runyard cache (every lookup misses), per-key limits"
                 if a.features
                 else ""
-            ),
+            )
+            + (f"; '{BASE}': {DEFAULT_CONFIG.name}, same rounds" if a.with_base else ""),
         ]
         lines += report(results, scenarios, a.rounds, a.duration)
         print("\n".join(lines), flush=True)
