@@ -80,6 +80,7 @@ class TaskService:
         self.workflows: Any = None  # WorkflowService: refs that name no app may name a workflow
         self.poll_s = min(0.25, config.workers.poll_interval_s)
         self._sweeper: asyncio.Task[None] | None = None
+        self._stop_sweeping = asyncio.Event()
 
     def pools(self) -> dict[str, int]:
         """Pool name -> concurrency (``shared`` always exists)."""
@@ -88,13 +89,15 @@ class TaskService:
         return out
 
     async def start(self) -> None:
+        self._stop_sweeping.clear()
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def aclose(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            # stopped between sweeps, never cancelled mid-UPDATE (SQLite would keep its write lock)
+            self._stop_sweeping.set()
+            await self._sweeper
+            self._sweeper = None
         await self.webhooks.aclose()
 
     # -- create -------------------------------------------------------------------
@@ -328,8 +331,11 @@ class TaskService:
 
     async def _sweep_forever(self) -> None:
         interval = min(self.config.workers.lease_s / 2, 5.0)
-        while True:
-            await asyncio.sleep(interval)
+        while not self._stop_sweeping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop_sweeping.wait(), timeout=interval)
+            if self._stop_sweeping.is_set():
+                return
             try:
                 await self.sweep()
             except Exception:
