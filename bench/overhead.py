@@ -51,6 +51,9 @@ FEATURES_KEY = "ry_bench_features_key"  # its hash is in runyard-features.toml
 # Targets (see /work/shared/bench/RESULTS.md and the project brief).
 TARGET_ADDED_P50_C1_MS = 0.6
 TARGET_RPS_C32 = 2500.0
+# "AI runtime depth" acceptance: added p50 <= 1 ms, p99 <= 5 ms at concurrency 32 (--open-rates)
+TARGET_OPEN_ADDED_P50_MS = 1.0
+TARGET_OPEN_ADDED_P99_MS = 5.0
 
 DEFAULT_SCENARIOS = "chat:1,chat:32,stream:1,embed:32"
 BASE = "runyard base"  # --with-base: the plain config measured in the same rounds as --features
@@ -285,6 +288,57 @@ def agg(recs: list[dict]) -> dict:
     }
 
 
+def run_open(py: str, shared: Path, a, base_url: str, rate: float, extra: list[str] | None) -> dict | None:
+    """One open-loop run (bench/openloop.py): chat at ``rate`` req/s over 32 connections."""
+    cmd = [py, str(REPO / "bench" / "openloop.py"), "--base-url", base_url, "--rate", str(rate)]
+    cmd += ["-c", "32", "-d", str(a.duration), "--warmup", str(a.warmup), "--shared-bench", str(shared)]
+    p = subprocess.run(cmd + (extra or []), capture_output=True, text=True, timeout=a.duration + a.warmup + 60)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    if p.returncode != 0 or not lines:
+        log(f"openloop failed (rc={p.returncode}): {p.stderr.strip()[-400:]}")
+        return None
+    return json.loads(lines[-1])
+
+
+def open_report(results: dict[tuple[float, str], list[dict]], rates: list[float], rounds: int) -> list[str]:
+    """Added latency at 32 connections below saturation: gateway minus direct, medians over rounds."""
+    out = ["", f"## Open loop: 32 connections at a fixed rate (median of {rounds} round(s); latency ms)", ""]
+    out += ["| rate req/s | target | achieved | p50 | p99 | added p50 | added p99 | late | errors |"]
+    out += ["|---|---|---|---|---|---|---|---|---|"]
+    checks = []
+    for rate in rates:
+        d = results.get((rate, "direct")) or []
+        d50, d99 = med([g(r, "lat_ms", "p50") for r in d]), med([g(r, "lat_ms", "p99") for r in d])
+        for name in ("direct", *GATEWAYS):
+            recs = results.get((rate, name))
+            if not recs:
+                continue
+            p50, p99 = med([g(r, "lat_ms", "p50") for r in recs]), med([g(r, "lat_ms", "p99") for r in recs])
+            is_gw = name != "direct"
+            add50 = p50 - d50 if is_gw and p50 is not None and d50 is not None else None
+            add99 = p99 - d99 if is_gw and p99 is not None and d99 is not None else None
+            out.append(
+                f"| {rate:g} | {name} | {fmt(med([r.get('achieved_rps') for r in recs]), 1)} | {fmt(p50)} | "
+                f"{fmt(p99)} | {signed(add50) if is_gw else '–'} | {signed(add99) if is_gw else '–'} | "
+                f"{sum(r.get('late', 0) for r in recs)} | {sum(sum((r.get('errors') or {}).values()) for r in recs)} |"
+            )
+            if name == "runyard" and add50 is not None and add99 is not None:
+                ok = add50 <= TARGET_OPEN_ADDED_P50_MS and add99 <= TARGET_OPEN_ADDED_P99_MS
+                checks.append(
+                    f"- {'PASS' if ok else 'MISS'}  open loop c=32 @{rate:g} req/s added p50 <= "
+                    f"{TARGET_OPEN_ADDED_P50_MS:g} ms, p99 <= {TARGET_OPEN_ADDED_P99_MS:g} ms: "
+                    f"{add50:+.3f} / {add99:+.3f} ms"
+                )
+    out += [
+        "",
+        "Latency counts from when each request was due (no coordinated omission); 'late' = requests "
+        "that found all 32 connections busy.",
+        "",
+        *checks,
+    ]
+    return out
+
+
 # --------------------------------------------------------------------------- report
 def report(results: dict, scenarios: list[tuple[str, int]], rounds: int, duration: float) -> list[str]:
     out: list[str] = []
@@ -420,6 +474,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --features: also run a gateway on bench/runyard.toml and measure it in the same rounds "
         "(order rotated), so the features' cost is read against a base taken in the same minutes",
+    )
+    ap.add_argument(
+        "--open-rates",
+        default="",
+        help="comma-separated req/s: after the closed-loop rounds, chat at each fixed rate over 32 "
+        "connections (bench/openloop.py) for every target, the added p50/p99 below saturation",
     )
     ap.add_argument("--python", default=sys.executable, help="interpreter for runyard, the mock and loadgen")
     ap.add_argument("--out", default=None, help="JSONL of raw loadgen lines (default in the temp dir)")
@@ -584,6 +644,15 @@ def main(argv: list[str] | None = None) -> int:
                     for gname, _, proc in gateways:
                         if proc.poll() is not None:
                             raise SystemExit(f"overhead: {gname} exited ({proc.returncode}); see {work}")
+        rates = [float(x) for x in a.open_rates.split(",") if x.strip()]
+        opened: dict[tuple[float, str], list[dict]] = {}
+        for r in range(1, a.rounds + 1):
+            for rate in rates:
+                for name, url, _pid in targets if r % 2 else targets[::-1]:
+                    log(f"round {r}/{a.rounds}  open loop {rate:g} req/s c=32  -> {name}")
+                    rec = run_open(py, shared, a, url, rate, gw_extra("chat") if name == "runyard" else None)
+                    if rec is not None:
+                        opened.setdefault((rate, name), []).append(rec)
         elapsed = time.monotonic() - t_start
 
         results = {k: agg(v) for k, v in recs.items()}
@@ -603,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
             + (f"; '{BASE}': {DEFAULT_CONFIG.name}, same rounds" if a.with_base else ""),
         ]
         lines += report(results, scenarios, a.rounds, a.duration)
+        if rates:
+            lines += open_report(opened, rates, a.rounds)
         print("\n".join(lines), flush=True)
 
         # recording check: the rows really reached the store

@@ -38,3 +38,20 @@ async def test_close_during_a_write_loses_nothing_and_leaves_no_lock(tmp_path: P
     assert await store.count_inferences() == len(ids)
     assert not any(recorder.is_pending(i) for i in ids)
     await store.aclose()
+
+
+async def test_rows_written_in_multi_row_inserts_read_back_whole(tmp_path: Path) -> None:
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    await store.start()
+    rows = [_row(new_id()) for _ in range(101)]  # three INSERTs: two full, one of the rest
+    rows[-1].update(cache_hit=True, tags={"team": "a"}, attempts=[{"provider": "p", "model": "m"}])
+    await store.insert_inferences(rows)
+    assert await store.count_inferences() == 101
+    for sent in (rows[0], rows[-1]):
+        got = await store.get_inference(sent["id"])
+        assert got is not None
+        for field in ("input", "output", "tags", "attempts", "status", "input_tokens", "cost"):
+            assert got[field] == sent[field], field
+        assert bool(got["cache_hit"]) is sent["cache_hit"]
+        assert got["created_at"].replace(tzinfo=None) == sent["created_at"].replace(tzinfo=None)
+    await store.aclose()

@@ -98,7 +98,7 @@ class InferenceRecorder:
                 try:
                     await asyncio.shield(insert)
                 except asyncio.CancelledError:
-                    insert.add_done_callback(functools.partial(self._landed, batch=batch))
+                    insert.add_done_callback(functools.partial(self._landed, batch=batch, n_rows=len(rows)))
                     raise
                 except Exception:
                     self._buffer.extendleft(reversed(batch))
@@ -106,13 +106,13 @@ class InferenceRecorder:
                 self._forget(batch)
                 self.written += len(rows)
 
-    def _landed(self, insert: asyncio.Future[None], batch: list[Entry]) -> None:
+    def _landed(self, insert: asyncio.Future[None], batch: list[Entry], n_rows: int) -> None:
         """A batch whose flush was cancelled: written once its INSERT is done, else back in the buffer."""
         if insert.cancelled() or insert.exception() is not None:
             self._buffer.extendleft(reversed(batch))
             return
         self._forget(batch)
-        self.written += len(batch)
+        self.written += n_rows
 
     async def _run(self) -> None:
         backoff = self._interval

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,9 +63,14 @@ class Store:
             return
         async with self.engine.begin() as conn:
             if self._sqlite:
-                # The driver's executemany with values converted once: SQLAlchemy's per-row bind
-                # processing was most of the recorder's cost (bench/README.md).
-                await conn.exec_driver_sql(_SQLITE_INSERT, [_sqlite_row(row) for row in rows])
+                # Multi-row INSERTs of values converted here, a slice at a time. SQLAlchemy's per-row
+                # bind processing was most of the recorder's cost; executemany's one sqlite3_step per
+                # row made the writer thread take the GIL back from the event loop once per row; and
+                # converting a whole batch in one go held the loop for milliseconds (bench/README.md).
+                for start in range(0, len(rows), _SQLITE_ROWS_PER_INSERT):
+                    chunk = rows[start : start + _SQLITE_ROWS_PER_INSERT]
+                    values = tuple(value for row in chunk for value in _sqlite_row(row))
+                    await conn.exec_driver_sql(_sqlite_insert(len(chunk)), values)
             else:
                 await conn.execute(inferences.insert(), rows)
 
@@ -163,9 +169,15 @@ class Store:
 
 
 _INFERENCE_COLUMNS = tuple(c.name for c in inferences.columns)
-_SQLITE_INSERT = (
-    f"INSERT INTO inferences ({', '.join(_INFERENCE_COLUMNS)}) VALUES ({', '.join('?' for _ in _INFERENCE_COLUMNS)})"
-)
+# as many rows per INSERT as fit SQLite's lowest limit on bound parameters (999 before 3.32)
+_SQLITE_ROWS_PER_INSERT = 999 // len(_INFERENCE_COLUMNS)
+
+
+@functools.lru_cache(maxsize=_SQLITE_ROWS_PER_INSERT)
+def _sqlite_insert(n_rows: int) -> str:
+    """``INSERT INTO inferences (...) VALUES (?, ...), ...`` for ``n_rows`` rows."""
+    row = "(" + ", ".join("?" for _ in _INFERENCE_COLUMNS) + ")"
+    return f"INSERT INTO inferences ({', '.join(_INFERENCE_COLUMNS)}) VALUES " + ", ".join([row] * n_rows)
 
 
 def _json_text(value: Any) -> str | None:
