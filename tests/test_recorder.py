@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from runyard.backends.recorder import InferenceRecorder
 from runyard.backends.store import Store, new_id, utcnow
 
@@ -54,4 +56,25 @@ async def test_rows_written_in_multi_row_inserts_read_back_whole(tmp_path: Path)
             assert got[field] == sent[field], field
         assert bool(got["cache_hit"]) is sent["cache_hit"]
         assert got["created_at"].replace(tzinfo=None) == sent["created_at"].replace(tzinfo=None)
+    await store.aclose()
+
+
+async def test_failed_batch_keeps_its_place_and_overflow_drops_the_newest(tmp_path: Path) -> None:
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    await store.start()
+    async with store.engine.begin() as conn:  # the database refuses every insert
+        await conn.exec_driver_sql("DROP TABLE inferences")
+    recorder = InferenceRecorder(store, flush_interval_s=60, batch_size=10, max_buffer=30)
+    ids = [new_id() for _ in range(40)]
+    for inference_id in ids[:30]:
+        recorder.record(inference_id, None, lambda i=inference_id: _row(i))
+    flushing = asyncio.ensure_future(recorder.flush())
+    await asyncio.sleep(0)  # the flush has taken ids[0:10] and waits on its INSERT
+    for inference_id in ids[30:]:  # the buffer fills up meanwhile
+        recorder.record(inference_id, None, lambda i=inference_id: _row(i))
+    with pytest.raises(Exception, match="no such table"):
+        await flushing
+    assert recorder.dropped == 10  # the newest made room for the failed batch
+    assert all(recorder.is_pending(i) for i in ids[:30])
+    assert not any(recorder.is_pending(i) for i in ids[30:])
     await store.aclose()

@@ -101,15 +101,26 @@ class InferenceRecorder:
                     insert.add_done_callback(functools.partial(self._landed, batch=batch, n_rows=len(rows)))
                     raise
                 except Exception:
-                    self._buffer.extendleft(reversed(batch))
+                    self._requeue(batch)
                     raise
                 self._forget(batch)
                 self.written += len(rows)
 
+    def _requeue(self, batch: list[Entry]) -> None:
+        """A batch not written goes back to the front; if the buffer is full the newest rows make room
+        (dropped and counted, as :meth:`record` does with the oldest)."""
+        overflow = len(self._buffer) + len(batch) - (self._buffer.maxlen or 0)
+        if overflow > 0:
+            lost = [self._buffer.pop() for _ in range(min(overflow, len(self._buffer)))]
+            self._forget(lost)
+            self.dropped += len(lost)
+            log.error("inference buffer full: %d records dropped so far", self.dropped)
+        self._buffer.extendleft(reversed(batch))
+
     def _landed(self, insert: asyncio.Future[None], batch: list[Entry], n_rows: int) -> None:
         """A batch whose flush was cancelled: written once its INSERT is done, else back in the buffer."""
         if insert.cancelled() or insert.exception() is not None:
-            self._buffer.extendleft(reversed(batch))
+            self._requeue(batch)
             return
         self._forget(batch)
         self.written += n_rows
