@@ -44,9 +44,12 @@ async def run(a: argparse.Namespace, body: bytes) -> dict:
         f"Content-Length: {len(body)}\r\n{headers}\r\n"
     ).encode() + body
     idle: asyncio.Queue = asyncio.Queue()
-    for _ in range(a.concurrency):
-        _, conn = await loop.create_connection(lambda: lg._Conn(loop), u.hostname, u.port or 80)
-        idle.put_nowait(conn)
+    try:
+        for _ in range(a.concurrency):
+            _, conn = await loop.create_connection(lambda: lg._Conn(loop), u.hostname, u.port or 80)
+            idle.put_nowait(conn)
+    except OSError as err:
+        raise SystemExit(f"openloop: cannot connect to {u.netloc}: {err}") from None
     lat: list[float] = []
     errors: dict[str, int] = {}
     late = 0
@@ -107,6 +110,13 @@ async def run(a: argparse.Namespace, body: bytes) -> dict:
     }
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:4000/v1")
@@ -114,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--body-file", default=None, help="JSON body to send (default: loadgen's chat body)")
     ap.add_argument("--header", action="append", default=[], help="'Name: value', repeatable")
-    ap.add_argument("--rate", type=float, default=1000.0, help="requests per second")
+    ap.add_argument("--rate", type=_positive, default=1000.0, help="requests per second")
     ap.add_argument("-c", "--concurrency", type=int, default=32, help="keep-alive connections")
     ap.add_argument("-d", "--duration", type=float, default=10.0, help="seconds measured")
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds of unrecorded load first")

@@ -288,6 +288,17 @@ def agg(recs: list[dict]) -> dict:
     }
 
 
+def _rates(text: str) -> list[float]:
+    """``--open-rates``: comma-separated positive req/s."""
+    try:
+        rates = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if any(r <= 0 for r in rates):
+        raise argparse.ArgumentTypeError("rates must be > 0")
+    return rates
+
+
 def run_open(py: str, shared: Path, a, base_url: str, rate: float, extra: list[str] | None) -> dict | None:
     """One open-loop run (bench/openloop.py): chat at ``rate`` req/s over 32 connections."""
     cmd = [py, str(REPO / "bench" / "openloop.py"), "--base-url", base_url, "--rate", str(rate)]
@@ -477,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--open-rates",
-        default="",
+        type=_rates,
+        default=[],
         help="comma-separated req/s: after the closed-loop rounds, chat at each fixed rate over 32 "
         "connections (bench/openloop.py) for every target, the added p50/p99 below saturation",
     )
@@ -644,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
                     for gname, _, proc in gateways:
                         if proc.poll() is not None:
                             raise SystemExit(f"overhead: {gname} exited ({proc.returncode}); see {work}")
-        rates = [float(x) for x in a.open_rates.split(",") if x.strip()]
+        rates = a.open_rates
         opened: dict[tuple[float, str], list[dict]] = {}
         for r in range(1, a.rounds + 1):
             for rate in rates:
