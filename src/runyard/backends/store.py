@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import functools
+import operator
 import uuid
 from datetime import datetime, timezone
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
@@ -69,7 +71,7 @@ class Store:
                 # converting a whole batch in one go held the loop for milliseconds (bench/README.md).
                 for start in range(0, len(rows), _SQLITE_ROWS_PER_INSERT):
                     chunk = rows[start : start + _SQLITE_ROWS_PER_INSERT]
-                    values = tuple(value for row in chunk for value in _sqlite_row(row))
+                    values = tuple(chain.from_iterable(map(_sqlite_row, chunk)))
                     await conn.exec_driver_sql(_sqlite_insert(len(chunk)), values)
             else:
                 await conn.execute(inferences.insert(), rows)
@@ -199,12 +201,20 @@ def _converter(column: sa.Column[Any]) -> Any:
     return None
 
 
-_SQLITE_CONVERTERS = tuple((c.name, _converter(c)) for c in inferences.columns)
+_SQLITE_CONVERT = tuple((i, f) for i, f in enumerate(_converter(c) for c in inferences.columns) if f is not None)
+_ALL_COLUMNS = operator.itemgetter(*_INFERENCE_COLUMNS)
 
 
-def _sqlite_row(row: dict[str, Any]) -> tuple[Any, ...]:
-    get = row.get
-    return tuple(get(name) if convert is None else convert(get(name)) for name, convert in _SQLITE_CONVERTERS)
+def _sqlite_row(row: dict[str, Any]) -> list[Any]:
+    """A row's values in column order, as SQLite stores them (all taken in one C call; only the
+    JSON, datetime and boolean columns converted)."""
+    try:
+        values = list(_ALL_COLUMNS(row))
+    except KeyError:  # a row without some optional columns
+        values = [row.get(name) for name in _INFERENCE_COLUMNS]
+    for i, convert in _SQLITE_CONVERT:
+        values[i] = convert(values[i])
+    return values
 
 
 def _plain(row: sa.Row[Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,7 +18,7 @@ from ..config import RunyardConfig
 from ..errors import InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
 from .http import error_response
-from .ratelimit import PUBLIC_PATHS, AuthLimitMiddleware  # noqa: F401 - PUBLIC_PATHS re-exported
+from .ratelimit import PUBLIC_PATHS, AuthLimitMiddleware, Guard  # noqa: F401 - PUBLIC_PATHS re-exported
 from .routes import agents, files, inferencesh, media, native, openai, simstudio, speedpix, tasks, tensorzero, usage
 from .routes import workflows as workflow_routes
 
@@ -36,7 +37,10 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
         finally:
             await gateway.aclose()
 
-    app = Starlette(
+    guard = Guard(gateway, signed={"/scc/": speedpix.authenticate})
+    app = RunyardApp(
+        hot_routes=[*openai.hot_routes, *native.hot_routes],
+        guard=guard,
         routes=[
             *native.routes,
             *openai.routes,
@@ -58,39 +62,49 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
         },
     )
     app.state.gateway = gateway
-    app.add_middleware(HotRoutes, routes=[*openai.hot_routes, *native.hot_routes])
     app.add_middleware(CatchAllMiddleware)
-    app.add_middleware(AuthMiddleware, gateway=gateway, signed={"/scc/": speedpix.authenticate})
+    app.add_middleware(AuthLimitMiddleware, guard=guard)
     return app
 
 
-class HotRoutes:
-    """Dispatches the hot inference routes by a dict lookup, straight to their handlers.
+class RunyardApp(Starlette):
+    """Starlette, with the hot inference routes served first, by a dict lookup.
 
-    The same handler functions Starlette's router would call, minus its per-request layers
-    (linear route matching, two exception wrappers, a task group): they were ~60 µs of CPU per
-    request, a sixth of the gateway's cost (bench/README.md). Auth, limits and the error
-    catch-all still wrap these routes; errors are rendered exactly as the app's handlers do.
+    The same handlers Starlette's router would call, minus its per-request layers (error
+    middleware, linear route matching, exception wrappers, a task group) and the three ``send``
+    wrappers of the middleware below: together most of the framework's share of the gateway's
+    CPU (bench/README.md). The :class:`Guard` authenticates and admits them as the middleware
+    does for every other route; errors are rendered as the app's handlers render them, and a
+    bug is logged and answered as a JSON 500 (as :class:`CatchAllMiddleware` does).
     """
 
-    def __init__(self, app: ASGIApp, routes: list[Route]) -> None:
-        self.app = app
-        self.handlers = {(method, r.path): r.endpoint for r in routes for method in r.methods or ()}
+    def __init__(self, *, hot_routes: list[Route], guard: Guard, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hot = {(method, r.path): r.endpoint for r in hot_routes for method in r.methods or ()}
+        self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self.handlers.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+        handler = self.hot.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
         if handler is None:
-            await self.app(scope, receive, send)
+            await super().__call__(scope, receive, send)
             return
-        request = Request(scope, receive)
+        scope["app"] = self
         try:
-            response = await handler(request)
+            response = await self.guard.admit(scope)
+            if response is None:
+                response = await handler(Request(scope, receive))
         except RunyardError as err:
             response = error_response(err)
-        await response(scope, receive, send)
-
-
-AuthMiddleware = AuthLimitMiddleware  # authentication, then per-key limits (see .ratelimit)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            response = error_response(InternalServerError("internal error; see the server log", code="internal_error"))
+        extra = scope["state"].get("rate_limit")
+        if extra:
+            response.raw_headers.extend(extra)
+        try:
+            await response(scope, receive, send)
+        except Exception:  # the answer had started (streams handle their own errors): log only
+            log.exception("error while sending the answer to %s %s", scope["method"], scope["path"])
 
 
 async def _runyard_error(_request: Request, exc: Exception) -> Response:

@@ -1,10 +1,12 @@
 """Limits at the HTTP edge: authenticate, admit (or refuse with 429), add X-RateLimit-* headers.
 
-:class:`AuthLimitMiddleware` is pure ASGI. For a caller with limits it classifies the
-request (see :func:`runyard.services.limits.classify`), admits it, and wraps ``send`` so
-the ``X-RateLimit-Limit/Remaining/Reset`` headers (integers; Reset in epoch seconds) are on
-every response — errors and streams included. Routes that only know a request's kind
-after reading its body (``POST /v1/runs``: async unless it waits) call :func:`enforce`.
+:class:`Guard` authenticates; for a caller with limits it classifies the request (see
+:func:`runyard.services.limits.classify`) and admits it or answers 429. The
+``X-RateLimit-Limit/Remaining/Reset`` headers (integers; Reset in epoch seconds) go on every
+response — errors and streams included: :class:`AuthLimitMiddleware` (pure ASGI) wraps
+``send`` for them, the app's hot routes add them to the response they send. Routes that only
+know a request's kind after reading its body (``POST /v1/runs``: async unless it waits) call
+:func:`enforce`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import AuthenticationError, RateLimitError
@@ -26,21 +29,21 @@ SignedAuth = Callable[[Gateway, Scope], Awaitable["tuple[str, str, Policy] | Non
 PUBLIC_PATHS = frozenset({"/healthz"})
 
 
-class AuthLimitMiddleware:
-    """Authenticates every route but ``/healthz`` when API keys are configured, then applies limits."""
+class Guard:
+    """Authentication (every route but ``/healthz`` when API keys are configured) and admission
+    under the caller's limits: one implementation for :class:`AuthLimitMiddleware` and the app's
+    hot routes (server/app.py)."""
 
-    def __init__(self, app: ASGIApp, gateway: Gateway, signed: dict[str, SignedAuth] | None = None) -> None:
-        self.app = app
+    def __init__(self, gateway: Gateway, signed: dict[str, SignedAuth] | None = None) -> None:
         self.signed = tuple((signed or {}).items())  # path prefix -> authenticator
         self.gateway = gateway
         self.auth = gateway.auth
         self.limits = gateway.limits
         self.per_ip = gateway.config.limits.unauthenticated == "per_ip"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def admit(self, scope: Scope) -> Response | None:
+        """Fill ``scope["state"]`` (``api_key_id``, ``api_key``; with limits ``limit_policy`` and
+        ``rate_limit``, the X-RateLimit-* headers) and return None; or the refusal to send."""
         state = scope.setdefault("state", {})
         path = scope["path"]
         policy = None
@@ -50,8 +53,7 @@ class AuthLimitMiddleware:
             try:  # a protocol whose calls are signed with a per-app secret (SpeedPix)
                 signed = await signer(self.gateway, scope)
             except AuthenticationError as err:
-                await error_response(err)(scope, receive, send)
-                return
+                return error_response(err)
             state["api_key_id"] = None
             if signed is not None:
                 state["signed_caller"], state["api_key_id"], policy = signed
@@ -67,8 +69,7 @@ class AuthLimitMiddleware:
             except AuthenticationError as err:
                 response = error_response(err)
                 response.headers["WWW-Authenticate"] = "Bearer"
-                await response(scope, receive, send)
-                return
+                return response
             assert key is not None
             state["api_key_id"] = key.id
             state["api_key"] = key
@@ -79,14 +80,34 @@ class AuthLimitMiddleware:
                 client = scope.get("client")
                 policy = self.limits.ip_policy(client[0] if client else "unknown")
         if policy is None or not policy.limited:
-            await self.app(scope, receive, send)
-            return
+            return None
         state["limit_policy"] = policy
         kind = classify(scope["method"], path)
         try:
             state["rate_limit"] = await self.limits.check(policy, NOT_METERED if kind == DEFERRED else kind)
         except RateLimitError as err:
-            await _refuse(err, scope, receive, send)
+            return _refusal(err)
+        return None
+
+
+class AuthLimitMiddleware:
+    """Runs the :class:`Guard` before the app and puts X-RateLimit-* headers on what it sends."""
+
+    def __init__(self, app: ASGIApp, guard: Guard) -> None:
+        self.app = app
+        self.guard = guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = await self.guard.admit(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        state = scope["state"]
+        if "limit_policy" not in state:
+            await self.app(scope, receive, send)
             return
 
         async def send_with_limits(message: Message) -> None:
@@ -99,11 +120,11 @@ class AuthLimitMiddleware:
         await self.app(scope, receive, send_with_limits)
 
 
-async def _refuse(err: RateLimitError, scope: Scope, receive: Receive, send: Send) -> None:
+def _refusal(err: RateLimitError) -> Response:
     response = error_response(err)
     response.headers["Retry-After"] = retry_after_header(err.retry_after).decode()
     response.raw_headers.extend(err.headers)
-    await response(scope, receive, send)
+    return response
 
 
 async def enforce(request: Request, kind: int) -> None:
