@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -95,6 +95,8 @@ class RunyardApp(Starlette):
                 response = await handler(Request(scope, receive))
         except RunyardError as err:
             response = error_response(err)
+        except ClientDisconnect:
+            return  # the caller left while sending its request: nobody to answer
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             response = error_response(InternalServerError("internal error; see the server log", code="internal_error"))

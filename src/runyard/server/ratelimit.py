@@ -36,6 +36,7 @@ class Guard:
 
     def __init__(self, gateway: Gateway, signed: dict[str, SignedAuth] | None = None) -> None:
         self.signed = tuple((signed or {}).items())  # path prefix -> authenticator
+        self.signed_prefixes = tuple(signed or ())
         self.gateway = gateway
         self.auth = gateway.auth
         self.limits = gateway.limits
@@ -49,7 +50,9 @@ class Guard:
         policy = None
         if path in PUBLIC_PATHS:
             state["api_key_id"] = None
-        elif self.signed and (signer := next((f for p, f in self.signed if path.startswith(p)), None)):
+        elif path.startswith(self.signed_prefixes) and (
+            signer := next((f for p, f in self.signed if path.startswith(p)), None)
+        ):
             try:  # a protocol whose calls are signed with a per-app secret (SpeedPix)
                 signed = await signer(self.gateway, scope)
             except AuthenticationError as err:

@@ -31,10 +31,10 @@ class Route:
     model: str  # the provider's model name
     name: str = ""  # the model name the caller sees (a catalog name, or provider::model)
     price: PriceConfig | None = None
+    key: str = field(init=False, compare=False)  # provider::model, the circuit breaker's key
 
-    @property
-    def key(self) -> str:
-        return f"{self.provider.name}{MODEL_SEPARATOR}{self.model}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.provider.name}{MODEL_SEPARATOR}{self.model}")
 
 
 @dataclass(slots=True)

@@ -60,6 +60,20 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def classify(method: str, path: str) -> int:
+    """How a request counts: NOT_METERED, SYNC, ASYNC or DEFERRED (remembered per method and path)."""
+    kind = _classified.get((method, path))
+    if kind is None:
+        kind = _classify(method, path)
+        if len(_classified) >= 4096:  # paths with ids in them: keep the memo bounded
+            _classified.clear()
+        _classified[(method, path)] = kind
+    return kind
+
+
+_classified: dict[tuple[str, str], int] = {}
+
+
+def _classify(method: str, path: str) -> int:
     if method in _READS or method == "DELETE" or path in _NOT_METERED_PATHS or path.endswith("/cancel"):
         return NOT_METERED
     if path in _DEFERRED_PATHS or (path.endswith("/execute") and "/workflows/" in path):  # workflow runs

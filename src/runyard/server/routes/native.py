@@ -85,20 +85,26 @@ class _RoutingOptions(BaseModel):
     cache_strategy: Literal["vendor", "runyard", "none"] | None = None
 
 
-_ROUTING_KEYS = tuple(_RoutingOptions.model_fields)
 _CACHE = (None, "vendor", "runyard", "none")
 
 
 _CHOICES = {name: get_args(_RoutingOptions.model_fields[name].annotation) for name in ("task", "prefer")}
 
 
+_TASKS, _PREFERS = _CHOICES["task"], _CHOICES["prefer"]
+_MISSING = object()
+
+
 def _options(body: dict[str, Any], vendor: str | None) -> ChatOptions:
-    picked = {k: body.pop(k) for k in _ROUTING_KEYS if k in body}
-    body.pop("timeout_seconds", None)  # an SDK-side timeout; the server has its own
-    task, prefer = picked.get("task", "general"), picked.get("prefer", "balanced")
-    cache, multiplier = picked.get("cache_strategy"), picked.get("max_cost_multiplier")
-    if multiplier is None and task in _CHOICES["task"] and prefer in _CHOICES["prefer"] and cache in _CACHE:
+    pop = body.pop
+    task, prefer = pop("task", "general"), pop("prefer", "balanced")
+    cache, multiplier = pop("cache_strategy", None), pop("max_cost_multiplier", _MISSING)
+    pop("timeout_seconds", None)  # an SDK-side timeout; the server has its own
+    if multiplier is _MISSING and task in _TASKS and prefer in _PREFERS and cache in _CACHE:
         return ChatOptions(task=task, prefer=prefer, vendor=vendor, cache_strategy=cache)  # the common, valid case
+    picked = {"task": task, "prefer": prefer, "cache_strategy": cache}
+    if multiplier is not _MISSING:
+        picked["max_cost_multiplier"] = multiplier
     opts = validate(_RoutingOptions, picked)  # anything else: pydantic's checks and messages
     return ChatOptions(
         task=opts.task,
