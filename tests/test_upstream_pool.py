@@ -83,7 +83,8 @@ async def test_keep_alive_reuses_one_connection(echo_server: RawServer) -> None:
     pool = make_pool(echo_server.port)
     for _ in range(5):
         answer = await pool.post("/v1/chat/completions", b'{"a":1}')
-        assert answer == Answer(200, {"content-type": "application/json", "content-length": "11"}, b'{"ok":true}')
+        assert isinstance(answer, Answer) and (answer.status, answer.body) == (200, b'{"ok":true}')
+        assert answer.headers == {"content-type": "application/json", "content-length": "11"}
     assert echo_server.connections == 1
     sent = echo_server.requests[0]
     assert sent.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
@@ -98,6 +99,42 @@ async def test_concurrent_calls_open_several_connections(echo_server: RawServer)
     assert all(a.status == 200 for a in answers)
     assert 1 <= echo_server.connections <= 4  # the pool's limit
     pool.close()
+
+
+async def test_slots_queue_in_order_and_a_cancelled_waiter_frees_nothing() -> None:
+    release = asyncio.Event()
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:"))[15:])
+                seen.append(await reader.readexactly(length))
+                await release.wait()
+                writer.write(ok())
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = ConnectionPool(f"http://127.0.0.1:{port}", {}, connect_timeout=2, read_timeout=5, limit=1)
+    first = asyncio.create_task(pool.post("/x", b'"1"'))
+    second = asyncio.create_task(pool.post("/x", b'"2"'))
+    third = asyncio.create_task(pool.post("/x", b'"3"'))
+    await asyncio.sleep(0.1)
+    assert seen == [b'"1"']  # one slot: the others queue
+    second.cancel()
+    release.set()
+    assert (await first).status == 200 and (await third).status == 200
+    assert second.cancelled()
+    assert seen == [b'"1"', b'"3"']  # the cancelled caller never sent
+    assert (await asyncio.wait_for(pool.post("/x", b'"4"'), 2)).status == 200  # the slot came back
+    pool.close()
+    server.close()
 
 
 async def test_stale_keep_alive_connection_is_retried_once() -> None:

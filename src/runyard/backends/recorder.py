@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +31,7 @@ class InferenceRecorder:
         self._batch_size = batch_size
         self._buffer: deque[Entry] = deque(maxlen=max_buffer)
         self._pending_ids: set[str] = set()
-        self._pending_episodes: Counter[str] = Counter()
+        self._pending_episodes: dict[str, int] = {}  # a dict, not a Counter: its += and del run in Python
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
@@ -48,7 +48,8 @@ class InferenceRecorder:
         self._buffer.append((inference_id, episode_id, build_row))
         self._pending_ids.add(inference_id)
         if episode_id:
-            self._pending_episodes[episode_id] += 1
+            episodes = self._pending_episodes
+            episodes[episode_id] = episodes.get(episode_id, 0) + 1
         if len(self._buffer) >= self._batch_size:
             self._wake.set()
 
@@ -56,15 +57,18 @@ class InferenceRecorder:
         return inference_id in self._pending_ids
 
     def is_pending_episode(self, episode_id: str) -> bool:
-        return self._pending_episodes[episode_id] > 0
+        return self._pending_episodes.get(episode_id, 0) > 0
 
     def _forget(self, entries: list[Entry]) -> None:
+        episodes = self._pending_episodes
         for inference_id, episode_id, _ in entries:
             self._pending_ids.discard(inference_id)
             if episode_id:
-                self._pending_episodes[episode_id] -= 1
-                if self._pending_episodes[episode_id] <= 0:
-                    del self._pending_episodes[episode_id]
+                left = episodes.get(episode_id, 0) - 1
+                if left > 0:
+                    episodes[episode_id] = left
+                else:
+                    episodes.pop(episode_id, None)
 
     async def start(self) -> None:
         if self._task is None:

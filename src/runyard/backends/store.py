@@ -182,38 +182,32 @@ def _sqlite_insert(n_rows: int) -> str:
     return f"INSERT INTO inferences ({', '.join(_INFERENCE_COLUMNS)}) VALUES " + ", ".join([row] * n_rows)
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
-
-
 def _sqlite_datetime(value: datetime) -> str:
     # SQLAlchemy's SQLite DATETIME storage format (naive UTC), so reads parse it back.
     return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-def _converter(column: sa.Column[Any]) -> Any:
-    if isinstance(column.type, sa.JSON):
-        return _json_text
-    if isinstance(column.type, sa.DateTime):
-        return _sqlite_datetime
-    if isinstance(column.type, sa.Boolean):
-        return lambda v: None if v is None else int(v)
-    return None
-
-
-_SQLITE_CONVERT = tuple((i, f) for i, f in enumerate(_converter(c) for c in inferences.columns) if f is not None)
+# Columns whose values SQLite cannot take as they are (booleans it takes: sqlite3 binds them as 0/1).
+_JSON_AT = tuple(i for i, c in enumerate(inferences.columns) if isinstance(c.type, sa.JSON))
+_DATETIME_AT = tuple(i for i, c in enumerate(inferences.columns) if isinstance(c.type, sa.DateTime))
 _ALL_COLUMNS = operator.itemgetter(*_INFERENCE_COLUMNS)
 
 
 def _sqlite_row(row: dict[str, Any]) -> list[Any]:
-    """A row's values in column order, as SQLite stores them (all taken in one C call; only the
-    JSON, datetime and boolean columns converted)."""
+    """A row's values in column order, as SQLite stores them: taken in one C call, then the JSON
+    columns encoded (orjson) and the datetimes formatted as SQLAlchemy reads them back."""
     try:
         values = list(_ALL_COLUMNS(row))
     except KeyError:  # a row without some optional columns
         values = [row.get(name) for name in _INFERENCE_COLUMNS]
-    for i, convert in _SQLITE_CONVERT:
-        values[i] = convert(values[i])
+    dumps = orjson.dumps
+    for i in _JSON_AT:
+        value = values[i]
+        if value is not None:
+            values[i] = dumps(value).decode()
+    for i in _DATETIME_AT:
+        if values[i] is not None:
+            values[i] = _sqlite_datetime(values[i])
     return values
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Scope
 
 from ..errors import InvalidRequestError, PayloadTooLargeError, RunyardError, ValidationError
 from ..gateway import Gateway
@@ -52,19 +53,23 @@ def error_response(err: RunyardError) -> Response:
     return json_response(err.to_dict(), status=err.status or 500, headers=headers)
 
 
-def header(request: Request, name: bytes) -> str | None:
-    """One request header (``name`` lower-case), read off the ASGI scope without building
-    Starlette's ``Headers`` (a scan in Python per lookup)."""
-    for key, value in request.scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
+def header(scope: Scope, name: bytes) -> str | None:
+    """One request header (``name`` lower-case; the last if repeated), from a dict of the ASGI
+    scope's headers made once per request (Starlette's ``Headers`` scans in Python per lookup)."""
+    headers = scope.get(_HEADER_MAP)
+    if headers is None:
+        headers = scope[_HEADER_MAP] = dict(scope["headers"])
+    value = headers.get(name)
+    return None if value is None else value.decode("latin-1")
+
+
+_HEADER_MAP = "runyard.headers"
 
 
 async def read_body(request: Request) -> bytes:
     """The request body, refused with 413 past ``server.max_body_bytes`` (checked while reading)."""
     limit = gateway(request).config.server.max_body_bytes
-    declared = header(request, b"content-length")
+    declared = header(request.scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"request body exceeds {limit} bytes", code="body_too_large")
     receive = request.receive  # read here, not through Request.stream(): one coroutine less per chunk
@@ -143,7 +148,7 @@ def sse_error(err: RunyardError) -> bytes:
 
 
 def idempotency_key(request: Request, body: dict[str, Any] | None = None) -> str | None:
-    key = header(request, b"idempotency-key")
+    key = header(request.scope, b"idempotency-key")
     if body is not None:
         key = body.pop("idempotency_key", None) or key
     return key

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import AuthenticationError, RateLimitError
 from ..gateway import Gateway
 from ..services.limits import DEFERRED, NOT_METERED, Policy, classify, retry_after_header
-from .http import error_response, gateway
+from .http import error_response, gateway, header
 
 # A signed protocol's authenticator: (protocol caller id, key id for usage, policy), None for its
 # unsigned URLs, or AuthenticationError. See routes/speedpix.py.
@@ -61,14 +61,8 @@ class Guard:
             if signed is not None:
                 state["signed_caller"], state["api_key_id"], policy = signed
         elif self.auth.enabled:
-            authorization = x_api_key = None
-            for name, value in scope["headers"]:
-                if name == b"authorization":
-                    authorization = value.decode("latin-1")
-                elif name == b"x-api-key":
-                    x_api_key = value.decode("latin-1")
             try:
-                key = await self.auth.lookup(authorization, x_api_key)
+                key = await self.auth.lookup(header(scope, b"authorization"), header(scope, b"x-api-key"))
             except AuthenticationError as err:
                 response = error_response(err)
                 response.headers["WWW-Authenticate"] = "Bearer"

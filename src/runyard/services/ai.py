@@ -19,7 +19,7 @@ from ..types import Attempt, ChatDelta, ChatRequest, ChatResult, EmbedResult, To
 from .breaker import CircuitBreakers
 from .cache import MemoryCache, ResponseCache, cache_key
 from .catalog import Catalog, Choice, required_capabilities
-from .fallback import aclose_quietly, attempts_json, first_delta, first_success, with_attempts
+from .fallback import aclose_quietly, first_delta, first_success, with_attempts
 
 MAX_ROUTED_MODELS = 4  # candidates kept from task/prefer routing (primary + fallbacks)
 LOCAL_PROVIDER = "local"  # the embedded default's on-device models (providers/local.py)
@@ -552,7 +552,7 @@ def inference_row(
         "ttft_ms": ttft_ms,
         "status": status,
         "error": error,
-        "attempts": attempts_json(attempts),
+        "attempts": orjson.Fragment(orjson.dumps(attempts)),  # dataclasses, serialised by orjson in C
         "api_key_id": ctx.api_key_id,
         "tags": ctx.tags or {},
         "created_at": created,

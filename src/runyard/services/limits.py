@@ -159,8 +159,12 @@ class LimitService:
             limit, rk = p.rpm_sync, p.rk_sync
         if kind == NOT_METERED:
             return await self._peek_headers(limit, rk) if limit is not None else []
+        local = self._local  # the in-process backend is called directly: no coroutine per step
         if p.tpm is not None:
-            tokens, _, reset = await self._usage(p.subject, self.window_s)
+            if local is not None:
+                tokens, _, reset = local.usage_now(p.subject, self.window_s)
+            else:
+                tokens, _, reset = await self.backend.get_usage(p.subject, self.window_s)
             if tokens >= p.tpm:
                 err = RateLimitError(
                     f"token limit exceeded: {tokens} of {p.tpm} tokens used in the last {self.window_s:g}s",
@@ -171,7 +175,10 @@ class LimitService:
         if p.spend_limit is not None:
             if p.subject not in self._seeded:
                 await self.seed(p.subject)
-            _, cost, reset = await self._usage(p.subject, p.period)
+            if local is not None:
+                _, cost, reset = local.usage_now(p.subject, p.period)
+            else:
+                _, cost, reset = await self.backend.get_usage(p.subject, p.period)
             if cost >= p.spend_limit:
                 err = UsageLimitError(
                     f"usage limit exceeded: ${cost:.4f} of ${p.spend_limit:g} spent this {p.period}",
@@ -181,7 +188,6 @@ class LimitService:
                 raise await self._refused(err, limit, rk, [])
         if limit is None:
             return []
-        local = self._local
         if local is not None:
             allowed, remaining, reset = local.hit_now(rk, limit, self.window_s)
         else:

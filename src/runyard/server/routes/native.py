@@ -16,7 +16,6 @@ from starlette.routing import Route
 from ...config import MODEL_SEPARATOR
 from ...errors import InternalServerError, InvalidRequestError, NotFoundError, RunyardError
 from ...services.ai import CallContext, ChatOptions, ChatStream
-from ...services.fallback import attempts_json
 from ...types import ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult
 from ..access import check_file, check_file_refs, require, scope_workspace
 from ..http import (
@@ -206,7 +205,7 @@ def _metadata(result: ChatResult | EmbedResult) -> dict[str, Any]:
         "model": result.model,
         "provider_model": result.provider_model,
         "latency_ms": round(result.latency_ms, 3),
-        "attempts": attempts_json(result.attempts),
+        "attempts": result.attempts,  # dataclasses: json_response's orjson writes them as objects
         "cost": result.cost,
         "cache_hit": getattr(result, "cache_hit", False),
         "route_reason": getattr(result, "route_reason", None),
