@@ -187,3 +187,46 @@ def test_concurrent_duplicates_run_upstream_once(routing_server: GatewayProcess,
         answers = [f.result().json() for f in futures]
     assert len({a["inference_id"] for a in answers}) == 1
     assert len(mock_openai.requests) == 1
+
+
+def test_native_fields_stay_out_of_the_upstream_body(routing_server: GatewayProcess, mock_openai: MockOpenAI) -> None:
+    # The usual body is read in one pydantic pass; one with vendor/prompt/batch_mode or a string for
+    # messages goes the general way. Both must route alike, send no native field upstream and file
+    # the tags and episode; a bad native field gets the general way's typed error.
+    native = {"task", "prefer", "cache_strategy", "max_cost_multiplier", "tags", "episode_id", "idempotency_key"}
+    episode = "0192a7c4-5b5e-7c3d-8e4f-0123456789ab"
+    common = {
+        "task": "coding",
+        "prefer": "cheapest",
+        "cache_strategy": "none",
+        "max_cost_multiplier": 2,
+        "tags": {"team": "a"},
+        "episode_id": episode.upper(),
+        "timeout_seconds": 5,
+        "top_k": 3,  # an unknown parameter: passed through
+    }
+    bodies = [
+        {**common, "messages": [{"role": "user", "content": "hi"}], "idempotency_key": "plain"},
+        {**common, "messages": "hi", "idempotency_key": "general"},
+        {**common, "prompt": "hi", "vendor": "up", "idempotency_key": "vendor"},
+    ]
+    for body in bodies:
+        answer = httpx.post(f"{routing_server.url}/v1/ai/chat", json=body, timeout=10).json()
+        assert answer["model"] == "m-mid" and answer["episode_id"] == episode, answer
+        sent = mock_openai.requests[-1]["json"]
+        assert sent["top_k"] == 3 and sent["model"] == "mid-model"
+        assert not native & set(sent) and "timeout_seconds" not in sent and "vendor" not in sent
+        row = httpx.get(f"{routing_server.url}/v1/inferences/{answer['inference_id']}", timeout=10)
+        for _ in range(50):  # recorded off the request path
+            if row.status_code == 200:
+                break
+            time.sleep(0.05)
+            row = httpx.get(f"{routing_server.url}/v1/inferences/{answer['inference_id']}", timeout=10)
+        assert row.json()["tags"] == {"team": "a"} and row.json()["episode_id"] == episode
+    assert len(mock_openai.requests) == 3
+    for bad, code in (({"tags": {"team": 1}}, "invalid_tags"), ({"episode_id": "nope"}, "invalid_id")):
+        body = {**bodies[0], **bad}
+        reply = httpx.post(f"{routing_server.url}/v1/ai/chat", json=body, timeout=10)
+        assert reply.status_code == 400 and reply.json()["error"]["code"] == code, reply.text
+    reply = httpx.post(f"{routing_server.url}/v1/ai/chat", json={**bodies[0], "prefer": "fastest"}, timeout=10)
+    assert reply.status_code == 422 and "prefer" in reply.text

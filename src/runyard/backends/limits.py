@@ -71,6 +71,7 @@ class _KeyUsage:
 
     __slots__ = (
         "buckets",
+        "current_until",
         "day",
         "day_cost",
         "day_tokens",
@@ -91,6 +92,7 @@ class _KeyUsage:
         self.month = ""
         self.month_tokens = 0
         self.month_cost = 0.0
+        self.current_until = 0.0  # its day and month are the current ones until then (epoch s)
 
 
 class InProcessLimitBackend(LimitBackend):
@@ -146,6 +148,8 @@ class InProcessLimitBackend(LimitBackend):
 
     def _state(self, key: str, now: float) -> _KeyUsage:
         u = self._usage.get(key)
+        if u is not None and now < u.current_until:
+            return u  # the usual case: a known key within its current day and month
         if u is None:
             u = self._usage[key] = _KeyUsage()
         if now >= self._period_end:
@@ -154,6 +158,7 @@ class InProcessLimitBackend(LimitBackend):
             u.day, u.day_tokens, u.day_cost = self._day, 0, 0.0
         if u.month != self._month:
             u.month, u.month_tokens, u.month_cost = self._month, 0, 0.0
+        u.current_until = self._period_end
         return u
 
     def _expire(self, u: _KeyUsage, cutoff: float) -> None:
@@ -177,7 +182,8 @@ class InProcessLimitBackend(LimitBackend):
             last[2] += cost
         else:
             buckets.append([now, tokens, cost])
-            self._expire(u, now - self.horizon_s)
+            if buckets[0][0] <= now - self.horizon_s:
+                self._expire(u, now - self.horizon_s)
         u.w_tokens += tokens
         u.w_cost += cost
 
@@ -195,10 +201,13 @@ class InProcessLimitBackend(LimitBackend):
         u = self._usage.get(key)
         if u is None:
             return 0, 0.0, 0.0
-        self._expire(u, now - self.horizon_s)
         buckets = u.buckets
         if not buckets:
             return 0, 0.0, 0.0
+        if buckets[0][0] <= now - self.horizon_s:
+            self._expire(u, now - self.horizon_s)
+            if not buckets:
+                return 0, 0.0, 0.0
         if period >= self.horizon_s:
             return u.w_tokens, max(u.w_cost, 0.0), buckets[0][0] + period - now
         cutoff = now - period

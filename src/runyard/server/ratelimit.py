@@ -61,8 +61,11 @@ class Guard:
             if signed is not None:
                 state["signed_caller"], state["api_key_id"], policy = signed
         elif self.auth.enabled:
+            authorization = header(scope, b"authorization")
+            bearer = authorization is not None and authorization.startswith("Bearer ") and authorization[7:].strip()
+            x_api_key = None if bearer else header(scope, b"x-api-key")  # a fallback: read only when needed
             try:
-                key = await self.auth.lookup(header(scope, b"authorization"), header(scope, b"x-api-key"))
+                key = await self.auth.lookup(authorization, x_api_key)
             except AuthenticationError as err:
                 response = error_response(err)
                 response.headers["WWW-Authenticate"] = "Bearer"

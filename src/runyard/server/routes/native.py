@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -114,21 +115,63 @@ def _options(body: dict[str, Any], vendor: str | None) -> ChatOptions:
     )
 
 
+class _PlainChat(ChatRequest):
+    """The common ``/v1/ai/chat`` body, read in one pydantic pass from the raw JSON: a
+    ChatRequest plus the native fields, which are never serialised (not sent upstream, not part
+    of the cache key, not recorded). Bodies it does not take go the general way (below)."""
+
+    task: Literal["general", "reasoning", "coding", "long_context"] = Field(default="general", exclude=True)
+    prefer: Literal["balanced", "cheapest", "smartest"] = Field(default="balanced", exclude=True)
+    max_cost_multiplier: float | None = Field(default=None, ge=1.0, exclude=True)
+    cache_strategy: Literal["vendor", "runyard", "none"] | None = Field(default=None, exclude=True)
+    tags: dict[str, str] | None = Field(default=None, exclude=True)
+    episode_id: uuid.UUID | None = Field(default=None, exclude=True)
+    idempotency_key: str | None = Field(default=None, exclude=True)
+    timeout_seconds: Any = Field(default=None, exclude=True)  # an SDK-side timeout; ignored
+    # Only the general way handles these: a body that has them goes there.
+    vendor: Any = Field(default=None, exclude=True)
+    prompt: Any = Field(default=None, exclude=True)
+    batch_mode: Any = Field(default=None, exclude=True)
+
+
+def _plain_chat(raw: bytes) -> _PlainChat | None:
+    try:
+        body = _PlainChat.model_validate_json(raw)
+    except PydanticValidationError:
+        return None  # the general way gives the error (or takes what this cannot)
+    if body.vendor is not None or body.prompt is not None or body.batch_mode is not None:
+        return None
+    return body
+
+
 async def chat(request: Request) -> Response:
     raw = await read_body(request)
-    body = parse_object(raw)
-    key = idempotency_key(request, body)
-    ctx = _context(request, body)
-    prompt = body.pop("prompt", None)
-    if "messages" not in body and prompt is not None:
-        body["messages"] = prompt
-    if isinstance(body.get("messages"), str):
-        body["messages"] = [{"role": "user", "content": body["messages"]}]
-    batch_mode = body.pop("batch_mode", False)
-    options = _options(body, _apply_vendor(body, routing=True))
-    chat_request = validate(ChatRequest, body)
-    if batch_mode:
-        return await _queue_chat(request, key, raw, chat_request)
+    plain = _plain_chat(raw)
+    if plain is not None:
+        key = plain.idempotency_key or idempotency_key(request)
+        episode_id = str(plain.episode_id) if plain.episode_id is not None else None
+        ctx = CallContext(episode_id=episode_id, api_key_id=request.state.api_key_id, tags=plain.tags)
+        options = ChatOptions(
+            task=plain.task,
+            prefer=plain.prefer,
+            max_cost_multiplier=plain.max_cost_multiplier,
+            cache_strategy=plain.cache_strategy,
+        )
+        chat_request: ChatRequest = plain
+    else:
+        body = parse_object(raw)
+        key = idempotency_key(request, body)
+        ctx = _context(request, body)
+        prompt = body.pop("prompt", None)
+        if "messages" not in body and prompt is not None:
+            body["messages"] = prompt
+        if isinstance(body.get("messages"), str):
+            body["messages"] = [{"role": "user", "content": body["messages"]}]
+        batch_mode = body.pop("batch_mode", False)
+        options = _options(body, _apply_vendor(body, routing=True))
+        chat_request = validate(ChatRequest, body)
+        if batch_mode:
+            return await _queue_chat(request, key, raw, chat_request)
     service = gateway(request).ai
     if chat_request.stream:
         stream = await service.open_stream(chat_request, ctx, options)
