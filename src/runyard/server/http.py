@@ -24,8 +24,15 @@ DONE = b"data: [DONE]\n\n"
 
 
 def gateway(request: Request) -> Gateway:
-    gw: Gateway = request.app.state.gateway
+    gw: Gateway = request.scope["app"].state.gateway
     return gw
+
+
+def caller_key_id(request: Request) -> str | None:
+    """The id of the API key this request came with (set by the Guard; None without auth).
+    Read off the scope: ``request.state`` builds a State wrapper on first use."""
+    key_id: str | None = request.scope.get("state", {}).get("api_key_id")
+    return key_id
 
 
 class JSONBytes(Response):
@@ -160,7 +167,7 @@ async def idempotent(
     """Run ``produce`` once per Idempotency-Key (scoped to the caller's API key and path)."""
     if not key:
         return await produce()
-    scope = f"{request.state.api_key_id or '-'}|{request.url.path}|{key}"
+    scope = f"{caller_key_id(request) or '-'}|{request.scope['path']}|{key}"
 
     async def answer() -> tuple[int, bytes]:
         resp = await produce()

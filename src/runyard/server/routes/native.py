@@ -21,6 +21,7 @@ from ...types import ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResu
 from ..access import check_file, check_file_refs, require, scope_workspace
 from ..http import (
     DONE,
+    caller_key_id,
     gateway,
     idempotency_key,
     idempotent,
@@ -48,7 +49,7 @@ def _context(request: Request, body: dict[str, Any]) -> CallContext:
     episode_id = body.pop("episode_id", None)
     if episode_id is not None:
         episode_id = _uuid_str(episode_id, "episode_id")
-    return CallContext(episode_id=episode_id, api_key_id=request.state.api_key_id, tags=tags)
+    return CallContext(episode_id=episode_id, api_key_id=caller_key_id(request), tags=tags)
 
 
 def _uuid_str(value: Any, field: str) -> str:
@@ -150,7 +151,7 @@ async def chat(request: Request) -> Response:
     if plain is not None:
         key = plain.idempotency_key or idempotency_key(request)
         episode_id = str(plain.episode_id) if plain.episode_id is not None else None
-        ctx = CallContext(episode_id=episode_id, api_key_id=request.state.api_key_id, tags=plain.tags)
+        ctx = CallContext(episode_id=episode_id, api_key_id=caller_key_id(request), tags=plain.tags)
         options = ChatOptions(
             task=plain.task,
             prefer=plain.prefer,

@@ -20,6 +20,7 @@ from ...errors import InvalidRequestError
 from ...services.ai import CallContext, ChatStream
 from ...types import ChatRequest, ChatResult, EmbedRequest
 from ..http import (
+    caller_key_id,
     gateway,
     idempotency_key,
     idempotent,
@@ -36,7 +37,7 @@ async def chat_completions(request: Request) -> Response:
     chat_request = validate_json(ChatRequest, raw)
     if not chat_request.model:
         raise InvalidRequestError("'model' is required", code="missing_model")
-    ctx = CallContext(api_key_id=request.state.api_key_id)
+    ctx = CallContext(api_key_id=caller_key_id(request))
     service = gateway(request).ai
     if chat_request.stream:
         stream = await service.open_stream(chat_request, ctx)
@@ -112,7 +113,7 @@ async def _openai_events(stream: ChatStream, include_usage: bool) -> AsyncIterat
 async def embeddings(request: Request) -> Response:
     raw = await read_body(request)
     embed_request = validate_json(EmbedRequest, raw)
-    ctx = CallContext(api_key_id=request.state.api_key_id)
+    ctx = CallContext(api_key_id=caller_key_id(request))
 
     async def produce() -> Response:
         result = await gateway(request).ai.embed(
