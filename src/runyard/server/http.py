@@ -74,26 +74,34 @@ _HEADER_MAP = "runyard.headers"
 
 
 async def read_body(request: Request) -> bytes:
-    """The request body, refused with 413 past ``server.max_body_bytes`` (checked while reading)."""
+    """The request body, refused with 413 past ``server.max_body_bytes`` (checked while reading;
+    a declared Content-Length over it is refused before the rest is read)."""
     limit = gateway(request).config.server.max_body_bytes
-    declared = header(request.scope, b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"request body exceeds {limit} bytes", code="body_too_large")
     receive = request.receive  # read here, not through Request.stream(): one coroutine less per chunk
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    body = message.get("body", b"")
+    if len(body) > limit:
+        raise PayloadTooLargeError(f"request body exceeds {limit} bytes", code="body_too_large")
+    if message.get("more_body", False):  # more to come: check what was declared, then read on
+        declared = header(request.scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLargeError(f"request body exceeds {limit} bytes", code="body_too_large")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"request body exceeds {limit} bytes", code="body_too_large")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
     request._body = body  # what Request.body() would have kept: a later body() or stream() gets it
     return body
 

@@ -163,8 +163,7 @@ class AIService:
             if len(self._plans) > 4096:
                 self._plans.clear()
             self._plans[key] = known
-        plan = known[1]
-        return _Plan(list(plan.routes), plan.reason, list(plan.skipped))
+        return known[1]  # shared: callers copy what they change (attempts, the usable routes)
 
     def _local_fallback(self, request: ChatRequest, options: ChatOptions, err: InvalidRequestError) -> Route | None:
         """With no key configured (a fresh machine), unrouted chat goes to ``local::chat`` if installed."""

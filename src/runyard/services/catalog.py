@@ -89,8 +89,7 @@ class Catalog:
             raise InvalidRequestError(f"task must be one of {', '.join(TASKS)}", code="invalid_task")
         if prefer not in ("balanced", "cheapest", "smartest"):
             raise InvalidRequestError("prefer must be balanced, cheapest or smartest", code="invalid_prefer")
-        needs = frozenset(required_capabilities(request))
-        context = estimate_tokens(request)
+        needs, context = scan(request)
         ranking = self._ranked(needs, task, vendor, prefer)
         choice = ranking.choice
         if ranking.min_window is not None and context > ranking.min_window:  # some are too small
@@ -137,30 +136,41 @@ def _rank(capable: Candidates, prefer: str) -> Candidates:
     return sorted(affordable, key=key) + sorted(rest, key=lambda c: (c[2].blended, c[0]))
 
 
-def required_capabilities(request: ChatRequest) -> set[str]:
-    needs = {"chat"}
-    if request.tools:
-        needs.add("tools")
-    if request.json_schema() is not None:
-        needs.add("json_schema")
-    for message in request.messages:
-        if isinstance(message.content, list) and any(
-            isinstance(p, dict) and p.get("type") in ("image_url", "input_image", "image") for p in message.content
-        ):
-            needs.add("vision")
-            break
-    return needs
+_IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})
+# every combination of (tools, json_schema, vision) as the frozenset routing keys its memo on
+_NEEDS = {
+    (tools, schema, vision): frozenset(
+        name
+        for name, wanted in (("chat", True), ("tools", tools), ("json_schema", schema), ("vision", vision))
+        if wanted
+    )
+    for tools in (False, True)
+    for schema in (False, True)
+    for vision in (False, True)
+}
 
 
-def estimate_tokens(request: ChatRequest) -> int:
-    """A cheap upper-ish estimate (4 characters per token) plus the output budget."""
+def scan(request: ChatRequest) -> tuple[frozenset[str], int]:
+    """(the capabilities the request needs, a cheap upper-ish size estimate in tokens: 4
+    characters per token plus the output budget), in one pass over its messages."""
     chars = 0
+    vision = False
     for message in request.messages:
-        if isinstance(message.content, str):
-            chars += len(message.content)
-        elif isinstance(message.content, list):
-            chars += sum(len(str(p.get("text", ""))) for p in message.content if isinstance(p, dict))
-    return chars // 4 + (request.output_limit or 0)
+        content = message.content
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict):
+                    chars += len(str(part.get("text", "")))
+                    if part.get("type") in _IMAGE_PARTS:
+                        vision = True
+    needs = _NEEDS[(bool(request.tools), request.json_schema() is not None, vision)]
+    return needs, chars // 4 + (request.output_limit or 0)
+
+
+def required_capabilities(request: ChatRequest) -> set[str]:
+    return set(scan(request)[0])
 
 
 def _has_credentials(provider: ProviderConfig) -> bool:
