@@ -38,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -57,7 +58,32 @@ TARGET_OPEN_ADDED_P99_MS = 5.0
 
 DEFAULT_SCENARIOS = "chat:1,chat:32,stream:1,embed:32"
 BASE = "runyard base"  # --with-base: the plain config measured in the same rounds as --features
-GATEWAYS = ("runyard", BASE)
+TZ = "tensorzero"  # --with-tensorzero: TensorZero's Rust gateway (PyPI package), same rounds
+GATEWAYS = ("runyard", BASE, TZ)
+# The foundation's c=32 target is "half of TensorZero" (2,500 req/s where it served ~5,000):
+# with --with-tensorzero it is also checked against TensorZero measured in the same rounds.
+TARGET_TZ_SHARE_C32 = 0.5
+TZ_CONFIG = """[gateway]
+observability.enabled = false
+
+[models.mock-gpt]
+routing = ["mock"]
+
+[models.mock-gpt.providers.mock]
+type = "openai"
+model_name = "mock-gpt"
+api_base = "{mock}/"
+api_key_location = "none"
+
+[embedding_models.mock-embed]
+routing = ["mock"]
+
+[embedding_models.mock-embed.providers.mock]
+type = "openai"
+model_name = "mock-embed"
+api_base = "{mock}/"
+api_key_location = "none"
+"""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -207,7 +233,7 @@ def run_load(
     kind: str = "gateway",
     extra: list[str] | None = None,
 ) -> dict | None:
-    model = "mock-embed" if mode == "embed" else "mock-gpt"
+    model = target_model(label, mode)
     cmd = [
         py,
         str(shared / "loadgen.py"),
@@ -270,6 +296,14 @@ def run_load(
     return rec
 
 
+def target_model(label: str, mode: str) -> str:
+    """The bench models' names; TensorZero addresses them by kind (``tensorzero::model_name::...``)."""
+    model = "mock-embed" if mode == "embed" else "mock-gpt"
+    if label == TZ:
+        return f"tensorzero::{'embedding_model_name' if mode == 'embed' else 'model_name'}::{model}"
+    return model
+
+
 def agg(recs: list[dict]) -> dict:
     return {
         "n": len(recs),
@@ -284,6 +318,8 @@ def agg(recs: list[dict]) -> dict:
         "errors": sum(sum((r.get("errors") or {}).values()) for r in recs),
         "engine": ",".join(sorted({r.get("engine", "?") for r in recs})),
         "rps_all": [r.get("rps") for r in recs],
+        "backlog": [(r.get("recorder") or {}).get("buffered") for r in recs if r.get("recorder")],
+        "dropped": max([(r.get("recorder") or {}).get("dropped") or 0 for r in recs] or [0]),
         "p50_all": [g(r, "lat_ms", "p50") for r in recs],
     }
 
@@ -299,9 +335,10 @@ def _rates(text: str) -> list[float]:
     return rates
 
 
-def run_open(py: str, shared: Path, a, base_url: str, rate: float, extra: list[str] | None) -> dict | None:
+def run_open(py: str, shared: Path, a, base_url: str, rate: float, extra: list[str] | None, label: str) -> dict | None:
     """One open-loop run (bench/openloop.py): chat at ``rate`` req/s over 32 connections."""
     cmd = [py, str(REPO / "bench" / "openloop.py"), "--base-url", base_url, "--rate", str(rate)]
+    cmd += ["--model", target_model(label, "chat")]
     cmd += ["-c", "32", "-d", str(a.duration), "--warmup", str(a.warmup), "--shared-bench", str(shared)]
     p = subprocess.run(cmd + (extra or []), capture_output=True, text=True, timeout=a.duration + a.warmup + 60)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
@@ -427,6 +464,21 @@ def report(results: dict, scenarios: list[tuple[str, int]], rounds: int, duratio
                 if (sc, g) in results
             )
         )
+    backlog = [
+        (sc, g, results[(sc, g)])
+        for sc in scenarios
+        for g in ("runyard", BASE)
+        if results.get((sc, g), {}).get("backlog")
+    ]
+    if backlog:
+        w("")
+        w(
+            "Inference recorder under load (largest backlog of rows not yet written, sampled every 0.25 s; a "
+            "writer that keeps up holds well under a second of requests): "
+            + "; ".join(
+                f"{g} {sc[0]} c={sc[1]} max {max(r['backlog']):,}, dropped {r['dropped']:,}" for sc, g, r in backlog
+            )
+        )
     w("")
     w("## Targets")
     w("")
@@ -446,6 +498,25 @@ def report(results: dict, scenarios: list[tuple[str, int]], rounds: int, duratio
         )
     else:
         checks.append((f"chat c=32 >= {TARGET_RPS_C32:,.0f} req/s", "not measured", None))
+    tz32 = results.get((("chat", 32), TZ))
+    if c32 and c32["rps"] is not None and tz32 and tz32["rps"]:
+        share = c32["rps"] / tz32["rps"]
+        checks.append(
+            (
+                f"chat c=32 >= {TARGET_TZ_SHARE_C32:.0%} of TensorZero's req/s (same rounds)",
+                f"{c32['rps']:,.0f} / {tz32['rps']:,.0f} req/s = {share:.0%}",
+                share >= TARGET_TZ_SHARE_C32,
+            )
+        )
+    if c32 and c32.get("backlog") and c32["rps"]:
+        worst = max(c32["backlog"])
+        checks.append(
+            (
+                "chat c=32: the recorder keeps up (backlog < 1 s of requests, none dropped)",
+                f"max backlog {worst:,} rows, {c32['dropped']:,} dropped",
+                worst < c32["rps"] and not c32["dropped"],
+            )
+        )
     for name, value, ok in checks:
         w(f"- {'PASS' if ok else ('MISS' if ok is False else 'N/A ')}  {name}: {value}")
     return out
@@ -492,6 +563,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="comma-separated req/s: after the closed-loop rounds, chat at each fixed rate over 32 "
         "connections (bench/openloop.py) for every target, the added p50/p99 below saturation",
+    )
+    ap.add_argument(
+        "--with-tensorzero",
+        metavar="PYTHON",
+        default=None,
+        help="also run TensorZero's gateway (an interpreter with the PyPI 'tensorzero' package, e.g. "
+        "run_peers.sh's venv: /tmp/benchvenv/bin/python) in the same rounds, as the c=32 target's reference",
     )
     ap.add_argument("--python", default=sys.executable, help="interpreter for runyard, the mock and loadgen")
     ap.add_argument("--out", default=None, help="JSONL of raw loadgen lines (default in the temp dir)")
@@ -593,6 +671,21 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{BASE} pid={base.pid} (config {DEFAULT_CONFIG}, store {base_db}, log {base_log})")
             gateways.append((BASE, f"http://127.0.0.1:{base_port}/v1", base))
 
+        if a.with_tensorzero:
+            tz_cfg, tz_url_file, tz_log = work / "tensorzero.toml", work / "tz.url", work / "tensorzero.log"
+            tz_cfg.write_text(TZ_CONFIG.format(mock=mock_url))
+            tz_cmd = [*pin1, a.with_tensorzero, str(shared / "tz_http_gateway.py"), "--config", str(tz_cfg)]
+            tz = procs.start(TZ, [*tz_cmd, "--url-file", str(tz_url_file)], dict(os.environ), tz_log)
+            end = time.monotonic() + 60
+            while not (tz_url_file.is_file() and tz_url_file.read_text().strip()):
+                if tz.poll() is not None or time.monotonic() > end:
+                    tail = tz_log.read_text(errors="replace")[-2000:]
+                    raise SystemExit(f"overhead: TensorZero did not start:\n{tail}")
+                time.sleep(0.1)
+            tz_url = tz_url_file.read_text().strip().rstrip("/")
+            log(f"{TZ} pid={tz.pid} {tz_url} (log {tz_log})")
+            gateways.append((TZ, tz_url, tz))
+
         if pin0:  # the load generator (and wrk under it) on CPU 0 too
             os.sched_setaffinity(0, {0})
         with open(out, "a") as fh:
@@ -646,12 +739,20 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"round {r}/{a.rounds}  {sc[0]} c={sc[1]}  -> {name}")
                     attempted += 1
                     extra = gw_extra(sc[0]) if name == "runyard" else None
-                    rec = run_load(
-                        py, shared, a, url, sc[0], sc[1], pid, name, r, out, a.duration, a.warmup, extra=extra
-                    )
+                    watch = None
+                    if name in ("runyard", BASE):  # the recorder's backlog, sampled while under load
+                        watch = RecorderWatch(url, FEATURES_KEY if a.features and name == "runyard" else None)
+                    try:
+                        rec = run_load(
+                            py, shared, a, url, sc[0], sc[1], pid, name, r, out, a.duration, a.warmup, extra=extra
+                        )
+                    finally:
+                        seen = watch.stop() if watch else None
                     if rec is None:
                         failed += 1
                         continue
+                    if seen:
+                        rec["recorder"] = seen
                     recs.setdefault((sc, name), []).append(rec)
                     for gname, _, proc in gateways:
                         if proc.poll() is not None:
@@ -662,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
             for rate in rates:
                 for name, url, _pid in targets if r % 2 else targets[::-1]:
                     log(f"round {r}/{a.rounds}  open loop {rate:g} req/s c=32  -> {name}")
-                    rec = run_open(py, shared, a, url, rate, gw_extra("chat") if name == "runyard" else None)
+                    rec = run_open(py, shared, a, url, rate, gw_extra("chat") if name == "runyard" else None, name)
                     if rec is not None:
                         opened.setdefault((rate, name), []).append(rec)
         elapsed = time.monotonic() - t_start
@@ -752,6 +853,42 @@ def features_precheck(gw_url: str, body: Path) -> str:
     if not meta.get("route_reason") or limit is None:
         raise SystemExit(f"overhead: --features precheck failed: {data!r}, X-RateLimit-Limit={limit}")
     return f"routed to {data.get('model')} ({meta['route_reason']}); X-RateLimit-Limit {limit}"
+
+
+class RecorderWatch:
+    """Samples the gateway's inference recorder (``/v1/status``: rows buffered, written, dropped)
+    every ``every_s`` in a thread while a load runs; :meth:`stop` gives the largest backlog seen
+    and the dropped count at the end."""
+
+    def __init__(self, gw_url: str, key: str | None, every_s: float = 0.25) -> None:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.request = urllib.request.Request(gw_url + "/status", headers=headers)
+        self.every_s = every_s
+        self.buffered: list[int] = []
+        self.dropped = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        try:
+            with urllib.request.urlopen(self.request, timeout=10) as r:
+                stats = json.loads(r.read()).get("recorder") or {}
+        except (urllib.error.URLError, OSError, ValueError):
+            return
+        if "buffered" in stats:
+            self.buffered.append(int(stats["buffered"]))
+            self.dropped = int(stats.get("dropped") or 0)
+
+    def _run(self) -> None:
+        while not self.done.wait(self.every_s):
+            self._sample()
+
+    def stop(self) -> dict | None:
+        self.done.set()
+        self.thread.join()
+        self._sample()
+        return {"buffered": max(self.buffered), "dropped": self.dropped} if self.buffered else None
 
 
 def profile(a, py: str, shared: Path, gw: subprocess.Popen[bytes], gw_url: str, work: Path, extra: list[str]) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from runyard.backends.recorder import InferenceRecorder
 from runyard.backends.store import Store, new_id, utcnow
@@ -45,11 +47,11 @@ async def test_close_during_a_write_loses_nothing_and_leaves_no_lock(tmp_path: P
 async def test_rows_written_in_multi_row_inserts_read_back_whole(tmp_path: Path) -> None:
     store = Store(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
     await store.start()
-    rows = [_row(new_id()) for _ in range(101)]  # three INSERTs: two full, one of the rest
+    rows = [_row(new_id()) for _ in range(1_101)]  # three INSERTs (500, 500, 101), converted 100 at a time
     rows[-1].update(cache_hit=True, tags={"team": "a"}, attempts=[{"provider": "p", "model": "m"}])
     await store.insert_inferences(rows)
-    assert await store.count_inferences() == 101
-    for sent in (rows[0], rows[-1]):
+    assert await store.count_inferences() == 1_101
+    for sent in (rows[0], rows[550], rows[-1]):
         got = await store.get_inference(sent["id"])
         assert got is not None
         for field in ("input", "output", "tags", "attempts", "status", "input_tokens", "cost"):
@@ -64,7 +66,7 @@ async def test_failed_batch_keeps_its_place_and_overflow_drops_the_newest(tmp_pa
     await store.start()
     async with store.engine.begin() as conn:  # the database refuses every insert
         await conn.exec_driver_sql("DROP TABLE inferences")
-    recorder = InferenceRecorder(store, flush_interval_s=60, batch_size=10, max_buffer=30)
+    recorder = InferenceRecorder(store, flush_interval_s=60, batch_size=10, max_buffer=30, max_rows_per_write=10)
     ids = [new_id() for _ in range(40)]
     for inference_id in ids[:30]:
         recorder.record(inference_id, None, lambda i=inference_id: _row(i))
@@ -77,4 +79,71 @@ async def test_failed_batch_keeps_its_place_and_overflow_drops_the_newest(tmp_pa
     assert recorder.dropped == 10  # the newest made room for the failed batch
     assert all(recorder.is_pending(i) for i in ids[:30])
     assert not any(recorder.is_pending(i) for i in ids[30:])
+    await store.aclose()
+
+
+async def test_a_backlog_is_written_in_few_transactions_without_holding_the_loop(tmp_path: Path) -> None:
+    """5,000 waiting rows: three transactions (2,000 rows at most each), and other tasks get a
+    turn after every slice of 100 rows built."""
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    await store.start()
+    commits = []
+    sa.event.listen(store.engine.sync_engine, "commit", lambda _conn: commits.append(1))
+    recorder = InferenceRecorder(store, flush_interval_s=60, batch_size=100, max_buffer=100_000)
+    ids = [new_id() for _ in range(5_000)]
+    built = 0
+
+    def builder(inference_id: str) -> dict[str, Any]:
+        nonlocal built
+        built += 1
+        return _row(inference_id)
+
+    for inference_id in ids:
+        recorder.record(inference_id, None, lambda i=inference_id: builder(i))
+    seen = [0]  # rows built, as another task saw it at each of its turns
+    stop = False
+
+    async def other_task() -> None:
+        while not stop:
+            seen.append(built)
+            await asyncio.sleep(0)
+
+    other = asyncio.ensure_future(other_task())
+    await recorder.flush()
+    stop = True
+    await other
+    assert len(commits) == 3
+    assert await store.count_inferences() == 5_000
+    assert recorder.stats() == {"buffered": 0, "written": 5_000, "dropped": 0}
+    assert max(b - a for a, b in itertools.pairwise(seen)) <= 100
+    await store.aclose()
+
+
+async def test_a_flush_cancelled_while_building_puts_its_rows_back(tmp_path: Path) -> None:
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    await store.start()
+    recorder = InferenceRecorder(store, flush_interval_s=60, batch_size=100, max_buffer=100_000)
+    ids = [new_id() for _ in range(1_000)]
+    built = 0
+    first_slice = asyncio.Event()
+
+    def builder(inference_id: str) -> dict[str, Any]:
+        nonlocal built
+        built += 1
+        if built == 100:
+            first_slice.set()
+        return _row(inference_id)
+
+    for inference_id in ids:
+        recorder.record(inference_id, None, lambda i=inference_id: builder(i))
+    flushing = asyncio.ensure_future(recorder.flush())
+    await first_slice.wait()  # the first slice is built; the flush waits for its next turn
+    flushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    assert built < 1_000
+    assert recorder.stats()["buffered"] == 1_000
+    assert all(recorder.is_pending(i) for i in ids)
+    await recorder.flush()
+    assert await store.count_inferences() == 1_000
     await store.aclose()

@@ -118,7 +118,10 @@ def test_circuit_breaker_opens_and_recovers(mock_openai: MockOpenAI, tmp_path: P
         time.sleep(0.6)
         mock_openai.reset()
         assert client.ai.chat("x", model="flaky").provider == "up"  # half-open trial succeeds
-        assert client.request("GET", "/v1/status")["circuits"]["up::flaky-primary"]["state"] == "closed"
+        status = client.request("GET", "/v1/status")
+        assert status["circuits"]["up::flaky-primary"]["state"] == "closed"
+        recorder = status["recorder"]  # 4 chats answered: each recorded or waiting to be
+        assert recorder["buffered"] + recorder["written"] == 4 and recorder["dropped"] == 0
 
 
 def test_all_circuits_open_fails_fast(mock_openai: MockOpenAI, tmp_path: Path) -> None:

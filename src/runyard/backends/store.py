@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import functools
 import operator
+import sqlite3
 import uuid
 from datetime import datetime, timezone
 from itertools import chain
@@ -63,18 +64,27 @@ class Store:
     async def insert_inferences(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        async with self.engine.begin() as conn:
-            if self._sqlite:
-                # Multi-row INSERTs of values converted here, a slice at a time. SQLAlchemy's per-row
-                # bind processing was most of the recorder's cost; executemany's one sqlite3_step per
-                # row made the writer thread take the GIL back from the event loop once per row; and
-                # converting a whole batch in one go held the loop for milliseconds (bench/README.md).
-                for start in range(0, len(rows), _SQLITE_ROWS_PER_INSERT):
-                    chunk = rows[start : start + _SQLITE_ROWS_PER_INSERT]
-                    values = tuple(chain.from_iterable(map(_sqlite_row, chunk)))
-                    await conn.exec_driver_sql(_sqlite_insert(len(chunk)), values)
-            else:
+        if not self._sqlite:
+            async with self.engine.begin() as conn:
                 await conn.execute(inferences.insert(), rows)
+            return
+        # Multi-row INSERTs of values converted here. SQLAlchemy's per-row bind processing was most
+        # of the recorder's cost; executemany's one sqlite3_step per row made the writer thread take
+        # the GIL back from the event loop once per row; each statement costs round trips to the
+        # driver's thread, so they are as large as SQLite takes; and values are converted a slice
+        # at a time, with a turn of the event loop between, not to hold requests up (bench/README.md).
+        statements = []
+        for start in range(0, len(rows), _SQLITE_ROWS_PER_INSERT):
+            chunk = rows[start : start + _SQLITE_ROWS_PER_INSERT]
+            values: list[Any] = []
+            for at in range(0, len(chunk), _SQLITE_CONVERT_SLICE):
+                if start or at:
+                    await asyncio.sleep(0)
+                values.extend(chain.from_iterable(map(_sqlite_row, chunk[at : at + _SQLITE_CONVERT_SLICE])))
+            statements.append((_sqlite_insert(len(chunk)), tuple(values)))
+        async with self.engine.begin() as conn:
+            for sql, params in statements:
+                await conn.exec_driver_sql(sql, params)
 
     async def get_inference(self, inference_id: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
@@ -171,11 +181,14 @@ class Store:
 
 
 _INFERENCE_COLUMNS = tuple(c.name for c in inferences.columns)
-# as many rows per INSERT as fit SQLite's lowest limit on bound parameters (999 before 3.32)
-_SQLITE_ROWS_PER_INSERT = 999 // len(_INFERENCE_COLUMNS)
+# Rows per INSERT: up to 500, as many as SQLite's limit on bound parameters allows (999 before
+# 3.32, 32,766 since).
+_SQLITE_MAX_PARAMS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+_SQLITE_ROWS_PER_INSERT = min(500, _SQLITE_MAX_PARAMS // len(_INFERENCE_COLUMNS))
+_SQLITE_CONVERT_SLICE = 100  # rows converted between turns of the event loop
 
 
-@functools.lru_cache(maxsize=_SQLITE_ROWS_PER_INSERT)
+@functools.lru_cache(maxsize=64)
 def _sqlite_insert(n_rows: int) -> str:
     """``INSERT INTO inferences (...) VALUES (?, ...), ...`` for ``n_rows`` rows."""
     row = "(" + ", ".join("?" for _ in _INFERENCE_COLUMNS) + ")"

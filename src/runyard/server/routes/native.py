@@ -354,8 +354,10 @@ async def feedback(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
-    """Health of the routes (circuit breakers) and the response cache."""
-    return json_response({"status": "ok", **gateway(request).ai.status()})
+    """Health of the routes (circuit breakers), the response cache and the inference recorder."""
+    gw = gateway(request)
+    recorder = gw.recorder.stats() if gw.recorder is not None else None
+    return json_response({"status": "ok", **gw.ai.status(), "recorder": recorder})
 
 
 async def _inference(request: Request, raw_id: str, *, missing_ok: bool = False) -> dict[str, Any] | None:
