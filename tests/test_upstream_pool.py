@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -166,6 +166,38 @@ async def test_read_timeout_and_truncated_body() -> None:
         with pytest.raises(asyncio.TimeoutError):
             await pool.post("/x", b"{}")
         pool.close()
+
+
+async def test_read_timeout_counts_silence_not_the_whole_response() -> None:
+    """A body that trickles in (4 pieces, 0.15 s apart: 0.45 s in all) under a 0.3 s read
+    timeout arrives whole; a 0.4 s silence in the middle of one times out."""
+    body = b'{"pieces":"' + b"x" * 30 + b'"}'
+    pieces = [ok(body)[i : i + 30] for i in range(0, len(ok(body)), 30)]
+
+    def serve_with_gap(gap: float) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0]))
+            for i, piece in enumerate(pieces):
+                if i:
+                    await asyncio.sleep(gap if i == 2 else 0.15)
+                writer.write(piece)
+                await writer.drain()
+            writer.close()
+
+        return serve
+
+    assert len(pieces) >= 4
+    for gap, times_out in ((0.15, False), (0.4, True)):
+        server = await asyncio.start_server(serve_with_gap(gap), "127.0.0.1", 0)
+        pool = make_pool(server.sockets[0].getsockname()[1], read_timeout=0.3)
+        if times_out:
+            with pytest.raises(asyncio.TimeoutError):
+                await pool.post("/x", b"{}")
+        else:
+            assert (await pool.post("/x", b"{}")).body == body
+        pool.close()
+        server.close()
 
 
 async def test_response_size_cap() -> None:

@@ -49,8 +49,10 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self._parser = httptools.HttpResponseParser(self)
         self._timeout = read_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._future: asyncio.Future[Answer] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._last_data = 0.0  # loop time of the last bytes received (the read timeout is idle time)
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._size = 0
@@ -60,6 +62,7 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport subclasses
+        self._loop = asyncio.get_running_loop()  # once: each call costs a getpid() system call
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -75,8 +78,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
         if self._timer is not None:
-            self._timer.cancel()
-            self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expire)
+            self._last_data = self._loop.time()  # type: ignore[union-attr]  # set in connection_made
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -104,10 +106,11 @@ class _Connection(asyncio.Protocol):
 
     # -- requests -----------------------------------------------------------
     def request(self, payload: bytes) -> asyncio.Future[Answer]:
-        assert self.transport is not None
-        loop = asyncio.get_running_loop()
+        assert self.transport is not None and self._loop is not None
+        loop = self._loop
         self._future = loop.create_future()
         self._headers, self._body, self._size, self._got_bytes = [], [], 0, False
+        self._last_data = loop.time()
         self._timer = loop.call_later(self._timeout, self._expire)
         self.transport.write(payload)
         return self._future
@@ -119,6 +122,12 @@ class _Connection(asyncio.Protocol):
         self._future = None
 
     def _expire(self) -> None:
+        """The read timer: fail if nothing came for the whole timeout, else wait out the rest."""
+        assert self._loop is not None
+        idle = self._loop.time() - self._last_data
+        if idle < self._timeout:
+            self._timer = self._loop.call_later(self._timeout - idle, self._expire)
+            return
         self._fail(asyncio.TimeoutError())
 
     def _fail(self, err: BaseException) -> None:
