@@ -63,27 +63,18 @@ GATEWAYS = ("runyard", BASE, TZ)
 # The foundation's c=32 target is "half of TensorZero" (2,500 req/s where it served ~5,000):
 # with --with-tensorzero it is also checked against TensorZero measured in the same rounds.
 TARGET_TZ_SHARE_C32 = 0.5
-TZ_CONFIG = """[gateway]
-observability.enabled = false
+RUNYARD_TARGETS = ("runyard", BASE)  # the gateways whose recorder is watched
 
-[models.mock-gpt]
-routing = ["mock"]
 
-[models.mock-gpt.providers.mock]
-type = "openai"
-model_name = "mock-gpt"
-api_base = "{mock}/"
-api_key_location = "none"
-
-[embedding_models.mock-embed]
-routing = ["mock"]
-
-[embedding_models.mock-embed.providers.mock]
-type = "openai"
-model_name = "mock-embed"
-api_base = "{mock}/"
-api_key_location = "none"
-"""
+def tz_config(mock_url: str) -> str:
+    """TensorZero's config (as run_peers.sh writes it): mock-gpt and mock-embed on the mock upstream."""
+    out = ["[gateway]\nobservability.enabled = false\n"]
+    for table, name in (("models", "mock-gpt"), ("embedding_models", "mock-embed")):
+        out.append(
+            f'\n[{table}.{name}]\nrouting = ["mock"]\n\n[{table}.{name}.providers.mock]\ntype = "openai"\n'
+            f'model_name = "{name}"\napi_base = "{mock_url}/"\napi_key_location = "none"\n'
+        )
+    return "".join(out)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -467,7 +458,7 @@ def report(results: dict, scenarios: list[tuple[str, int]], rounds: int, duratio
     backlog = [
         (sc, g, results[(sc, g)])
         for sc in scenarios
-        for g in ("runyard", BASE)
+        for g in RUNYARD_TARGETS
         if results.get((sc, g), {}).get("backlog")
     ]
     if backlog:
@@ -591,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     a.config = a.config or str(FEATURES_CONFIG if a.features else DEFAULT_CONFIG)
     if a.with_base and not a.features:
         ap.error("--with-base goes with --features")
+    if a.with_tensorzero and not shutil.which(a.with_tensorzero):
+        ap.error(f"--with-tensorzero: no interpreter at {a.with_tensorzero!r}")
 
     shared = find_shared_bench(a.shared_bench)
     scenarios: list[tuple[str, int]] = []
@@ -673,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if a.with_tensorzero:
             tz_cfg, tz_url_file, tz_log = work / "tensorzero.toml", work / "tz.url", work / "tensorzero.log"
-            tz_cfg.write_text(TZ_CONFIG.format(mock=mock_url))
+            tz_cfg.write_text(tz_config(mock_url))
             tz_cmd = [*pin1, a.with_tensorzero, str(shared / "tz_http_gateway.py"), "--config", str(tz_cfg)]
             tz = procs.start(TZ, [*tz_cmd, "--url-file", str(tz_url_file)], dict(os.environ), tz_log)
             end = time.monotonic() + 60
@@ -740,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
                     attempted += 1
                     extra = gw_extra(sc[0]) if name == "runyard" else None
                     watch = None
-                    if name in ("runyard", BASE):  # the recorder's backlog, sampled while under load
+                    if name in RUNYARD_TARGETS:  # the recorder's backlog, sampled while under load
                         watch = RecorderWatch(url, FEATURES_KEY if a.features and name == "runyard" else None)
                     try:
                         rec = run_load(

@@ -43,13 +43,13 @@ class ResponseTooLarge(ValueError):
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, read_timeout: float, max_bytes: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float, max_bytes: int) -> None:
+        self._loop = loop  # kept: each asyncio.get_running_loop() costs a getpid() system call
         self._max_bytes = max_bytes
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self._parser = httptools.HttpResponseParser(self)
         self._timeout = read_timeout
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._future: asyncio.Future[Answer] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._last_data = 0.0  # loop time of the last bytes received (the read timeout is idle time)
@@ -62,7 +62,6 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport subclasses
-        self._loop = asyncio.get_running_loop()  # once: each call costs a getpid() system call
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -78,7 +77,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
         if self._timer is not None:
-            self._last_data = self._loop.time()  # type: ignore[union-attr]  # set in connection_made
+            self._last_data = self._loop.time()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -106,7 +105,7 @@ class _Connection(asyncio.Protocol):
 
     # -- requests -----------------------------------------------------------
     def request(self, payload: bytes) -> asyncio.Future[Answer]:
-        assert self.transport is not None and self._loop is not None
+        assert self.transport is not None
         loop = self._loop
         self._future = loop.create_future()
         self._headers, self._body, self._size, self._got_bytes = [], [], 0, False
@@ -123,7 +122,6 @@ class _Connection(asyncio.Protocol):
 
     def _expire(self) -> None:
         """The read timer: fail if nothing came for the whole timeout, else wait out the rest."""
-        assert self._loop is not None
         idle = self._loop.time() - self._last_data
         if idle < self._timeout:
             self._timer = self._loop.call_later(self._timeout - idle, self._expire)
@@ -232,7 +230,7 @@ class ConnectionPool:
         read_timeout, max_bytes = self._read_timeout, self._max_bytes
         _, conn = await asyncio.wait_for(
             loop.create_connection(
-                lambda: _Connection(read_timeout, max_bytes),
+                lambda: _Connection(loop, read_timeout, max_bytes),
                 self.host,
                 self.port,
                 ssl=self._ssl,
