@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from runyard.workflow_types import ANY, Shape, block_shape
 from runyard.workflows import Workflow, validate_definition
+from runyard.workflows.typecheck import ANY, Shape, block_shape
 from support.gateway import GatewayProcess
 from support.tasks_e2e import app_env
 

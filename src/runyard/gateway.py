@@ -1,8 +1,7 @@
-"""The gateway core: one object holding the configured services, started and closed together."""
+"""The gateway core, and the composition root: every service is built here, once, and handed
+the collaborators it uses; they are started and closed together."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from .backends.queue import SQLTaskQueue
 from .backends.recorder import InferenceRecorder
@@ -18,7 +17,13 @@ from .services.idempotency import IdempotencyCache
 from .services.limits import LimitService
 from .services.media import MediaService
 from .services.tasks import TaskService
+from .services.webhooks import WebhookSender
 from .services.workflows import WorkflowService
+from .worker import Worker
+from .workflows.app import workflow_app
+from .workflows.blocks import BlockServices
+from .workflows.refs import WorkflowRefs
+from .workflows.store import WorkflowStore
 
 
 class Gateway:
@@ -50,14 +55,51 @@ class Gateway:
         self.idempotency = IdempotencyCache(config.server.idempotency_ttl_s)
         self.files = FileService.from_config(self.store, config.files)
         self.apps = AppRegistry(config)
-        self.tasks = TaskService(config, SQLTaskQueue(self.store), self.apps)
-        self.tasks.files = self.files
-        self.agents = AgentService(self)
-        self.workflows = WorkflowService(self)  # its runs are tasks of the runyard/workflow app
-        self.apps.register(self.workflows.app_definition)
-        self.tasks.workflows = self.workflows
+        allow_private = config.webhooks.allow_private_webhooks
+        workflow_store = WorkflowStore(self.store.engine)
+        workflow_refs = WorkflowRefs(workflow_store, self.files, allow_private=allow_private)
+        self.tasks = TaskService(
+            config,
+            SQLTaskQueue(self.store),
+            self.apps,
+            WebhookSender(config.webhooks),
+            files=self.files,
+            refs=workflow_refs,  # a ref that names no app may name a workflow
+        )
+        self.agents = AgentService(
+            self.store.engine,
+            self.ai,
+            self.media,
+            self.files,
+            self.tasks,
+            secrets=config.apps.secrets,
+            allow_private=allow_private,
+        )
+        blocks = BlockServices(
+            ai=self.ai,
+            agents=self.agents,
+            tasks=self.tasks,
+            files=self.files,
+            modules=config.apps.modules,
+            allow_private=allow_private,
+        )
+        self.apps.register(workflow_app(workflow_store, blocks))  # workflow runs are its tasks
+        self.workflows = WorkflowService(workflow_store, workflow_refs, self.tasks)
         self.run_worker = run_worker
-        self.worker: Any = None
+        self.worker: Worker | None = None
+
+    def new_worker(self, pools: list[str] | None = None, worker_id: str | None = None) -> Worker:
+        """A task worker over ``pools`` (default: all), running apps with this gateway's services."""
+        return Worker(
+            self.tasks,
+            self.tasks.queue,
+            self.apps,
+            self.ai,
+            self.files,
+            self.config.workers,
+            pools=pools,
+            worker_id=worker_id,
+        )
 
     async def start(self) -> None:
         await self.store.start()
@@ -68,9 +110,7 @@ class Gateway:
         self.apps.load()
         await self.tasks.start()
         if self.run_worker:
-            from .worker import Worker
-
-            self.worker = Worker(self)
+            self.worker = self.new_worker()
             await self.worker.start()
 
     async def aclose(self) -> None:

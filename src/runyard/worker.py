@@ -21,17 +21,19 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from pydantic import ValidationError as PydanticValidationError
 
 from .apps import AppContext, AppDefinition, TaskCancelled, is_model
+from .backends.queue import SQLTaskQueue
+from .config import WorkersConfig
 from .errors import RunyardError
-from .services.ai import BoundAI, CallContext
-
-if TYPE_CHECKING:
-    from .gateway import Gateway
+from .services.ai import AIService, BoundAI, CallContext
+from .services.apps import AppRegistry
+from .services.files import FileService
+from .services.tasks import TaskService
 
 log = logging.getLogger("runyard.worker")
 STOP_WAIT_S = 5.0  # how long a stopping worker lets its dispatchers finish a claim
@@ -45,11 +47,25 @@ class _Session:
 
 
 class Worker:
-    def __init__(self, gateway: Gateway, *, pools: list[str] | None = None, worker_id: str | None = None) -> None:
-        self.gateway = gateway
-        self.tasks = gateway.tasks
-        self.queue = gateway.tasks.queue
-        self.config = gateway.config.workers
+    def __init__(
+        self,
+        tasks: TaskService,
+        queue: SQLTaskQueue,
+        apps: AppRegistry,
+        ai: AIService,
+        files: FileService,
+        config: WorkersConfig,
+        *,
+        pools: list[str] | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        """``pools``: the pools to serve (default: all of ``tasks.pools()``)."""
+        self.tasks = tasks
+        self.queue = queue
+        self.apps = apps
+        self.ai = ai
+        self.files = files
+        self.config = config
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         all_pools = self.tasks.pools()
         unknown = [p for p in pools or [] if p not in all_pools]
@@ -143,8 +159,8 @@ class Worker:
     async def _run(self, row: dict[str, Any]) -> tuple[str, Any, dict[str, Any] | None]:
         task_id, ref = row["id"], f"{row['app']}@{row['version']}"
         try:
-            definition = self.gateway.apps.resolve(ref)
-            secrets = self.gateway.apps.check_requirements(definition)
+            definition = self.apps.resolve(ref)
+            secrets = self.apps.check_requirements(definition)
         except RunyardError as err:
             return "failed", None, {"code": err.code, "message": err.message}
         session: _Session | None = None
@@ -172,7 +188,7 @@ class Worker:
             session_id=row.get("session_id"),
             secrets=secrets,
             emit=emit,
-            ai=BoundAI(self.gateway.ai, CallContext(api_key_id=row.get("api_key_id"), tags={"task_id": task_id})),
+            ai=BoundAI(self.ai, CallContext(api_key_id=row.get("api_key_id"), tags={"task_id": task_id})),
         )
         writer = asyncio.create_task(self._write_events(task_id, events))
         app_task = asyncio.create_task(self._call(definition, row, ctx, session))
@@ -212,7 +228,7 @@ class Worker:
     async def _call(
         self, definition: AppDefinition, row: dict[str, Any], ctx: AppContext, session: _Session | None
     ) -> Any:
-        files = self.gateway.files
+        files = self.files
         value = definition.validate_input(row.get("input") or {})
         await files.localize(value)  # File inputs get a local path
         if definition.is_class:
@@ -286,7 +302,7 @@ class Worker:
 
     async def _reap_sessions(self) -> None:
         while True:
-            await asyncio.sleep(self.gateway.config.workers.session_sweep_s)
+            await asyncio.sleep(self.config.session_sweep_s)
             for session_id in list(self._sessions):
                 try:
                     info = await self.queue.get_session(session_id)
@@ -354,12 +370,22 @@ class _LeaseLost(Exception):
     """Another worker re-claimed the task after this one's lease ran out."""
 
 
-async def run_worker(gateway: Gateway, pools: list[str] | None = None) -> None:
+class WorkerHost(Protocol):
+    """What a standalone worker runs inside: the gateway's services, started and closed together."""
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def new_worker(self, pools: list[str] | None = None) -> Worker: ...
+
+
+async def run_worker(gateway: WorkerHost, pools: list[str] | None = None) -> None:
     """Run a standalone worker until SIGTERM/SIGINT (``runyard worker``); running tasks go back to the queue."""
     import signal
 
     await gateway.start()
-    worker = Worker(gateway, pools=pools)
+    worker = gateway.new_worker(pools)
     await worker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -13,25 +13,26 @@ import base64
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import orjson
 import sqlalchemy as sa
 import yaml
 from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..backends.store import new_id, utcnow
 from ..errors import ConflictError, InvalidRequestError, NotFoundError, RunyardError, ValidationError
 from ..files import parse_file_ref
 from ..types import ChatRequest, ImageRequest
 from .agent_tools import AgentConfig, ToolSpec, check_tools, run_code
-from .ai import CallContext
+from .ai import AIService, CallContext
+from .files import FileService
+from .media import MediaService
+from .tasks import TaskRunner
 from .urlguard import check_url
 from .webhooks import SIGNATURE_HEADER, sign
-
-if TYPE_CHECKING:
-    from ..gateway import Gateway
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -138,8 +139,25 @@ def parse_config(data: Any) -> AgentConfig:
 
 
 class AgentService:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        ai: AIService,
+        media: MediaService,
+        files: FileService,
+        tasks: TaskRunner,
+        *,
+        secrets: dict[str, str],
+        allow_private: bool = False,
+    ) -> None:
+        """``secrets``: what webhook tools sign with; ``allow_private``: tools may call private addresses."""
+        self.engine = engine
+        self.ai = ai
+        self.media = media
+        self.files = files
+        self.tasks = tasks
+        self.secrets = secrets
+        self.allow_private = allow_private
         self._locks: dict[str, asyncio.Lock] = {}
         self._skill_cache: dict[str, str] = {}
 
@@ -148,8 +166,7 @@ class AgentService:
         if not TEMPLATE_NAME.match(name or ""):
             raise ValidationError("agent names look like 'org/name'", code="invalid_agent_name")
         cfg = parse_config(config)
-        engine = self.gw.store.engine
-        async with engine.begin() as conn:
+        async with self.engine.begin() as conn:
             q = sa.select(sa.func.max(agent_templates.c.version)).where(agent_templates.c.name == name)
             version = int((await conn.execute(q)).scalar() or 0) + 1
             await conn.execute(
@@ -176,7 +193,7 @@ class AgentService:
                 raise InvalidRequestError(f"bad agent version {version!r}", code="invalid_agent_ref")
             q = q.where(agent_templates.c.version == int(version))
         q = q.order_by(agent_templates.c.version.desc()).limit(1)
-        async with self.gw.store.engine.connect() as conn:
+        async with self.engine.connect() as conn:
             row = (await conn.execute(q)).first()
         if row is None:
             raise NotFoundError(f"agent {ref!r} not found", code="agent_not_found")
@@ -184,7 +201,7 @@ class AgentService:
 
     async def list_versions(self, name: str) -> list[dict[str, Any]]:
         q = sa.select(agent_templates).where(agent_templates.c.name == name).order_by(agent_templates.c.version)
-        async with self.gw.store.engine.connect() as conn:
+        async with self.engine.connect() as conn:
             rows = list(await conn.execute(q))
         return [self._describe(r.name, r.version, AgentConfig.model_validate(r.config)) for r in rows]
 
@@ -222,14 +239,14 @@ class AgentService:
             "api_key_id": api_key_id,
             "created_at": now.isoformat(),
         }
-        async with self.gw.store.engine.begin() as conn:
+        async with self.engine.begin() as conn:
             await conn.execute(
                 agent_chats.insert().values(id=chat["id"], agent=ref, data=chat, created_at=now, updated_at=now)
             )
         return chat
 
     async def get_chat(self, chat_id: str) -> dict[str, Any]:
-        async with self.gw.store.engine.connect() as conn:
+        async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(agent_chats.c.data).where(agent_chats.c.id == chat_id))).first()
         if row is None:
             raise NotFoundError(f"chat {chat_id} not found", code="chat_not_found")
@@ -237,7 +254,7 @@ class AgentService:
         return data
 
     async def _save(self, chat: dict[str, Any]) -> None:
-        async with self.gw.store.engine.begin() as conn:
+        async with self.engine.begin() as conn:
             await conn.execute(
                 agent_chats.update().where(agent_chats.c.id == chat["id"]).values(data=chat, updated_at=utcnow())
             )
@@ -336,10 +353,10 @@ class AgentService:
         ref = parse_file_ref(f.get("uri") if isinstance(f, dict) else f)
         if ref is None:
             return f
-        record = await self.gw.files.get(ref)
+        record = await self.files.get(ref)
         if not record.content_type.startswith("image/"):
             return f"{record.uri} ({record.filename or 'file'}, {record.content_type})"
-        data = await self.gw.files.read(record)
+        data = await self.files.read(record)
         return f"data:{record.content_type};base64,{base64.b64encode(data).decode()}"
 
     def _call(self, chat: dict[str, Any], call_id: str) -> dict[str, Any]:
@@ -422,9 +439,9 @@ class AgentService:
             started = time.perf_counter()
             try:
                 if emit is None:
-                    result = await self.gw.ai.chat(request, ctx)
+                    result = await self.ai.chat(request, ctx)
                 else:
-                    stream = await self.gw.ai.open_stream(request, ctx)
+                    stream = await self.ai.open_stream(request, ctx)
                     async for delta in stream:
                         if delta.content:
                             await emit({"type": "delta", "content": delta.content})
@@ -567,12 +584,12 @@ class AgentService:
         if gen.app:
             spec = ToolSpec(name="image_generation", type="app", app=gen.app, setup=gen.setup, input=gen.input)
             return await self._app_tool(spec, {"prompt": prompt}, chat.get("api_key_id"), call)
-        result = await self.gw.media.generate_image(ImageRequest(model=gen.model, prompt=prompt, **gen.input))
+        result = await self.media.generate_image(ImageRequest(model=gen.model, prompt=prompt, **gen.input))
         images = []
         for image in result.images:
             if image.get("b64_json"):
                 data, owner = base64.b64decode(image["b64_json"]), chat.get("api_key_id")
-                record = await self.gw.files.put(data, "image.png", "image/png", api_key_id=owner)
+                record = await self.files.put(data, "image.png", "image/png", api_key_id=owner)
                 images.append({"uri": record.uri})
             elif image.get("url"):
                 images.append({"url": image["url"]})
@@ -585,7 +602,7 @@ class AgentService:
         user, action, key = chat["user"], args.get("action"), args.get("key")
         t = agent_memory.c
         where = sa.and_(t.agent == agent, t.user == user)
-        async with self.gw.store.engine.begin() as conn:
+        async with self.engine.begin() as conn:
             if action == "list":
                 rows = await conn.execute(sa.select(t.key, t.value).where(where))
                 return {"memory": {k: v["v"] for k, v in rows}}
@@ -617,9 +634,7 @@ class AgentService:
             url = skill.get("url")
             if url:
                 if url not in self._skill_cache:
-                    await check_url(
-                        url, allow_private=self.gw.config.webhooks.allow_private_webhooks, field="skill url"
-                    )
+                    await check_url(url, allow_private=self.allow_private, field="skill url")
                     async with httpx.AsyncClient(timeout=10) as http:
                         resp = await http.get(url)
                         resp.raise_for_status()
@@ -631,7 +646,7 @@ class AgentService:
         self, spec: ToolSpec, args: dict[str, Any], api_key_id: str | None, call: dict[str, Any]
     ) -> Any:
         assert spec.app
-        tasks = self.gw.tasks
+        tasks = self.tasks
         task = await tasks.create(spec.app, {**spec.input, **args}, setup=spec.setup or None, api_key_id=api_key_id)
         call["task_id"] = task["id"]
         deadline = time.monotonic() + spec.timeout_s * 6
@@ -645,11 +660,11 @@ class AgentService:
 
     async def _webhook_tool(self, spec: ToolSpec, args: dict[str, Any], call: dict[str, Any]) -> Any:
         assert spec.url
-        url = await check_url(spec.url, allow_private=self.gw.config.webhooks.allow_private_webhooks, field="tool url")
+        url = await check_url(spec.url, allow_private=self.allow_private, field="tool url")
         body = orjson.dumps({"tool": spec.name, "call_id": call["id"], "arguments": args})
         headers = {"Content-Type": "application/json"}
         if spec.secret:
-            secret = self.gw.config.apps.secrets.get(spec.secret)
+            secret = self.secrets.get(spec.secret)
             if secret is None:
                 return {"error": "secret_not_found", "message": f"secret {spec.secret!r} is not configured"}
             headers[SIGNATURE_HEADER] = sign(secret, body)

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError as PydanticValidationError
 
@@ -69,15 +69,57 @@ class TaskBus:
         return self.pool_signals.setdefault(pool, asyncio.Event())
 
 
+class RefResolver(Protocol):
+    """What a ref that names no app names (``acme/x@main`` may be a workflow)."""
+
+    async def task_for(
+        self, ref: str, input: dict[str, Any], *, api_key_id: str | None
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The (app ref, input) of the task that runs ``ref``, or ``None`` when it names nothing here."""
+        ...
+
+
+class TaskRunner(Protocol):
+    """Create a task and wait for it: what agents' app tools and workflows' app blocks need."""
+
+    async def create(
+        self,
+        app: str,
+        input: dict[str, Any],
+        *,
+        setup: dict[str, Any] | None = None,
+        webhook: str | None = None,
+        api_key_id: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def wait(self, task_id: str, timeout: float) -> dict[str, Any]: ...
+
+
+class InputFiles(Protocol):
+    """Gives file inputs a stored ref (see :meth:`FileService.localize`)."""
+
+    async def localize(self, value: Any) -> Any: ...
+
+
 class TaskService:
-    def __init__(self, config: RunyardConfig, queue: SQLTaskQueue, apps: AppRegistry) -> None:
+    def __init__(
+        self,
+        config: RunyardConfig,
+        queue: SQLTaskQueue,
+        apps: AppRegistry,
+        webhooks: WebhookSender,
+        *,
+        files: InputFiles | None = None,
+        refs: RefResolver | None = None,
+    ) -> None:
+        """``refs``: asked about refs that name no app (workflows run as tasks of another app)."""
         self.config = config
         self.queue = queue
         self.apps = apps
         self.bus = TaskBus()
-        self.webhooks = WebhookSender(config.webhooks)
-        self.files: Any = None  # FileService, when the gateway has one (see Gateway)
-        self.workflows: Any = None  # WorkflowService: refs that name no app may name a workflow
+        self.webhooks = webhooks
+        self.files = files
+        self.refs = refs
         self.poll_s = min(0.25, config.workers.poll_interval_s)
         self._sweeper: asyncio.Task[None] | None = None
         self._stop_sweeping = asyncio.Event()
@@ -116,9 +158,12 @@ class TaskService:
         try:
             definition = self.apps.resolve(app)
         except NotFoundError as err:  # not an app: maybe a workflow (runs as a runyard/workflow task)
-            if err.code != "app_not_found" or self.workflows is None or not await self.workflows.exists(app):
+            found = None
+            if err.code == "app_not_found" and self.refs is not None:
+                found = await self.refs.task_for(app, input, api_key_id=api_key_id)
+            if found is None:
                 raise
-            return dict(await self.workflows.submit(app, input, webhook=webhook, api_key_id=api_key_id))
+            return await self.create(found[0], found[1], webhook=webhook, api_key_id=api_key_id)
         self.apps.check_requirements(definition)
         input = await self._prepare_input(definition, input)
         pool = pool or definition.pool or DEFAULT_POOL

@@ -212,7 +212,7 @@ def _ids(value: Any) -> list[str]:
 
 def validate_definition(definition: dict[str, Any]) -> tuple[dict[str, Any], list[WorkflowProblem]]:
     """(normalized definition, problems): unknown kinds, dangling references, cycles, bad fields, and
-    reference types (:mod:`runyard.workflow_types`: unknown fields, type mismatches)."""
+    reference types (:mod:`runyard.workflows.typecheck`: unknown fields, type mismatches)."""
     problems: list[WorkflowProblem] = []
     name = definition.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
@@ -261,7 +261,7 @@ def validate_definition(definition: dict[str, Any]) -> tuple[dict[str, Any], lis
                 deps[target].add(block["id"])
     if sum(1 for b in blocks if b.get("kind") == "input") > 1:
         problems.append(_p("(workflow)", "invalid_block", "at most one input block"))
-    from .workflow_types import type_problems  # it imports this module
+    from .typecheck import type_problems  # it imports this module
 
     problems.extend(type_problems(blocks))
     for cycle_block in _cycle(deps):

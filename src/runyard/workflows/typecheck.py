@@ -1,7 +1,7 @@
 """Static types of workflow references, checked when a definition is validated.
 
 Every block kind has an output :class:`Shape`: what ``{{ block.field }}`` can read once
-:class:`runyard.services.workflows.Run` has run it (``llm`` → ``content``/``model``/``tokens``
+:class:`runyard.workflows.engine.Run` has run it (``llm`` → ``content``/``model``/``tokens``
 (+ ``json`` with a ``response_format``), ``map`` → ``results``/``count``, ``http`` →
 ``status``/``headers``/``body``, ``input`` → its declared inputs, ...; ``function``, ``app`` and
 ``agent`` blocks may declare ``outputs: {field: type}``). Reference chains (``start.a.b``,
@@ -19,7 +19,7 @@ from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
 
-from .workflows import INPUT_TYPES, KINDS, WorkflowProblem, env, rewrite_template, whole_expression
+from .definition import INPUT_TYPES, KINDS, WorkflowProblem, env, rewrite_template, whole_expression
 
 __all__ = ["ANY", "Shape", "block_shape", "type_problems"]
 
