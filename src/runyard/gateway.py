@@ -3,6 +3,9 @@ the collaborators it uses; they are started and closed together."""
 
 from __future__ import annotations
 
+from .agents.chats import ChatStore
+from .agents.loop import AgentLoop
+from .agents.tools import ServerTools
 from .backends.queue import SQLTaskQueue
 from .backends.recorder import InferenceRecorder
 from .backends.store import Store
@@ -66,15 +69,11 @@ class Gateway:
             files=self.files,
             refs=workflow_refs,  # a ref that names no app may name a workflow
         )
-        self.agents = AgentService(
-            self.store.engine,
-            self.ai,
-            self.media,
-            self.files,
-            self.tasks,
-            secrets=config.apps.secrets,
-            allow_private=allow_private,
+        chats = ChatStore(self.store.engine)
+        tools = ServerTools(
+            chats, self.media, self.files, self.tasks, secrets=config.apps.secrets, allow_private=allow_private
         )
+        self.agents = AgentService(chats, AgentLoop(chats, self.ai, self.files, tools))
         blocks = BlockServices(
             ai=self.ai,
             agents=self.agents,

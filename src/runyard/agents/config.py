@@ -1,19 +1,15 @@
-"""Agent tool plumbing: config models, JSON Schema checks, and the sandboxed ``code_execution``."""
+"""Agent configs: the models (tools, internal tools, skills, limits), their checks, and the internal tools' schemas."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import re
-import resource
-import sys
-import tempfile
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticValidationError
 
-from ..errors import ValidationError
+from ..errors import InvalidRequestError, ValidationError
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 JSON_TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
@@ -162,74 +158,95 @@ def schema_problem(schema: Any, path: str = "$", depth: int = 0) -> str | None:
     return None
 
 
-# -- code_execution ---------------------------------------------------------------------------
+INTERNAL_SCHEMAS: dict[str, dict[str, Any]] = {
+    "plan": {
+        "description": "Keep a todo list for this chat: send the whole list each time.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "todos": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"title": {"type": "string"}, "done": {"type": "boolean"}},
+                        "required": ["title"],
+                    },
+                }
+            },
+            "required": ["todos"],
+        },
+    },
+    "memory": {
+        "description": "Key-value memory kept across chats for this agent and user.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "action": {"type": "string", "enum": ["get", "set", "delete", "list"]},
+                "key": {"type": "string"},
+                "value": {},
+            },
+            "required": ["action"],
+        },
+    },
+    "code_execution": {
+        "description": "Run Python code in a sandbox (no network, limited CPU/memory/time); returns stdout.",
+        "parameters": {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]},
+    },
+    "image_generation": {
+        "description": "Generate an image from a text prompt; returns the image file(s).",
+        "parameters": {"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]},
+    },
+    "load_skill": {
+        "description": "Load the full instructions of one of the skills listed in the system prompt.",
+        "parameters": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+    },
+}
 
-_CHILD = r"""
-import sys
-def _guard(event, args):
-    if event.startswith("socket.") or event in ("subprocess.Popen", "os.system", "os.posix_spawn", "os.fork"):
-        raise PermissionError(f"{event} is not allowed in code_execution (no network, no processes)")
-sys.addaudithook(_guard)
-_src = sys.stdin.read()
-exec(compile(_src, "<code>", "exec"), {"__name__": "__main__"})
-"""
 
-
-class CodeLimits(BaseModel):
-    cpu_s: int = 2
-    memory_mb: int = 256
-    wall_s: float = 5.0
-    output_bytes: int = 64 * 1024
-
-
-async def run_code(code: str, limits: CodeLimits | None = None) -> dict[str, Any]:
-    """Run Python in a fresh process: rlimits on CPU time and memory, a wall-clock kill, a temp
-    dir as cwd and home, an audit hook refusing sockets and subprocesses (and no network
-    namespace at all where ``unshare -n`` works)."""
-    limits = limits or CodeLimits()
-    mem = limits.memory_mb * 1024 * 1024
-
-    def preexec() -> None:  # runs in the child, before exec
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024 * 1024, 16 * 1024 * 1024))
-        os.setsid()
-
-    with tempfile.TemporaryDirectory(prefix="runyard-code-") as tmp:
-        env = {"PATH": "/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp, "PYTHONDONTWRITEBYTECODE": "1"}
-        argv = [sys.executable, "-I", "-S", "-c", _CHILD]
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=tmp,
-            env=env,
-            preexec_fn=preexec,
-        )
-        killed = None
+def parse_config(data: Any) -> AgentConfig:
+    if isinstance(data, str):
         try:
-            out, err = await asyncio.wait_for(proc.communicate(code.encode()), limits.wall_s)
-        except asyncio.TimeoutError:
-            killed = "wall_clock"
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, 9)
-            out, err = await proc.communicate()
-        rc = proc.returncode
-    stderr = err[-limits.output_bytes :].decode(errors="replace")
-    if killed is None and rc is not None and rc < 0:
-        import signal
+            data = yaml.safe_load(data)
+        except yaml.YAMLError as err:
+            raise InvalidRequestError(f"agent YAML does not parse: {err}", code="invalid_yaml") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError("an agent config must be an object", code="invalid_agent_config")
+    try:
+        config = AgentConfig.model_validate(data)
+    except PydanticValidationError as err:
+        problems = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in err.errors()]
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+        raise ValidationError(
+            f"invalid agent config: {summary}", code="invalid_agent_config", details=problems
+        ) from None
+    check_tools(config)
+    return config
 
-        sig = -rc
-        killed = "cpu_time" if sig in (signal.SIGXCPU, signal.SIGKILL) else f"signal {sig}"
-    if killed is None and "MemoryError" in stderr:
-        killed = "memory"
-    if killed is None and "is not allowed in code_execution" in stderr:
-        killed = "network"
-    return {
-        "stdout": out[: limits.output_bytes].decode(errors="replace"),
-        "stderr": stderr,
-        "exit_code": rc,
-        "killed": killed,
-        "ok": rc == 0 and killed is None,
-    }
+
+def internal_enabled(cfg: AgentConfig) -> set[str]:
+    """The internal tools this config turns on."""
+    names = {n for n in ("plan", "memory", "code_execution") if getattr(cfg.internal_tools, n)}
+    if cfg.internal_tools.image_generation is not None:
+        names.add("image_generation")
+    if cfg.skills:
+        names.add("load_skill")
+    return names
+
+
+def tool_defs(cfg: AgentConfig) -> list[dict[str, Any]]:
+    """The tools offered to the model, in OpenAI's ``tools`` shape: the config's, then internal ones."""
+    defs = [
+        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+        for t in cfg.tools
+    ]
+    for name in sorted(internal_enabled(cfg), key=list(INTERNAL_SCHEMAS).index):
+        defs.append({"type": "function", "function": {"name": name, **INTERNAL_SCHEMAS[name]}})
+    return defs
+
+
+def tool_spec(chat: dict[str, Any], name: str) -> ToolSpec | None:
+    """The chat's config tool called ``name`` (``None``: an internal tool, or none at all)."""
+    for t in chat["config"].get("tools", []):
+        if t["name"] == name:
+            return ToolSpec.model_validate(t)
+    return None
