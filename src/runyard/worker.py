@@ -28,6 +28,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from .apps import AppContext, AppDefinition, TaskCancelled, is_model
 from .backends.queue import SQLTaskQueue
+from .backends.records import TaskRecord
 from .config import WorkersConfig
 from .errors import RunyardError
 from .services.ai import AIService, BoundAI, CallContext
@@ -123,26 +124,26 @@ class Worker:
                 return
             try:
                 signal.clear()
-                row = await self.queue.claim(pool, self.worker_id, self.config.lease_s)
+                task = await self.queue.claim(pool, self.worker_id, self.config.lease_s)
             except Exception:
                 log.exception("claim failed")
-                row = None
-            if row is None:
+                task = None
+            if task is None:
                 slots.release()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(signal.wait(), self.config.poll_interval_s)
                 continue
-            self.tasks.bus.notify(row["id"])
-            job = asyncio.create_task(self._execute(row))
+            self.tasks.bus.notify(task.id)
+            job = asyncio.create_task(self._execute(task))
             self._running.add(job)
             job.add_done_callback(self._running.discard)
             job.add_done_callback(lambda _: slots.release())
 
     # -- one task -----------------------------------------------------------------
-    async def _execute(self, row: dict[str, Any]) -> None:
-        task_id = row["id"]
+    async def _execute(self, task: TaskRecord) -> None:
+        task_id = task.id
         try:
-            status, output, error = await self._run(row)
+            status, output, error = await self._run(task)
         except asyncio.CancelledError:
             if self._stopping:
                 await asyncio.shield(self.queue.release(task_id, self.worker_id, None))
@@ -156,16 +157,16 @@ class Worker:
         if await self.queue.finish(task_id, self.worker_id, status, output=output, error=error):
             await self.tasks.finished(task_id)
 
-    async def _run(self, row: dict[str, Any]) -> tuple[str, Any, dict[str, Any] | None]:
-        task_id, ref = row["id"], f"{row['app']}@{row['version']}"
+    async def _run(self, task: TaskRecord) -> tuple[str, Any, dict[str, Any] | None]:
+        task_id, ref = task.id, task.ref
         try:
             definition = self.apps.resolve(ref)
             secrets = self.apps.check_requirements(definition)
         except RunyardError as err:
             return "failed", None, {"code": err.code, "message": err.message}
         session: _Session | None = None
-        if row.get("session_id"):
-            session, failure = await self._session(row, definition)
+        if task.session_id:
+            session, failure = await self._session(task, definition)
             if failure is not None:
                 return "failed", None, failure
         events: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
@@ -184,14 +185,14 @@ class Worker:
         ctx = AppContext(
             task_id=task_id,
             app=ref,
-            attempt=row["attempts"],
-            session_id=row.get("session_id"),
+            attempt=task.attempts,
+            session_id=task.session_id,
             secrets=secrets,
             emit=emit,
-            ai=BoundAI(self.ai, CallContext(api_key_id=row.get("api_key_id"), tags={"task_id": task_id})),
+            ai=BoundAI(self.ai, CallContext(api_key_id=task.api_key_id, tags={"task_id": task_id})),
         )
         writer = asyncio.create_task(self._write_events(task_id, events))
-        app_task = asyncio.create_task(self._call(definition, row, ctx, session))
+        app_task = asyncio.create_task(self._call(definition, task, ctx, session))
         self.tasks.bus.cancel_hooks[task_id] = lambda: self._on_cancel(ctx, app_task)
         beat = asyncio.create_task(self._heartbeat(task_id, ctx, app_task))
         try:
@@ -221,26 +222,26 @@ class Worker:
             await asyncio.shield(writer)
         if beat.done() and not beat.cancelled() and beat.exception() is None and beat.result() == "lost":
             raise _LeaseLost()
-        if session is not None and row.get("session_id"):
-            await self.queue.touch_session(row["session_id"], time.time() + session.timeout_s)
+        if session is not None and task.session_id:
+            await self.queue.touch_session(task.session_id, time.time() + session.timeout_s)
         return result
 
     async def _call(
-        self, definition: AppDefinition, row: dict[str, Any], ctx: AppContext, session: _Session | None
+        self, definition: AppDefinition, task: TaskRecord, ctx: AppContext, session: _Session | None
     ) -> Any:
         files = self.files
-        value = definition.validate_input(row.get("input") or {})
+        value = definition.validate_input(task.input or {})
         await files.localize(value)  # File inputs get a local path
         if definition.is_class:
             if session is not None:
                 async with session.lock:
                     output = await self._invoke(definition, session.instance.run, value, ctx)
             else:
-                instance = await self._instance(definition, row.get("setup"))
+                instance = await self._instance(definition, task.setup)
                 output = await self._invoke(definition, instance.run, value, ctx)
         else:
             output = await self._invoke(definition, definition.target, value, ctx)
-        await files.store_outputs(output, api_key_id=row.get("api_key_id"))  # File outputs become refs
+        await files.store_outputs(output, api_key_id=task.api_key_id)  # File outputs become refs
         return definition.dump_output(output)
 
     async def _invoke(self, definition: AppDefinition, fn: Any, value: Any, ctx: AppContext) -> Any:
@@ -273,27 +274,28 @@ class Worker:
 
     # -- sessions -----------------------------------------------------------------
     async def _session(
-        self, row: dict[str, Any], definition: AppDefinition
+        self, task: TaskRecord, definition: AppDefinition
     ) -> tuple[_Session | None, dict[str, Any] | None]:
-        session_id = row["session_id"]
+        session_id = task.session_id
+        assert session_id is not None  # only tasks of a session come here
         owner = await self.queue.own_session(session_id, self.worker_id)
         if owner is not None and owner != self.worker_id:
-            await self.queue.release(row["id"], self.worker_id, owner)
+            await self.queue.release(task.id, self.worker_id, owner)
             raise _Released()
         info = await self.queue.get_session(session_id)
         expired = {"code": "SESSION_EXPIRED", "message": f"session {session_id} expired"}
-        if info is None or info["status"] != "active":
+        if info is None or info.status != "active":
             self._sessions.pop(session_id, None)
             return None, expired
-        if info["expires_at"] is not None and info["expires_at"] < time.time():
+        if info.expires_at is not None and info.expires_at < time.time():
             self._sessions.pop(session_id, None)
             await self.queue.end_session(session_id, "expired")
             return None, expired
         session = self._sessions.get(session_id)
         if session is None:
-            if info["expires_at"] is not None:  # it ran before, but not here (this worker restarted)
+            if info.expires_at is not None:  # it ran before, but not here (this worker restarted)
                 return None, expired
-            session = _Session(await self._new_instance(definition, row.get("setup")), info["timeout_s"])
+            session = _Session(await self._new_instance(definition, task.setup), info.timeout_s)
             self._sessions[session_id] = session
         return session, None
 
@@ -306,9 +308,9 @@ class Worker:
             for session_id in list(self._sessions):
                 try:
                     info = await self.queue.get_session(session_id)
-                    stale = info is None or info["status"] != "active"
-                    if not stale and info is not None and info["expires_at"] is not None:
-                        stale = info["expires_at"] < time.time()
+                    stale = info is None or info.status != "active"
+                    if not stale and info is not None and info.expires_at is not None:
+                        stale = info.expires_at < time.time()
                         if stale:
                             await asyncio.shield(self.queue.end_session(session_id, "expired"))
                     if stale:

@@ -17,8 +17,9 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from .records import SessionRecord, TaskEvent, TaskRecord
 from .schema import api_keys, sessions, task_events, tasks
-from .store import Store, _plain, utcnow
+from .store import Store, utcnow
 
 __all__ = ["TERMINAL", "SQLTaskQueue", "TaskQueue"]
 
@@ -28,8 +29,8 @@ TERMINAL = frozenset({"completed", "failed", "cancelled"})
 class TaskQueue(Protocol):
     """What workers need from a queue (Postgres / Redis implementations come later)."""
 
-    async def enqueue(self, row: dict[str, Any]) -> None: ...
-    async def claim(self, pool: str, worker_id: str, lease_s: float) -> dict[str, Any] | None: ...
+    async def enqueue(self, task: TaskRecord) -> None: ...
+    async def claim(self, pool: str, worker_id: str, lease_s: float) -> TaskRecord | None: ...
     async def heartbeat(self, task_id: str, worker_id: str, lease_s: float) -> bool | None: ...
     async def release(self, task_id: str, worker_id: str, affinity: str | None) -> None: ...
     async def finish(
@@ -50,12 +51,12 @@ class SQLTaskQueue:
         self._lock: Any = asyncio.Lock() if not self._postgres else contextlib.nullcontext()
 
     # -- queue ------------------------------------------------------------------
-    async def enqueue(self, row: dict[str, Any]) -> None:
+    async def enqueue(self, task: TaskRecord) -> None:
         async with self._lock, self.engine.begin() as conn:
-            await conn.execute(tasks.insert().values(**row))
-            await conn.execute(_event(row["id"], "status", {"status": row["status"]}))
+            await conn.execute(tasks.insert().values(**task.values()))
+            await conn.execute(_event(task.id, "status", {"status": task.status}))
 
-    async def claim(self, pool: str, worker_id: str, lease_s: float) -> dict[str, Any] | None:
+    async def claim(self, pool: str, worker_id: str, lease_s: float) -> TaskRecord | None:
         """Atomically take the oldest queued task of ``pool`` (one this worker may run)."""
         pick = (
             sa.select(tasks.c.id)
@@ -85,8 +86,8 @@ class SQLTaskQueue:
             row = (await conn.execute(stmt)).first()
             if row is None:
                 return None
-            task = _plain(row)
-            await conn.execute(_event(task["id"], "status", {"status": "processing", "attempt": task["attempts"]}))
+            task = TaskRecord.from_row(row)
+            await conn.execute(_event(task.id, "status", {"status": "processing", "attempt": task.attempts}))
         return task
 
     async def heartbeat(self, task_id: str, worker_id: str, lease_s: float) -> bool | None:
@@ -206,10 +207,10 @@ class SQLTaskQueue:
             row = (await conn.execute(sa.select(tasks.c.status).where(tasks.c.id == task_id))).first()
         return None if row is None else str(row[0])
 
-    async def get(self, task_id: str) -> dict[str, Any] | None:
+    async def get(self, task_id: str) -> TaskRecord | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).first()
-        return _plain(row) if row else None
+        return TaskRecord.from_row(row) if row else None
 
     async def status_of(self, task_id: str) -> str | None:
         async with self.engine.connect() as conn:
@@ -225,7 +226,7 @@ class SQLTaskQueue:
         limit: int,
         cursor: str | None,
         workspace: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[TaskRecord]:
         """Newest first; ``workspace``: only tasks created by that workspace's keys."""
         query = sa.select(tasks).order_by(tasks.c.id.desc()).limit(limit)
         if workspace is not None:
@@ -240,7 +241,7 @@ class SQLTaskQueue:
         if cursor:
             query = query.where(tasks.c.id < cursor)
         async with self.engine.connect() as conn:
-            return [_plain(r) for r in await conn.execute(query)]
+            return [TaskRecord.from_row(r) for r in await conn.execute(query)]
 
     async def add_events(self, task_id: str, events: list[tuple[str, dict[str, Any]]]) -> None:
         """Append log/progress events (and keep the latest progress on the task row)."""
@@ -254,7 +255,7 @@ class SQLTaskQueue:
             if progress:
                 await conn.execute(sa.update(tasks).where(tasks.c.id == task_id).values(progress=progress[-1]))
 
-    async def events(self, task_id: str, after: int = 0, types: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    async def events(self, task_id: str, after: int = 0, types: tuple[str, ...] | None = None) -> list[TaskEvent]:
         query = (
             sa.select(task_events.c.seq, task_events.c.type, task_events.c.data, task_events.c.created_at)
             .where(task_events.c.task_id == task_id, task_events.c.seq > after)
@@ -263,7 +264,7 @@ class SQLTaskQueue:
         if types:
             query = query.where(task_events.c.type.in_(types))
         async with self.engine.connect() as conn:
-            return [{str(k): v for k, v in r._mapping.items()} for r in await conn.execute(query)]
+            return [TaskEvent.from_row(r) for r in await conn.execute(query)]
 
     # -- sessions -----------------------------------------------------------------
     async def create_session(self, session_id: str, app: str, timeout_s: int) -> None:
@@ -274,10 +275,10 @@ class SQLTaskQueue:
                 )
             )
 
-    async def get_session(self, session_id: str) -> dict[str, Any] | None:
+    async def get_session(self, session_id: str) -> SessionRecord | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(sessions).where(sessions.c.id == session_id))).first()
-        return _plain(row) if row else None
+        return SessionRecord.from_row(row) if row else None
 
     async def session_owner(self, session_id: str) -> str | None:
         """The key that opened a session: its first task's key."""
@@ -314,10 +315,10 @@ class SQLTaskQueue:
             )
         return result.rowcount == 1
 
-    async def sessions_of(self, worker_id: str) -> list[dict[str, Any]]:
+    async def sessions_of(self, worker_id: str) -> list[SessionRecord]:
         query = sa.select(sessions).where(sessions.c.worker_id == worker_id)
         async with self.engine.connect() as conn:
-            return [_plain(r) for r in await conn.execute(query)]
+            return [SessionRecord.from_row(r) for r in await conn.execute(query)]
 
 
 def _event(task_id: str, kind: str, data: dict[str, Any]) -> Any:

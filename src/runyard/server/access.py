@@ -49,9 +49,9 @@ async def check_task(request: Request, task_id: str) -> None:
     """404 ``task_not_found`` for another workspace's task; an unknown id is left to the route."""
     if scope_workspace(request) is None:
         return
-    row = await gateway(request).tasks.queue.get(task_id)
-    if row is not None:
-        await require(request, row.get("api_key_id"), NotFoundError(f"task {task_id} not found", code="task_not_found"))
+    task = await gateway(request).tasks.queue.get(task_id)
+    if task is not None:
+        await require(request, task.api_key_id, NotFoundError(f"task {task_id} not found", code="task_not_found"))
 
 
 async def check_session(request: Request, session_id: str) -> None:

@@ -19,6 +19,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ..apps import AppDefinition
 from ..backends.queue import TERMINAL, SQLTaskQueue
+from ..backends.records import TaskRecord
 from ..backends.store import new_id, utcnow
 from ..config import RunyardConfig
 from ..errors import (
@@ -172,27 +173,24 @@ class TaskService:
         if webhook is not None:
             await check_url(webhook, allow_private=self.config.webhooks.allow_private_webhooks, field="webhook")
         session_id, affinity = await self._session_for(definition, session, session_timeout)
-        task_id = str(new_id())
-        row = {
-            "id": task_id,
-            "app": definition.name,
-            "version": definition.version,
-            "status": "queued",
-            "pool": pool,
-            "input": input,
-            "setup": setup or None,
-            "session_id": session_id,
-            "webhook": webhook,
-            "attempts": 0,
-            "max_attempts": self.config.workers.max_attempts,
-            "affinity": affinity,
-            "cancel_requested": False,
-            "api_key_id": api_key_id,
-            "created_at": utcnow(),
-        }
-        await self.queue.enqueue(row)
+        task = TaskRecord(
+            id=str(new_id()),
+            app=definition.name,
+            version=definition.version,
+            status="queued",
+            pool=pool,
+            input=input,
+            setup=setup or None,
+            session_id=session_id,
+            webhook=webhook,
+            max_attempts=self.config.workers.max_attempts,
+            affinity=affinity,
+            api_key_id=api_key_id,
+            created_at=utcnow(),
+        )
+        await self.queue.enqueue(task)
         self.bus.pool_signal(pool).set()
-        return self.render(row, [])
+        return self.render(task, [])
 
     async def _session_for(
         self, definition: AppDefinition, session: str | None, timeout: int | None
@@ -213,14 +211,14 @@ class TaskService:
             session_id = str(uuid.uuid4())
             await self.queue.create_session(session_id, definition.ref, timeout or DEFAULT_SESSION_TIMEOUT_S)
             return session_id, None
-        row = await self.queue.get_session(session)
-        if row is None or row["status"] == "ended":
+        found = await self.queue.get_session(session)
+        if found is None or found.status == "ended":
             raise SessionNotFoundError(f"session {session} not found")
-        if row["status"] != "active" or (row["expires_at"] is not None and row["expires_at"] < time.time()):
+        if found.status != "active" or (found.expires_at is not None and found.expires_at < time.time()):
             raise SessionExpiredError(f"session {session} expired")
-        if row["app"].partition("@")[0] != definition.name:
-            raise InvalidRequestError(f"session {session} belongs to {row['app']}", code="session_app_mismatch")
-        return session, row["worker_id"]
+        if found.app.partition("@")[0] != definition.name:
+            raise InvalidRequestError(f"session {session} belongs to {found.app}", code="session_app_mismatch")
+        return session, found.worker_id
 
     async def _prepare_input(self, definition: AppDefinition, input: dict[str, Any]) -> dict[str, Any]:
         """Validate against the app's schema (422 listing fields); file refs must exist (404),
@@ -237,11 +235,11 @@ class TaskService:
 
     # -- read -----------------------------------------------------------------------
     async def get(self, task_id: str) -> dict[str, Any]:
-        row = await self.queue.get(task_id)
-        if row is None:
+        task = await self.queue.get(task_id)
+        if task is None:
             raise NotFoundError(f"task {task_id} not found", code="task_not_found")
         logs = await self.queue.events(task_id, types=("log",))
-        return self.render(row, [e["data"]["message"] for e in logs])
+        return self.render(task, [(e.data or {})["message"] for e in logs])
 
     async def list_tasks(
         self,
@@ -266,29 +264,29 @@ class TaskService:
         rows = rows[:limit]
         return {
             "data": [self.render(r, None) for r in rows],
-            "next_cursor": rows[-1]["id"] if more and rows else None,
+            "next_cursor": rows[-1].id if more and rows else None,
             "has_more": more,
         }
 
     @staticmethod
-    def render(row: dict[str, Any], logs: list[str] | None) -> dict[str, Any]:
+    def render(task: TaskRecord, logs: list[str] | None) -> dict[str, Any]:
         """The public task (never its ``setup``)."""
-        started, finished = row.get("started_at"), row.get("finished_at")
-        out = {
-            "id": row["id"],
+        started, finished = task.started_at, task.finished_at
+        out: dict[str, Any] = {
+            "id": task.id,
             "object": "task",
-            "app": f"{row['app']}@{row['version']}",
-            "status": row["status"],
-            "pool": row["pool"],
-            "input": row.get("input"),
-            "output": row.get("output"),
-            "error": row.get("error"),
-            "progress": row.get("progress"),
-            "session_id": row.get("session_id"),
-            "attempts": row.get("attempts", 0),
-            "cancel_requested": bool(row.get("cancel_requested")),
-            "webhook": row.get("webhook"),
-            "created_at": _iso(row.get("created_at")),
+            "app": task.ref,
+            "status": task.status,
+            "pool": task.pool,
+            "input": task.input,
+            "output": task.output,
+            "error": task.error,
+            "progress": task.progress,
+            "session_id": task.session_id,
+            "attempts": task.attempts,
+            "cancel_requested": bool(task.cancel_requested),
+            "webhook": task.webhook,
+            "created_at": _iso(task.created_at),
             "started_at": _iso(started),
             "finished_at": _iso(finished),
             "duration_ms": round((finished - started).total_seconds() * 1000, 3) if started and finished else None,
@@ -339,10 +337,10 @@ class TaskService:
             while True:
                 changed.clear()
                 for event in await self.queue.events(task_id, after=seq):
-                    seq = event["seq"]
-                    out = {"type": event["type"], "seq": seq, "task_id": task_id, **(event["data"] or {})}
-                    out["created_at"] = _iso(event["created_at"])
-                    if event["type"] == "status" and out.get("status") in TERMINAL:
+                    seq = event.seq
+                    out = {"type": event.type, "seq": seq, "task_id": task_id, **(event.data or {})}
+                    out["created_at"] = _iso(event.created_at)
+                    if event.type == "status" and out.get("status") in TERMINAL:
                         out["task"] = await self.get(task_id)
                         yield out
                         return
@@ -353,14 +351,14 @@ class TaskService:
     async def finished(self, task_id: str) -> None:
         """A task became terminal here: wake waiters and send its webhook."""
         self.bus.notify(task_id)
-        row = await self.queue.get(task_id)
-        if row is not None and row.get("webhook"):
-            self.webhooks.send(row["webhook"], await self.get(task_id))
+        task = await self.queue.get(task_id)
+        if task is not None and task.webhook:
+            self.webhooks.send(task.webhook, await self.get(task_id))
 
     # -- sessions -------------------------------------------------------------------------
     async def end_session(self, session_id: str) -> dict[str, Any]:
-        row = await self.queue.get_session(session_id)
-        if row is None or row["status"] == "ended":
+        found = await self.queue.get_session(session_id)
+        if found is None or found.status == "ended":
             raise SessionNotFoundError(f"session {session_id} not found")
         await self.queue.end_session(session_id, "ended")
         for hook in list(self.bus.session_hooks):

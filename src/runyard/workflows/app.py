@@ -30,7 +30,7 @@ def workflow_app(store: WorkflowStore, blocks: BlockServices) -> AppDefinition:
 
     @app(WORKFLOW_APP, version="1.0.0", description="Run a published workflow version.")
     async def run_workflow(input: WorkflowRunInput, ctx: AppContext) -> Any:
-        _, _, definition = await store.resolve(input.workflow, input.version)
+        definition = (await store.resolve(input.workflow, input.version)).definition
 
         def emit(data: dict[str, Any]) -> None:
             ctx._emit(EVENT, data)

@@ -42,11 +42,11 @@ class WorkflowRefs:
         Declared ``file`` inputs (and ``array`` of ``file``) are stored first and passed on as
         their ``runyard://files/<id>`` refs (see :meth:`FileService.ingest`).
         """
-        name, number, definition = await self.store.resolve(ref, version)
+        found = await self.store.resolve(ref, version)
         return {
-            "workflow": name,
-            "version": number,
-            "input": await self._store_file_inputs(definition, input, api_key_id),
+            "workflow": found.name,
+            "version": found.version,
+            "input": await self._store_file_inputs(found.definition, input, api_key_id),
             "stream": stream,
             "selected_outputs": selected_outputs,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,7 +16,7 @@ from ..backends.store import utcnow
 from ..errors import ConflictError, NotFoundError, RunyardError, ValidationError
 from .definition import parse_definition, validate_definition
 
-__all__ = ["WORKFLOW_APP", "WorkflowStore", "definition_error"]
+__all__ = ["WORKFLOW_APP", "WorkflowRecord", "WorkflowStore", "WorkflowVersion", "definition_error"]
 
 WORKFLOW_APP = "runyard/workflow"  # the built-in app every run is a task of
 
@@ -67,6 +68,27 @@ def definition_error(problems: list[dict[str, str]]) -> ValidationError:
     return ValidationError(f"invalid workflow: {summary}", code="invalid_workflow", details=problems)
 
 
+@dataclass(frozen=True, slots=True)
+class WorkflowRecord:
+    """A saved workflow: its draft (editable) and when it was last deployed (``main`` moved)."""
+
+    name: str
+    draft: dict[str, Any]
+    draft_hash: str
+    created_at: datetime
+    updated_at: datetime
+    deployed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowVersion:
+    """One published, immutable version of a workflow (the definition a run executes)."""
+
+    name: str
+    version: int
+    definition: dict[str, Any]
+
+
 class WorkflowStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -96,16 +118,17 @@ class WorkflowStore:
                 await conn.execute(workflows.insert().values(name=name, created_at=now, **values))
         return await self.status(name)
 
-    async def _row(self, name: str) -> dict[str, Any]:
+    async def get(self, name: str) -> WorkflowRecord:
+        """The saved workflow; 404 ``workflow_not_found``."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(workflows).where(workflows.c.name == name))).first()
         if row is None:
             raise NotFoundError(f"workflow {name!r} not found", code="workflow_not_found")
-        return dict(row._mapping)
+        return WorkflowRecord(**{str(k): v for k, v in row._mapping.items()})
 
     async def publish(self, name: str, *, alias: str | None = "main") -> dict[str, Any]:
         """Freeze the draft as the next version; ``alias`` (default ``main``) moves to it."""
-        row = await self._row(name)
+        row = await self.get(name)
         now = utcnow()
         async with self.engine.begin() as conn:
             latest = (
@@ -114,7 +137,7 @@ class WorkflowStore:
             version = int(latest or 0) + 1
             await conn.execute(
                 versions.insert().values(
-                    name=name, version=version, definition=row["draft"], hash=row["draft_hash"], created_at=now
+                    name=name, version=version, definition=row.draft, hash=row.draft_hash, created_at=now
                 )
             )
         if alias:
@@ -122,7 +145,7 @@ class WorkflowStore:
         return {**(await self.status(name)), "published_version": version}
 
     async def set_alias(self, name: str, alias: str, version: int) -> dict[str, Any]:
-        await self._row(name)
+        await self.get(name)
         now = utcnow()
         async with self.engine.begin() as conn:
             found = (
@@ -142,7 +165,7 @@ class WorkflowStore:
         return await self.status(name)
 
     async def status(self, name: str) -> dict[str, Any]:
-        row = await self._row(name)
+        row = await self.get(name)
         async with self.engine.connect() as conn:
             vrows = (
                 await conn.execute(
@@ -160,17 +183,17 @@ class WorkflowStore:
             "id": name,
             "object": "workflow",
             "name": name,
-            "draft": {k: v for k, v in row["draft"].items() if not k.startswith("_")},
+            "draft": {k: v for k, v in row.draft.items() if not k.startswith("_")},
             "versions": [{"version": v.version, "created_at": _iso(v.created_at)} for v in vrows],
             "aliases": alias_map,
             "deployed_version": deployed,
             "is_deployed": is_deployed,
             "isDeployed": is_deployed,
-            "deployed_at": _iso(row["deployed_at"]) if is_deployed else None,
-            "deployedAt": _iso(row["deployed_at"]) if is_deployed else None,
-            "needs_redeployment": is_deployed and hashes.get(deployed) != row["draft_hash"],
-            "needsRedeployment": is_deployed and hashes.get(deployed) != row["draft_hash"],
-            "updated_at": _iso(row["updated_at"]),
+            "deployed_at": _iso(row.deployed_at) if is_deployed else None,
+            "deployedAt": _iso(row.deployed_at) if is_deployed else None,
+            "needs_redeployment": is_deployed and hashes.get(deployed) != row.draft_hash,
+            "needsRedeployment": is_deployed and hashes.get(deployed) != row.draft_hash,
+            "updated_at": _iso(row.updated_at),
         }
 
     async def validate_ref(self, ref: str) -> dict[str, Any]:
@@ -180,15 +203,15 @@ class WorkflowStore:
         status = await self.status(name)  # 404 workflow_not_found
         out: dict[str, Any] = {"name": name, "version": None, "is_deployed": status["is_deployed"]}
         try:
-            _, number, definition = await self.resolve(ref)
+            found = await self.resolve(ref)
         except RunyardError as err:
             return {
                 **out,
                 "valid": False,
                 "problems": [{"block": "(workflow)", "code": err.code, "message": err.message}],
             }
-        _, problems = validate_definition({k: v for k, v in definition.items() if not k.startswith("_")})
-        return {**out, "version": number, "valid": not problems, "problems": problems}
+        _, problems = validate_definition({k: v for k, v in found.definition.items() if not k.startswith("_")})
+        return {**out, "version": found.version, "valid": not problems, "problems": problems}
 
     async def list_all(self) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
@@ -200,13 +223,13 @@ class WorkflowStore:
             out.append(st)
         return out
 
-    async def resolve(self, ref: str, version: int | str | None = None) -> tuple[str, int, dict[str, Any]]:
-        """(name, version, definition) for ``ns/name@alias|vN|N`` (default ``@main``); 409
+    async def resolve(self, ref: str, version: int | str | None = None) -> WorkflowVersion:
+        """The version named by ``ns/name@alias|vN|N`` (default ``@main``); 409
         ``workflow_not_deployed`` when nothing was published/deployed."""
         name, _, suffix = ref.partition("@")
         if version is not None:
             suffix = str(version)
-        await self._row(name)
+        await self.get(name)
         suffix = suffix or "main"
         async with self.engine.connect() as conn:
             if suffix.lstrip("v").isdigit():
@@ -231,7 +254,7 @@ class WorkflowStore:
         if row is None:
             raise NotFoundError(f"workflow {name} has no version {suffix}", code="version_not_found")
         assert number is not None
-        return name, int(number), dict(row[0])
+        return WorkflowVersion(name, int(number), dict(row[0]))
 
     async def exists(self, ref: str) -> bool:
         async with self.engine.connect() as conn:

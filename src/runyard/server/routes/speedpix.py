@@ -196,7 +196,7 @@ async def _task(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     tasks = gateway(request).tasks
     row = await tasks.queue.get(task_id)
     caller = (request.scope.get("state") or {}).get("api_key_id")
-    if row is None or (caller is not None and row.get("api_key_id") != caller):
+    if row is None or (caller is not None and row.api_key_id != caller):
         raise NotFoundError(f"task {task_id} not found", code="task_not_found")
     return tasks.render(row, [])  # the protocol carries no logs
 

@@ -150,7 +150,7 @@ async def _result(request: Request, task: dict[str, Any]) -> dict[str, Any] | No
         return None
     events = await gateway(request).tasks.queue.events(task["id"], types=(EVENT,))
     for event in reversed(events):
-        data = event["data"] or {}
+        data = event.data or {}
         if data.get("event") == "result":
             return dict(data["result"])
     error = task.get("error") or {"code": task["status"], "message": f"the run was {task['status']}"}
