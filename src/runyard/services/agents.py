@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..agents.chats import ChatStore
+from ..agents.chats import IDLE, ChatStore
 from ..agents.loop import AgentLoop, Emit, find_call
 
 __all__ = ["AgentService", "Emit"]
@@ -48,7 +48,7 @@ class AgentService:
         """The chat emptied (messages, calls, steps, plan), idle again."""
         async with self.loop.lock(chat_id):
             chat = await self.chats.get_chat(chat_id)
-            chat.update(status="idle", messages=[], tool_calls=[], steps=[], plan=[], turn_steps=0)
+            chat.update(status=IDLE, messages=[], tool_calls=[], steps=[], plan=[], turn_steps=0)
             await self.chats.save(chat)
             return chat
 

@@ -25,7 +25,7 @@ class WorkflowRunInput(BaseModel):
     selected_outputs: list[str] | None = None
 
 
-def workflow_app(store: WorkflowStore, blocks: BlockServices) -> AppDefinition:
+def workflow_app(store: WorkflowStore, services: BlockServices) -> AppDefinition:
     """The built-in ``runyard/workflow`` app: every workflow run is one of its tasks."""
 
     @app(WORKFLOW_APP, version="1.0.0", description="Run a published workflow version.")
@@ -35,7 +35,7 @@ def workflow_app(store: WorkflowStore, blocks: BlockServices) -> AppDefinition:
         def emit(data: dict[str, Any]) -> None:
             ctx._emit(EVENT, data)
 
-        run = Run(blocks, definition, input.input, ctx, emit, stream=input.stream, selected=input.selected_outputs)
+        run = Run(services, definition, input.input, ctx, emit, stream=input.stream, selected=input.selected_outputs)
         result = await run.execute()
         emit({"event": "result", "result": result})
         if not result["success"]:

@@ -33,7 +33,7 @@ class Run:
 
     def __init__(
         self,
-        blocks: BlockServices,
+        services: BlockServices,
         definition: dict[str, Any],
         input: dict[str, Any],
         ctx: AppContext,
@@ -42,7 +42,7 @@ class Run:
         stream: bool,
         selected: list[str] | None,
     ) -> None:
-        self.services = blocks
+        self.services = services
         self.ctx = ctx
         self.emit = emit
         self.stream = stream
