@@ -127,3 +127,31 @@ def test_no_source_module_over_500_lines() -> None:
     }
     unexpected = {p: n for p, n in long.items() if p not in PENDING_SPLITS}
     assert not unexpected, f"modules over {MAX_LINES} lines: {unexpected}"
+
+
+def _attached_after_construction(source: str) -> list[str]:
+    """Assignments to an attribute of an attribute (``self.tasks.files = ...``) and appends to one
+    (``self.ai.observers.append(...)``): wiring done by reaching into a built service."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.AnnAssign | ast.AugAssign):
+            targets = [node.target]
+        for target in targets:
+            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Attribute):
+                found.append(ast.unparse(target))
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("append", "extend", "update", "setdefault")
+            and isinstance(node.func.value, ast.Attribute)
+            and isinstance(node.func.value.value, ast.Attribute)
+        ):
+            found.append(ast.unparse(node.func))
+    return found
+
+
+def test_the_composition_root_only_passes_collaborators_in() -> None:
+    assert _attached_after_construction((SRC / "gateway.py").read_text()) == []
+    wired_late = "self.tasks.files = self.files\nself.ai.usage_observers.append(self.limits.observe)\n"
+    assert _attached_after_construction(wired_late) == ["self.tasks.files", "self.ai.usage_observers.append"]

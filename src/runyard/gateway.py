@@ -47,11 +47,10 @@ class Gateway:
             if storage.record_inferences
             else None
         )
-        self.ai = AIService(config, self.recorder)
+        self.limits = LimitService(config.limits, self.store)
+        self.ai = AIService(config, self.recorder, usage_observers=[self.limits.observe])
         self.media = MediaService(self.ai, self.recorder)  # tts, asr, images, vision
         self.feedback = FeedbackService(self.store, self.recorder, config.metrics)
-        self.limits = LimitService(config.limits, self.store)
-        self.ai.usage_observers.append(self.limits.observe)
         self.auth = ApiKeyAuth(
             config.server.api_keys, self.store, self.limits, refresh_s=config.server.api_key_refresh_s
         )

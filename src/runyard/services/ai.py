@@ -82,7 +82,13 @@ UsageObserver = Callable[[CallContext, "ChatResult | EmbedResult"], None]
 
 
 class AIService:
-    def __init__(self, config: RunyardConfig, recorder: InferenceRecorder | None) -> None:
+    def __init__(
+        self,
+        config: RunyardConfig,
+        recorder: InferenceRecorder | None,
+        *,
+        usage_observers: list[UsageObserver] | None = None,
+    ) -> None:
         self.config = config
         self.recorder = recorder
         self.providers: dict[str, Provider] = {name: build_provider(name, pc) for name, pc in config.providers.items()}
@@ -90,7 +96,7 @@ class AIService:
         self.breakers = CircuitBreakers(config.routing.breaker_failures, config.routing.breaker_cooldown_s)
         self.cache: ResponseCache = MemoryCache(config.cache.ttl_s, config.cache.max_entries)
         # Called after every successful inference (cheap and synchronous: limits, metrics).
-        self.usage_observers: list[UsageObserver] = []
+        self.usage_observers: list[UsageObserver] = list(usage_observers or ())
         self._resolved: dict[tuple[str, bool], list[Route]] = {}
         self._plans: dict[tuple[object, float], tuple[Choice | None, _Plan]] = {}
 
