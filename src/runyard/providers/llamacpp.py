@@ -32,7 +32,7 @@ import orjson
 
 from ..config import ProviderConfig
 from ..errors import InvalidRequestError, NotFoundError, RunyardError, UpstreamError
-from ..types import ChatDelta, ChatRequest, ChatResult, Message, ToolCall, ToolCallDelta, Usage
+from ..inference import ChatDelta, ChatRequest, ChatOutcome, Message, ModelToolCall, ModelToolCallDelta, TokenUsage
 from ._local import SerialWorker, installed, missing_runtime, package_dir
 from .base import Provider
 
@@ -178,7 +178,7 @@ class LlamaCppProvider(Provider):
             return found
 
     # -- chat -------------------------------------------------------------------
-    async def chat(self, request: ChatRequest, model: str) -> ChatResult:
+    async def chat(self, request: ChatRequest, model: str) -> ChatOutcome:
         kwargs, forced_tool = _call_args(request)
         inst = self._model(model).pick()
         try:
@@ -190,18 +190,18 @@ class LlamaCppProvider(Provider):
         choice = out["choices"][0]
         message = choice["message"]
         tool_calls = [
-            ToolCall(id=_call_id(), name=tc["function"]["name"], arguments=tc["function"].get("arguments") or "{}")
+            ModelToolCall(id=_call_id(), name=tc["function"]["name"], arguments=tc["function"].get("arguments") or "{}")
             for tc in message.get("tool_calls") or ()
         ]
         usage = out.get("usage") or {}
         finish = choice.get("finish_reason") or "stop"
         if forced_tool and tool_calls:
             finish = "tool_calls"
-        return ChatResult(
+        return ChatOutcome(
             content=None if tool_calls else message.get("content"),
             tool_calls=tool_calls,
             finish_reason=finish,
-            usage=Usage(
+            usage=TokenUsage(
                 input_tokens=int(usage.get("prompt_tokens") or 0),
                 output_tokens=int(usage.get("completion_tokens") or 0),
             ),
@@ -234,7 +234,7 @@ class LlamaCppProvider(Provider):
                     if isinstance(item, RunyardError):
                         raise item
                     raise _model_error(self.name, item)
-                if isinstance(item, Usage):
+                if isinstance(item, TokenUsage):
                     yield ChatDelta(usage=item)
                     continue
                 delta, finish = item
@@ -246,7 +246,7 @@ class LlamaCppProvider(Provider):
                     if first:
                         announced.add(index)
                     calls = [
-                        ToolCallDelta(
+                        ModelToolCallDelta(
                             index=index,
                             id=call_id if first else None,
                             name=fn.get("name") if first else None,
@@ -421,7 +421,7 @@ def _stream(inst: _Instance, kwargs: dict[str, Any], emit: Any, stop: threading.
                 close()
         generated = "".join(text)
         completion = len(llama.tokenize(generated.encode(), add_bos=False, special=True)) if generated else 0
-        emit(Usage(input_tokens=max(prompt_tokens, 0), output_tokens=completion))
+        emit(TokenUsage(input_tokens=max(prompt_tokens, 0), output_tokens=completion))
     except BaseException as err:
         emit(err)
     finally:

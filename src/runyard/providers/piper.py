@@ -25,7 +25,7 @@ from typing import Any
 
 from ..config import ProviderConfig
 from ..errors import InvalidRequestError, NotFoundError, RunyardError, UpstreamError
-from ..types import SpeechRequest, SpeechResult, Usage
+from ..inference import SpeechRequest, SpeechOutcome, TokenUsage
 from ._local import SerialWorker, installed, missing_runtime
 from .base import Provider
 
@@ -172,7 +172,7 @@ class PiperProvider(Provider):
             )
         return fmt
 
-    async def speech(self, request: SpeechRequest, model: str) -> SpeechResult:
+    async def speech(self, request: SpeechRequest, model: str) -> SpeechOutcome:
         fmt = self._format(request)
         voice = self._voice(model, request.voice)
 
@@ -198,12 +198,12 @@ class PiperProvider(Provider):
             audio, media_type = buf.getvalue(), "audio/wav"
         else:
             audio, media_type = pcm, "audio/pcm"
-        return SpeechResult(
+        return SpeechOutcome(
             audio=audio,
             media_type=media_type,
             sample_rate=rate,
             duration_s=len(pcm) / 2 / rate if rate else 0.0,
-            usage=Usage(input_tokens=len(request.input)),
+            usage=TokenUsage(input_tokens=len(request.input)),
             provider=self.name,
             provider_model=model,
         )

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..config import ProviderConfig
 from ..errors import InvalidRequestError, NotFoundError, RunyardError, UpstreamError
-from ..types import EmbedResult, Usage
+from ..inference import EmbedOutcome, TokenUsage
 from ._local import SerialWorker, installed, missing_runtime
 from .base import Provider
 
@@ -201,7 +201,7 @@ class SentenceTransformersProvider(Provider):
         enc = self._encoder(model)
         await enc.worker.run(enc.load)
 
-    async def embed(self, texts: list[str], model: str, dimensions: int | None = None) -> EmbedResult:
+    async def embed(self, texts: list[str], model: str, dimensions: int | None = None) -> EmbedOutcome:
         enc = self._encoder(model)
         try:
             vectors, tokens = await enc.encode(texts)
@@ -220,8 +220,8 @@ class SentenceTransformersProvider(Provider):
                 )
             if dimensions < full:
                 vectors = [_shorten(v, dimensions) for v in vectors]
-        return EmbedResult(
-            embeddings=vectors, usage=Usage(input_tokens=tokens), provider=self.name, provider_model=model
+        return EmbedOutcome(
+            embeddings=vectors, usage=TokenUsage(input_tokens=tokens), provider=self.name, provider_model=model
         )
 
 

@@ -15,7 +15,7 @@ from ..backends.store import new_id, utcnow
 from ..config import MODEL_SEPARATOR, PriceConfig, RunyardConfig
 from ..errors import InvalidRequestError, NotFoundError, RunyardError, ServiceUnavailableError
 from ..providers import Provider, build_provider, can_fall_back
-from ..types import Attempt, ChatDelta, ChatRequest, ChatResult, EmbedResult, ToolCall, Usage
+from ..inference import Attempt, ChatDelta, ChatRequest, ChatOutcome, EmbedOutcome, ModelToolCall, TokenUsage
 from .breaker import CircuitBreakers
 from .cache import MemoryCache, ResponseCache, cache_key
 from .catalog import Catalog, Choice, required_capabilities
@@ -78,7 +78,7 @@ def _cap(routes: list[Route], reason: str | None, multiplier: float) -> _Plan:
     return plan
 
 
-UsageObserver = Callable[[CallContext, "ChatResult | EmbedResult"], None]
+UsageObserver = Callable[[CallContext, "ChatOutcome | EmbedOutcome"], None]
 
 
 class AIService:
@@ -214,7 +214,7 @@ class AIService:
     # -- chat ---------------------------------------------------------------
     async def chat(
         self, request: ChatRequest, ctx: CallContext | None = None, options: ChatOptions | None = None
-    ) -> ChatResult:
+    ) -> ChatOutcome:
         ctx = ctx or CallContext()
         options = options or ChatOptions()
         started = time.perf_counter()
@@ -271,7 +271,7 @@ class AIService:
             count_success=False,  # ChatStream reports the outcome once the stream has ended
             on_error=lambda r, err: self._record_failure(request, r.name, ctx, attempts, err, started),
         )
-        result = ChatResult(
+        result = ChatOutcome(
             content=None,
             model=route.name,
             provider=route.provider.name,
@@ -285,13 +285,13 @@ class AIService:
     # -- embeddings ---------------------------------------------------------
     async def embed(
         self, texts: list[str], model: str | None, *, dimensions: int | None = None, ctx: CallContext | None = None
-    ) -> EmbedResult:
+    ) -> EmbedOutcome:
         ctx = ctx or CallContext()
         routes = self.resolve(model, embedding=True)
         started = time.perf_counter()
         attempts: list[Attempt] = []
 
-        async def call(route: Route) -> EmbedResult:
+        async def call(route: Route) -> EmbedOutcome:
             result = await route.provider.embed(texts, route.model, dimensions)
             if len(result.embeddings) != len(texts):
                 raise RunyardError(
@@ -314,14 +314,14 @@ class AIService:
 
     # -- recording ----------------------------------------------------------
     @staticmethod
-    def _stamp(result: ChatResult, ctx: CallContext) -> None:
+    def _stamp(result: ChatOutcome, ctx: CallContext) -> None:
         result.inference_id = new_id()
         result.episode_id = ctx.episode_id or new_id()
 
     def _finish_chat(
         self,
         request: ChatRequest,
-        result: ChatResult,
+        result: ChatOutcome,
         ctx: CallContext,
         *,
         ttft_ms: float | None,
@@ -336,7 +336,7 @@ class AIService:
     def _record_chat(
         self,
         request: ChatRequest,
-        result: ChatResult,
+        result: ChatOutcome,
         ctx: CallContext,
         *,
         ttft_ms: float | None,
@@ -359,7 +359,7 @@ class AIService:
 
         self.recorder.record(result.inference_id, result.episode_id, build)
 
-    def _record_embed(self, texts: list[str], result: EmbedResult, ctx: CallContext) -> None:
+    def _record_embed(self, texts: list[str], result: EmbedOutcome, ctx: CallContext) -> None:
         if self.recorder is None or ctx.dryrun:
             return
         created = utcnow()
@@ -394,7 +394,7 @@ class AIService:
         def build() -> dict[str, Any]:
             return inference_row(
                 "chat", inference_id, episode_id, model, last.provider if last else None,
-                last.model if last else None, _chat_input(request), None, Usage(), latency, None,
+                last.model if last else None, _chat_input(request), None, TokenUsage(), latency, None,
                 "error", f"{err.code}: {err.message}", attempts, ctx, created, None, False,
             )  # fmt: skip
 
@@ -411,7 +411,7 @@ class BoundAI:
 
     async def chat(
         self, request: ChatRequest, ctx: CallContext | None = None, options: ChatOptions | None = None
-    ) -> ChatResult:
+    ) -> ChatOutcome:
         return await self.service.chat(request, ctx or self.ctx, options)
 
     async def open_stream(
@@ -421,7 +421,7 @@ class BoundAI:
 
     async def embed(
         self, texts: list[str], model: str | None, *, dimensions: int | None = None, ctx: CallContext | None = None
-    ) -> EmbedResult:
+    ) -> EmbedOutcome:
         return await self.service.embed(texts, model, dimensions=dimensions, ctx=ctx or self.ctx)
 
 
@@ -437,7 +437,7 @@ class ChatStream:
         service: AIService,
         request: ChatRequest,
         ctx: CallContext,
-        result: ChatResult,
+        result: ChatOutcome,
         route: Route,
         first: ChatDelta,
         upstream: AsyncIterator[ChatDelta],
@@ -455,8 +455,8 @@ class ChatStream:
     async def __aiter__(self) -> AsyncIterator[ChatDelta]:
         result = self.result
         parts: list[str] = []
-        calls: dict[int, ToolCall] = {}
-        usage = Usage()
+        calls: dict[int, ModelToolCall] = {}
+        usage = TokenUsage()
         ttft: float | None = None
         held: ChatDelta | None = None
         status, error = "ok", None
@@ -475,7 +475,7 @@ class ChatStream:
                 if delta.content:
                     parts.append(delta.content)
                 for tc in delta.tool_calls or ():
-                    call = calls.setdefault(tc.index, ToolCall(id="", name="", arguments=""))
+                    call = calls.setdefault(tc.index, ModelToolCall(id="", name="", arguments=""))
                     call.id = tc.id or call.id
                     call.name = tc.name or call.name
                     call.arguments += tc.arguments
@@ -515,7 +515,7 @@ class ChatStream:
             self.service._finish_chat(self.request, result, self.ctx, ttft_ms=ttft, status=status, error=error)
 
 
-def _cost(price: PriceConfig | None, usage: Usage) -> float | None:
+def _cost(price: PriceConfig | None, usage: TokenUsage) -> float | None:
     return None if price is None else price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
 
 
@@ -529,7 +529,7 @@ def _chat_input(request: ChatRequest) -> orjson.Fragment:
 
 def inference_row(
     kind: str, inference_id: str, episode_id: str | None, model: str, provider: str | None,
-    provider_model: str | None, input_: Any, output: Any, usage: Usage, latency_ms: float,
+    provider_model: str | None, input_: Any, output: Any, usage: TokenUsage, latency_ms: float,
     ttft_ms: float | None, status: str, error: str | None, attempts: list[Attempt], ctx: CallContext,
     created: Any, cost: float | None, cache_hit: bool,
 ) -> dict[str, Any]:  # fmt: skip

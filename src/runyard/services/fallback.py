@@ -13,7 +13,7 @@ from typing import Any, Protocol, TypeVar
 
 from ..errors import RunyardError
 from ..providers import can_fall_back
-from ..types import Attempt
+from ..inference import Attempt
 from .breaker import CircuitBreakers
 
 __all__ = ["aclose_quietly", "attempts_json", "first_delta", "first_success", "with_attempts"]

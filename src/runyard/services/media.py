@@ -22,31 +22,31 @@ from ..backends.store import new_id, utcnow
 from ..config import MODEL_SEPARATOR, ProviderConfig
 from ..errors import CapabilityNotAvailableError, NotFoundError, RunyardError
 from ..providers import Provider
-from ..types import (
+from ..inference import (
     AUDIO_MEDIA_TYPES,
     Attempt,
     ChatRequest,
-    ChatResult,
+    ChatOutcome,
     ImageRequest,
-    ImageResult,
+    ImageOutcome,
     SpeechRequest,
-    SpeechResult,
+    SpeechOutcome,
     TranscribeRequest,
-    TranscribeResult,
-    Usage,
+    TranscribeOutcome,
+    TokenUsage,
 )
 from .ai import AIService, CallContext, inference_row
 from .fallback import aclose_quietly, first_delta, first_success
 
 
-class _MediaResult(Protocol):
+class _MediaOutcome(Protocol):
     model: str
     latency_ms: float
     inference_id: str
-    usage: Usage
+    usage: TokenUsage
 
 
-M = TypeVar("M", bound=_MediaResult)
+M = TypeVar("M", bound=_MediaOutcome)
 
 WHAT = {
     "tts": "text-to-speech",
@@ -161,7 +161,7 @@ class MediaService:
         return result
 
     # -- text to speech -------------------------------------------------------------------
-    async def speech(self, request: SpeechRequest, ctx: CallContext | None = None) -> SpeechResult:
+    async def speech(self, request: SpeechRequest, ctx: CallContext | None = None) -> SpeechOutcome:
         return await self._run(
             "tts",
             request.model,
@@ -184,7 +184,7 @@ class MediaService:
         return SpeechStream(self, request, ctx, route, attempts, first, upstream, started)
 
     # -- speech to text -------------------------------------------------------------------
-    async def transcribe(self, request: TranscribeRequest, ctx: CallContext | None = None) -> TranscribeResult:
+    async def transcribe(self, request: TranscribeRequest, ctx: CallContext | None = None) -> TranscribeOutcome:
         return await self._run(
             "asr",
             request.model,
@@ -195,7 +195,7 @@ class MediaService:
         )
 
     # -- images ---------------------------------------------------------------------------
-    async def generate_image(self, request: ImageRequest, ctx: CallContext | None = None) -> ImageResult:
+    async def generate_image(self, request: ImageRequest, ctx: CallContext | None = None) -> ImageOutcome:
         return await self._run(
             "image",
             request.model,
@@ -206,7 +206,7 @@ class MediaService:
         )
 
     # -- vision: a chat whose provider takes images ---------------------------------------
-    async def vision(self, request: ChatRequest, ctx: CallContext | None = None) -> ChatResult:
+    async def vision(self, request: ChatRequest, ctx: CallContext | None = None) -> ChatOutcome:
         routes = self.routes(request.model, "vision")
         if not request.model:
             request = request.model_copy(update={"model": routes[0].name})
@@ -221,7 +221,7 @@ class MediaService:
         route: MediaRoute,
         input_: Any,
         output: Any,
-        usage: Usage,
+        usage: TokenUsage,
         latency_ms: float,
         attempts: list[Attempt],
         *,
@@ -296,7 +296,7 @@ class SpeechStream:
                 self.route,
                 {"input": self.request.input, "voice": self.request.voice, "format": self.request.audio_format},
                 {"bytes": size, "media_type": self.media_type, "streamed": True},
-                Usage(input_tokens=len(self.request.input)),
+                TokenUsage(input_tokens=len(self.request.input)),
                 latency,
                 self.attempts,
                 ttft_ms=self.ttft_ms,

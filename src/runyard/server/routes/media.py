@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from ...errors import InvalidRequestError, PayloadTooLargeError
 from ...services.media import MediaService, SpeechStream
-from ...types import ChatRequest, ImageRequest, ImageResult, SpeechRequest, SpeechResult, TranscribeRequest
+from ...inference import ChatRequest, ImageRequest, ImageOutcome, SpeechRequest, SpeechOutcome, TranscribeRequest
 from ..http import gateway, json_response, parse_object, read_body, validate
 from .native import _apply_vendor, _context, render_chat
 
@@ -37,7 +37,7 @@ def _speech_headers(inference_id: str, provider: str, model: str) -> dict[str, s
     return {"X-Runyard-Inference-Id": inference_id, "X-Runyard-Provider": provider, "X-Runyard-Model": model}
 
 
-def _speech_response(result: SpeechResult) -> Response:
+def _speech_response(result: SpeechOutcome) -> Response:
     headers = _speech_headers(result.inference_id, result.provider, result.model)
     if result.sample_rate:
         headers["X-Runyard-Sample-Rate"] = str(result.sample_rate)
@@ -158,7 +158,7 @@ async def audio_transcriptions(request: Request) -> Response:
 # -- images -----------------------------------------------------------------------------
 
 
-def _render_images(result: ImageResult) -> dict[str, Any]:
+def _render_images(result: ImageOutcome) -> dict[str, Any]:
     return {
         "inference_id": result.inference_id,
         "images": result.images,

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from ...config import MODEL_SEPARATOR
 from ...errors import InternalServerError, InvalidRequestError, NotFoundError, RunyardError
 from ...services.ai import CallContext, ChatOptions, ChatStream
-from ...types import ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult
+from ...inference import ChatDelta, ChatRequest, ChatOutcome, EmbedRequest, EmbedOutcome
 from ..access import check_file, check_file_refs, require, scope_workspace
 from ..http import (
     DONE,
@@ -228,7 +228,7 @@ async def batch(request: Request) -> Response:
     return json_response(task, status=202)
 
 
-def render_chat(result: ChatResult) -> dict[str, Any]:
+def render_chat(result: ChatOutcome) -> dict[str, Any]:
     return {
         "inference_id": result.inference_id,
         "episode_id": result.episode_id,
@@ -242,7 +242,7 @@ def render_chat(result: ChatResult) -> dict[str, Any]:
     }
 
 
-def _metadata(result: ChatResult | EmbedResult) -> dict[str, Any]:
+def _metadata(result: ChatOutcome | EmbedOutcome) -> dict[str, Any]:
     return {
         "request_id": result.inference_id,
         "vendor": result.provider,
@@ -256,7 +256,7 @@ def _metadata(result: ChatResult | EmbedResult) -> dict[str, Any]:
     }
 
 
-def render_native_delta(result: ChatResult, delta: ChatDelta) -> dict[str, Any]:
+def render_native_delta(result: ChatOutcome, delta: ChatDelta) -> dict[str, Any]:
     event: dict[str, Any] = {
         "inference_id": result.inference_id,
         "episode_id": result.episode_id,
@@ -317,7 +317,7 @@ async def embed(request: Request) -> Response:
     return await idempotent(request, key, raw, produce)
 
 
-def render_embed(result: EmbedResult) -> dict[str, Any]:
+def render_embed(result: EmbedOutcome) -> dict[str, Any]:
     return {
         "inference_id": result.inference_id,
         "embeddings": result.embeddings,

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from ...errors import InvalidRequestError
 from ...services.ai import CallContext, ChatStream
-from ...types import ChatRequest, ChatResult, EmbedRequest
+from ...inference import ChatRequest, ChatOutcome, EmbedRequest
 from ..http import (
     caller_key_id,
     gateway,
@@ -50,7 +50,7 @@ async def chat_completions(request: Request) -> Response:
     return await idempotent(request, idempotency_key(request), raw, produce)
 
 
-def render_completion(result: ChatResult) -> dict[str, Any]:
+def render_completion(result: ChatOutcome) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": result.content}
     if result.tool_calls:
         message["tool_calls"] = [tc.to_openai() for tc in result.tool_calls]
@@ -73,7 +73,7 @@ def render_completion(result: ChatResult) -> dict[str, Any]:
     }
 
 
-def _chunk(result: ChatResult, created: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+def _chunk(result: ChatOutcome, created: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
     return {
         "id": "chatcmpl-" + result.inference_id,
         "object": "chat.completion.chunk",

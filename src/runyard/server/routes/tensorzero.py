@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from ...errors import InvalidRequestError, NotFoundError
 from ...services.ai import CallContext, ChatStream
-from ...types import ChatRequest, ChatResult, Usage
+from ...inference import ChatRequest, ChatOutcome, TokenUsage
 from ..http import (
     gateway,
     idempotency_key,
@@ -338,7 +338,7 @@ def translate(request: Request, body: dict[str, Any]) -> ChatRequest:
 # --------------------------------------------------------------------------- responses
 
 
-def _usage(usage: Usage) -> dict[str, int]:
+def _usage(usage: TokenUsage) -> dict[str, int]:
     return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
 
 
@@ -351,7 +351,7 @@ def _parse_json(text: str | None) -> Any:
         return None
 
 
-def render_inference(result: ChatResult, request: ChatRequest) -> dict[str, Any]:
+def render_inference(result: ChatOutcome, request: ChatRequest) -> dict[str, Any]:
     out: dict[str, Any] = {
         "inference_id": result.inference_id,
         "episode_id": result.episode_id,
@@ -386,13 +386,13 @@ async def _inference_events(stream: ChatStream, json_function: bool) -> AsyncIte
     result = stream.result
     head = {"inference_id": result.inference_id, "episode_id": result.episode_id, "variant_name": result.provider}
     call_ids: dict[int, str] = {}
-    usage: Usage | None = None
+    usage: TokenUsage | None = None
     finish: str | None = None
     async for item in guarded_stream(stream):
         if isinstance(item, bytes):
             if item.startswith(b"data: [DONE]"):  # the end: one last chunk with usage and finish reason
                 last: dict[str, Any] = {**head, "raw": ""} if json_function else {**head, "content": []}
-                last["usage"] = _usage(usage or Usage())
+                last["usage"] = _usage(usage or TokenUsage())
                 last["finish_reason"] = finish_reason(finish) or "stop"
                 yield sse_event(last)
             yield item  # [DONE], or the error event that ends the stream without it
