@@ -23,7 +23,7 @@ from ...errors import InvalidRequestError, PayloadTooLargeError
 from ...services.media import MediaService, SpeechStream
 from ...inference import ChatRequest, ImageRequest, ImageOutcome, SpeechRequest, SpeechOutcome, TranscribeRequest
 from ..http import gateway, json_response, parse_object, read_body, validate
-from .native import _apply_vendor, _context, render_chat
+from ..calls import apply_vendor, call_context, render_chat
 
 
 def media(request: Request) -> MediaService:
@@ -56,12 +56,12 @@ def _stream_response(stream: SpeechStream) -> StreamingResponse:
 
 
 async def _speak(request: Request, body: dict[str, Any]) -> Response:
-    ctx = _context(request, body)
+    ctx = call_context(request, body)
     if "input" not in body and "text" in body:
         body["input"] = body.pop("text")
     if "format" in body and "response_format" not in body:
         body["response_format"] = body.pop("format")
-    _apply_vendor(body)
+    apply_vendor(body)
     speech = validate(SpeechRequest, body)
     service = media(request)
     stream_format = (speech.model_extra or {}).get("stream_format")
@@ -133,7 +133,7 @@ async def _transcribe_request(request: Request) -> tuple[TranscribeRequest, dict
 async def asr(request: Request) -> Response:
     """``POST /v1/ai/asr``: multipart ``file`` (+ model, language, prompt) or JSON ``{"audio": base64}``."""
     req, fields = await _transcribe_request(request)
-    ctx = _context(request, {k: v for k, v in fields.items() if k in ("episode_id", "tags")})
+    ctx = call_context(request, {k: v for k, v in fields.items() if k in ("episode_id", "tags")})
     result = await media(request).transcribe(req, ctx)
     return json_response(
         {
@@ -171,8 +171,8 @@ def _render_images(result: ImageOutcome) -> dict[str, Any]:
 async def image(request: Request) -> Response:
     """``POST /v1/ai/image``: ``{"prompt", "model"?, "n"?, "size"?, "response_format"?}``."""
     body = parse_object(await read_body(request))
-    ctx = _context(request, body)
-    _apply_vendor(body)
+    ctx = call_context(request, body)
+    apply_vendor(body)
     result = await media(request).generate_image(validate(ImageRequest, body), ctx)
     return json_response(_render_images(result))
 
@@ -206,8 +206,8 @@ async def vision(request: Request) -> Response:
     """``POST /v1/ai/vision``: ``{"prompt", "image" | "images", "model"?, "detail"?, ...}`` — a
     chat turn with images, served by a provider whose models see."""
     body = parse_object(await read_body(request))
-    ctx = _context(request, body)
-    _apply_vendor(body)
+    ctx = call_context(request, body)
+    apply_vendor(body)
     images = body.pop("images", None) or ([body.pop("image")] if body.get("image") is not None else [])
     body.pop("image", None)
     prompt = body.pop("prompt", None)

@@ -29,7 +29,7 @@ from ..http import (
     sse_response,
     validate_json,
 )
-from .native import guarded_stream
+from ..calls import guarded_stream
 
 
 async def chat_completions(request: Request) -> Response:

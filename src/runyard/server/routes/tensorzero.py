@@ -38,7 +38,7 @@ from ..http import (
     sse_response,
     validate,
 )
-from .native import guarded_stream
+from ..calls import guarded_stream, uuid_str
 
 # OpenAI-style finish reasons (what providers report) -> TensorZero's.
 _FINISH_REASONS = {
@@ -93,20 +93,13 @@ def _context(request: Request, body: dict[str, Any]) -> CallContext:
         tags["tensorzero::namespace"] = namespace
     episode_id = body.get("episode_id")
     if episode_id is not None:
-        episode_id = _uuid_str(episode_id, "episode_id")
+        episode_id = uuid_str(episode_id, "episode_id", echo=True)
     dryrun = body.get("dryrun")
     if dryrun is not None and not isinstance(dryrun, bool):
         raise _bad("'dryrun' must be a boolean", "invalid_dryrun")
     return CallContext(
         episode_id=episode_id, api_key_id=request.state.api_key_id, tags=tags or None, dryrun=bool(dryrun)
     )
-
-
-def _uuid_str(value: Any, field: str) -> str:
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        raise _bad(f"'{field}' must be a UUID, got {value!r}", "invalid_id") from None
 
 
 def _model(request: Request, body: dict[str, Any]) -> str:
