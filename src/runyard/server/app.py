@@ -18,7 +18,7 @@ from ..config import RunyardConfig
 from ..errors import InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
 from .http import error_response
-from .ratelimit import PUBLIC_PATHS, AuthLimitMiddleware, Guard  # noqa: F401 - PUBLIC_PATHS re-exported
+from .guard import Guard, GuardMiddleware
 from .routes import agents, files, inferencesh, media, native, openai, simstudio, speedpix, tasks, tensorzero, usage
 from .routes import workflows as workflow_routes
 
@@ -37,7 +37,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
         finally:
             await gateway.aclose()
 
-    guard = Guard(gateway, signed={"/scc/": speedpix.authenticate})
+    guard = Guard.for_gateway(gateway, signed={"/scc/": speedpix.authenticate})
     app = RunyardApp(
         hot_routes=[*openai.hot_routes, *native.hot_routes],
         guard=guard,
@@ -63,7 +63,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
     )
     app.state.gateway = gateway
     app.add_middleware(CatchAllMiddleware)
-    app.add_middleware(AuthLimitMiddleware, guard=guard)
+    app.add_middleware(GuardMiddleware, guard=guard)
     return app
 
 
