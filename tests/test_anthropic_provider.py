@@ -17,8 +17,8 @@ import pytest
 
 from runyard.config import ProviderConfig
 from runyard.errors import InvalidRequestError, RateLimitError, UpstreamError
-from runyard.providers.anthropic import JSON_OBJECT_INSTRUCTION, AnthropicProvider
 from runyard.inference import ChatDelta, ChatRequest, ModelToolCallDelta
+from runyard.providers.anthropic import JSON_OBJECT_INSTRUCTION, AnthropicProvider
 from support.anthropic_mock import B, MockAnthropic, json_reply, raw_reply, sse_reply
 
 API_KEY = "sk-ant-test-123"

@@ -36,7 +36,6 @@ from runyard.errors import (
     UpstreamError,
     ValidationError,
 )
-
 from support.sdk_app import serve, sse
 
 pytestmark = pytest.mark.timeout(20)

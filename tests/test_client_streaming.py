@@ -10,7 +10,6 @@ import pytest
 from runyard.client import AsyncClient, ChatChunk, RetryTransport
 from runyard.client._streaming import ServerSentEvent, aiter_sse
 from runyard.errors import APITimeoutError, RateLimitError, UpstreamError
-
 from support.sdk_app import Target, live_target, wait_for
 
 pytestmark = pytest.mark.timeout(20)

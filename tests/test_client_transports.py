@@ -23,7 +23,6 @@ from runyard.errors import (
     ServiceUnavailableError,
     UpstreamError,
 )
-
 from support.sdk_app import Target, live_target, wait_for
 
 pytestmark = pytest.mark.timeout(20)

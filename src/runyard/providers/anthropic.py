@@ -23,7 +23,7 @@ import orjson
 
 from ..config import ProviderConfig
 from ..errors import InvalidRequestError, UpstreamError
-from ..inference import ChatDelta, ChatRequest, ChatOutcome, Message, ModelToolCall, ModelToolCallDelta, TokenUsage
+from ..inference import ChatDelta, ChatOutcome, ChatRequest, Message, ModelToolCall, ModelToolCallDelta, TokenUsage
 from .base import Provider
 from .http import UpstreamClient, endpoint
 

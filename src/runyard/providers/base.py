@@ -15,15 +15,15 @@ from ..errors import (
 )
 from ..inference import (
     ChatDelta,
-    ChatRequest,
     ChatOutcome,
+    ChatRequest,
     EmbedOutcome,
-    ImageRequest,
     ImageOutcome,
-    SpeechRequest,
+    ImageRequest,
     SpeechOutcome,
-    TranscribeRequest,
+    SpeechRequest,
     TranscribeOutcome,
+    TranscribeRequest,
 )
 
 

@@ -29,7 +29,16 @@ from typing import Any
 import orjson
 
 from ..errors import UpstreamError
-from ..inference import ChatDelta, ChatRequest, ChatOutcome, EmbedOutcome, Message, ModelToolCall, ModelToolCallDelta, TokenUsage
+from ..inference import (
+    ChatDelta,
+    ChatOutcome,
+    ChatRequest,
+    EmbedOutcome,
+    Message,
+    ModelToolCall,
+    ModelToolCallDelta,
+    TokenUsage,
+)
 from .base import Provider, upstream_status_error
 
 _WORD = re.compile(r"\S+\s*")
@@ -94,7 +103,9 @@ class DummyProvider(Provider):
                 tool = next((t.function for t in request.tools if t.function.name == wanted), tool)
             args = placeholder(tool.parameters or {"type": "object"})
             tool_calls = [
-                ModelToolCall(id="call_" + _digest(tool.name)[:12], name=tool.name, arguments=orjson.dumps(args).decode())
+                ModelToolCall(
+                    id="call_" + _digest(tool.name)[:12], name=tool.name, arguments=orjson.dumps(args).decode()
+                )
             ]
             content = None
             finish = "tool_calls"

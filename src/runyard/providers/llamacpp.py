@@ -32,7 +32,7 @@ import orjson
 
 from ..config import ProviderConfig
 from ..errors import InvalidRequestError, NotFoundError, RunyardError, UpstreamError
-from ..inference import ChatDelta, ChatRequest, ChatOutcome, Message, ModelToolCall, ModelToolCallDelta, TokenUsage
+from ..inference import ChatDelta, ChatOutcome, ChatRequest, Message, ModelToolCall, ModelToolCallDelta, TokenUsage
 from ._local import SerialWorker, installed, missing_runtime, package_dir
 from .base import Provider
 

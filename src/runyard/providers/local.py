@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 from ..config import ProviderConfig
 from ..errors import NotFoundError
-from ..inference import ChatDelta, ChatRequest, ChatOutcome, EmbedOutcome, SpeechRequest, SpeechOutcome
+from ..inference import ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, SpeechOutcome, SpeechRequest
 from . import llamacpp, piper, st_embeddings
 from ._local import installed
 from .base import Provider

@@ -10,7 +10,7 @@ import orjson
 
 from ..config import ProviderConfig
 from ..errors import UpstreamError
-from ..inference import ChatDelta, ChatRequest, ChatOutcome, EmbedOutcome, ModelToolCall, ModelToolCallDelta, TokenUsage
+from ..inference import ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, ModelToolCall, ModelToolCallDelta, TokenUsage
 from .base import Provider
 from .http import UpstreamClient, endpoint
 from .openai_media import MEDIA_CAPABILITIES, OpenAIMediaMixin
@@ -52,7 +52,9 @@ class OpenAIProvider(OpenAIMediaMixin, Provider):
             choice = data["choices"][0]
             message = choice["message"]
             tool_calls = [
-                ModelToolCall(id=tc["id"], name=tc["function"]["name"], arguments=tc["function"].get("arguments") or "{}")
+                ModelToolCall(
+                    id=tc["id"], name=tc["function"]["name"], arguments=tc["function"].get("arguments") or "{}"
+                )
                 for tc in message.get("tool_calls") or ()
             ]
             return ChatOutcome(

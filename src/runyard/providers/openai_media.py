@@ -17,13 +17,13 @@ from ..config import ProviderConfig
 from ..errors import UpstreamError
 from ..inference import (
     AUDIO_MEDIA_TYPES,
-    ImageRequest,
     ImageOutcome,
-    SpeechRequest,
+    ImageRequest,
     SpeechOutcome,
-    TranscribeRequest,
-    TranscribeOutcome,
+    SpeechRequest,
     TokenUsage,
+    TranscribeOutcome,
+    TranscribeRequest,
 )
 from .http import UpstreamClient, endpoint
 

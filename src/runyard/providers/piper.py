@@ -25,7 +25,7 @@ from typing import Any
 
 from ..config import ProviderConfig
 from ..errors import InvalidRequestError, NotFoundError, RunyardError, UpstreamError
-from ..inference import SpeechRequest, SpeechOutcome, TokenUsage
+from ..inference import SpeechOutcome, SpeechRequest, TokenUsage
 from ._local import SerialWorker, installed, missing_runtime
 from .base import Provider
 

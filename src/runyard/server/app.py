@@ -17,8 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..config import RunyardConfig
 from ..errors import InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
-from .http import error_response
 from .guard import Guard, GuardMiddleware
+from .http import error_response
 from .routes import agents, files, inferencesh, media, native, openai, simstudio, speedpix, tasks, tensorzero, usage
 from .routes import workflows as workflow_routes
 

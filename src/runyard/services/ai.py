@@ -14,8 +14,8 @@ from ..backends.recorder import InferenceRecorder
 from ..backends.store import new_id, utcnow
 from ..config import MODEL_SEPARATOR, PriceConfig, RunyardConfig
 from ..errors import InvalidRequestError, NotFoundError, RunyardError, ServiceUnavailableError
+from ..inference import Attempt, ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, ModelToolCall, TokenUsage
 from ..providers import Provider, build_provider, can_fall_back
-from ..inference import Attempt, ChatDelta, ChatRequest, ChatOutcome, EmbedOutcome, ModelToolCall, TokenUsage
 from .breaker import CircuitBreakers
 from .cache import MemoryCache, ResponseCache, cache_key
 from .catalog import Catalog, Choice, required_capabilities

@@ -21,20 +21,20 @@ from ..backends.recorder import InferenceRecorder
 from ..backends.store import new_id, utcnow
 from ..config import MODEL_SEPARATOR, ProviderConfig
 from ..errors import CapabilityNotAvailableError, NotFoundError, RunyardError
-from ..providers import Provider
 from ..inference import (
     AUDIO_MEDIA_TYPES,
     Attempt,
-    ChatRequest,
     ChatOutcome,
-    ImageRequest,
+    ChatRequest,
     ImageOutcome,
-    SpeechRequest,
+    ImageRequest,
     SpeechOutcome,
-    TranscribeRequest,
-    TranscribeOutcome,
+    SpeechRequest,
     TokenUsage,
+    TranscribeOutcome,
+    TranscribeRequest,
 )
+from ..providers import Provider
 from .ai import AIService, CallContext, inference_row
 from .fallback import aclose_quietly, first_delta, first_success
 

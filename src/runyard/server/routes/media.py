@@ -20,10 +20,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ...errors import InvalidRequestError, PayloadTooLargeError
+from ...inference import ChatRequest, ImageOutcome, ImageRequest, SpeechOutcome, SpeechRequest, TranscribeRequest
 from ...services.media import MediaService, SpeechStream
-from ...inference import ChatRequest, ImageRequest, ImageOutcome, SpeechRequest, SpeechOutcome, TranscribeRequest
-from ..http import gateway, json_response, parse_object, read_body, validate
 from ..calls import apply_vendor, call_context, render_chat
+from ..http import gateway, json_response, parse_object, read_body, validate
 
 
 def media(request: Request) -> MediaService:

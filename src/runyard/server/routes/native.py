@@ -14,10 +14,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ...errors import InvalidRequestError, NotFoundError
+from ...inference import ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, EmbedRequest
 from ...services.ai import CallContext, ChatOptions, ChatStream
-from ...inference import ChatDelta, ChatRequest, ChatOutcome, EmbedRequest, EmbedOutcome
-from ..calls import apply_vendor, call_context, guarded_stream, outcome_metadata, render_chat, uuid_str
 from ..access import check_file, check_file_refs, require, scope_workspace
+from ..calls import apply_vendor, call_context, guarded_stream, outcome_metadata, render_chat, uuid_str
 from ..http import (
     caller_key_id,
     gateway,
@@ -31,6 +31,7 @@ from ..http import (
     sse_response,
     validate,
 )
+
 
 async def healthz(_request: Request) -> Response:
     return json_response({"status": "ok"})

@@ -17,8 +17,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ...errors import InvalidRequestError
+from ...inference import ChatOutcome, ChatRequest, EmbedRequest
 from ...services.ai import CallContext, ChatStream
-from ...inference import ChatRequest, ChatOutcome, EmbedRequest
+from ..calls import guarded_stream
 from ..http import (
     caller_key_id,
     gateway,
@@ -29,7 +30,6 @@ from ..http import (
     sse_response,
     validate_json,
 )
-from ..calls import guarded_stream
 
 
 async def chat_completions(request: Request) -> Response:
