@@ -19,6 +19,7 @@ from ..errors import InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
 from .guard import Guard, GuardMiddleware
 from .http import error_response
+from .inferencesh_runs import InferenceshRuns
 from .routes import agents, files, inferencesh, media, native, openai, simstudio, speedpix, tasks, tensorzero, usage
 from .routes import workflows as workflow_routes
 
@@ -28,6 +29,7 @@ log = logging.getLogger("runyard.server")
 def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
     """``worker=False``: serve the API only; tasks wait for ``runyard worker`` processes."""
     gateway = Gateway(config, run_worker=worker)
+    inferencesh_runs = InferenceshRuns()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -35,6 +37,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
         try:
             yield
         finally:
+            await inferencesh_runs.aclose()
             await gateway.aclose()
 
     guard = Guard.for_gateway(gateway, signed={"/scc/": speedpix.authenticate})
@@ -53,7 +56,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
             *simstudio.routes,
             *speedpix.routes,
             *agents.routes,
-            *inferencesh.routes,
+            *inferencesh.routes(inferencesh_runs),
         ],
         lifespan=lifespan,
         exception_handlers={
