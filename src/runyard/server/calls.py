@@ -13,7 +13,8 @@ from starlette.requests import Request
 from ..config import MODEL_SEPARATOR
 from ..errors import InternalServerError, InvalidRequestError, RunyardError
 from ..inference import ChatDelta, ChatOutcome, EmbedOutcome
-from ..services.ai import CallContext, ChatStream
+from ..services.ai import CallContext
+from ..services.streams import ChatStream
 from .http import DONE, caller_key_id, sse_error
 
 log = logging.getLogger("runyard.server")

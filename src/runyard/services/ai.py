@@ -4,7 +4,7 @@ fallback under a cost cap and circuit breakers, cache, price and record every in
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,12 +14,13 @@ from ..backends.recorder import InferenceRecorder
 from ..backends.store import new_id, utcnow
 from ..config import MODEL_SEPARATOR, PriceConfig, RunyardConfig
 from ..errors import InvalidRequestError, NotFoundError, RunyardError, ServiceUnavailableError
-from ..inference import Attempt, ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, ModelToolCall, TokenUsage
-from ..providers import Provider, build_provider, can_fall_back
+from ..inference import Attempt, ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, TokenUsage
+from ..providers import Provider, build_provider
 from .breaker import CircuitBreakers
 from .cache import MemoryCache, ResponseCache, cache_key
 from .catalog import Catalog, Choice, required_capabilities
-from .fallback import aclose_quietly, first_delta, first_success, with_attempts
+from .fallback import first_delta, first_success, with_attempts
+from .streams import ChatStream
 
 MAX_ROUTED_MODELS = 4  # candidates kept from task/prefer routing (primary + fallbacks)
 LOCAL_PROVIDER = "local"  # the embedded default's on-device models (providers/local.py)
@@ -423,96 +424,6 @@ class BoundAI:
         self, texts: list[str], model: str | None, *, dimensions: int | None = None, ctx: CallContext | None = None
     ) -> EmbedOutcome:
         return await self.service.embed(texts, model, dimensions=dimensions, ctx=ctx or self.ctx)
-
-
-class ChatStream:
-    """A started chat stream: ``result`` holds ids and the serving provider; iterate for deltas.
-
-    Iterating to the end fills ``result`` (content, tool calls, usage, cost) and records the
-    inference; an upstream failure after the first delta is raised from the iterator.
-    """
-
-    def __init__(
-        self,
-        service: AIService,
-        request: ChatRequest,
-        ctx: CallContext,
-        result: ChatOutcome,
-        route: Route,
-        first: ChatDelta,
-        upstream: AsyncIterator[ChatDelta],
-        started: float,
-    ) -> None:
-        self.service = service
-        self.request = request
-        self.ctx = ctx
-        self.result = result
-        self._route = route
-        self._first: ChatDelta | None = first
-        self._upstream = upstream
-        self._started = started
-
-    async def __aiter__(self) -> AsyncIterator[ChatDelta]:
-        result = self.result
-        parts: list[str] = []
-        calls: dict[int, ModelToolCall] = {}
-        usage = TokenUsage()
-        ttft: float | None = None
-        held: ChatDelta | None = None
-        status, error = "ok", None
-        breakers, route_key = self.service.breakers, self._route.key
-        try:
-            while True:
-                if self._first is not None:
-                    delta, self._first = self._first, None
-                else:
-                    try:
-                        delta = await anext(self._upstream)
-                    except StopAsyncIteration:
-                        break
-                if ttft is None:
-                    ttft = (time.perf_counter() - self._started) * 1000
-                if delta.content:
-                    parts.append(delta.content)
-                for tc in delta.tool_calls or ():
-                    call = calls.setdefault(tc.index, ModelToolCall(id="", name="", arguments=""))
-                    call.id = tc.id or call.id
-                    call.name = tc.name or call.name
-                    call.arguments += tc.arguments
-                if delta.usage:
-                    usage = delta.usage
-                if delta.finish_reason:
-                    result.finish_reason = delta.finish_reason
-                # The last delta carries both finish_reason and usage (OpenAI sends usage after).
-                if held is not None:
-                    if delta.usage and not (delta.content or delta.tool_calls or delta.finish_reason):
-                        held.usage = delta.usage
-                        continue
-                    yield held
-                    held = None
-                if delta.finish_reason:
-                    held = delta
-                    continue
-                yield delta
-            if held is not None:
-                yield held
-            breakers.success(route_key)
-        except RunyardError as err:
-            status, error = "error", f"{err.code}: {err.message}"
-            if can_fall_back(err):
-                breakers.failure(route_key)
-            raise
-        except BaseException:
-            status, error = "cancelled", "client went away before the stream ended"
-            raise
-        finally:
-            await aclose_quietly(self._upstream)
-            result.content = "".join(parts) if parts else None
-            result.tool_calls = [calls[i] for i in sorted(calls)]
-            result.usage = usage
-            result.cost = _cost(self._route.price, usage)
-            result.latency_ms = (time.perf_counter() - self._started) * 1000
-            self.service._finish_chat(self.request, result, self.ctx, ttft_ms=ttft, status=status, error=error)
 
 
 def _cost(price: PriceConfig | None, usage: TokenUsage) -> float | None:

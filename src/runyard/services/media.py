@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from ..backends.recorder import InferenceRecorder
 from ..backends.store import new_id, utcnow
 from ..config import MODEL_SEPARATOR, ProviderConfig
-from ..errors import CapabilityNotAvailableError, NotFoundError, RunyardError
+from ..errors import CapabilityNotAvailableError, NotFoundError
 from ..inference import (
-    AUDIO_MEDIA_TYPES,
     Attempt,
     ChatOutcome,
     ChatRequest,
@@ -36,7 +35,8 @@ from ..inference import (
 )
 from ..providers import Provider
 from .ai import AIService, CallContext, inference_row
-from .fallback import aclose_quietly, first_delta, first_success
+from .fallback import first_delta, first_success
+from .streams import SpeechStream
 
 
 class _MediaOutcome(Protocol):
@@ -240,66 +240,3 @@ class MediaService:
             )  # fmt: skip
 
         self.recorder.record(inference_id, ctx.episode_id, build)
-
-
-class SpeechStream:
-    """Streamed audio: ``media_type`` and ``inference_id`` are known up front; iterating yields
-    the bytes and, at the end, records the inference."""
-
-    def __init__(
-        self,
-        service: MediaService,
-        request: SpeechRequest,
-        ctx: CallContext,
-        route: MediaRoute,
-        attempts: list[Attempt],
-        first: bytes,
-        upstream: AsyncIterator[bytes],
-        started: float,
-    ) -> None:
-        self.service = service
-        self.request = request
-        self.ctx = ctx
-        self.route = route
-        self.attempts = attempts
-        self._first: bytes | None = first
-        self._upstream = upstream
-        self._started = started
-        self.ttft_ms = (time.perf_counter() - started) * 1000
-        self.inference_id = new_id()
-        self.media_type = AUDIO_MEDIA_TYPES.get(request.audio_format, "application/octet-stream")
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        size = 0
-        status, error = "ok", None
-        try:
-            if self._first:
-                size += len(self._first)
-                yield self._first
-            self._first = None
-            async for piece in self._upstream:
-                size += len(piece)
-                yield piece
-        except RunyardError as err:
-            status, error = "error", f"{err.code}: {err.message}"
-            raise
-        except BaseException:
-            status, error = "cancelled", "client went away before the stream ended"
-            raise
-        finally:
-            await aclose_quietly(self._upstream)
-            latency = (time.perf_counter() - self._started) * 1000
-            self.service._record(
-                "tts",
-                self.inference_id,
-                self.ctx,
-                self.route,
-                {"input": self.request.input, "voice": self.request.voice, "format": self.request.audio_format},
-                {"bytes": size, "media_type": self.media_type, "streamed": True},
-                TokenUsage(input_tokens=len(self.request.input)),
-                latency,
-                self.attempts,
-                ttft_ms=self.ttft_ms,
-                status=status,
-                error=error,
-            )

@@ -21,7 +21,8 @@ from starlette.routing import Route
 
 from ...errors import InvalidRequestError, PayloadTooLargeError
 from ...inference import ChatRequest, ImageOutcome, ImageRequest, SpeechOutcome, SpeechRequest, TranscribeRequest
-from ...services.media import MediaService, SpeechStream
+from ...services.media import MediaService
+from ...services.streams import SpeechStream
 from ..calls import apply_vendor, call_context, render_chat
 from ..http import gateway, json_response, parse_object, read_body, validate
 

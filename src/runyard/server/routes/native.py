@@ -15,7 +15,8 @@ from starlette.routing import Route
 
 from ...errors import InvalidRequestError, NotFoundError
 from ...inference import ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, EmbedRequest
-from ...services.ai import CallContext, ChatOptions, ChatStream
+from ...services.ai import CallContext, ChatOptions
+from ...services.streams import ChatStream
 from ..access import check_file, check_file_refs, require, scope_workspace
 from ..calls import apply_vendor, call_context, guarded_stream, outcome_metadata, render_chat, uuid_str
 from ..http import (

@@ -18,7 +18,8 @@ from starlette.routing import Route
 
 from ...errors import InvalidRequestError
 from ...inference import ChatOutcome, ChatRequest, EmbedRequest
-from ...services.ai import CallContext, ChatStream
+from ...services.ai import CallContext
+from ...services.streams import ChatStream
 from ..calls import guarded_stream
 from ..http import (
     caller_key_id,
