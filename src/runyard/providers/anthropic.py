@@ -24,6 +24,7 @@ import orjson
 from ..config import ProviderConfig
 from ..errors import InvalidRequestError, UpstreamError
 from ..inference import ChatDelta, ChatOutcome, ChatRequest, Message, ModelToolCall, ModelToolCallDelta, TokenUsage
+from ..sse import aiter_sse
 from .base import Provider
 from .http import UpstreamClient, endpoint
 
@@ -184,13 +185,11 @@ class AnthropicProvider(Provider):
         tool_index: dict[int, int] = {}  # content block index -> OpenAI tool call index
         schema_blocks: set[int] = set()  # blocks carrying the emulated json_schema answer
         # closed on every exit, so the pooled connection is released at once
-        stream = self._http.post_stream(self._url, body)
-        async with aclosing(stream) as lines:
-            async for line in lines:
-                if not line.startswith(b"data:"):
-                    continue
+        chunks = self._http.post_stream(self._url, body)
+        async with aclosing(chunks):
+            async for sse in aiter_sse(chunks):
                 try:
-                    event = orjson.loads(line[5:].strip())
+                    event = orjson.loads(sse.data)
                     kind = event["type"]
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     raise UpstreamError(

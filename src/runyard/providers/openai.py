@@ -11,6 +11,7 @@ import orjson
 from ..config import ProviderConfig
 from ..errors import UpstreamError
 from ..inference import ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, ModelToolCall, ModelToolCallDelta, TokenUsage
+from ..sse import DONE, aiter_sse
 from .base import Provider
 from .http import UpstreamClient, endpoint
 from .openai_media import MEDIA_CAPABILITIES, OpenAIMediaMixin
@@ -73,13 +74,11 @@ class OpenAIProvider(OpenAIMediaMixin, Provider):
 
     async def stream_chat(self, request: ChatRequest, model: str) -> AsyncIterator[ChatDelta]:
         finished = False
-        lines = self._http.post_stream(self._chat_url, self._body(request, model, stream=True))
-        async with contextlib.aclosing(lines):
-            async for line in lines:
-                if not line.startswith(b"data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
+        chunks = self._http.post_stream(self._chat_url, self._body(request, model, stream=True))
+        async with contextlib.aclosing(chunks):  # closed on every exit: the connection goes back at once
+            async for event in aiter_sse(chunks):
+                payload = event.data
+                if payload == DONE:
                     return
                 try:
                     data = orjson.loads(payload)

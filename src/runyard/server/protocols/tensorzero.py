@@ -20,7 +20,7 @@ from ...errors import InvalidRequestError, NotFoundError
 from ...inference import ChatDelta, ChatOutcome, ChatRequest, TokenUsage
 from ...services.ai import CallContext
 from ..calls import uuid_str
-from ..http import sse_event, validate
+from ..http import DONE, sse_event, validate
 
 # OpenAI-style finish reasons (what providers report) -> TensorZero's.
 _FINISH_REASONS = {
@@ -364,7 +364,7 @@ async def inference_events(
     finish: str | None = None
     async for item in items:
         if isinstance(item, bytes):
-            if item.startswith(b"data: [DONE]"):  # the end: one last chunk with usage and finish reason
+            if item == DONE:  # the end: one last chunk with usage and finish reason
                 last: dict[str, Any] = {**head, "raw": ""} if json_function else {**head, "content": []}
                 last["usage"] = _usage(usage or TokenUsage())
                 last["finish_reason"] = finish_reason(finish) or "stop"

@@ -22,6 +22,7 @@ from ...services.ai import CallContext
 from ...services.streams import ChatStream
 from ..calls import guarded_stream
 from ..http import (
+    DONE,
     caller_key_id,
     gateway,
     idempotency_key,
@@ -93,7 +94,7 @@ async def _openai_events(stream: ChatStream, include_usage: bool) -> AsyncIterat
     usage = None
     async for item in guarded_stream(stream):
         if isinstance(item, bytes):  # [DONE] or an error event
-            if include_usage and usage is not None and item.startswith(b"data: [DONE]"):
+            if include_usage and usage is not None and item == DONE:
                 final = _chunk(result, created, {}, None)
                 final["choices"] = []
                 final["usage"] = {
