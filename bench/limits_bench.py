@@ -26,7 +26,7 @@ from typing import Any
 from runyard.backends.store import Store
 from runyard.config import LimitsConfig, hash_api_key, parse_config
 from runyard.gateway import Gateway
-from runyard.server.ratelimit import AuthLimitMiddleware, Guard
+from runyard.server.guard import Guard, GuardMiddleware
 from runyard.services.limits import NOT_METERED, SYNC, LimitService
 
 
@@ -90,7 +90,7 @@ async def middleware(n: int, tmp: Path) -> None:
         await gateway.store.start()
         await gateway.auth.start()
         try:
-            mw = AuthLimitMiddleware(app, Guard(gateway))
+            mw = GuardMiddleware(app, Guard.for_gateway(gateway))
             headers = [(b"host", b"x"), (b"authorization", b"Bearer bench-key"), (b"content-type", b"application/json")]
 
             async def call(mw: Any = mw, headers: Any = headers) -> None:

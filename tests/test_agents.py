@@ -4,10 +4,9 @@ OpenAI upstream scripting the model's tool calls."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from runyard.agents import agent_tool, app_tool, enum_of, integer, internal_tool
 from runyard.errors import ConflictError, NotFoundError, ValidationError
 from runyard.services.webhooks import SIGNATURE_HEADER, verify
 from support.gateway import GatewayProcess
+from support.loopback import LoopbackServer
 from support.openai_mock import B, MockOpenAI
 from support.tasks_e2e import app_env, embedded_client, tasks_toml
 
@@ -285,9 +285,8 @@ class SignedReceiver:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tool"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = LoopbackServer(Handler).start()
+        self.url = f"{self.server.url}/tool"
 
 
 def test_webhook_tool_is_signed(client: Client, mock_openai: MockOpenAI) -> None:
@@ -304,8 +303,7 @@ def test_webhook_tool_is_signed(client: Client, mock_openai: MockOpenAI) -> None
         mock_openai.script(B.reply(tool_calls=[call("summer", {"nums": [1]})]))
         assert agent2.send_message("sum").chat["tool_calls"][0]["result"]["error"] == "secret_not_found"
     finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
+        receiver.server.stop()
 
 
 def test_code_execution_result_and_limits(client: Client, mock_openai: MockOpenAI) -> None:
@@ -500,9 +498,8 @@ class SkillServer:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/skill.md"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = LoopbackServer(Handler).start()
+        self.url = f"{self.server.url}/skill.md"
 
 
 def test_skill_from_url_is_fetched_once(client: Client, mock_openai: MockOpenAI) -> None:
@@ -517,8 +514,7 @@ def test_skill_from_url_is_fetched_once(client: Client, mock_openai: MockOpenAI)
         mock_openai.script(B.reply(tool_calls=[call("load_skill", {"name": "nope"})]))
         assert client.agent(cfg).send_message("x").chat["tool_calls"][0]["result"]["error"] == "unknown_skill"
     finally:
-        server.server.shutdown()
-        server.server.server_close()
+        server.server.stop()
 
 
 def test_webhook_url_guard_refuses_private_addresses(

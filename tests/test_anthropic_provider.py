@@ -17,8 +17,8 @@ import pytest
 
 from runyard.config import ProviderConfig
 from runyard.errors import InvalidRequestError, RateLimitError, UpstreamError
+from runyard.inference import ChatDelta, ChatRequest, ModelToolCallDelta
 from runyard.providers.anthropic import JSON_OBJECT_INSTRUCTION, AnthropicProvider
-from runyard.types import ChatDelta, ChatRequest, ToolCallDelta
 from support.anthropic_mock import B, MockAnthropic, json_reply, raw_reply, sse_reply
 
 API_KEY = "sk-ant-test-123"
@@ -356,7 +356,7 @@ async def test_stream_tool_use(mock_anthropic: MockAnthropic, provider: Anthropi
 
     assert "".join(d.content or "" for d in deltas) == "Let me check."
     parts = [tc for d in deltas for tc in d.tool_calls or ()]
-    assert parts[0] == ToolCallDelta(0, id="toolu_7", name="get_weather", arguments="")
+    assert parts[0] == ModelToolCallDelta(0, id="toolu_7", name="get_weather", arguments="")
     assert all(p.index == 0 for p in parts)
     assert json.loads("".join(p.arguments for p in parts)) == {"city": "Oslo"}
     assert deltas[-1].finish_reason == "tool_calls"

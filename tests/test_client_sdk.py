@@ -36,11 +36,7 @@ from runyard.errors import (
     UpstreamError,
     ValidationError,
 )
-
-try:
-    from test_client_support import serve, sse
-except ImportError:  # tests/ imported as a package
-    from tests.test_client_support import serve, sse
+from support.sdk_app import serve, sse
 
 pytestmark = pytest.mark.timeout(20)
 

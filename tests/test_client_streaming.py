@@ -10,11 +10,7 @@ import pytest
 from runyard.client import AsyncClient, ChatChunk, RetryTransport
 from runyard.client._streaming import ServerSentEvent, aiter_sse
 from runyard.errors import APITimeoutError, RateLimitError, UpstreamError
-
-try:
-    from test_client_support import Target, live_target, wait_for
-except ImportError:  # tests/ imported as a package
-    from tests.test_client_support import Target, live_target, wait_for
+from support.sdk_app import Target, live_target, wait_for
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -23,11 +23,7 @@ from runyard.errors import (
     ServiceUnavailableError,
     UpstreamError,
 )
-
-try:
-    from test_client_support import Target, live_target, wait_for
-except ImportError:  # tests/ imported as a package
-    from tests.test_client_support import Target, live_target, wait_for
+from support.sdk_app import Target, live_target, wait_for
 
 pytestmark = pytest.mark.timeout(20)
 

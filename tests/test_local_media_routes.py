@@ -179,7 +179,7 @@ async def test_upstream_capabilities_option_narrows_what_it_is_asked(
 
 
 def test_json_modes_are_always_grammar_constrained() -> None:
-    from runyard.types import ChatRequest
+    from runyard.inference import ChatRequest
 
     def args(rf: dict[str, Any]) -> dict[str, Any]:
         request = ChatRequest.model_validate({"messages": [{"role": "user", "content": "x"}], "response_format": rf})

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
 import httpx
 import pytest
-import uvicorn
 from tensorzero import (
     AsyncTensorZeroGateway,
     ChatInferenceResponse,
@@ -38,6 +34,7 @@ from tensorzero.types import ChatChunk, JsonChunk
 
 from runyard.config import parse_config
 from runyard.server.app import create_app
+from support.loopback import LoopbackServer
 from support.openai_mock import B, MockOpenAI
 
 pytestmark = pytest.mark.timeout(60)
@@ -78,30 +75,16 @@ def base_url(store_url: str, _mock_openai_server: MockOpenAI) -> Iterator[str]:
             "metrics": {"thumbs_up": {"type": "boolean", "level": "inference"}},
         }
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(config), log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="runyard-tz", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            thread.join(5)
-            sock.close()
-            pytest.fail("the runyard server did not start")
-        time.sleep(0.02)
+    server = LoopbackServer(create_app(config), lifespan="on", name="runyard-tz")
     try:
-        yield f"http://127.0.0.1:{port}"
+        server.start()
+    except RuntimeError:
+        pytest.fail("the runyard server did not start")
+    try:
+        yield server.url
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-        assert not thread.is_alive(), "the runyard server did not shut down"
+        server.stop()
+        assert not server.thread.is_alive(), "the runyard server did not shut down"
 
 
 @pytest.fixture(scope="module")

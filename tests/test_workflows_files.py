@@ -8,9 +8,8 @@ non-files. ``FileService.ingest`` fetching a real local HTTP server: type, name,
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from runyard.gateway import Gateway
 from runyard.services.urlguard import UnsafeURLError
 from runyard.workflows import Workflow
 from support.gateway import GatewayProcess
+from support.loopback import LoopbackServer
 from test_workflows_e2e import unique, wf_client, wf_config_path, wf_server, workflows_toml  # noqa: F401  (fixtures)
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(64))
@@ -195,14 +195,8 @@ class _Files(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def origin() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with LoopbackServer(_Files) as server:
+        yield server.url
 
 
 async def test_ingest_fetches_urls_and_other_forms(tmp_path: Path, origin: str) -> None:

@@ -8,7 +8,7 @@
   tool call) and the finish reason is ``"stop"``.
 * ``json_object``: a system instruction asks for a single JSON object and nothing else.
 
-Usage follows the OpenAI convention: ``input_tokens`` counts every prompt token (Anthropic's
+TokenUsage follows the OpenAI convention: ``input_tokens`` counts every prompt token (Anthropic's
 uncached, cache-write and cache-read tokens together) and ``cached_tokens`` the cache reads.
 """
 
@@ -23,7 +23,8 @@ import orjson
 
 from ..config import ProviderConfig
 from ..errors import InvalidRequestError, UpstreamError
-from ..types import ChatDelta, ChatRequest, ChatResult, Message, ToolCall, ToolCallDelta, Usage
+from ..inference import ChatDelta, ChatOutcome, ChatRequest, Message, ModelToolCall, ModelToolCallDelta, TokenUsage
+from ..sse import aiter_sse
 from .base import Provider
 from .http import UpstreamClient, endpoint
 
@@ -139,7 +140,7 @@ class AnthropicProvider(Provider):
 
     # -- non-streaming ---------------------------------------------------------------------------
 
-    async def chat(self, request: ChatRequest, model: str) -> ChatResult:
+    async def chat(self, request: ChatRequest, model: str) -> ChatOutcome:
         body, schema_tool = self._body(request, model, stream=False)
         raw = await self._http.post_json(self._url, body)
         try:
@@ -148,7 +149,7 @@ class AnthropicProvider(Provider):
                 raise self._stream_error(data)
             texts: list[str] = []
             answer: str | None = None  # the emulated json_schema answer
-            tool_calls: list[ToolCall] = []
+            tool_calls: list[ModelToolCall] = []
             for block in data["content"]:
                 kind = block.get("type")
                 if kind == "text":
@@ -157,11 +158,11 @@ class AnthropicProvider(Provider):
                     answer = answer or orjson.dumps(block.get("input") or {}).decode()
                 elif kind == "tool_use":
                     args = orjson.dumps(block.get("input") or {}).decode()
-                    tool_calls.append(ToolCall(id=block["id"], name=block["name"], arguments=args))
+                    tool_calls.append(ModelToolCall(id=block["id"], name=block["name"], arguments=args))
             finish = _FINISH.get(data.get("stop_reason") or "", "stop")
             if answer is not None and not tool_calls:
                 finish = "stop"
-            return ChatResult(
+            return ChatOutcome(
                 content=answer if answer is not None else ("".join(texts) if texts else None),
                 tool_calls=tool_calls,
                 finish_reason=finish,
@@ -179,18 +180,16 @@ class AnthropicProvider(Provider):
 
     async def stream_chat(self, request: ChatRequest, model: str) -> AsyncIterator[ChatDelta]:
         body, schema_tool = self._body(request, model, stream=True)
-        usage = Usage()
+        usage = TokenUsage()
         stop_reason: str | None = None
         tool_index: dict[int, int] = {}  # content block index -> OpenAI tool call index
         schema_blocks: set[int] = set()  # blocks carrying the emulated json_schema answer
         # closed on every exit, so the pooled connection is released at once
-        stream = self._http.post_stream(self._url, body)
-        async with aclosing(stream) as lines:
-            async for line in lines:
-                if not line.startswith(b"data:"):
-                    continue
+        chunks = self._http.post_stream(self._url, body)
+        async with aclosing(chunks):
+            async for sse in aiter_sse(chunks):
                 try:
-                    event = orjson.loads(line[5:].strip())
+                    event = orjson.loads(sse.data)
                     kind = event["type"]
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     raise UpstreamError(
@@ -205,7 +204,7 @@ class AnthropicProvider(Provider):
                         if i in schema_blocks:
                             yield ChatDelta(content=delta["partial_json"])
                         elif i in tool_index:
-                            part = ToolCallDelta(index=tool_index[i], arguments=delta["partial_json"])
+                            part = ModelToolCallDelta(index=tool_index[i], arguments=delta["partial_json"])
                             yield ChatDelta(tool_calls=[part])
                 elif kind == "content_block_start":
                     block = event.get("content_block") or {}
@@ -217,7 +216,7 @@ class AnthropicProvider(Provider):
                             schema_blocks.add(i)
                         elif block.get("name") != schema_tool:
                             tool_index[i] = len(tool_index)
-                            start = ToolCallDelta(tool_index[i], id=block.get("id"), name=block.get("name"))
+                            start = ModelToolCallDelta(tool_index[i], id=block.get("id"), name=block.get("name"))
                             yield ChatDelta(tool_calls=[start])
                 elif kind == "message_start":
                     message = event.get("message") or {}
@@ -314,13 +313,13 @@ def _tool_choice(choice: str | dict[str, Any] | None) -> dict[str, Any] | None:
     return {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}.get(choice)
 
 
-def parse_usage(usage: dict[str, Any] | None) -> Usage:
-    out = Usage()
+def parse_usage(usage: dict[str, Any] | None) -> TokenUsage:
+    out = TokenUsage()
     _merge_usage(out, usage)
     return out
 
 
-def _merge_usage(out: Usage, usage: dict[str, Any] | None) -> None:
+def _merge_usage(out: TokenUsage, usage: dict[str, Any] | None) -> None:
     """Fold an Anthropic usage object into ``out`` (later events carry cumulative counts)."""
     if not usage:
         return

@@ -13,17 +13,17 @@ from ..errors import (
     TimeoutError,
     UpstreamError,
 )
-from ..types import (
+from ..inference import (
     ChatDelta,
+    ChatOutcome,
     ChatRequest,
-    ChatResult,
-    EmbedResult,
+    EmbedOutcome,
+    ImageOutcome,
     ImageRequest,
-    ImageResult,
+    SpeechOutcome,
     SpeechRequest,
-    SpeechResult,
+    TranscribeOutcome,
     TranscribeRequest,
-    TranscribeResult,
 )
 
 
@@ -46,13 +46,13 @@ class Provider:
     async def aclose(self) -> None:
         """Release pools and models."""
 
-    async def chat(self, request: ChatRequest, model: str) -> ChatResult:
+    async def chat(self, request: ChatRequest, model: str) -> ChatOutcome:
         raise self._unsupported("chat")
 
     def stream_chat(self, request: ChatRequest, model: str) -> AsyncIterator[ChatDelta]:
         raise self._unsupported("chat")
 
-    async def embed(self, texts: list[str], model: str, dimensions: int | None = None) -> EmbedResult:
+    async def embed(self, texts: list[str], model: str, dimensions: int | None = None) -> EmbedOutcome:
         raise self._unsupported("embeddings")
 
     def list_models(self) -> list[str]:
@@ -64,17 +64,17 @@ class Provider:
         """Whether this provider can serve ``capability`` here (installed, configured)."""
         return capability in self.capabilities
 
-    async def speech(self, request: SpeechRequest, model: str) -> SpeechResult:
+    async def speech(self, request: SpeechRequest, model: str) -> SpeechOutcome:
         raise self._unsupported("text-to-speech")
 
     def stream_speech(self, request: SpeechRequest, model: str) -> AsyncIterator[bytes]:
         """Audio bytes as they are synthesised (a WAV header first for ``wav``)."""
         raise self._unsupported("text-to-speech")
 
-    async def transcribe(self, request: TranscribeRequest, model: str) -> TranscribeResult:
+    async def transcribe(self, request: TranscribeRequest, model: str) -> TranscribeOutcome:
         raise self._unsupported("speech recognition")
 
-    async def generate_image(self, request: ImageRequest, model: str) -> ImageResult:
+    async def generate_image(self, request: ImageRequest, model: str) -> ImageOutcome:
         raise self._unsupported("image generation")
 
     def _unsupported(self, what: str) -> InvalidRequestError:

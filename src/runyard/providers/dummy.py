@@ -29,7 +29,16 @@ from typing import Any
 import orjson
 
 from ..errors import UpstreamError
-from ..types import ChatDelta, ChatRequest, ChatResult, EmbedResult, Message, ToolCall, ToolCallDelta, Usage
+from ..inference import (
+    ChatDelta,
+    ChatOutcome,
+    ChatRequest,
+    EmbedOutcome,
+    Message,
+    ModelToolCall,
+    ModelToolCallDelta,
+    TokenUsage,
+)
 from .base import Provider, upstream_status_error
 
 _WORD = re.compile(r"\S+\s*")
@@ -53,7 +62,7 @@ class DummyProvider(Provider):
         if status:
             raise upstream_status_error(self.name, int(status), b'{"error": {"message": "injected failure"}}')
 
-    async def chat(self, request: ChatRequest, model: str) -> ChatResult:
+    async def chat(self, request: ChatRequest, model: str) -> ChatOutcome:
         await self._before()
         return self._answer(request, model)
 
@@ -71,13 +80,13 @@ class DummyProvider(Provider):
             yield ChatDelta(content=piece)
             sent += 1
         for i, call in enumerate(result.tool_calls):
-            yield ChatDelta(tool_calls=[ToolCallDelta(index=i, id=call.id, name=call.name, arguments="")])
-            yield ChatDelta(tool_calls=[ToolCallDelta(index=i, arguments=call.arguments)])
+            yield ChatDelta(tool_calls=[ModelToolCallDelta(index=i, id=call.id, name=call.name, arguments="")])
+            yield ChatDelta(tool_calls=[ModelToolCallDelta(index=i, arguments=call.arguments)])
         yield ChatDelta(finish_reason=result.finish_reason, usage=result.usage)
 
-    def _answer(self, request: ChatRequest, model: str) -> ChatResult:
+    def _answer(self, request: ChatRequest, model: str) -> ChatOutcome:
         last = request.messages[-1]
-        tool_calls: list[ToolCall] = []
+        tool_calls: list[ModelToolCall] = []
         finish = "stop"
         schema = request.json_schema()
         if schema is not None:
@@ -94,7 +103,9 @@ class DummyProvider(Provider):
                 tool = next((t.function for t in request.tools if t.function.name == wanted), tool)
             args = placeholder(tool.parameters or {"type": "object"})
             tool_calls = [
-                ToolCall(id="call_" + _digest(tool.name)[:12], name=tool.name, arguments=orjson.dumps(args).decode())
+                ModelToolCall(
+                    id="call_" + _digest(tool.name)[:12], name=tool.name, arguments=orjson.dumps(args).decode()
+                )
             ]
             content = None
             finish = "tool_calls"
@@ -106,22 +117,22 @@ class DummyProvider(Provider):
         if limit and content and output_words > limit:
             content = "".join(_WORD.findall(content)[:limit]).rstrip()
             output_words, finish = limit, "length"
-        return ChatResult(
+        return ChatOutcome(
             content=content,
             tool_calls=tool_calls,
             finish_reason=finish,
-            usage=Usage(input_tokens=prompt_words, output_tokens=output_words),
+            usage=TokenUsage(input_tokens=prompt_words, output_tokens=output_words),
             provider=self.name,
             provider_model=model,
         )
 
-    async def embed(self, texts: list[str], model: str, dimensions: int | None = None) -> EmbedResult:
+    async def embed(self, texts: list[str], model: str, dimensions: int | None = None) -> EmbedOutcome:
         await self._before()
         dims = dimensions or int(self._opts.get("dimensions", 64))
         vectors = [_hash_embedding(t, dims) for t in texts]
         tokens = sum(len(t.split()) for t in texts)
-        return EmbedResult(
-            embeddings=vectors, usage=Usage(input_tokens=tokens), provider=self.name, provider_model=model
+        return EmbedOutcome(
+            embeddings=vectors, usage=TokenUsage(input_tokens=tokens), provider=self.name, provider_model=model
         )
 
 

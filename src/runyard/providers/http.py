@@ -104,23 +104,15 @@ class UpstreamClient:
             raise self.transport_error(err) from err
 
     async def post_stream(self, url: URL, body: bytes) -> AsyncGenerator[bytes, None]:
-        """POST and yield the body line by line (for SSE); failures become typed errors."""
+        """POST and yield the body as it arrives (for SSE: see :func:`runyard.sse.aiter_sse`);
+        failures become typed errors."""
         try:
             async with self._get_session().post(url, data=body, headers=_SSE_ACCEPT) as resp:
                 if resp.status >= 300:
                     data = await resp.read()
                     raise upstream_status_error(self.name, resp.status, data, resp.headers)
-                buf = b""
                 async for piece in resp.content.iter_any():
-                    buf += piece
-                    while True:
-                        nl = buf.find(b"\n")
-                        if nl < 0:
-                            break
-                        line, buf = buf[: nl + 1], buf[nl + 1 :]
-                        yield line
-                if buf:
-                    yield buf
+                    yield piece
         except RunyardError:
             raise
         except GeneratorExit:

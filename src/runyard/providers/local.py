@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 from ..config import ProviderConfig
 from ..errors import NotFoundError
-from ..types import ChatDelta, ChatRequest, ChatResult, EmbedResult, SpeechRequest, SpeechResult
+from ..inference import ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, SpeechOutcome, SpeechRequest
 from . import llamacpp, piper, st_embeddings
 from ._local import installed
 from .base import Provider
@@ -77,7 +77,7 @@ class LocalProvider(Provider):
             )
         return "default"
 
-    async def chat(self, request: ChatRequest, model: str) -> ChatResult:
+    async def chat(self, request: ChatRequest, model: str) -> ChatOutcome:
         result = await self.llm.chat(request, self._check(model, CHAT))
         result.provider_model = model
         return result
@@ -90,12 +90,12 @@ class LocalProvider(Provider):
         finally:
             await _aclose(inner)
 
-    async def embed(self, texts: list[str], model: str, dimensions: int | None = None) -> EmbedResult:
+    async def embed(self, texts: list[str], model: str, dimensions: int | None = None) -> EmbedOutcome:
         result = await self.embedder.embed(texts, self._check(model, EMBED), dimensions)
         result.provider_model = model
         return result
 
-    async def speech(self, request: SpeechRequest, model: str) -> SpeechResult:
+    async def speech(self, request: SpeechRequest, model: str) -> SpeechOutcome:
         result = await self.voice.speech(request, self._check(model, TTS))
         result.provider_model = model
         return result

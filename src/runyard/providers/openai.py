@@ -10,7 +10,8 @@ import orjson
 
 from ..config import ProviderConfig
 from ..errors import UpstreamError
-from ..types import ChatDelta, ChatRequest, ChatResult, EmbedResult, ToolCall, ToolCallDelta, Usage
+from ..inference import ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, ModelToolCall, ModelToolCallDelta, TokenUsage
+from ..sse import DONE, aiter_sse
 from .base import Provider
 from .http import UpstreamClient, endpoint
 from .openai_media import MEDIA_CAPABILITIES, OpenAIMediaMixin
@@ -45,17 +46,19 @@ class OpenAIProvider(OpenAIMediaMixin, Provider):
             body.pop("stream_options", None)
         return orjson.dumps(body)
 
-    async def chat(self, request: ChatRequest, model: str) -> ChatResult:
+    async def chat(self, request: ChatRequest, model: str) -> ChatOutcome:
         raw = await self._http.post_json(self._chat_url, self._body(request, model, stream=False))
         try:
             data = orjson.loads(raw)
             choice = data["choices"][0]
             message = choice["message"]
             tool_calls = [
-                ToolCall(id=tc["id"], name=tc["function"]["name"], arguments=tc["function"].get("arguments") or "{}")
+                ModelToolCall(
+                    id=tc["id"], name=tc["function"]["name"], arguments=tc["function"].get("arguments") or "{}"
+                )
                 for tc in message.get("tool_calls") or ()
             ]
-            return ChatResult(
+            return ChatOutcome(
                 content=message.get("content"),
                 tool_calls=tool_calls,
                 finish_reason=choice.get("finish_reason") or "stop",
@@ -71,13 +74,11 @@ class OpenAIProvider(OpenAIMediaMixin, Provider):
 
     async def stream_chat(self, request: ChatRequest, model: str) -> AsyncIterator[ChatDelta]:
         finished = False
-        lines = self._http.post_stream(self._chat_url, self._body(request, model, stream=True))
-        async with contextlib.aclosing(lines):
-            async for line in lines:
-                if not line.startswith(b"data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
+        chunks = self._http.post_stream(self._chat_url, self._body(request, model, stream=True))
+        async with contextlib.aclosing(chunks):  # closed on every exit: the connection goes back at once
+            async for event in aiter_sse(chunks):
+                payload = event.data
+                if payload == DONE:
                     return
                 try:
                     data = orjson.loads(payload)
@@ -97,7 +98,7 @@ class OpenAIProvider(OpenAIMediaMixin, Provider):
         if not finished:
             raise UpstreamError(f"{self.name}: stream ended before completion", code="upstream_disconnected")
 
-    async def embed(self, texts: list[str], model: str, dimensions: int | None = None) -> EmbedResult:
+    async def embed(self, texts: list[str], model: str, dimensions: int | None = None) -> EmbedOutcome:
         body: dict[str, Any] = {"model": model, "input": texts, "encoding_format": "float"}
         if dimensions:
             body["dimensions"] = dimensions
@@ -107,9 +108,9 @@ class OpenAIProvider(OpenAIMediaMixin, Provider):
             items = sorted(data["data"], key=lambda d: d.get("index", 0))
             vectors = [list(map(float, item["embedding"])) for item in items]
             usage = data.get("usage") or {}
-            return EmbedResult(
+            return EmbedOutcome(
                 embeddings=vectors,
-                usage=Usage(input_tokens=int(usage.get("prompt_tokens") or 0)),
+                usage=TokenUsage(input_tokens=int(usage.get("prompt_tokens") or 0)),
                 provider=self.name,
                 provider_model=data.get("model") or model,
             )
@@ -120,12 +121,12 @@ class OpenAIProvider(OpenAIMediaMixin, Provider):
             ) from None
 
 
-def parse_usage(usage: dict[str, Any] | None) -> Usage:
+def parse_usage(usage: dict[str, Any] | None) -> TokenUsage:
     if not usage:
-        return Usage()
+        return TokenUsage()
     prompt_details = usage.get("prompt_tokens_details") or {}
     completion_details = usage.get("completion_tokens_details") or {}
-    return Usage(
+    return TokenUsage(
         input_tokens=int(usage.get("prompt_tokens") or 0),
         output_tokens=int(usage.get("completion_tokens") or 0),
         cached_tokens=int(prompt_details.get("cached_tokens") or 0),
@@ -144,7 +145,7 @@ def parse_chunk(data: dict[str, Any]) -> ChatDelta | None:
     tool_deltas = None
     if delta.get("tool_calls"):
         tool_deltas = [
-            ToolCallDelta(
+            ModelToolCallDelta(
                 index=int(tc.get("index", i)),
                 id=tc.get("id"),
                 name=(tc.get("function") or {}).get("name"),

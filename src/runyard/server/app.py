@@ -17,8 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..config import RunyardConfig
 from ..errors import InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
+from .guard import Guard, GuardMiddleware
 from .http import error_response
-from .ratelimit import PUBLIC_PATHS, AuthLimitMiddleware, Guard  # noqa: F401 - PUBLIC_PATHS re-exported
+from .inferencesh_runs import InferenceshRuns
 from .routes import agents, files, inferencesh, media, native, openai, simstudio, speedpix, tasks, tensorzero, usage
 from .routes import workflows as workflow_routes
 
@@ -28,6 +29,7 @@ log = logging.getLogger("runyard.server")
 def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
     """``worker=False``: serve the API only; tasks wait for ``runyard worker`` processes."""
     gateway = Gateway(config, run_worker=worker)
+    inferencesh_runs = InferenceshRuns()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -35,9 +37,10 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
         try:
             yield
         finally:
+            await inferencesh_runs.aclose()
             await gateway.aclose()
 
-    guard = Guard(gateway, signed={"/scc/": speedpix.authenticate})
+    guard = Guard.for_gateway(gateway, signed={"/scc/": speedpix.authenticate})
     app = RunyardApp(
         hot_routes=[*openai.hot_routes, *native.hot_routes],
         guard=guard,
@@ -53,7 +56,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
             *simstudio.routes,
             *speedpix.routes,
             *agents.routes,
-            *inferencesh.routes,
+            *inferencesh.routes(inferencesh_runs),
         ],
         lifespan=lifespan,
         exception_handlers={
@@ -63,7 +66,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
     )
     app.state.gateway = gateway
     app.add_middleware(CatchAllMiddleware)
-    app.add_middleware(AuthLimitMiddleware, guard=guard)
+    app.add_middleware(GuardMiddleware, guard=guard)
     return app
 
 

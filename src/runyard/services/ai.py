@@ -4,7 +4,7 @@ fallback under a cost cap and circuit breakers, cache, price and record every in
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,12 +14,13 @@ from ..backends.recorder import InferenceRecorder
 from ..backends.store import new_id, utcnow
 from ..config import MODEL_SEPARATOR, PriceConfig, RunyardConfig
 from ..errors import InvalidRequestError, NotFoundError, RunyardError, ServiceUnavailableError
-from ..providers import Provider, build_provider, can_fall_back
-from ..types import Attempt, ChatDelta, ChatRequest, ChatResult, EmbedResult, ToolCall, Usage
+from ..inference import Attempt, ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, TokenUsage
+from ..providers import Provider, build_provider
 from .breaker import CircuitBreakers
 from .cache import MemoryCache, ResponseCache, cache_key
 from .catalog import Catalog, Choice, required_capabilities
-from .fallback import aclose_quietly, first_delta, first_success, with_attempts
+from .fallback import first_delta, first_success, with_attempts
+from .streams import ChatStream
 
 MAX_ROUTED_MODELS = 4  # candidates kept from task/prefer routing (primary + fallbacks)
 LOCAL_PROVIDER = "local"  # the embedded default's on-device models (providers/local.py)
@@ -78,7 +79,7 @@ def _cap(routes: list[Route], reason: str | None, multiplier: float) -> _Plan:
     return plan
 
 
-UsageObserver = Callable[[CallContext, "ChatResult | EmbedResult"], None]
+UsageObserver = Callable[[CallContext, "ChatOutcome | EmbedOutcome"], None]
 
 
 class AIService:
@@ -220,7 +221,7 @@ class AIService:
     # -- chat ---------------------------------------------------------------
     async def chat(
         self, request: ChatRequest, ctx: CallContext | None = None, options: ChatOptions | None = None
-    ) -> ChatResult:
+    ) -> ChatOutcome:
         ctx = ctx or CallContext()
         options = options or ChatOptions()
         started = time.perf_counter()
@@ -277,7 +278,7 @@ class AIService:
             count_success=False,  # ChatStream reports the outcome once the stream has ended
             on_error=lambda r, err: self._record_failure(request, r.name, ctx, attempts, err, started),
         )
-        result = ChatResult(
+        result = ChatOutcome(
             content=None,
             model=route.name,
             provider=route.provider.name,
@@ -291,13 +292,13 @@ class AIService:
     # -- embeddings ---------------------------------------------------------
     async def embed(
         self, texts: list[str], model: str | None, *, dimensions: int | None = None, ctx: CallContext | None = None
-    ) -> EmbedResult:
+    ) -> EmbedOutcome:
         ctx = ctx or CallContext()
         routes = self.resolve(model, embedding=True)
         started = time.perf_counter()
         attempts: list[Attempt] = []
 
-        async def call(route: Route) -> EmbedResult:
+        async def call(route: Route) -> EmbedOutcome:
             result = await route.provider.embed(texts, route.model, dimensions)
             if len(result.embeddings) != len(texts):
                 raise RunyardError(
@@ -320,14 +321,14 @@ class AIService:
 
     # -- recording ----------------------------------------------------------
     @staticmethod
-    def _stamp(result: ChatResult, ctx: CallContext) -> None:
+    def _stamp(result: ChatOutcome, ctx: CallContext) -> None:
         result.inference_id = new_id()
         result.episode_id = ctx.episode_id or new_id()
 
     def _finish_chat(
         self,
         request: ChatRequest,
-        result: ChatResult,
+        result: ChatOutcome,
         ctx: CallContext,
         *,
         ttft_ms: float | None,
@@ -342,7 +343,7 @@ class AIService:
     def _record_chat(
         self,
         request: ChatRequest,
-        result: ChatResult,
+        result: ChatOutcome,
         ctx: CallContext,
         *,
         ttft_ms: float | None,
@@ -365,7 +366,7 @@ class AIService:
 
         self.recorder.record(result.inference_id, result.episode_id, build)
 
-    def _record_embed(self, texts: list[str], result: EmbedResult, ctx: CallContext) -> None:
+    def _record_embed(self, texts: list[str], result: EmbedOutcome, ctx: CallContext) -> None:
         if self.recorder is None or ctx.dryrun:
             return
         created = utcnow()
@@ -400,7 +401,7 @@ class AIService:
         def build() -> dict[str, Any]:
             return inference_row(
                 "chat", inference_id, episode_id, model, last.provider if last else None,
-                last.model if last else None, _chat_input(request), None, Usage(), latency, None,
+                last.model if last else None, _chat_input(request), None, TokenUsage(), latency, None,
                 "error", f"{err.code}: {err.message}", attempts, ctx, created, None, False,
             )  # fmt: skip
 
@@ -417,7 +418,7 @@ class BoundAI:
 
     async def chat(
         self, request: ChatRequest, ctx: CallContext | None = None, options: ChatOptions | None = None
-    ) -> ChatResult:
+    ) -> ChatOutcome:
         return await self.service.chat(request, ctx or self.ctx, options)
 
     async def open_stream(
@@ -427,101 +428,11 @@ class BoundAI:
 
     async def embed(
         self, texts: list[str], model: str | None, *, dimensions: int | None = None, ctx: CallContext | None = None
-    ) -> EmbedResult:
+    ) -> EmbedOutcome:
         return await self.service.embed(texts, model, dimensions=dimensions, ctx=ctx or self.ctx)
 
 
-class ChatStream:
-    """A started chat stream: ``result`` holds ids and the serving provider; iterate for deltas.
-
-    Iterating to the end fills ``result`` (content, tool calls, usage, cost) and records the
-    inference; an upstream failure after the first delta is raised from the iterator.
-    """
-
-    def __init__(
-        self,
-        service: AIService,
-        request: ChatRequest,
-        ctx: CallContext,
-        result: ChatResult,
-        route: Route,
-        first: ChatDelta,
-        upstream: AsyncIterator[ChatDelta],
-        started: float,
-    ) -> None:
-        self.service = service
-        self.request = request
-        self.ctx = ctx
-        self.result = result
-        self._route = route
-        self._first: ChatDelta | None = first
-        self._upstream = upstream
-        self._started = started
-
-    async def __aiter__(self) -> AsyncIterator[ChatDelta]:
-        result = self.result
-        parts: list[str] = []
-        calls: dict[int, ToolCall] = {}
-        usage = Usage()
-        ttft: float | None = None
-        held: ChatDelta | None = None
-        status, error = "ok", None
-        breakers, route_key = self.service.breakers, self._route.key
-        try:
-            while True:
-                if self._first is not None:
-                    delta, self._first = self._first, None
-                else:
-                    try:
-                        delta = await anext(self._upstream)
-                    except StopAsyncIteration:
-                        break
-                if ttft is None:
-                    ttft = (time.perf_counter() - self._started) * 1000
-                if delta.content:
-                    parts.append(delta.content)
-                for tc in delta.tool_calls or ():
-                    call = calls.setdefault(tc.index, ToolCall(id="", name="", arguments=""))
-                    call.id = tc.id or call.id
-                    call.name = tc.name or call.name
-                    call.arguments += tc.arguments
-                if delta.usage:
-                    usage = delta.usage
-                if delta.finish_reason:
-                    result.finish_reason = delta.finish_reason
-                # The last delta carries both finish_reason and usage (OpenAI sends usage after).
-                if held is not None:
-                    if delta.usage and not (delta.content or delta.tool_calls or delta.finish_reason):
-                        held.usage = delta.usage
-                        continue
-                    yield held
-                    held = None
-                if delta.finish_reason:
-                    held = delta
-                    continue
-                yield delta
-            if held is not None:
-                yield held
-            breakers.success(route_key)
-        except RunyardError as err:
-            status, error = "error", f"{err.code}: {err.message}"
-            if can_fall_back(err):
-                breakers.failure(route_key)
-            raise
-        except BaseException:
-            status, error = "cancelled", "client went away before the stream ended"
-            raise
-        finally:
-            await aclose_quietly(self._upstream)
-            result.content = "".join(parts) if parts else None
-            result.tool_calls = [calls[i] for i in sorted(calls)]
-            result.usage = usage
-            result.cost = _cost(self._route.price, usage)
-            result.latency_ms = (time.perf_counter() - self._started) * 1000
-            self.service._finish_chat(self.request, result, self.ctx, ttft_ms=ttft, status=status, error=error)
-
-
-def _cost(price: PriceConfig | None, usage: Usage) -> float | None:
+def _cost(price: PriceConfig | None, usage: TokenUsage) -> float | None:
     return None if price is None else price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
 
 
@@ -535,7 +446,7 @@ def _chat_input(request: ChatRequest) -> orjson.Fragment:
 
 def inference_row(
     kind: str, inference_id: str, episode_id: str | None, model: str, provider: str | None,
-    provider_model: str | None, input_: Any, output: Any, usage: Usage, latency_ms: float,
+    provider_model: str | None, input_: Any, output: Any, usage: TokenUsage, latency_ms: float,
     ttft_ms: float | None, status: str, error: str | None, attempts: list[Attempt], ctx: CallContext,
     created: Any, cost: float | None, cache_hit: bool,
 ) -> dict[str, Any]:  # fmt: skip

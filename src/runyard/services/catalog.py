@@ -9,7 +9,7 @@ from typing import Literal
 
 from ..config import ModelConfig, PriceConfig, ProviderConfig, RunyardConfig
 from ..errors import InvalidRequestError
-from ..types import ChatRequest
+from ..inference import ChatRequest
 
 Prefer = Literal["balanced", "cheapest", "smartest"]
 Candidates = list[tuple[str, ModelConfig, PriceConfig]]

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from ..errors import RunyardError
+from ..inference import Attempt
 from ..providers import can_fall_back
-from ..types import Attempt
 from .breaker import CircuitBreakers
 
 __all__ = ["aclose_quietly", "attempts_json", "first_delta", "first_success", "with_attempts"]

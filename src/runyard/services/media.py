@@ -13,40 +13,40 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from ..backends.recorder import InferenceRecorder
 from ..backends.store import new_id, utcnow
 from ..config import MODEL_SEPARATOR, ProviderConfig
-from ..errors import CapabilityNotAvailableError, NotFoundError, RunyardError
-from ..providers import Provider
-from ..types import (
-    AUDIO_MEDIA_TYPES,
+from ..errors import CapabilityNotAvailableError, NotFoundError
+from ..inference import (
     Attempt,
+    ChatOutcome,
     ChatRequest,
-    ChatResult,
+    ImageOutcome,
     ImageRequest,
-    ImageResult,
+    SpeechOutcome,
     SpeechRequest,
-    SpeechResult,
+    TokenUsage,
+    TranscribeOutcome,
     TranscribeRequest,
-    TranscribeResult,
-    Usage,
 )
+from ..providers import Provider
 from .ai import AIService, CallContext, inference_row
-from .fallback import aclose_quietly, first_delta, first_success
+from .fallback import first_delta, first_success
+from .streams import SpeechStream
 
 
-class _MediaResult(Protocol):
+class _MediaOutcome(Protocol):
     model: str
     latency_ms: float
     inference_id: str
-    usage: Usage
+    usage: TokenUsage
 
 
-M = TypeVar("M", bound=_MediaResult)
+M = TypeVar("M", bound=_MediaOutcome)
 
 WHAT = {
     "tts": "text-to-speech",
@@ -161,7 +161,7 @@ class MediaService:
         return result
 
     # -- text to speech -------------------------------------------------------------------
-    async def speech(self, request: SpeechRequest, ctx: CallContext | None = None) -> SpeechResult:
+    async def speech(self, request: SpeechRequest, ctx: CallContext | None = None) -> SpeechOutcome:
         return await self._run(
             "tts",
             request.model,
@@ -184,7 +184,7 @@ class MediaService:
         return SpeechStream(self, request, ctx, route, attempts, first, upstream, started)
 
     # -- speech to text -------------------------------------------------------------------
-    async def transcribe(self, request: TranscribeRequest, ctx: CallContext | None = None) -> TranscribeResult:
+    async def transcribe(self, request: TranscribeRequest, ctx: CallContext | None = None) -> TranscribeOutcome:
         return await self._run(
             "asr",
             request.model,
@@ -195,7 +195,7 @@ class MediaService:
         )
 
     # -- images ---------------------------------------------------------------------------
-    async def generate_image(self, request: ImageRequest, ctx: CallContext | None = None) -> ImageResult:
+    async def generate_image(self, request: ImageRequest, ctx: CallContext | None = None) -> ImageOutcome:
         return await self._run(
             "image",
             request.model,
@@ -206,7 +206,7 @@ class MediaService:
         )
 
     # -- vision: a chat whose provider takes images ---------------------------------------
-    async def vision(self, request: ChatRequest, ctx: CallContext | None = None) -> ChatResult:
+    async def vision(self, request: ChatRequest, ctx: CallContext | None = None) -> ChatOutcome:
         routes = self.routes(request.model, "vision")
         if not request.model:
             request = request.model_copy(update={"model": routes[0].name})
@@ -221,7 +221,7 @@ class MediaService:
         route: MediaRoute,
         input_: Any,
         output: Any,
-        usage: Usage,
+        usage: TokenUsage,
         latency_ms: float,
         attempts: list[Attempt],
         *,
@@ -240,66 +240,3 @@ class MediaService:
             )  # fmt: skip
 
         self.recorder.record(inference_id, ctx.episode_id, build)
-
-
-class SpeechStream:
-    """Streamed audio: ``media_type`` and ``inference_id`` are known up front; iterating yields
-    the bytes and, at the end, records the inference."""
-
-    def __init__(
-        self,
-        service: MediaService,
-        request: SpeechRequest,
-        ctx: CallContext,
-        route: MediaRoute,
-        attempts: list[Attempt],
-        first: bytes,
-        upstream: AsyncIterator[bytes],
-        started: float,
-    ) -> None:
-        self.service = service
-        self.request = request
-        self.ctx = ctx
-        self.route = route
-        self.attempts = attempts
-        self._first: bytes | None = first
-        self._upstream = upstream
-        self._started = started
-        self.ttft_ms = (time.perf_counter() - started) * 1000
-        self.inference_id = new_id()
-        self.media_type = AUDIO_MEDIA_TYPES.get(request.audio_format, "application/octet-stream")
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        size = 0
-        status, error = "ok", None
-        try:
-            if self._first:
-                size += len(self._first)
-                yield self._first
-            self._first = None
-            async for piece in self._upstream:
-                size += len(piece)
-                yield piece
-        except RunyardError as err:
-            status, error = "error", f"{err.code}: {err.message}"
-            raise
-        except BaseException:
-            status, error = "cancelled", "client went away before the stream ended"
-            raise
-        finally:
-            await aclose_quietly(self._upstream)
-            latency = (time.perf_counter() - self._started) * 1000
-            self.service._record(
-                "tts",
-                self.inference_id,
-                self.ctx,
-                self.route,
-                {"input": self.request.input, "voice": self.request.voice, "format": self.request.audio_format},
-                {"bytes": size, "media_type": self.media_type, "streamed": True},
-                Usage(input_tokens=len(self.request.input)),
-                latency,
-                self.attempts,
-                ttft_ms=self.ttft_ms,
-                status=status,
-                error=error,
-            )

@@ -22,12 +22,12 @@ from ...errors import InvalidRequestError, NotFoundError, RunyardError
 from ...services.agents import AgentService
 from ..access import check_chat, check_file_refs, check_session, check_task
 from ..http import gateway, parse_object, read_body
+from ..inferencesh_runs import InferenceshRuns, Run
+from ..protocols import inferencesh as ish
 
 PREFIX = "/inferencesh"
-STATUS = {"queued": 2, "processing": 7, "completed": 10, "failed": 11, "cancelled": 12}
-TERMINAL = {10, 11, 12, 13}
 HEARTBEAT_S = 5.0
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request, InferenceshRuns], Awaitable[Response]]
 
 
 def ok(data: Any, status: int = 200) -> Response:
@@ -46,13 +46,16 @@ def problem(err: RunyardError) -> Response:
     return Response(orjson.dumps(body), status_code=err.status or 500, media_type="application/problem+json")
 
 
-def envelope(handler: Handler) -> Handler:
+def endpoint(handler: Handler, runs: InferenceshRuns) -> Callable[[Request], Awaitable[Response]]:
+    """``handler`` as a Starlette endpoint over ``runs``, its errors answered as problem+json."""
+
     async def wrapped(request: Request) -> Response:
         try:
-            return await handler(request)
+            return await handler(request, runs)
         except RunyardError as err:
             return problem(err)
 
+    wrapped.__name__ = handler.__name__
     return wrapped
 
 
@@ -61,73 +64,16 @@ async def body_of(request: Request) -> dict[str, Any]:
     return parse_object(raw) if raw.strip() else {}
 
 
-class State:
-    """Per-app adapter state: pending uploads, and the event log of each chat's current run."""
-
-    def __init__(self) -> None:
-        self.uploads: dict[str, dict[str, Any]] = {}  # token -> {filename, content_type, file_id}
-        self.runs: dict[str, Run] = {}
-
-
-class Run:
-    def __init__(self) -> None:
-        self.events: list[bytes] = []
-        self.changed = asyncio.Event()
-        self.closed = False  # a terminal ``chats`` event was written
-        self.task: asyncio.Task[None] | None = None
-        self.seq = 0
-
-    def push(self, event: str, data: Any) -> None:
-        self.events.append(orjson.dumps({"event": event, "data": data}) + b"\n")
-        self.changed.set()
-
-
-def state(request: Request) -> State:
-    st: State | None = getattr(request.app.state, "inferencesh", None)
-    if st is None:
-        st = request.app.state.inferencesh = State()
-    return st
-
-
 # -- tasks ---------------------------------------------------------------------------------------
 
 
-def task_dto(task: dict[str, Any]) -> dict[str, Any]:
-    out = {
-        "id": task["id"],
-        "status": STATUS.get(task["status"], 0),
-        "input": task.get("input"),
-        "output": task.get("output"),
-        "logs": task.get("logs") or [],
-        "error": (task.get("error") or {}).get("message") if isinstance(task.get("error"), dict) else task.get("error"),
-        "created_at": task.get("created_at"),
-        "updated_at": task.get("finished_at") or task.get("started_at") or task.get("created_at"),
-    }
-    if task.get("session_id"):
-        out["session_id"] = task["session_id"]
-    return out
-
-
-def _rewrite_uploads(value: Any, uploads: dict[str, dict[str, Any]]) -> Any:
-    if isinstance(value, str) and value.startswith("inferencesh-upload://"):
-        entry = uploads.get(value.removeprefix("inferencesh-upload://"))
-        if entry and entry.get("file_id"):
-            return f"runyard://files/{entry['file_id']}"
-    if isinstance(value, dict):
-        return {k: _rewrite_uploads(v, uploads) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rewrite_uploads(v, uploads) for v in value]
-    return value
-
-
-@envelope
-async def run_app(request: Request) -> Response:
+async def run_app(request: Request, runs: InferenceshRuns) -> Response:
     body = await body_of(request)
     app = body.get("app")
     if not isinstance(app, str):
         raise InvalidRequestError("'app' is required", code="invalid_request")
     session = body.get("session")
-    inp = _rewrite_uploads(body.get("input") or {}, state(request).uploads)
+    inp = ish.rewrite_uploads(body.get("input") or {}, runs.uploads)
     await check_file_refs(request, inp)
     if isinstance(session, str) and session != "new":
         await check_session(request, session)
@@ -139,23 +85,20 @@ async def run_app(request: Request) -> Response:
         session_timeout=body.get("session_timeout"),
         api_key_id=getattr(request.state, "api_key_id", None),
     )
-    return ok(task_dto(task))
+    return ok(ish.task_dto(task))
 
 
-@envelope
-async def get_task(request: Request) -> Response:
+async def get_task(request: Request, runs: InferenceshRuns) -> Response:
     await check_task(request, request.path_params["task_id"])
-    return ok(task_dto(await gateway(request).tasks.get(request.path_params["task_id"])))
+    return ok(ish.task_dto(await gateway(request).tasks.get(request.path_params["task_id"])))
 
 
-@envelope
-async def cancel_task(request: Request) -> Response:
+async def cancel_task(request: Request, runs: InferenceshRuns) -> Response:
     await check_task(request, request.path_params["task_id"])
-    return ok(task_dto(await gateway(request).tasks.cancel(request.path_params["task_id"])))
+    return ok(ish.task_dto(await gateway(request).tasks.cancel(request.path_params["task_id"])))
 
 
-@envelope
-async def stream_task(request: Request) -> Response:
+async def stream_task(request: Request, runs: InferenceshRuns) -> Response:
     tasks, task_id = gateway(request).tasks, request.path_params["task_id"]
     await check_task(request, task_id)
     first = await tasks.get(task_id)
@@ -163,14 +106,14 @@ async def stream_task(request: Request) -> Response:
     async def lines() -> AsyncIterator[bytes]:
         task, last = first, None
         while True:
-            dto = task_dto(task)
+            dto = ish.task_dto(task)
             key = (dto["status"], orjson.dumps(dto["output"]))
             if key != last:
                 yield orjson.dumps(dto) + b"\n"
                 last = key
             else:
                 yield b'{"type":"heartbeat"}\n'
-            if dto["status"] in TERMINAL:
+            if dto["status"] in ish.TERMINAL:
                 return
             task = await tasks.wait(task_id, HEARTBEAT_S)
 
@@ -180,22 +123,21 @@ async def stream_task(request: Request) -> Response:
 # -- files ---------------------------------------------------------------------------------------
 
 
-@envelope
-async def create_files(request: Request) -> Response:
+async def create_files(request: Request, runs: InferenceshRuns) -> Response:
     body = await body_of(request)
     items = body.get("files")
     if not isinstance(items, list) or not items:
         raise InvalidRequestError("'files' must be a non-empty list", code="invalid_request")
-    st, out = state(request), []
+    out = []
     base = str(request.base_url).rstrip("/")
     for item in items:
         item = item if isinstance(item, dict) else {}
         token = secrets.token_urlsafe(16)
-        st.uploads[token] = {"filename": item.get("filename"), "content_type": item.get("content_type")}
+        runs.uploads[token] = {"filename": item.get("filename"), "content_type": item.get("content_type")}
         out.append(
             {
                 "id": token,
-                "uri": f"inferencesh-upload://{token}",
+                "uri": f"{ish.UPLOAD_SCHEME}{token}",
                 "upload_url": f"{base}{PREFIX}/uploads/{token}",
                 "filename": item.get("filename"),
                 "content_type": item.get("content_type"),
@@ -205,9 +147,8 @@ async def create_files(request: Request) -> Response:
     return ok(out)
 
 
-@envelope
-async def put_upload(request: Request) -> Response:
-    entry = state(request).uploads.get(request.path_params["token"])
+async def put_upload(request: Request, runs: InferenceshRuns) -> Response:
+    entry = runs.uploads.get(request.path_params["token"])
     if entry is None:
         raise NotFoundError("unknown upload", code="upload_not_found")
     record = await gateway(request).files.put(
@@ -235,133 +176,38 @@ async def _chat(request: Request, chat_id: str) -> dict[str, Any]:
     return chat
 
 
-def agent_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """An inference.sh ``agent_config`` as ours."""
-    core = cfg.get("core_app") or {}
-    tools = []
-    for t in cfg.get("tools") or []:
-        if not isinstance(t, dict):
-            continue
-        kind = t.get("type", "client")
-        spec: dict[str, Any] = {
-            "name": t["name"],
-            "description": t.get("description") or "",
-            "require_approval": bool(t.get("require_approval")),
-        }
-        if kind == "app":
-            app = t.get("app") or {}
-            spec.update(type="app", app=app.get("ref"), setup=app.get("setup") or {}, input=app.get("input") or {})
-        else:
-            spec["type"] = "client"
-        spec["parameters"] = ((t.get(kind) or {}).get("input_schema")) or {"type": "object", "properties": {}}
-        tools.append(spec)
-    internal = cfg.get("internal_tools") or {}
-    return {
-        "model": cfg.get("model") or core.get("ref"),
-        "system_prompt": cfg.get("system_prompt") or "",
-        "tools": tools,
-        "internal_tools": {k: bool(internal.get(k)) for k in ("plan", "memory", "code_execution") if k in internal},
-        "skills": [s for s in cfg.get("skills") or [] if isinstance(s, dict) and "name" in s],
-    }
+def _start(
+    request: Request,
+    runs: InferenceshRuns,
+    chat_id: str,
+    work: Callable[[Any], Awaitable[dict[str, Any]]],
+    *,
+    new: bool,
+) -> Run:
+    """Run ``work`` (an agent step, given the delta emitter) on the chat's run, logging its events."""
+    agents = _agents(request)
 
+    async def go(run: Run) -> None:
+        async def emit(event: dict[str, Any]) -> None:
+            if event.get("type") == "delta":
+                run.seq += 1
+                data = {"resource_id": f"{chat_id}-live", "delta": {"response": event["content"]}, "seq": run.seq}
+                run.push("delta", data)
 
-def _inv_id(chat_id: str, call: dict[str, Any]) -> str:
-    return f"{chat_id}~{call['step']}~{call['id']}"
-
-
-def _message(chat: dict[str, Any]) -> dict[str, Any]:
-    last = next((m for m in reversed(chat["messages"]) if m["role"] == "assistant"), None)
-    text = last.get("content") if last else None
-    invocations = [
-        {
-            "id": _inv_id(chat["id"], c),
-            "type": c["type"] if c["type"] in ("client", "app", "agent", "webhook") else "internal",
-            "status": {"awaiting_result": "awaiting_input", "awaiting_approval": "awaiting_approval"}.get(
-                c["status"], "completed" if c["status"] == "done" else c["status"]
-            ),
-            "function": {"name": c["name"], "arguments": c["arguments"]},
-            "result": c.get("result"),
-        }
-        for c in chat["tool_calls"]
-        if c["step"] == len(chat["steps"]) - 1
-    ]
-    status = "ready" if chat["status"] in ("idle", "max_steps_reached") else "pending"
-    return {
-        "id": f"{chat['id']}-m{len(chat['messages'])}",
-        "chat_id": chat["id"],
-        "role": "assistant",
-        "status": status,
-        "content": [{"type": "text", "text": text or ""}],
-        "tool_invocations": invocations,
-    }
-
-
-def _chat_dto(chat: dict[str, Any]) -> dict[str, Any]:
-    state_of = {
-        "idle": "completed",
-        "awaiting_tool_result": "working",
-        "awaiting_approval": "input_required",
-        "max_steps_reached": "failed",
-        "failed": "failed",
-    }
-    last = next((m for m in reversed(chat["messages"]) if m["role"] == "assistant"), None)
-    return {
-        "id": chat["id"],
-        "status": chat["status"],
-        "agent": chat.get("agent"),
-        "active_run": {"state": state_of.get(chat["status"], "completed")},
-        "output": last.get("content") if last else None,
-        "messages": chat["messages"],
-        "pending_interrupts": [
-            {
-                "id": f"int-{_inv_id(chat['id'], c)}",
-                "reason": "tool_approval",
-                "status": "pending",
-                "chat_id": chat["id"],
-                "resource_id": _inv_id(chat["id"], c),
-                "meta": {
-                    "tool_invocation_id": _inv_id(chat["id"], c),
-                    "tool_name": c["name"],
-                    "arguments": c["arguments"],
-                },
-            }
-            for c in chat["tool_calls"]
-            if c["status"] == "awaiting_approval"
-        ],
-    }
-
-
-def _start(request: Request, chat_id: str, work: Callable[[Any], Awaitable[dict[str, Any]]], *, new: bool) -> Run:
-    st = state(request)
-    run = st.runs.get(chat_id)
-    if new or run is None or run.closed:
-        run = st.runs[chat_id] = Run()
-    current = run
-
-    async def emit(event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "delta":
-            current.seq += 1
-            data = {"resource_id": f"{chat_id}-live", "delta": {"response": event["content"]}, "seq": current.seq}
-            current.push("delta", data)
-
-    async def go() -> None:
         try:
             chat = await work(emit)
         except RunyardError as err:
-            chat = await _agents(request).get_chat(chat_id)
+            chat = await agents.get_chat(chat_id)
             chat = {**chat, "status": "failed", "error": err.to_dict()["error"]}
-        current.push("chat_messages", _message(chat))
+        run.push("chat_messages", ish.chat_message(chat))
         if chat["status"] != "awaiting_tool_result":
-            current.push("chats", _chat_dto(chat))
-            current.closed = True
+            run.push("chats", ish.chat_dto(chat))
+            run.closed = True
 
-    current.task = asyncio.create_task(go())
-    return current
+    return runs.start(chat_id, go, new=new)
 
 
-@envelope
-async def agents_run(request: Request) -> Response:
+async def agents_run(request: Request, runs: InferenceshRuns) -> Response:
     body = await body_of(request)
     svc, key = _agents(request), getattr(request.state, "api_key_id", None)
     chat_id = body.get("chat_id")
@@ -369,25 +215,22 @@ async def agents_run(request: Request) -> Response:
         if isinstance(body.get("agent"), str):
             chat = await svc.create_chat(body["agent"], api_key_id=key)
         elif isinstance(body.get("agent_config"), dict):
-            chat = await svc.create_chat(agent_config(body["agent_config"]), api_key_id=key)
+            chat = await svc.create_chat(ish.agent_config(body["agent_config"]), api_key_id=key)
         else:
             raise InvalidRequestError("send 'agent' (a template ref) or 'agent_config'", code="invalid_request")
         chat_id = chat["id"]
     else:
         await _chat(request, chat_id)
-    run = state(request).runs.get(chat_id)
-    if run is not None and run.task is not None and not run.task.done():
-        await run.task
+    await runs.settle(chat_id)
     inp = body.get("input") or {}
     text = str(inp.get("text") or "")
     files = [
-        _rewrite_uploads(a.get("uri"), state(request).uploads)
-        for a in inp.get("attachments") or []
-        if isinstance(a, dict)
+        ish.rewrite_uploads(a.get("uri"), runs.uploads) for a in inp.get("attachments") or [] if isinstance(a, dict)
     ]
     await check_file_refs(request, files)
     _start(
         request,
+        runs,
         chat_id,
         lambda emit: svc.send_message(chat_id, text, files=files or None, emit=emit, api_key_id=key),
         new=True,
@@ -397,15 +240,14 @@ async def agents_run(request: Request) -> Response:
     return ok({"user_message": user, "assistant_message": assistant})
 
 
-@envelope
-async def chat_stream(request: Request) -> Response:
+async def chat_stream(request: Request, runs: InferenceshRuns) -> Response:
     chat_id = request.path_params["chat_id"]
     chat = await _chat(request, chat_id)
-    run = state(request).runs.get(chat_id)
+    run = runs.get(chat_id)
 
     async def lines() -> AsyncIterator[bytes]:
         if run is None:
-            yield orjson.dumps({"event": "chats", "data": _chat_dto(chat)}) + b"\n"
+            yield orjson.dumps({"event": "chats", "data": ish.chat_dto(chat)}) + b"\n"
             return
         sent = 0
         while True:
@@ -423,78 +265,66 @@ async def chat_stream(request: Request) -> Response:
     return StreamingResponse(lines(), media_type="application/x-ndjson", headers={"Cache-Control": "no-cache"})
 
 
-@envelope
-async def get_chat(request: Request) -> Response:
+async def get_chat(request: Request, runs: InferenceshRuns) -> Response:
     chat_id = request.path_params["chat_id"]
     await _chat(request, chat_id)
-    run = state(request).runs.get(chat_id)
-    if run is not None and run.task is not None and not run.task.done():
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(run.task), 60)
-    return ok(_chat_dto(await _agents(request).get_chat(chat_id)))
+    await runs.settle(chat_id, timeout=60)
+    return ok(ish.chat_dto(await _agents(request).get_chat(chat_id)))
 
 
-def _split(inv_id: str) -> tuple[str, str]:
-    parts = inv_id.split("~", 2)
-    if len(parts) != 3:
-        raise NotFoundError(f"unknown tool invocation {inv_id!r}", code="unknown_tool_call")
-    return parts[0], parts[2]
-
-
-async def _tool_action(request: Request, make: Callable[[str, str, Any], Awaitable[dict[str, Any]]]) -> Response:
-    chat_id, call_id = _split(request.path_params["inv_id"])
+async def _tool_action(
+    request: Request, runs: InferenceshRuns, make: Callable[[str, str, Any], Awaitable[dict[str, Any]]]
+) -> Response:
+    chat_id, call_id = ish.split_invocation(request.path_params["inv_id"])
     svc = _agents(request)
     svc._call(await _chat(request, chat_id), call_id)  # 404 before anything starts
-    run = state(request).runs.get(chat_id)
-    if run is not None and run.task is not None and not run.task.done():
-        await run.task
-    _start(request, chat_id, lambda emit: make(chat_id, call_id, emit), new=False)
+    await runs.settle(chat_id)
+    _start(request, runs, chat_id, lambda emit: make(chat_id, call_id, emit), new=False)
     return ok(None)
 
 
-@envelope
-async def tool_result(request: Request) -> Response:
+async def tool_result(request: Request, runs: InferenceshRuns) -> Response:
     body = await body_of(request)
     result = body.get("result")
     svc, key = _agents(request), getattr(request.state, "api_key_id", None)
-    chat_id, call_id = _split(request.path_params["inv_id"])
+    chat_id, call_id = ish.split_invocation(request.path_params["inv_id"])
     call = svc._call(await _chat(request, chat_id), call_id)
     if call["status"] == "done":
         from ...errors import ConflictError
 
         raise ConflictError(f"tool call {call_id} already has a result", code="tool_result_already_submitted")
     return await _tool_action(
-        request, lambda c, i, emit: svc.submit_tool_result(c, i, result, emit=emit, api_key_id=key)
+        request, runs, lambda c, i, emit: svc.submit_tool_result(c, i, result, emit=emit, api_key_id=key)
     )
 
 
-@envelope
-async def tool_approve(request: Request) -> Response:
+async def tool_approve(request: Request, runs: InferenceshRuns) -> Response:
     svc, key = _agents(request), getattr(request.state, "api_key_id", None)
-    return await _tool_action(request, lambda c, i, emit: svc.decide(c, i, True, emit=emit, api_key_id=key))
+    return await _tool_action(request, runs, lambda c, i, emit: svc.decide(c, i, True, emit=emit, api_key_id=key))
 
 
-@envelope
-async def tool_reject(request: Request) -> Response:
+async def tool_reject(request: Request, runs: InferenceshRuns) -> Response:
     body = await body_of(request)
     svc, key = _agents(request), getattr(request.state, "api_key_id", None)
     reason = body.get("reason")
     return await _tool_action(
-        request, lambda c, i, emit: svc.decide(c, i, False, reason=reason, emit=emit, api_key_id=key)
+        request, runs, lambda c, i, emit: svc.decide(c, i, False, reason=reason, emit=emit, api_key_id=key)
     )
 
 
-routes = [
-    Route(f"{PREFIX}/apps/run", run_app, methods=["POST"]),
-    Route(f"{PREFIX}/tasks/{{task_id}}", get_task, methods=["GET"]),
-    Route(f"{PREFIX}/tasks/{{task_id}}/stream", stream_task, methods=["GET"]),
-    Route(f"{PREFIX}/tasks/{{task_id}}/cancel", cancel_task, methods=["POST"]),
-    Route(f"{PREFIX}/files", create_files, methods=["POST"]),
-    Route(f"{PREFIX}/uploads/{{token}}", put_upload, methods=["PUT"]),
-    Route(f"{PREFIX}/agents/run", agents_run, methods=["POST"]),
-    Route(f"{PREFIX}/chats/{{chat_id}}", get_chat, methods=["GET"]),
-    Route(f"{PREFIX}/chats/{{chat_id}}/stream", chat_stream, methods=["GET"]),
-    Route(f"{PREFIX}/tools/{{inv_id}}", tool_result, methods=["POST"]),
-    Route(f"{PREFIX}/tools/{{inv_id}}/invoke", tool_approve, methods=["POST"]),
-    Route(f"{PREFIX}/tools/{{inv_id}}/reject", tool_reject, methods=["POST"]),
-]
+def routes(runs: InferenceshRuns) -> list[Route]:
+    """The adapter's routes over ``runs`` (one per app)."""
+    return [
+        Route(f"{PREFIX}/apps/run", endpoint(run_app, runs), methods=["POST"]),
+        Route(f"{PREFIX}/tasks/{{task_id}}", endpoint(get_task, runs), methods=["GET"]),
+        Route(f"{PREFIX}/tasks/{{task_id}}/stream", endpoint(stream_task, runs), methods=["GET"]),
+        Route(f"{PREFIX}/tasks/{{task_id}}/cancel", endpoint(cancel_task, runs), methods=["POST"]),
+        Route(f"{PREFIX}/files", endpoint(create_files, runs), methods=["POST"]),
+        Route(f"{PREFIX}/uploads/{{token}}", endpoint(put_upload, runs), methods=["PUT"]),
+        Route(f"{PREFIX}/agents/run", endpoint(agents_run, runs), methods=["POST"]),
+        Route(f"{PREFIX}/chats/{{chat_id}}", endpoint(get_chat, runs), methods=["GET"]),
+        Route(f"{PREFIX}/chats/{{chat_id}}/stream", endpoint(chat_stream, runs), methods=["GET"]),
+        Route(f"{PREFIX}/tools/{{inv_id}}", endpoint(tool_result, runs), methods=["POST"]),
+        Route(f"{PREFIX}/tools/{{inv_id}}/invoke", endpoint(tool_approve, runs), methods=["POST"]),
+        Route(f"{PREFIX}/tools/{{inv_id}}/reject", endpoint(tool_reject, runs), methods=["POST"]),
+    ]

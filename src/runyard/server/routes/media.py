@@ -20,10 +20,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ...errors import InvalidRequestError, PayloadTooLargeError
-from ...services.media import MediaService, SpeechStream
-from ...types import ChatRequest, ImageRequest, ImageResult, SpeechRequest, SpeechResult, TranscribeRequest
+from ...inference import ChatRequest, ImageOutcome, ImageRequest, SpeechOutcome, SpeechRequest, TranscribeRequest
+from ...services.media import MediaService
+from ...services.streams import SpeechStream
+from ..calls import apply_vendor, call_context, render_chat
 from ..http import gateway, json_response, parse_object, read_body, validate
-from .native import _apply_vendor, _context, render_chat
 
 
 def media(request: Request) -> MediaService:
@@ -37,7 +38,7 @@ def _speech_headers(inference_id: str, provider: str, model: str) -> dict[str, s
     return {"X-Runyard-Inference-Id": inference_id, "X-Runyard-Provider": provider, "X-Runyard-Model": model}
 
 
-def _speech_response(result: SpeechResult) -> Response:
+def _speech_response(result: SpeechOutcome) -> Response:
     headers = _speech_headers(result.inference_id, result.provider, result.model)
     if result.sample_rate:
         headers["X-Runyard-Sample-Rate"] = str(result.sample_rate)
@@ -56,12 +57,12 @@ def _stream_response(stream: SpeechStream) -> StreamingResponse:
 
 
 async def _speak(request: Request, body: dict[str, Any]) -> Response:
-    ctx = _context(request, body)
+    ctx = call_context(request, body)
     if "input" not in body and "text" in body:
         body["input"] = body.pop("text")
     if "format" in body and "response_format" not in body:
         body["response_format"] = body.pop("format")
-    _apply_vendor(body)
+    apply_vendor(body)
     speech = validate(SpeechRequest, body)
     service = media(request)
     stream_format = (speech.model_extra or {}).get("stream_format")
@@ -133,7 +134,7 @@ async def _transcribe_request(request: Request) -> tuple[TranscribeRequest, dict
 async def asr(request: Request) -> Response:
     """``POST /v1/ai/asr``: multipart ``file`` (+ model, language, prompt) or JSON ``{"audio": base64}``."""
     req, fields = await _transcribe_request(request)
-    ctx = _context(request, {k: v for k, v in fields.items() if k in ("episode_id", "tags")})
+    ctx = call_context(request, {k: v for k, v in fields.items() if k in ("episode_id", "tags")})
     result = await media(request).transcribe(req, ctx)
     return json_response(
         {
@@ -158,7 +159,7 @@ async def audio_transcriptions(request: Request) -> Response:
 # -- images -----------------------------------------------------------------------------
 
 
-def _render_images(result: ImageResult) -> dict[str, Any]:
+def _render_images(result: ImageOutcome) -> dict[str, Any]:
     return {
         "inference_id": result.inference_id,
         "images": result.images,
@@ -171,8 +172,8 @@ def _render_images(result: ImageResult) -> dict[str, Any]:
 async def image(request: Request) -> Response:
     """``POST /v1/ai/image``: ``{"prompt", "model"?, "n"?, "size"?, "response_format"?}``."""
     body = parse_object(await read_body(request))
-    ctx = _context(request, body)
-    _apply_vendor(body)
+    ctx = call_context(request, body)
+    apply_vendor(body)
     result = await media(request).generate_image(validate(ImageRequest, body), ctx)
     return json_response(_render_images(result))
 
@@ -206,8 +207,8 @@ async def vision(request: Request) -> Response:
     """``POST /v1/ai/vision``: ``{"prompt", "image" | "images", "model"?, "detail"?, ...}`` — a
     chat turn with images, served by a provider whose models see."""
     body = parse_object(await read_body(request))
-    ctx = _context(request, body)
-    _apply_vendor(body)
+    ctx = call_context(request, body)
+    apply_vendor(body)
     images = body.pop("images", None) or ([body.pop("image")] if body.get("image") is not None else [])
     body.pop("image", None)
     prompt = body.pop("prompt", None)

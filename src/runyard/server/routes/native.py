@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal, get_args
@@ -14,13 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ...config import MODEL_SEPARATOR
-from ...errors import InternalServerError, InvalidRequestError, NotFoundError, RunyardError
-from ...services.ai import CallContext, ChatOptions, ChatStream
-from ...types import ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult
+from ...errors import InvalidRequestError, NotFoundError
+from ...inference import ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, EmbedRequest
+from ...services.ai import CallContext, ChatOptions
+from ...services.streams import ChatStream
 from ..access import check_file, check_file_refs, require, scope_workspace
+from ..calls import apply_vendor, call_context, guarded_stream, outcome_metadata, render_chat, uuid_str
 from ..http import (
-    DONE,
     caller_key_id,
     gateway,
     idempotency_key,
@@ -29,50 +28,14 @@ from ..http import (
     parse_object,
     read_body,
     read_object,
-    sse_error,
     sse_event,
     sse_response,
     validate,
 )
 
-log = logging.getLogger("runyard.server")
-
 
 async def healthz(_request: Request) -> Response:
     return json_response({"status": "ok"})
-
-
-def _context(request: Request, body: dict[str, Any]) -> CallContext:
-    tags = body.pop("tags", None)
-    if tags is not None and not (isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())):
-        raise InvalidRequestError("'tags' must be an object of strings", code="invalid_tags")
-    episode_id = body.pop("episode_id", None)
-    if episode_id is not None:
-        episode_id = _uuid_str(episode_id, "episode_id")
-    return CallContext(episode_id=episode_id, api_key_id=caller_key_id(request), tags=tags)
-
-
-def _uuid_str(value: Any, field: str) -> str:
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        raise InvalidRequestError(f"'{field}' must be a UUID", code="invalid_id") from None
-
-
-def _apply_vendor(body: dict[str, Any], *, routing: bool = False) -> str | None:
-    """``vendor`` + ``model`` → ``vendor::model``; ``vendor`` alone filters routing (chat only)."""
-    vendor = body.pop("vendor", None)
-    model = body.get("model")
-    if vendor:
-        if not isinstance(vendor, str):
-            raise InvalidRequestError("'vendor' must be a string", code="invalid_vendor")
-        if not model:
-            if routing:
-                return vendor
-            raise InvalidRequestError("'vendor' needs a 'model' to call on it", code="missing_model")
-        if isinstance(model, str) and MODEL_SEPARATOR not in model:
-            body["model"] = f"{vendor}{MODEL_SEPARATOR}{model}"
-    return None
 
 
 class _RoutingOptions(BaseModel):
@@ -162,14 +125,14 @@ async def chat(request: Request) -> Response:
     else:
         body = parse_object(raw)
         key = idempotency_key(request, body)
-        ctx = _context(request, body)
+        ctx = call_context(request, body)
         prompt = body.pop("prompt", None)
         if "messages" not in body and prompt is not None:
             body["messages"] = prompt
         if isinstance(body.get("messages"), str):
             body["messages"] = [{"role": "user", "content": body["messages"]}]
         batch_mode = body.pop("batch_mode", False)
-        options = _options(body, _apply_vendor(body, routing=True))
+        options = _options(body, apply_vendor(body, routing=True))
         chat_request = validate(ChatRequest, body)
         if batch_mode:
             return await _queue_chat(request, key, raw, chat_request)
@@ -228,35 +191,7 @@ async def batch(request: Request) -> Response:
     return json_response(task, status=202)
 
 
-def render_chat(result: ChatResult) -> dict[str, Any]:
-    return {
-        "inference_id": result.inference_id,
-        "episode_id": result.episode_id,
-        "content": result.content,
-        "tool_calls": [tc.to_openai() for tc in result.tool_calls],
-        "finish_reason": result.finish_reason,
-        "usage": result.usage.to_dict(),
-        "model": result.model,
-        "provider": result.provider,
-        "_metadata": _metadata(result),
-    }
-
-
-def _metadata(result: ChatResult | EmbedResult) -> dict[str, Any]:
-    return {
-        "request_id": result.inference_id,
-        "vendor": result.provider,
-        "model": result.model,
-        "provider_model": result.provider_model,
-        "latency_ms": round(result.latency_ms, 3),
-        "attempts": result.attempts,  # dataclasses: json_response's orjson writes them as objects
-        "cost": result.cost,
-        "cache_hit": getattr(result, "cache_hit", False),
-        "route_reason": getattr(result, "route_reason", None),
-    }
-
-
-def render_native_delta(result: ChatResult, delta: ChatDelta) -> dict[str, Any]:
+def render_native_delta(result: ChatOutcome, delta: ChatDelta) -> dict[str, Any]:
     event: dict[str, Any] = {
         "inference_id": result.inference_id,
         "episode_id": result.episode_id,
@@ -279,21 +214,6 @@ async def _native_events(stream: ChatStream) -> AsyncIterator[bytes]:
             yield sse_event(render_native_delta(stream.result, item))
 
 
-async def guarded_stream(stream: ChatStream) -> AsyncIterator[ChatDelta | bytes]:
-    """Deltas, then ``[DONE]``; or, on failure, one error event and no ``[DONE]``."""
-    try:
-        async for delta in stream:
-            yield delta
-    except RunyardError as err:
-        yield sse_error(err)
-        return
-    except Exception:
-        log.exception("stream failed")
-        yield sse_error(InternalServerError("stream failed; see the server log"))
-        return
-    yield DONE
-
-
 class _EmbedBody(EmbedRequest):
     model_config = ConfigDict(extra="forbid")
     episode_id: str | None = None
@@ -304,8 +224,8 @@ async def embed(request: Request) -> Response:
     raw = await read_body(request)
     body = parse_object(raw)
     key = idempotency_key(request, body)
-    ctx = _context(request, body)
-    _apply_vendor(body)
+    ctx = call_context(request, body)
+    apply_vendor(body)
     embed_request = validate(_EmbedBody, body)
 
     async def produce() -> Response:
@@ -317,7 +237,7 @@ async def embed(request: Request) -> Response:
     return await idempotent(request, key, raw, produce)
 
 
-def render_embed(result: EmbedResult) -> dict[str, Any]:
+def render_embed(result: EmbedOutcome) -> dict[str, Any]:
     return {
         "inference_id": result.inference_id,
         "embeddings": result.embeddings,
@@ -325,7 +245,7 @@ def render_embed(result: EmbedResult) -> dict[str, Any]:
         "model": result.model,
         "provider": result.provider,
         "usage": result.usage.to_dict(),
-        "_metadata": _metadata(result),
+        "_metadata": outcome_metadata(result),
     }
 
 
@@ -364,7 +284,7 @@ async def _inference(request: Request, raw_id: str, *, missing_ok: bool = False)
     """The stored inference, if the caller may see it (404 ``inference_not_found`` otherwise;
     ``missing_ok``: None for an unknown id)."""
     gw = gateway(request)
-    inference_id = _uuid_str(raw_id, "inference_id")
+    inference_id = uuid_str(raw_id, "inference_id")
     if gw.recorder is not None and gw.recorder.is_pending(inference_id):
         await gw.recorder.flush()
     row = await gw.store.get_inference(inference_id)

@@ -17,9 +17,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ...errors import InvalidRequestError
-from ...services.ai import CallContext, ChatStream
-from ...types import ChatRequest, ChatResult, EmbedRequest
+from ...inference import ChatOutcome, ChatRequest, EmbedRequest
+from ...services.ai import CallContext
+from ...services.streams import ChatStream
+from ..calls import guarded_stream
 from ..http import (
+    DONE,
     caller_key_id,
     gateway,
     idempotency_key,
@@ -29,7 +32,6 @@ from ..http import (
     sse_response,
     validate_json,
 )
-from .native import guarded_stream
 
 
 async def chat_completions(request: Request) -> Response:
@@ -50,7 +52,7 @@ async def chat_completions(request: Request) -> Response:
     return await idempotent(request, idempotency_key(request), raw, produce)
 
 
-def render_completion(result: ChatResult) -> dict[str, Any]:
+def render_completion(result: ChatOutcome) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": result.content}
     if result.tool_calls:
         message["tool_calls"] = [tc.to_openai() for tc in result.tool_calls]
@@ -73,7 +75,7 @@ def render_completion(result: ChatResult) -> dict[str, Any]:
     }
 
 
-def _chunk(result: ChatResult, created: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+def _chunk(result: ChatOutcome, created: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
     return {
         "id": "chatcmpl-" + result.inference_id,
         "object": "chat.completion.chunk",
@@ -92,7 +94,7 @@ async def _openai_events(stream: ChatStream, include_usage: bool) -> AsyncIterat
     usage = None
     async for item in guarded_stream(stream):
         if isinstance(item, bytes):  # [DONE] or an error event
-            if include_usage and usage is not None and item.startswith(b"data: [DONE]"):
+            if include_usage and usage is not None and item == DONE:
                 final = _chunk(result, created, {}, None)
                 final["choices"] = []
                 final["usage"] = {

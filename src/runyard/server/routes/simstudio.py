@@ -15,14 +15,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ...backends.queue import TERMINAL
-from ...errors import InvalidRequestError
 from ...services.limits import ASYNC, SYNC
 from ..access import check_file_refs, check_task
 from ..http import gateway, json_response, parse_object, read_body
+from ..protocols import simstudio as sim
 from ..ratelimit import enforce
 from .workflows import MAX_SYNC_WAIT_S, _result, get_job
-
-_STATUS = {"queued": "pending", "processing": "running"}
 
 
 async def execute(request: Request) -> Response:
@@ -31,11 +29,8 @@ async def execute(request: Request) -> Response:
     asynchronous = bool(body.get("async"))
     await enforce(request, ASYNC if asynchronous else SYNC)
     wid = request.path_params["wid"]
-    selected = body.get("selectedOutputs")
-    if selected is not None and not (isinstance(selected, list) and all(isinstance(s, str) for s in selected)):
-        raise InvalidRequestError("selectedOutputs must be a list of strings", code="validation_error")
-    value = body.get("input", {})
-    payload = value if isinstance(value, dict) else {"input": value}
+    selected = sim.selected_outputs(body)
+    payload = sim.workflow_input(body)
     service = gateway(request).workflows
     await check_file_refs(request, payload)
     task = await service.submit(wid, payload, selected_outputs=selected, api_key_id=request.state.api_key_id)
@@ -43,28 +38,13 @@ async def execute(request: Request) -> Response:
     if asynchronous:
         status_url = f"{str(request.base_url).rstrip('/')}/api/v2/workflows/{wid}/runs/{run_id}"
         return json_response({"data": {"runId": run_id, "statusUrl": status_url, "status": "pending"}}, status=202)
-    timeout = body.get("executionTimeoutSeconds")
-    wait = min(float(timeout), MAX_SYNC_WAIT_S) if isinstance(timeout, int | float) else MAX_SYNC_WAIT_S
-    done = await gateway(request).tasks.wait(run_id, wait)
+    done = await gateway(request).tasks.wait(run_id, sim.wait_s(body, MAX_SYNC_WAIT_S))
     return json_response({"data": await _run_data(request, wid, done, include_output=True)})
 
 
 async def _run_data(request: Request, wid: str, task: dict[str, Any], *, include_output: bool) -> dict[str, Any]:
     result = await _result(request, task) if task["status"] in TERMINAL else None
-    error = (result or {}).get("error") or task.get("error")
-    data: dict[str, Any] = {
-        "runId": task["id"],
-        "workflowId": wid,
-        "status": _STATUS.get(task["status"], task["status"]),
-        "error": {"code": error.get("code"), "message": error.get("message")} if error else None,
-        "durationMs": task.get("duration_ms"),
-        "startedAt": task.get("started_at"),
-        "endedAt": task.get("finished_at"),
-    }
-    if include_output:
-        data["output"] = (result or {}).get("output")
-        data["traceSpans"] = (result or {}).get("trace_spans")
-    return data
+    return sim.run_data(wid, task, result, include_output=include_output)
 
 
 async def get_run(request: Request) -> Response:
@@ -76,8 +56,7 @@ async def get_run(request: Request) -> Response:
 
 async def status(request: Request) -> Response:
     st = await gateway(request).workflows.status(request.path_params["wid"])
-    keys = ("isDeployed", "deployedAt", "needsRedeployment", "deployed_version", "aliases")
-    return json_response({k: st[k] for k in keys})
+    return json_response({k: st[k] for k in sim.STATUS_KEYS})
 
 
 routes = [

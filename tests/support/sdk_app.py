@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import threading
 import time
 from collections import defaultdict
@@ -18,13 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from runyard.client import ASGITransport
+from support.loopback import LoopbackServer
 
 __all__ = ["AppState", "Target", "make_app", "serve", "sse", "wait_for"]
 
@@ -193,22 +192,8 @@ def make_app(state: AppState) -> Starlette:
 @contextlib.contextmanager
 def serve(app: Any) -> Iterator[str]:
     """Run ``app`` with uvicorn in a daemon thread on 127.0.0.1:<random>; yields its URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", loop="asyncio", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        if not wait_for(lambda: server.started, timeout=10):
-            raise RuntimeError("uvicorn did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
+    with LoopbackServer(app, start_timeout=10) as server:
+        yield server.url
 
 
 @dataclass
