@@ -20,9 +20,9 @@ import orjson
 from ..backends.store import utcnow
 from ..errors import ConflictError, NotFoundError, RunyardError
 from ..files import parse_file_ref
+from ..inference import ChatOutcome, ChatRequest, ModelToolCall
 from ..services.ai import AIService, CallContext
 from ..services.files import FileService
-from ..types import ChatRequest, ChatResult, ToolCall
 from .chats import AWAIT_APPROVAL, AWAIT_RESULT, FAILED, IDLE, MAX_STEPS, ChatStore
 from .config import AgentConfig, ToolSpec, internal_enabled, tool_defs, tool_spec
 from .tools import ServerTools
@@ -165,7 +165,7 @@ class AgentLoop:
             _feed_back(chat, records)
             await self.chats.save(chat)
 
-    async def _call_model(self, chat: Chat, cfg: AgentConfig, ctx: CallContext, emit: Emit | None) -> ChatResult:
+    async def _call_model(self, chat: Chat, cfg: AgentConfig, ctx: CallContext, emit: Emit | None) -> ChatOutcome:
         """One model call (streamed to ``emit`` when given), recorded as a step and an assistant
         message; a failed call fails the chat."""
         request = ChatRequest.model_validate(_request_params(chat, cfg))
@@ -208,7 +208,7 @@ class AgentLoop:
         return result
 
     async def _plan_calls(
-        self, chat: Chat, cfg: AgentConfig, calls: list[ToolCall], step_no: int, emit: Emit | None
+        self, chat: Chat, cfg: AgentConfig, calls: list[ModelToolCall], step_no: int, emit: Emit | None
     ) -> list[Call]:
         """A record per call: ``running`` (runs here), ``awaiting_approval``, ``awaiting_result``
         (a client tool), or already ``done`` with an error (bad arguments, unknown tool)."""
@@ -322,7 +322,7 @@ def _system(cfg: AgentConfig, chat: Chat) -> str:
     return "\n\n".join(parts)
 
 
-def _arguments(c: ToolCall) -> dict[str, Any] | None:
+def _arguments(c: ModelToolCall) -> dict[str, Any] | None:
     """The call's arguments, ``None`` unless they are a JSON object."""
     try:
         args = orjson.loads(c.arguments or "{}")
@@ -331,7 +331,7 @@ def _arguments(c: ToolCall) -> dict[str, Any] | None:
     return args if isinstance(args, dict) else None
 
 
-def _new_call(c: ToolCall, args: dict[str, Any], step_no: int, spec: ToolSpec | None) -> Call:
+def _new_call(c: ModelToolCall, args: dict[str, Any], step_no: int, spec: ToolSpec | None) -> Call:
     return {
         "id": c.id,
         "name": c.name,

@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import orjson
 
+from ..inference import ImageRequest
 from ..services.files import FileService
 from ..services.media import MediaService
 from ..services.tasks import TaskRunner
 from ..services.urlguard import check_url
 from ..services.webhooks import SIGNATURE_HEADER, sign
-from ..types import ImageRequest
 from .chats import ChatStore
 from .config import AgentConfig, ToolSpec
 from .sandbox import run_code

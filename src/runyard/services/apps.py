@@ -15,7 +15,7 @@ from ..apps import AppContext, AppDefinition, app, definition_of, version_key
 from ..config import RunyardConfig
 from ..errors import NotFoundError, RequirementsNotMetError
 from ..files import File
-from ..types import ChatRequest, Message
+from ..inference import ChatRequest, Message
 
 __all__ = ["AppRegistry"]
 

@@ -10,12 +10,12 @@ from typing import Protocol
 
 import orjson
 
-from ..types import ChatRequest, ChatResult
+from ..inference import ChatOutcome, ChatRequest
 
 
 class ResponseCache(Protocol):
-    def get(self, key: str) -> ChatResult | None: ...
-    def put(self, key: str, result: ChatResult) -> None: ...
+    def get(self, key: str) -> ChatOutcome | None: ...
+    def put(self, key: str, result: ChatOutcome) -> None: ...
 
 
 class MemoryCache:
@@ -24,11 +24,11 @@ class MemoryCache:
     def __init__(self, ttl_s: float, max_entries: int) -> None:
         self._ttl = ttl_s
         self._max = max_entries
-        self._items: OrderedDict[str, tuple[float, ChatResult]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[float, ChatOutcome]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str) -> ChatResult | None:
+    def get(self, key: str) -> ChatOutcome | None:
         item = self._items.get(key)
         if item is None or item[0] < time.monotonic():
             if item is not None:
@@ -39,7 +39,7 @@ class MemoryCache:
         self.hits += 1
         return _snapshot(item[1])
 
-    def put(self, key: str, result: ChatResult) -> None:
+    def put(self, key: str, result: ChatOutcome) -> None:
         # Stored as is: the AI service hands a result out finished and never changes it after
         # ``put``; each hit gets its own copy (the hit path then marks it).
         self._items[key] = (time.monotonic() + self._ttl, result)
@@ -48,7 +48,7 @@ class MemoryCache:
             self._items.popitem(last=False)
 
 
-def _snapshot(result: ChatResult) -> ChatResult:
+def _snapshot(result: ChatOutcome) -> ChatOutcome:
     """A copy whose mutable parts are its own (tool calls are never changed in place; a deepcopy
     cost a tenth of a cached request's CPU)."""
     out = copy.copy(result)

@@ -16,11 +16,11 @@ import orjson
 
 from ..errors import RunyardError
 from ..files import File
+from ..inference import ChatRequest
 from ..services.ai import AIService
 from ..services.files import FileService
 from ..services.tasks import TaskRunner
 from ..services.urlguard import check_url
-from ..types import ChatRequest
 
 if TYPE_CHECKING:
     from .engine import Run
