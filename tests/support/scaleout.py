@@ -174,3 +174,50 @@ def redis_prefix() -> Any:
         yield prefix
     finally:
         delete_redis_prefix(prefix)
+
+
+# -- the whole suite on Postgres + Redis (support.scaleout_hook) ---------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from support import scaleout_hook
+
+    config.addinivalue_line("markers", "sqlite_only(reason): the test is about SQLite; skipped on Postgres")
+    if not scaleout_hook.enabled():
+        return
+    os.environ.setdefault(scaleout_hook.SESSION_ENV, uuid.uuid4().hex[:10])
+    support_dir = os.path.dirname(os.path.abspath(__file__))
+    paths = [os.path.join(support_dir, "scaleout_site"), os.path.dirname(support_dir)]
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    scaleout_hook.install()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from support import scaleout_hook
+
+    if not scaleout_hook.enabled():
+        return
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            item.add_marker(pytest.mark.skip(reason="SQLite-specific: " + (marker.args[0] if marker.args else "")))
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    from support import scaleout_hook
+
+    if not scaleout_hook.enabled():
+        return None
+    return f"scale-out run: stores on {postgres_admin_url()}, Redis {redis_url()} (session {scaleout_hook.session()})"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from support import scaleout_hook
+
+    if not scaleout_hook.enabled() or scaleout_hook.SESSION_ENV not in os.environ:
+        return
+    drop_databases_with_prefix(scaleout_hook.database_prefix())
+    if os.environ.get("RUNYARD_TEST_REDIS_URL"):
+        delete_redis_prefix(scaleout_hook.redis_prefix())
