@@ -14,11 +14,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..backends.redis_conn import connect as connect_redis
 from ..config import RunyardConfig
 from ..errors import InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
 from .http import error_response
 from .ratelimit import PUBLIC_PATHS, AuthLimitMiddleware, Guard  # noqa: F401 - PUBLIC_PATHS re-exported
+from .readiness import readyz_endpoint
 from .routes import agents, files, inferencesh, media, native, openai, simstudio, speedpix, tasks, tensorzero, usage
 from .routes import workflows as workflow_routes
 
@@ -28,6 +30,7 @@ log = logging.getLogger("runyard.server")
 def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
     """``worker=False``: serve the API only; tasks wait for ``runyard worker`` processes."""
     gateway = Gateway(config, run_worker=worker)
+    redis = connect_redis(config.redis) if config.redis is not None else None  # for /readyz
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -35,7 +38,11 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
         try:
             yield
         finally:
-            await gateway.aclose()
+            try:
+                await gateway.aclose()
+            finally:
+                if redis is not None:
+                    await redis.aclose()
 
     guard = Guard(gateway, signed={"/scc/": speedpix.authenticate})
     app = RunyardApp(
@@ -54,6 +61,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
             *speedpix.routes,
             *agents.routes,
             *inferencesh.routes,
+            Route("/readyz", readyz_endpoint(gateway.store, redis), methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers={

@@ -26,7 +26,7 @@ from .http import error_response, gateway, header
 # unsigned URLs, or AuthenticationError. See routes/speedpix.py.
 SignedAuth = Callable[[Gateway, Scope], Awaitable["tuple[str, str, Policy] | None"]]
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})  # probes (load balancers, orchestrators)
 
 
 class Guard:
