@@ -122,11 +122,62 @@ class MetricConfig(_Strict):
 class StorageConfig(_Strict):
     url: str = "sqlite+aiosqlite:///.runyard/runyard.db"
     record_inferences: bool = True
+    recording: Literal["async", "sync"] = Field(
+        default="async",
+        description="sync: an inference's row is written before its answer leaves; async: buffered (see README)",
+    )
     flush_interval_ms: int = Field(default=200, ge=1)
     # 100: each flush builds and converts its rows on the event loop; 500-row batches held it
     # long enough to double the p99 of requests at 1,000 req/s (bench/README.md, open loop)
     batch_size: int = Field(default=100, ge=1)
     max_buffer: int = Field(default=100_000, ge=1)
+    pool_size: int = Field(default=10, ge=1, description="connections kept open (Postgres)")
+    max_overflow: int = Field(default=20, ge=0, description="extra connections under load (Postgres)")
+    pool_timeout_s: float = Field(default=30.0, gt=0, description="wait for a free connection before failing")
+
+    @field_validator("url")
+    @classmethod
+    def _driver_installed(cls, url: str) -> str:
+        return known_scheme(url, _STORE_DRIVERS)
+
+
+class RedisConfig(_Strict):
+    """``[redis]``: shared state for several gateways and workers (limits, cache, idempotency, ...)."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = Field(default="runyard:", description="key prefix: deployments and test runs can share one Redis")
+
+    @field_validator("url")
+    @classmethod
+    def _driver_installed(cls, url: str) -> str:
+        return known_scheme(url, _REDIS_DRIVERS)
+
+
+# URL scheme -> (the module it needs, the extra that installs it)
+_STORE_DRIVERS: dict[str, tuple[str, str | None]] = {
+    "sqlite+aiosqlite": ("aiosqlite", None),
+    "postgresql+asyncpg": ("asyncpg", "postgres"),
+}
+_REDIS_DRIVERS: dict[str, tuple[str, str | None]] = {s: ("redis", "redis") for s in ("redis", "rediss", "unix")}
+
+
+def known_scheme(url: str, drivers: dict[str, tuple[str, str | None]]) -> str:
+    scheme = url.partition("://")[0].lower()
+    if scheme not in drivers:
+        raise ValueError(f"unsupported URL scheme {scheme!r} (supported: {', '.join(sorted(drivers))})")
+    return url
+
+
+def missing_driver(url: str, drivers: dict[str, tuple[str, str | None]]) -> str | None:
+    """Why ``url`` cannot be used here (its driver is not installed), or None."""
+    import importlib.util
+
+    scheme = url.partition("://")[0].lower()
+    module, extra = drivers[scheme]
+    if importlib.util.find_spec(module) is not None:
+        return None
+    hint = f"pip install 'runyard[{extra}]'" if extra else f"pip install {module}"
+    return f"{scheme} needs the {module!r} package, which is not installed ({hint})"
 
 
 class ServerConfig(_Strict):
@@ -233,6 +284,7 @@ class LimitsConfig(_Strict):
 class RunyardConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    redis: RedisConfig | None = Field(default=None, description="absent: all shared state stays in-process")
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     embedding_models: dict[str, ModelConfig] = Field(default_factory=dict)
@@ -342,11 +394,24 @@ def _format_errors(err: PydanticValidationError) -> str:
 def parse_config(data: dict[str, Any], source: str = "<config>") -> RunyardConfig:
     """Validate a config mapping; raises :class:`ConfigError` naming each bad key."""
     try:
-        return RunyardConfig.model_validate(_expand_env(data, ""))
+        config = RunyardConfig.model_validate(_expand_env(data, ""))
     except PydanticValidationError as err:
         raise ConfigError(f"{source}: {_format_errors(err)}") from None
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
+    check_drivers(config, source)
+    return config
+
+
+def check_drivers(config: RunyardConfig, source: str = "<config>") -> None:
+    """One line naming the missing package when a URL's driver is not installed (a ConfigError)."""
+    urls = [("storage.url", config.storage.url, _STORE_DRIVERS)]
+    if config.redis is not None:
+        urls.append(("redis.url", config.redis.url, _REDIS_DRIVERS))
+    for key, url, drivers in urls:
+        problem = missing_driver(url, drivers)
+        if problem:
+            raise ConfigError(f"{source}: {key}: {problem}")
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> RunyardConfig:

@@ -29,12 +29,31 @@ import calendar
 import time
 from abc import ABC, abstractmethod
 from collections import deque
+from dataclasses import dataclass
 from time import monotonic
 from typing import Literal, Union
 
 Period = Union[float, Literal["day", "month"]]
 
-__all__ = ["InProcessLimitBackend", "LimitBackend", "Period", "period_bounds"]
+__all__ = ["Admission", "InProcessLimitBackend", "LimitBackend", "Period", "period_bounds"]
+
+ADMITTED, OVER_TOKENS, OVER_SPEND, OVER_RATE = 0, 1, 2, 3
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """One request's verdict (:meth:`LimitBackend.admit`): ``verdict`` is ADMITTED or what refused
+    it; ``tokens``/``usage_reset`` the window's tokens (when ``tpm`` is set), ``cost`` the period's
+    spend (when a spend limit is set), ``remaining``/``reset`` the request bucket (when limited;
+    on a refusal the bucket was only peeked)."""
+
+    verdict: int
+    tokens: int = 0
+    usage_reset: float = 0.0
+    cost: float = 0.0
+    period_reset: float = 0.0
+    remaining: int = 0
+    reset: float = 0.0
 
 
 class LimitBackend(ABC):
@@ -49,6 +68,35 @@ class LimitBackend(ABC):
 
     @abstractmethod
     async def seed_usage(self, key: str, period: Literal["day", "month"], tokens: int, cost: float) -> None: ...
+
+    async def admit(
+        self,
+        subject: str,
+        rk: str,
+        limit: int | None,
+        window_s: float,
+        tpm: int | None,
+        spend_limit: float | None,
+        period: Literal["day", "month"],
+    ) -> Admission:
+        """Check tokens, then spend, then take one request from ``rk``'s bucket (only if the others
+        pass). A networked backend does it in one round trip (Redis: one script)."""
+        tokens, usage_reset, cost, period_reset = 0, 0.0, 0.0, 0.0
+        verdict = ADMITTED
+        if tpm is not None:
+            tokens, _, usage_reset = await self.get_usage(subject, window_s)
+            if tokens >= tpm:
+                verdict = OVER_TOKENS
+        if spend_limit is not None and verdict == ADMITTED:
+            _, cost, period_reset = await self.get_usage(subject, period)
+            if cost >= spend_limit:
+                verdict = OVER_SPEND
+        remaining, reset = 0, 0.0
+        if limit is not None:
+            allowed, remaining, reset = await self.hit(rk, limit, window_s, 1 if verdict == ADMITTED else 0)
+            if not allowed and verdict == ADMITTED:
+                verdict = OVER_RATE
+        return Admission(verdict, tokens, usage_reset, cost, period_reset, remaining, reset)
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections (a networked backend)."""
@@ -110,6 +158,31 @@ class InProcessLimitBackend(LimitBackend):
         self._hits = 0
         self._day = self._month = ""
         self._period_end = self._day_end = self._month_end = 0.0
+
+    async def admit(
+        self,
+        subject: str,
+        rk: str,
+        limit: int | None,
+        window_s: float,
+        tpm: int | None,
+        spend_limit: float | None,
+        period: Literal["day", "month"],
+    ) -> Admission:
+        # LimitBackend.admit's steps, called directly (no coroutine per step: the embedded hot path)
+        tokens, usage_reset, cost, period_reset, verdict = 0, 0.0, 0.0, 0.0, ADMITTED
+        if tpm is not None:
+            tokens, _, usage_reset = self.usage_now(subject, window_s)
+            verdict = OVER_TOKENS if tokens >= tpm else ADMITTED
+        if spend_limit is not None and verdict == ADMITTED:
+            _, cost, period_reset = self.usage_now(subject, period)
+            verdict = OVER_SPEND if cost >= spend_limit else ADMITTED
+        if limit is None:
+            return Admission(verdict, tokens, usage_reset, cost, period_reset)
+        allowed, remaining, reset = self.hit_now(rk, limit, window_s, 1 if verdict == ADMITTED else 0)
+        if not allowed and verdict == ADMITTED:
+            verdict = OVER_RATE
+        return Admission(verdict, tokens, usage_reset, cost, period_reset, remaining, reset)
 
     # -- request rates (GCRA) ------------------------------------------------
     async def hit(self, key: str, limit: int, window_s: float, cost: int = 1) -> tuple[bool, int, float]:

@@ -17,6 +17,10 @@ Row = dict[str, Any]
 Entry = tuple[str, str | None, Callable[[], Row]]  # inference id, episode id, row builder
 
 
+class RecordingError(RuntimeError):
+    """A ``recording = "sync"`` row could not be written (dropped, or the database refused it)."""
+
+
 # Rows per transaction at most. A write costs a few round trips to the database thread, each
 # waiting a turn of the busy event loop; taking what has piled up (to this many) in one write
 # keeps the writer ahead of the request rate (bench/README.md: 100-row writes peaked near
@@ -33,6 +37,11 @@ class InferenceRecorder:
     building them ``batch_size`` at a time between turns of the event loop. If the database is
     down, rows are kept (up to ``max_buffer``; beyond that the oldest are dropped and counted)
     and retried.
+
+    ``recording = "sync"`` (:meth:`persist`): the caller awaits its row's write before its answer
+    leaves; rows recorded while a write is under way share the next transaction (group commit).
+    ``async`` (default) loses what is buffered if the process dies without a shutdown (up to
+    ``flush_interval_s`` of rows, or more while the database is down); a SIGTERM drains it.
     """
 
     def __init__(
@@ -55,12 +64,13 @@ class InferenceRecorder:
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
         self._closing = False
+        self._waiters: dict[str, asyncio.Future[None]] = {}  # persist() callers, by inference id
         self.dropped = 0
         self.written = 0
 
     def record(self, inference_id: str, episode_id: str | None, build_row: Callable[[], Row]) -> None:
         if len(self._buffer) == self._buffer.maxlen:
-            self._forget([self._buffer[0]])
+            self._forget([self._buffer[0]], written=False)
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("inference buffer full: %d records dropped so far", self.dropped)
@@ -76,16 +86,35 @@ class InferenceRecorder:
         """Rows waiting in the buffer, written and dropped since start (``/v1/status``)."""
         return {"buffered": len(self._buffer), "written": self.written, "dropped": self.dropped}
 
+    async def persist(self, inference_id: str) -> None:
+        """Return once ``inference_id``'s row is in the database (``recording = "sync"``); raises
+        :class:`RecordingError` if it was dropped, and the write's error if the database is down."""
+        if inference_id not in self._pending_ids:
+            return
+        waiter = self._waiters.get(inference_id)
+        if waiter is None:
+            waiter = self._waiters[inference_id] = asyncio.get_running_loop().create_future()
+        self._wake.set()
+        await asyncio.shield(waiter)
+
     def is_pending(self, inference_id: str) -> bool:
         return inference_id in self._pending_ids
 
     def is_pending_episode(self, episode_id: str) -> bool:
         return self._pending_episodes.get(episode_id, 0) > 0
 
-    def _forget(self, entries: list[Entry]) -> None:
+    def _forget(self, entries: list[Entry], *, written: bool = True) -> None:
         episodes = self._pending_episodes
+        waiters = self._waiters
         for inference_id, episode_id, _ in entries:
             self._pending_ids.discard(inference_id)
+            if waiters:
+                waiter = waiters.pop(inference_id, None)
+                if waiter is not None and not waiter.done():
+                    if written:
+                        waiter.set_result(None)
+                    else:
+                        waiter.set_exception(RecordingError(f"inference {inference_id} was dropped: buffer full"))
             if episode_id:
                 left = episodes.get(episode_id, 0) - 1
                 if left > 0:
@@ -126,8 +155,9 @@ class InferenceRecorder:
                 except asyncio.CancelledError:
                     insert.add_done_callback(functools.partial(self._landed, batch=batch, n_rows=len(rows)))
                     raise
-                except Exception:
+                except Exception as err:
                     self._requeue(batch)
+                    self._fail_waiters(batch, err)
                     raise
                 self._forget(batch)
                 self.written += len(rows)
@@ -146,13 +176,20 @@ class InferenceRecorder:
                     log.exception("could not serialise inference %s; skipped", inference_id)
         return rows
 
+    def _fail_waiters(self, batch: list[Entry], err: Exception) -> None:
+        """persist() callers of a batch that failed get the error (their rows stay buffered)."""
+        for inference_id, _, _ in batch:
+            waiter = self._waiters.pop(inference_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(RecordingError(f"inference {inference_id} not written yet: {err}"))
+
     def _requeue(self, batch: list[Entry]) -> None:
         """A batch not written goes back to the front; if the buffer is full the newest rows make room
         (dropped and counted, as :meth:`record` does with the oldest)."""
         overflow = len(self._buffer) + len(batch) - (self._buffer.maxlen or 0)
         if overflow > 0:
             lost = [self._buffer.pop() for _ in range(min(overflow, len(self._buffer)))]
-            self._forget(lost)
+            self._forget(lost, written=False)
             self.dropped += len(lost)
             log.error("inference buffer full: %d records dropped so far", self.dropped)
         self._buffer.extendleft(reversed(batch))

@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime, timezone
 from itertools import chain
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
@@ -23,9 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .schema import api_keys, feedback, inferences
 
+if TYPE_CHECKING:
+    from ..config import StorageConfig
+
 API_KEY_LIMITS = ("rpm_sync", "rpm_async", "tpm", "spend_limit", "period")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# pg_advisory_xact_lock key held while migrating ("runyard" in ASCII, as a bigint)
+MIGRATION_LOCK_KEY = int.from_bytes(b"runyard", "big")
 
 
 def utcnow() -> datetime:
@@ -33,29 +38,56 @@ def utcnow() -> datetime:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20, pool_timeout_s: float = 30.0) -> None:
+        """``pool_*``: the connection pool of a server database (Postgres); SQLite ignores them."""
         self.url = make_url(url)
-        # orjson for JSON columns: the stdlib encoder was a visible share of the recorder's cost.
-        self.engine: AsyncEngine = create_async_engine(url, json_serializer=_json_dumps, json_deserializer=orjson.loads)
         self._sqlite = self.url.get_backend_name() == "sqlite"
+        pool: dict[str, Any] = {}
+        if not self._sqlite:
+            pool = dict(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout_s, pool_pre_ping=True)
+        # orjson for JSON columns: the stdlib encoder was a visible share of the recorder's cost.
+        self.engine: AsyncEngine = create_async_engine(
+            url, json_serializer=_json_dumps, json_deserializer=orjson.loads, **pool
+        )
         if self._sqlite:
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    @classmethod
+    def from_config(cls, storage: StorageConfig) -> Store:
+        return cls(
+            storage.url,
+            pool_size=storage.pool_size,
+            max_overflow=storage.max_overflow,
+            pool_timeout_s=storage.pool_timeout_s,
+        )
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.get_backend_name() == "postgresql"
 
     async def start(self) -> None:
         """Create the database (and its folder) if needed and apply pending migrations.
 
-        Processes sharing a SQLite file (``runyard serve`` and ``runyard worker``s) migrate one at a
-        time under a file lock; without it two fresh starts raced in Alembic and one exited.
+        Processes sharing a database migrate one at a time: SQLite under a file lock beside the
+        file, Postgres under a transaction-scoped advisory lock (``pg_advisory_xact_lock``); without
+        it two fresh starts raced in Alembic and one exited. Whoever comes second finds the head.
         """
         lock = None
         if self._sqlite and self.url.database not in (None, "", ":memory:"):
             lock = await asyncio.to_thread(_migration_lock, self.url.database)
         try:
             async with self.engine.begin() as conn:
+                if self.is_postgres:
+                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
                 await conn.run_sync(_upgrade)
         finally:
             if lock is not None:
                 lock.close()  # closing the descriptor releases the lock
+
+    async def at_head(self) -> bool:
+        """True when the database's migrations are those this code ships (``/readyz``)."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(_at_head)
 
     async def aclose(self) -> None:
         await self.engine.dispose()
@@ -65,6 +97,8 @@ class Store:
         if not rows:
             return
         if not self._sqlite:
+            # asyncpg: one prepared INSERT sent for all rows at once (executemany, pipelined),
+            # not one round trip per row (bench/bench_pg_recorder.py)
             async with self.engine.begin() as conn:
                 await conn.execute(inferences.insert(), rows)
             return
@@ -253,6 +287,16 @@ def _upgrade(sync_conn: sa.Connection) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["connection"] = sync_conn
     command.upgrade(cfg, "heads")  # one branch per feature area is fine
+
+
+def _at_head(sync_conn: sa.Connection) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    heads = set(ScriptDirectory.from_config(cfg).get_heads())
+    return set(MigrationContext.configure(sync_conn).get_current_heads()) == heads
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -14,12 +14,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..backends.redis_conn import connect as connect_redis
 from ..config import RunyardConfig
 from ..errors import InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
 from .guard import Guard, GuardMiddleware
 from .http import error_response
 from .inferencesh_runs import InferenceshRuns
+from .readiness import readyz_endpoint
 from .routes import agents, files, inferencesh, media, native, openai, simstudio, speedpix, tasks, tensorzero, usage
 from .routes import workflows as workflow_routes
 
@@ -30,6 +32,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
     """``worker=False``: serve the API only; tasks wait for ``runyard worker`` processes."""
     gateway = Gateway(config, run_worker=worker)
     inferencesh_runs = InferenceshRuns()
+    redis = connect_redis(config.redis) if config.redis is not None else None  # for /readyz
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -38,7 +41,11 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
             yield
         finally:
             await inferencesh_runs.aclose()
-            await gateway.aclose()
+            try:
+                await gateway.aclose()
+            finally:
+                if redis is not None:
+                    await redis.aclose()
 
     guard = Guard.for_gateway(gateway, signed={"/scc/": speedpix.authenticate})
     app = RunyardApp(
@@ -57,6 +64,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
             *speedpix.routes,
             *agents.routes,
             *inferencesh.routes(inferencesh_runs),
+            Route("/readyz", readyz_endpoint(gateway.store, redis), methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers={

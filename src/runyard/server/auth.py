@@ -23,7 +23,7 @@ from .http import error_response, header
 # unsigned URLs, or AuthenticationError. See routes/speedpix.py.
 SignedAuth = Callable[[Gateway, Scope], Awaitable["tuple[str, str, Policy] | None"]]
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})  # probes (load balancers, orchestrators)
 
 
 class Authenticator:

@@ -1,4 +1,5 @@
-"""Exact-match response cache for ``cache_strategy="runyard"`` (in-process LRU with a TTL)."""
+"""Exact-match response cache for ``cache_strategy="runyard"``: in-process LRU with a TTL, or on
+Redis (:mod:`runyard.backends.redis_cache`) when replicas share it."""
 
 from __future__ import annotations
 
@@ -18,8 +19,16 @@ class ResponseCache(Protocol):
     def put(self, key: str, result: ChatOutcome) -> None: ...
 
 
+class AsyncResponseCache(Protocol):
+    """A cache shared by replicas (:class:`runyard.backends.redis_cache.RedisResponseCache`): the
+    same two methods, awaited."""
+
+    async def get(self, key: str) -> ChatOutcome | None: ...
+    async def put(self, key: str, result: ChatOutcome) -> None: ...
+
+
 class MemoryCache:
-    """LRU of answers keyed by the normalised request; a Redis one can follow behind the same methods."""
+    """LRU of answers keyed by the normalised request (per process; ``AsyncResponseCache`` when shared)."""
 
     def __init__(self, ttl_s: float, max_entries: int) -> None:
         self._ttl = ttl_s

@@ -7,10 +7,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..errors import ConflictError
 
 Answer = tuple[int, bytes]  # HTTP status, JSON body
+
+
+class Idempotency(Protocol):
+    """Runs ``produce`` once per key: :class:`IdempotencyCache` in one process,
+    :class:`runyard.backends.redis_idempotency.RedisIdempotency` across replicas."""
+
+    async def run(self, key: str, fingerprint: bytes, produce: Callable[[], Awaitable[Answer]]) -> Answer: ...
 
 
 @dataclass(slots=True)

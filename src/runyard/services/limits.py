@@ -1,8 +1,9 @@
 """Per-key limits: requests per window (sync and async), tokens per window, spend per period.
 
 A :class:`Policy` is a caller's effective limits (the key's own, else ``[limits]``),
-resolved once when keys load, so a request costs one GCRA step plus, when set, a token
-and a spend lookup — all O(1) on the in-process backend. Tokens and cost are recorded
+resolved once when keys load, so a request costs one :meth:`LimitBackend.admit` — a GCRA
+step plus, when set, a token and a spend lookup: O(1) in-process, one script call on Redis
+(:mod:`runyard.backends.redis_limits`, exact across replicas). Tokens and cost are recorded
 after each inference by :meth:`LimitService.observe` (an ``AIService.usage_observers``
 hook). Spend survives restarts: a key's current day and month totals are read from the
 inferences table before its first limited request in a process.
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..backends.limits import InProcessLimitBackend, LimitBackend, period_bounds
+from ..backends.limits import ADMITTED, OVER_SPEND, OVER_TOKENS, InProcessLimitBackend, LimitBackend, period_bounds
 from ..config import LimitsConfig
 from ..errors import RateLimitError, UsageLimitError
 
@@ -106,8 +107,6 @@ class LimitService:
         self.window_s = config.window_s
         self.store = store
         self.backend: LimitBackend = backend or InProcessLimitBackend(horizon_s=config.window_s)
-        # The in-process backend is called directly (no coroutine per step) on the hot path.
-        self._local = self.backend if isinstance(self.backend, InProcessLimitBackend) else None
         self._seeded: set[str] = set()
         self._seeding: dict[str, asyncio.Future[None]] = {}
         self._ip_policies: dict[str, Policy] = {}
@@ -152,77 +151,52 @@ class LimitService:
     async def check(self, p: Policy, kind: int) -> Headers:
         """Admit one request of ``kind`` (SYNC/ASYNC; NOT_METERED only peeks) and return the
         rate-limit headers; raises RateLimitError (RATE_LIMIT_EXCEEDED, USAGE_LIMIT_EXCEEDED)
-        with ``headers`` set."""
+        with ``headers`` set. One backend call (on Redis, one round trip)."""
         if kind == ASYNC:
             limit, rk = p.rpm_async, p.rk_async
         else:
             limit, rk = p.rpm_sync, p.rk_sync
         if kind == NOT_METERED:
             return await self._peek_headers(limit, rk) if limit is not None else []
-        local = self._local  # the in-process backend is called directly: no coroutine per step
-        if p.tpm is not None:
-            if local is not None:
-                tokens, _, reset = local.usage_now(p.subject, self.window_s)
-            else:
-                tokens, _, reset = await self.backend.get_usage(p.subject, self.window_s)
-            if tokens >= p.tpm:
-                err = RateLimitError(
-                    f"token limit exceeded: {tokens} of {p.tpm} tokens used in the last {self.window_s:g}s",
-                    code="RATE_LIMIT_EXCEEDED",
-                    retry_after=reset,
-                )
-                raise await self._refused(err, limit, rk, [(b"x-ratelimit-limit-tokens", str(p.tpm).encode())])
-        if p.spend_limit is not None:
-            if p.subject not in self._seeded:
-                await self.seed(p.subject)
-            if local is not None:
-                _, cost, reset = local.usage_now(p.subject, p.period)
-            else:
-                _, cost, reset = await self.backend.get_usage(p.subject, p.period)
-            if cost >= p.spend_limit:
-                err = UsageLimitError(
-                    f"usage limit exceeded: ${cost:.4f} of ${p.spend_limit:g} spent this {p.period}",
-                    code="USAGE_LIMIT_EXCEEDED",
-                    retry_after=reset,
-                )
-                raise await self._refused(err, limit, rk, [])
-        if limit is None:
-            return []
-        if local is not None:
-            allowed, remaining, reset = local.hit_now(rk, limit, self.window_s)
+        if p.spend_limit is not None and p.subject not in self._seeded:
+            await self.seed(p.subject)
+        a = await self.backend.admit(p.subject, rk, limit, self.window_s, p.tpm, p.spend_limit, p.period)
+        headers = _headers(limit, a.remaining, a.reset) if limit is not None else []
+        if a.verdict == ADMITTED:
+            return headers
+        err: RateLimitError
+        if a.verdict == OVER_TOKENS:
+            err = RateLimitError(
+                f"token limit exceeded: {a.tokens} of {p.tpm} tokens used in the last {self.window_s:g}s",
+                code="RATE_LIMIT_EXCEEDED",
+                retry_after=a.usage_reset,
+            )
+            headers = [*headers, (b"x-ratelimit-limit-tokens", str(p.tpm).encode())]
+        elif a.verdict == OVER_SPEND:
+            err = UsageLimitError(
+                f"usage limit exceeded: ${a.cost:.4f} of ${p.spend_limit:g} spent this {p.period}",
+                code="USAGE_LIMIT_EXCEEDED",
+                retry_after=a.period_reset,
+            )
         else:
-            allowed, remaining, reset = await self.backend.hit(rk, limit, self.window_s)
-        headers = _headers(limit, remaining, reset)
-        if not allowed:
             kind_name = "sync" if kind == SYNC else "async"
             err = RateLimitError(
                 f"rate limit exceeded: {limit} {kind_name} requests per {self.window_s:g}s",
                 code="RATE_LIMIT_EXCEEDED",
-                retry_after=reset,
+                retry_after=a.reset,
             )
-            err.headers = headers
-            raise err
-        return headers
+        err.headers = headers
+        raise err
 
     async def _usage(self, subject: str, period: float | Literal["day", "month"]) -> tuple[int, float, float]:
-        local = self._local
-        if local is not None:
-            return local.usage_now(subject, period)
         return await self.backend.get_usage(subject, period)
 
     async def _peek(self, limit: int, rk: str) -> tuple[bool, int, float]:
-        local = self._local
-        if local is not None:
-            return local.hit_now(rk, limit, self.window_s, 0)
         return await self.backend.hit(rk, limit, self.window_s, 0)
 
     async def _peek_headers(self, limit: int, rk: str) -> Headers:
         _, remaining, reset = await self._peek(limit, rk)
         return _headers(limit, remaining, reset)
-
-    async def _refused(self, err: RateLimitError, limit: int | None, rk: str, extra: Headers) -> RateLimitError:
-        err.headers = (await self._peek_headers(limit, rk) if limit is not None else []) + extra
-        return err
 
     # -- accounting -------------------------------------------------------------
     def observe(self, ctx: Any, result: Any) -> None:

@@ -1,0 +1,36 @@
+"""The Redis connection every shared-state backend uses, and its key prefix (``[redis]``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import RedisConfig
+
+
+@dataclass(frozen=True, slots=True)
+class RedisHandle:
+    """A ``redis.asyncio.Redis`` client plus the prefix that namespaces this deployment's keys."""
+
+    client: Any  # redis.asyncio.Redis (decode_responses=False: values are bytes)
+    prefix: str
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def connect(config: RedisConfig, *, max_connections: int = 256) -> RedisHandle:
+    """A pooled async client (hiredis parses replies when installed); connects lazily."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(
+        config.url, max_connections=max_connections, socket_connect_timeout=5, health_check_interval=30
+    )
+    return RedisHandle(client, config.prefix)

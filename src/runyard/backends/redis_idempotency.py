@@ -1,0 +1,94 @@
+"""Idempotency keys on Redis: the same key sent to two replicas at once runs once.
+
+The first caller takes ``idem:lock:<key>`` (``SET NX PX``, renewed while it runs) and, on a
+success, stores the answer at ``idem:done:<key>`` for the TTL; a caller that finds the lock
+taken polls for the answer (or for the lock to go, when the first failed: it then tries to
+take the lock itself). A different body under a key in use is a 409, as in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from ..errors import ConflictError
+from ..services.idempotency import Answer
+from .redis_conn import RedisHandle
+
+# Delete the lock only if we still hold it. KEYS: lock. ARGV: our token.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# Extend the lock only if we still hold it. KEYS: lock. ARGV: token, lease_ms.
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class RedisIdempotency:
+    """Same ``run`` as :class:`runyard.services.idempotency.IdempotencyCache`, across replicas."""
+
+    def __init__(self, redis: RedisHandle, ttl_s: float, *, lease_s: float = 30.0, poll_s: float = 0.02) -> None:
+        self.redis = redis
+        self._ttl_ms = max(1, int(ttl_s * 1000))
+        self._lease_ms = max(100, int(lease_s * 1000))
+        self._poll_s = poll_s
+        self._release = redis.client.register_script(RELEASE)
+        self._renew = redis.client.register_script(RENEW)
+
+    async def run(self, key: str, fingerprint: bytes, produce: Callable[[], Awaitable[Answer]]) -> Answer:
+        client = self.redis.client
+        done_key, lock_key = self.redis.key("idem", "done", key), self.redis.key("idem", "lock", key)
+        token = fingerprint.hex() + ":" + uuid.uuid4().hex  # the body's hash, then who holds it
+        delay = self._poll_s
+        while True:
+            done = await client.get(done_key)
+            if done is not None:
+                return _answer(done, fingerprint)
+            if await client.set(lock_key, token, nx=True, px=self._lease_ms):
+                return await self._produce(done_key, lock_key, token, fingerprint, produce)
+            holder = await client.get(lock_key)
+            if holder is not None and not holder.decode().startswith(fingerprint.hex() + ":"):
+                raise _reused()
+            await asyncio.sleep(delay)  # the first caller is running: wait for its answer
+            delay = min(delay * 2, 0.25)
+
+    async def _produce(
+        self, done_key: str, lock_key: str, token: str, fingerprint: bytes, produce: Callable[[], Awaitable[Answer]]
+    ) -> Answer:
+        renewing = asyncio.create_task(self._keep(lock_key, token))
+        try:
+            status, body = await produce()
+            if status < 300:  # only successes are kept, as in-process
+                value = orjson.dumps({"f": fingerprint.hex(), "s": status, "b": body.decode("utf-8", "replace")})
+                await self.redis.client.set(done_key, value, px=self._ttl_ms)
+            return status, body
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            await asyncio.shield(self._release(keys=[lock_key], args=[token]))
+
+    async def _keep(self, lock_key: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self._lease_ms / 3000)
+            await self._renew(keys=[lock_key], args=[token, self._lease_ms])
+
+
+def _answer(raw: bytes, fingerprint: bytes) -> Answer:
+    stored = orjson.loads(raw)
+    if stored["f"] != fingerprint.hex():
+        raise _reused()
+    return int(stored["s"]), stored["b"].encode()
+
+
+def _reused() -> ConflictError:
+    return ConflictError(
+        "this Idempotency-Key was already used with a different request body", code="idempotency_key_reused"
+    )

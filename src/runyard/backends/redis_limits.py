@@ -1,0 +1,253 @@
+"""Limit state on Redis, exact across gateway replicas (:class:`LimitBackend` over Lua scripts).
+
+Keys (under ``[redis] prefix``):
+
+- ``rl:<bucket>`` — a GCRA bucket's theoretical arrival time (microseconds on Redis's clock,
+  so replicas' clocks do not matter); expires once the bucket is full again.
+- ``tw:<key>`` — a hash of token/cost counts per time slice (``horizon_s / 60``) for the sliding
+  token window; expires after the horizon.
+- ``use:<key>:<day or month id>`` — a hash: ``t`` tokens, ``c`` cost, ``s`` set once seeded from
+  the store (the first replica to seed wins; the others keep the counters).
+
+:meth:`RedisLimitBackend.admit` runs tokens, spend and the bucket in one script: one round trip
+per request. ``add_usage`` is called synchronously by the usage observer: it queues the amounts
+and one background flush sends everything queued in one pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Literal
+
+from .limits import Admission, LimitBackend, Period, period_bounds
+from .redis_conn import RedisHandle
+
+log = logging.getLogger("runyard.limits")
+
+# Redis time in seconds (float) and microseconds (exact integer in a double, < 2^53).
+_NOW = """
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = now_us / 1000000
+"""
+
+# GCRA: KEYS[1] bucket; returns {allowed, remaining, reset_s}. Used by hit() and admit().
+_GCRA = """
+local function gcra(key, limit, window_s, cost)
+  local window = window_s * 1000000
+  local interval = window / limit
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now_us then tat = now_us end
+  local new_tat = tat + interval * cost
+  if new_tat - now_us > window + 0.001 then
+    local remaining = math.floor((window - (tat - now_us)) / interval + 1e-6)
+    if remaining < 0 then remaining = 0 end
+    return {0, remaining, tostring((new_tat - window - now_us) / 1000000)}
+  end
+  if cost > 0 then
+    redis.call('SET', key, string.format('%.3f', new_tat), 'PX', math.ceil((new_tat - now_us) / 1000) + 1000)
+  end
+  return {1, math.floor((window - (new_tat - now_us)) / interval + 1e-6), tostring((new_tat - now_us) / 1000000)}
+end
+"""
+
+# Tokens and cost in the last `period` seconds from a slice hash: {tokens, cost, reset_s}.
+_WINDOW = """
+local function window_usage(key, period, slice_s)
+  local fields = redis.call('HGETALL', key)
+  local tokens, cost, first = 0, 0, nil
+  local cutoff = now - period
+  for i = 1, #fields, 2 do
+    local kind, slice = string.sub(fields[i], 1, 1), tonumber(string.sub(fields[i], 2))
+    local start = slice * slice_s
+    if start > cutoff then
+      if kind == 't' then tokens = tokens + tonumber(fields[i + 1]) else cost = cost + tonumber(fields[i + 1]) end
+      if first == nil or start < first then first = start end
+    end
+  end
+  local reset = 0
+  if first ~= nil then reset = first + period - now end
+  return {tokens, cost, reset}
+end
+"""
+
+HIT = (
+    _NOW
+    + _GCRA
+    + """
+return gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+"""
+)
+
+WINDOW = (
+    _NOW
+    + _WINDOW
+    + """
+local u = window_usage(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+return {u[1], tostring(u[2]), tostring(u[3])}
+"""
+)
+
+# KEYS: bucket, token window, period totals. ARGV: limit (0: none), window_s, tpm (0: none),
+# spend (-1: none), slice_s. Returns {verdict, tokens, usage_reset, cost, allowed, remaining, reset}.
+ADMIT = (
+    _NOW
+    + _GCRA
+    + _WINDOW
+    + """
+local limit, window_s, tpm, spend, slice_s =
+  tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local verdict, tokens, usage_reset, cost = 0, 0, 0, 0
+if tpm > 0 then
+  local u = window_usage(KEYS[2], window_s, slice_s)
+  tokens, usage_reset = u[1], u[3]
+  if tokens >= tpm then verdict = 1 end
+end
+if spend >= 0 and verdict == 0 then
+  cost = tonumber(redis.call('HGET', KEYS[3], 'c') or '0')
+  if cost >= spend then verdict = 2 end
+end
+local g = {1, 0, '0'}
+if limit > 0 then
+  local take = 0
+  if verdict == 0 then take = 1 end
+  g = gcra(KEYS[1], limit, window_s, take)
+  if g[1] == 0 and verdict == 0 then verdict = 3 end
+end
+return {verdict, tokens, tostring(usage_reset), tostring(cost), g[1], g[2], g[3]}
+"""
+)
+
+# KEYS: token window, day totals, month totals. ARGV: tokens, cost, slice_s, horizon_s, day_ttl, month_ttl.
+ADD = (
+    _NOW
+    + """
+local tokens, cost, slice_s = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local slice = math.floor(now / slice_s)
+redis.call('HINCRBY', KEYS[1], 't' .. slice, tokens)
+redis.call('HINCRBYFLOAT', KEYS[1], 'c' .. slice, cost)
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4])) + 1)
+for i, ttl in ipairs({ARGV[5], ARGV[6]}) do
+  redis.call('HINCRBY', KEYS[i + 1], 't', tokens)
+  redis.call('HINCRBYFLOAT', KEYS[i + 1], 'c', cost)
+  redis.call('EXPIRE', KEYS[i + 1], ttl)
+end
+-- drop slices older than the horizon now and then
+if math.random(32) == 1 then
+  local oldest = math.floor((now - tonumber(ARGV[4])) / slice_s)
+  local fields = redis.call('HKEYS', KEYS[1])
+  for _, f in ipairs(fields) do
+    if tonumber(string.sub(f, 2)) < oldest then redis.call('HDEL', KEYS[1], f) end
+  end
+end
+return 1
+"""
+)
+
+# KEYS: period totals. ARGV: tokens, cost, ttl. Adds the store's totals once (first seeder wins).
+SEED = """
+if redis.call('HSETNX', KEYS[1], 's', 1) == 1 then
+  redis.call('HINCRBY', KEYS[1], 't', ARGV[1])
+  redis.call('HINCRBYFLOAT', KEYS[1], 'c', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return 1
+"""
+
+_PERIOD_GRACE_S = 3600  # period totals outlive their period by this much
+
+
+class RedisLimitBackend(LimitBackend):
+    """:class:`LimitBackend` shared by every replica using the same Redis and prefix."""
+
+    def __init__(self, redis: RedisHandle, *, horizon_s: float = 60.0) -> None:
+        self.redis = redis
+        self.horizon_s = horizon_s
+        self.slice_s = horizon_s / 60
+        client = redis.client
+        self._hit = client.register_script(HIT)
+        self._window = client.register_script(WINDOW)
+        self._admit = client.register_script(ADMIT)
+        self._add = client.register_script(ADD)
+        self._seed = client.register_script(SEED)
+        self._pending: dict[str, list[float]] = {}  # key -> [tokens, cost] not yet sent
+        self._flushing: asyncio.Task[None] | None = None
+
+    def _period_key(self, key: str, period: Literal["day", "month"], now: float) -> tuple[str, float]:
+        """(the period's totals key, seconds until the period ends)."""
+        ident, _, end = period_bounds(period, now)
+        return self.redis.key("use", key, ident), end - now
+
+    async def hit(self, key: str, limit: int, window_s: float, cost: int = 1) -> tuple[bool, int, float]:
+        allowed, remaining, reset = await self._hit(keys=[self.redis.key("rl", key)], args=[limit, window_s, cost])
+        return bool(allowed), int(remaining), float(reset)
+
+    async def admit(
+        self,
+        subject: str,
+        rk: str,
+        limit: int | None,
+        window_s: float,
+        tpm: int | None,
+        spend_limit: float | None,
+        period: Literal["day", "month"],
+    ) -> Admission:
+        period_key, period_reset = self._period_key(subject, period, time.time())
+        keys = [self.redis.key("rl", rk), self.redis.key("tw", subject), period_key]
+        args = [limit or 0, window_s, tpm or 0, -1 if spend_limit is None else spend_limit, self.slice_s]
+        verdict, tokens, usage_reset, cost, _, remaining, reset = await self._admit(keys=keys, args=args)
+        return Admission(
+            int(verdict), int(tokens), float(usage_reset), float(cost), period_reset, int(remaining), float(reset)
+        )
+
+    def add_usage(self, key: str, tokens: int = 0, cost: float = 0.0) -> None:
+        pending = self._pending.get(key)
+        if pending is None:
+            self._pending[key] = [tokens, cost]
+        else:
+            pending[0] += tokens
+            pending[1] += cost
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.get_running_loop().create_task(self.flush())
+
+    async def flush(self) -> None:
+        """Send the queued usage (one pipeline); on failure it stays queued for the next flush."""
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        now = time.time()
+        try:
+            async with self.redis.client.pipeline(transaction=False) as pipe:
+                for key, (tokens, cost) in batch.items():
+                    day_key, day_left = self._period_key(key, "day", now)
+                    month_key, month_left = self._period_key(key, "month", now)
+                    keys = [self.redis.key("tw", key), day_key, month_key]
+                    ttls = [int(day_left) + _PERIOD_GRACE_S, int(month_left) + _PERIOD_GRACE_S]
+                    args = [int(tokens), repr(float(cost)), self.slice_s, self.horizon_s, *ttls]
+                    await self._add(keys=keys, args=args, client=pipe)
+                await pipe.execute()
+        except Exception:
+            log.warning("could not record usage on Redis; will retry", exc_info=True)
+            for key, (tokens, cost) in batch.items():
+                pending = self._pending.setdefault(key, [0, 0.0])
+                pending[0] += tokens
+                pending[1] += cost
+
+    async def get_usage(self, key: str, period: Period) -> tuple[int, float, float]:
+        if isinstance(period, str):
+            period_key, left = self._period_key(key, period, time.time())
+            tokens, cost = await self.redis.client.hmget(period_key, ["t", "c"])
+            return int(tokens or 0), float(cost or 0.0), left
+        tokens, cost, reset = await self._window(keys=[self.redis.key("tw", key)], args=[period, self.slice_s])
+        return int(tokens), max(float(cost), 0.0), float(reset)
+
+    async def seed_usage(self, key: str, period: Literal["day", "month"], tokens: int, cost: float) -> None:
+        period_key, left = self._period_key(key, period, time.time())
+        await self._seed(keys=[period_key], args=[int(tokens), repr(float(cost)), int(left) + _PERIOD_GRACE_S])
+
+    async def aclose(self) -> None:
+        if self._flushing is not None:
+            await self._flushing
+        await self.flush()

@@ -1,0 +1,44 @@
+"""Inference recording on Postgres through a real ``runyard serve``: ``async`` rows wait in the
+buffer and a SIGTERM drains them (``sync``: tests/test_postgres_store.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+
+from runyard.backends.store import Store
+from support.gateway import GatewayProcess
+
+CHAT = {"model": "dummy::echo", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _serve(tmp_path: Path, url: str, recording: str) -> GatewayProcess:
+    config = tmp_path / "runyard.toml"
+    config.write_text(
+        f'[storage]\nurl = "{url}"\nrecording = "{recording}"\nflush_interval_ms = 600000\nbatch_size = 1000\n'
+    )
+    return GatewayProcess(config).start(timeout=60)
+
+
+def _count(url: str) -> int:
+    async def count() -> int:
+        store = Store(url)
+        try:
+            return await store.count_inferences()
+        finally:
+            await store.aclose()
+
+    return asyncio.run(count())
+
+
+def test_async_recording_drains_on_sigterm(tmp_path: Path, postgres_url: str) -> None:
+    server = _serve(tmp_path, postgres_url, "async")
+    try:
+        for _ in range(5):
+            assert httpx.post(server.url + "/v1/chat/completions", json=CHAT, timeout=10).status_code == 200
+        assert _count(postgres_url) == 0  # buffered: the writer waits for 1,000 rows or 10 minutes
+    finally:
+        server.stop()  # SIGTERM: the shutdown writes what is buffered
+    assert _count(postgres_url) == 5

@@ -1,0 +1,202 @@
+"""The store on a real Postgres: migrations (once, under concurrent starts), the queue's
+``FOR UPDATE SKIP LOCKED`` claim under concurrent claimers, the recorder's batches and
+``recording = "sync"``."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from runyard.backends.queue import SQLTaskQueue
+from runyard.backends.recorder import InferenceRecorder
+from runyard.backends.store import Store, new_id, utcnow
+from runyard.backends.usage import aggregate, key_spend
+from runyard.config import ConfigError, parse_config
+
+MIGRATE = """
+import asyncio, sys
+from runyard.backends.store import Store
+
+async def main():
+    store = Store(sys.argv[1])
+    await store.start()
+    print(await store.count_inferences(), await store.at_head())
+    await store.aclose()
+
+asyncio.run(main())
+"""
+
+
+def _inference(i: int, key: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "episode_id": new_id(),
+        "kind": "chat",
+        "model": "m",
+        "provider": "dummy",
+        "provider_model": "echo",
+        "input": {"messages": [{"role": "user", "content": f"hi {i}"}]},
+        "output": {"content": "ok", "n": i},
+        "input_tokens": 3,
+        "output_tokens": 2,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "latency_ms": 1.5,
+        "ttft_ms": None,
+        "status": "ok",
+        "error": None,
+        "attempts": [{"provider": "dummy"}],
+        "api_key_id": key,
+        "tags": {"i": str(i)},
+        "created_at": utcnow(),
+        "cost": 0.01,
+        "cache_hit": i % 2 == 0,
+        **extra,
+    }
+
+
+def _task(pool: str = "shared") -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "app": "t/app",
+        "version": "1.0.0",
+        "status": "queued",
+        "pool": pool,
+        "input": {"x": 1},
+        "setup": None,
+        "session_id": None,
+        "webhook": None,
+        "attempts": 0,
+        "max_attempts": 3,
+        "affinity": None,
+        "cancel_requested": False,
+        "api_key_id": None,
+        "created_at": utcnow(),
+    }
+
+
+def test_concurrent_starts_migrate_once(postgres_url: str) -> None:
+    procs = [
+        subprocess.Popen([sys.executable, "-c", MIGRATE, postgres_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err.decode()
+        assert out.split() == [b"0", b"True"]
+
+
+async def test_inferences_feedback_keys_and_usage_round_trip(postgres_url: str) -> None:
+    store = Store(postgres_url)
+    await store.start()
+    try:
+        rows = [_inference(i, key="k1") for i in range(250)]
+        await store.insert_inferences(rows)
+        assert await store.count_inferences() == 250
+        got = await store.get_inference(rows[7]["id"])
+        assert got is not None
+        assert got["output"] == {"content": "ok", "n": 7}  # JSON columns round trip
+        assert got["tags"] == {"i": "7"}
+        assert got["created_at"].tzinfo is not None
+        assert await store.episode_exists(rows[3]["episode_id"])
+        fid = await store.insert_feedback(
+            target_type="inference", target_id=rows[0]["id"], metric_name="ok", value=True, tags={"a": "b"}
+        )
+        assert [f["id"] for f in await store.list_feedback(rows[0]["id"])] == [fid]
+        key_id = await store.add_api_key("k", "sha256:" + "0" * 64, rpm_sync=5)
+        assert [k["rpm_sync"] for k in await store.list_api_keys()] == [5]
+        assert (await store.revoke_api_key(key_id) or {})["revoked_at"] is not None
+        by_day = await aggregate(store, ["key", "day"])
+        assert by_day[0]["requests"] == 250 and by_day[0]["cache_hits"] == 125
+        assert by_day[0]["day"] == utcnow().strftime("%Y-%m-%d")
+        since = utcnow() - timedelta(days=1)
+        month_cost, day_cost, month_tokens, day_tokens = await key_spend(store, "k1", since, since)
+        assert day_cost == month_cost
+        assert month_tokens == day_tokens == 250 * 5
+        assert month_cost == pytest.approx(2.5)
+    finally:
+        await store.aclose()
+
+
+async def test_skip_locked_claims_each_task_once_across_concurrent_claimers(postgres_url: str) -> None:
+    """8 claimers, each with its own engine (as separate processes would be), drain 200 tasks:
+    every task is claimed exactly once."""
+    first = Store(postgres_url)
+    await first.start()
+    queue = SQLTaskQueue(first)
+    ids = []
+    for _ in range(200):
+        row = _task()
+        ids.append(row["id"])
+        await queue.enqueue(row)
+    stores = [Store(postgres_url, pool_size=2) for _ in range(8)]
+
+    async def drain(n: int) -> list[str]:
+        q = SQLTaskQueue(stores[n])
+        got = []
+        while (task := await q.claim("shared", f"w{n}", 30.0)) is not None:
+            got.append(task["id"])
+            assert await q.finish(task["id"], f"w{n}", "completed", output={"ok": n})
+        return got
+
+    try:
+        claimed = await asyncio.gather(*(drain(n) for n in range(8)))
+        flat = [i for c in claimed for i in c]
+        assert sorted(flat) == sorted(ids)  # all of them, none twice
+        assert sum(1 for c in claimed if c) >= 2  # they really ran side by side
+        async with first.engine.connect() as conn:
+            statuses = dict((await conn.execute(sa.text("SELECT status, count(*) FROM tasks GROUP BY 1"))).all())
+        assert statuses == {"completed": 200}
+    finally:
+        for s in stores:
+            await s.aclose()
+        await first.aclose()
+
+
+async def test_recorder_sync_mode_writes_before_returning(postgres_url: str) -> None:
+    store = Store(postgres_url)
+    await store.start()
+    recorder = InferenceRecorder(store, flush_interval_s=60.0, batch_size=100, max_buffer=1000)
+    await recorder.start()
+    try:
+        rows = [_inference(i) for i in range(20)]
+        for row in rows:
+            recorder.record(row["id"], row["episode_id"], lambda row=row: row)
+        # the writer sleeps 60 s between flushes: only persist() can have written them
+        await asyncio.gather(*(recorder.persist(r["id"]) for r in rows))
+        assert await store.count_inferences() == 20
+        assert not recorder.is_pending(rows[-1]["id"])
+    finally:
+        await recorder.aclose()
+        await store.aclose()
+
+
+def test_missing_driver_is_a_one_line_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "asyncpg" else real(name, *a))
+    with pytest.raises(ConfigError) as err:
+        parse_config({"storage": {"url": "postgresql+asyncpg://u@h/db"}}, "runyard.toml")
+    assert "\n" not in str(err.value)
+    assert "asyncpg" in str(err.value) and "runyard[postgres]" in str(err.value)
+
+
+def test_storage_and_redis_config() -> None:
+    config = parse_config(
+        {
+            "storage": {"url": "postgresql+asyncpg://u@h/db", "pool_size": 3, "recording": "sync"},
+            "redis": {"url": "redis://127.0.0.1:6379/2", "prefix": "prod:"},
+        }
+    )
+    assert config.storage.pool_size == 3 and config.storage.recording == "sync"
+    assert config.redis is not None and config.redis.prefix == "prod:"
+    assert parse_config({}).redis is None
+    with pytest.raises(ConfigError, match="unsupported URL scheme 'mysql'"):
+        parse_config({"storage": {"url": "mysql://h/db"}})

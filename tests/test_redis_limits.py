@@ -1,0 +1,82 @@
+"""Limits on a real Redis: two gateway replicas (two LimitServices, each with its own connection)
+sharing one Redis admit exactly ``limit`` requests between them; tokens and spend are shared
+counters, seeded from the store once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+
+import pytest
+
+from runyard.backends.redis_conn import connect
+from runyard.backends.redis_limits import RedisLimitBackend
+from runyard.config import LimitsConfig, RedisConfig
+from runyard.errors import RateLimitError, UsageLimitError
+from runyard.services.limits import SYNC, LimitService
+from support.scaleout import redis_url
+
+
+@pytest.fixture
+async def replicas(redis_prefix: str) -> AsyncIterator[list[LimitService]]:
+    config = LimitsConfig(window_s=60)
+    services = [
+        LimitService(config, None, RedisLimitBackend(connect(RedisConfig(url=redis_url(), prefix=redis_prefix))))
+        for _ in range(2)
+    ]
+    yield services
+    for s in services:
+        await s.aclose()
+        await s.backend.redis.aclose()  # type: ignore[attr-defined]
+
+
+async def _admitted(service: LimitService, policy: object, n: int) -> int:
+    allowed = 0
+    for _ in range(n):
+        try:
+            await service.check(policy, SYNC)  # type: ignore[arg-type]
+            allowed += 1
+        except RateLimitError as err:
+            assert err.code == "RATE_LIMIT_EXCEEDED"
+            assert err.retry_after is not None and 0 < err.retry_after <= 60 / 7 + 0.5
+    return allowed
+
+
+async def test_two_replicas_share_one_bucket_exactly(replicas: list[LimitService]) -> None:
+    a, b = replicas
+    policy = a.policy("key-1", {"rpm_sync": 7})
+    results = await asyncio.gather(*(_admitted(s, policy, 10) for s in (a, b, a, b)))
+    assert sum(results) == 7  # 40 attempts across both replicas, exactly the limit admitted
+    headers = dict(await b.check(b.policy("key-2", {"rpm_sync": 7}), SYNC))
+    assert headers[b"x-ratelimit-remaining"] == b"6"  # another key has its own bucket
+
+
+async def test_tokens_and_spend_are_shared_and_seeded_once(replicas: list[LimitService]) -> None:
+    a, b = replicas
+    policy = a.policy("key-t", {"tpm": 100, "spend_limit": 1.0})
+    await a.backend.seed_usage("key-t", "month", 10, 0.25)
+    await b.backend.seed_usage("key-t", "month", 10, 0.25)  # a second replica's seed is ignored
+    a._seeded.add("key-t")
+    b._seeded.add("key-t")
+    assert (await b.backend.get_usage("key-t", "month"))[:2] == (10, 0.25)
+    usage = SimpleNamespace(input_tokens=60, output_tokens=50)
+    a.observe(SimpleNamespace(api_key_id="key-t"), SimpleNamespace(usage=usage, cost=0.5, cache_hit=False))
+    await a.backend.flush()  # type: ignore[attr-defined]
+    with pytest.raises(RateLimitError) as err:  # 110 tokens in the window, seen from the other replica
+        await b.check(policy, SYNC)
+    assert "110 of 100 tokens" in str(err.value)
+    tokens, cost, _ = await b.backend.get_usage("key-t", "month")
+    assert (tokens, cost) == (120, 0.75)
+    spender = b.policy("key-t", {"spend_limit": 0.7})
+    with pytest.raises(UsageLimitError) as spent:
+        await b.check(spender, SYNC)
+    assert spent.value.code == "USAGE_LIMIT_EXCEEDED"
+
+
+async def test_peek_does_not_consume(replicas: list[LimitService]) -> None:
+    a, _ = replicas
+    for _ in range(3):
+        allowed, remaining, _reset = await a.backend.hit("peek", 2, 60.0, 0)
+        assert allowed and remaining == 2
+    assert (await a.backend.hit("peek", 2, 60.0))[:2] == (True, 1)

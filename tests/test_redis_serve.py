@@ -1,0 +1,72 @@
+"""``runyard serve`` as a replica: ``--workers N`` over Postgres + Redis, its refusal without
+``[redis]``, and ``/readyz`` (store, migrations, Redis) beside ``/healthz`` (liveness)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from support.gateway import GatewayProcess, free_port
+from support.scaleout import redis_url
+
+
+def _config(path: Path, storage_url: str, redis: str | None, prefix: str = "") -> Path:
+    text = f'[storage]\nurl = "{storage_url}"\n'
+    if redis is not None:
+        text += f'[redis]\nurl = "{redis}"\nprefix = "{prefix}"\n'
+    path.write_text(text)
+    return path
+
+
+def test_several_workers_without_redis_are_refused(tmp_path: Path) -> None:
+    config = _config(tmp_path / "runyard.toml", f"sqlite+aiosqlite:///{tmp_path / 'r.db'}", None)
+    command = ["serve", "--config", str(config), "--port", str(free_port()), "--workers", "3"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "runyard", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "--workers 3" in proc.stderr and "[redis]" in proc.stderr
+
+
+def test_workers_share_one_port_and_report_ready(tmp_path: Path, postgres_url: str, redis_prefix: str) -> None:
+    config = _config(tmp_path / "runyard.toml", postgres_url, redis_url(), redis_prefix)
+    server = GatewayProcess(config, args=["--workers", "2", "--no-worker"]).start(timeout=60)
+    try:
+        ready = httpx.get(server.url + "/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        assert ready.json() == {"status": "ready", "checks": {"store": "ok", "migrations": "ok", "redis": "ok"}}
+        assert server._proc is not None
+        children = Path(f"/proc/{server._proc.pid}/task/{server._proc.pid}/children").read_text().split()
+        assert len(children) >= 2  # uvicorn's supervisor and its two gateway processes
+        for _ in range(20):
+            answer = httpx.post(
+                server.url + "/v1/chat/completions",
+                json={"model": "dummy::echo", "messages": [{"role": "user", "content": "hi"}]},
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
+    finally:
+        server.stop()
+
+
+def test_readyz_names_what_is_down(tmp_path: Path) -> None:
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    config = _config(tmp_path / "runyard.toml", f"sqlite+aiosqlite:///{tmp_path / 'r.db'}", dead_redis, "x:")
+    server = GatewayProcess(config).start()
+    try:
+        assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200  # alive
+        ready = httpx.get(server.url + "/readyz", timeout=10)
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["code"] == "not_ready" and body["status"] == "not_ready"
+        assert body["checks"]["store"] == "ok" and body["checks"]["migrations"] == "ok"
+        assert body["checks"]["redis"].startswith("unreachable")
+    finally:
+        server.stop()

@@ -1,0 +1,152 @@
+"""Shared state on a real Redis, each piece held by two "replicas" (separate connections, as two
+gateway processes would have): response cache, idempotency keys, replay nonces, the task bus and
+leased locks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from runyard.backends.redis_bus import RedisTaskBus
+from runyard.backends.redis_cache import RedisResponseCache
+from runyard.backends.redis_conn import RedisHandle, connect
+from runyard.backends.redis_idempotency import RedisIdempotency
+from runyard.backends.redis_lock import RedisLocks
+from runyard.backends.redis_nonces import RedisNonceGuard
+from runyard.config import RedisConfig
+from runyard.errors import ConflictError
+from runyard.inference import Attempt, ChatOutcome, ModelToolCall, TokenUsage
+from support.scaleout import redis_url
+
+
+@pytest.fixture
+async def pair(redis_prefix: str) -> AsyncIterator[tuple[RedisHandle, RedisHandle]]:
+    handles = (connect(RedisConfig(url=redis_url(), prefix=redis_prefix)) for _ in range(2))
+    a, b = handles
+    yield a, b
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_response_cache_is_shared_with_ttl_and_bound(pair: tuple[RedisHandle, RedisHandle]) -> None:
+    a, b = (RedisResponseCache(h, ttl_s=0.5, max_entries=3) for h in pair)
+    result = ChatOutcome(
+        content="hi",
+        tool_calls=[ModelToolCall(id="c1", name="f", arguments='{"x": 1}')],
+        usage=TokenUsage(input_tokens=3, output_tokens=1),
+        model="m",
+        provider="p",
+        attempts=[Attempt(provider="p", model="m")],
+        cost=0.01,
+    )
+    await a.put("k0", result)
+    got = await b.get("k0")
+    assert got is not None and got.content == "hi" and got.tool_calls == result.tool_calls
+    assert got.usage == result.usage and got.attempts == []
+    for i in range(1, 4):
+        await a.put(f"k{i}", result)
+    assert await b.get("k0") is None  # the oldest of four made room (max_entries=3)
+    assert await b.get("k3") is not None
+    await asyncio.sleep(0.6)
+    assert await b.get("k3") is None  # expired
+    assert b.misses == 2 and b.hits == 2
+
+
+async def test_one_idempotency_key_on_two_replicas_runs_once(pair: tuple[RedisHandle, RedisHandle]) -> None:
+    a, b = (RedisIdempotency(h, ttl_s=60) for h in pair)
+    calls = 0
+
+    async def upstream() -> tuple[int, bytes]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.2)  # the other replica arrives while this runs
+        return 200, b'{"id": "answer-1"}'
+
+    answers = await asyncio.gather(*(r.run("key-1", b"body", upstream) for r in (a, b, a, b)))
+    assert calls == 1
+    assert set(answers) == {(200, b'{"id": "answer-1"}')}
+    assert await b.run("key-1", b"body", upstream) == (200, b'{"id": "answer-1"}')  # a later retry
+    assert calls == 1
+    with pytest.raises(ConflictError) as err:
+        await a.run("key-1", b"other body", upstream)
+    assert err.value.code == "idempotency_key_reused"
+
+
+async def test_idempotency_failure_frees_the_key(pair: tuple[RedisHandle, RedisHandle]) -> None:
+    a, b = (RedisIdempotency(h, ttl_s=60) for h in pair)
+    outcomes = [RuntimeError("upstream down"), (200, b"{}")]
+
+    async def upstream() -> tuple[int, bytes]:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    with pytest.raises(RuntimeError):
+        await a.run("key-2", b"body", upstream)
+    assert await b.run("key-2", b"body", upstream) == (200, b"{}")  # tried again, not stuck
+
+
+async def test_nonce_is_accepted_once_across_replicas(pair: tuple[RedisHandle, RedisHandle]) -> None:
+    a, b = (RedisNonceGuard(h) for h in pair)
+    results = await asyncio.gather(*(g.first_use("app:n1", 60) for g in (a, b, a, b)))
+    assert sorted(results) == [False, False, False, True]
+    assert await b.first_use("app:n2", 0.1)
+    await asyncio.sleep(0.2)
+    assert await a.first_use("app:n2", 0.1)  # its window is over
+
+
+async def test_task_bus_wakes_the_other_process(pair: tuple[RedisHandle, RedisHandle]) -> None:
+    gateway, worker = (RedisTaskBus(h) for h in pair)
+    await gateway.start()
+    await worker.start()
+    try:
+        with gateway.watch("t1") as changed:
+            worker.notify("t1")
+            await asyncio.wait_for(changed.wait(), 5)
+        signal = worker.pool_signal("shared")
+        gateway.pool_signal("shared").set()  # a submission on the gateway wakes the worker's dispatcher
+        await asyncio.wait_for(signal.wait(), 5)
+        cancelled, ended = asyncio.Event(), asyncio.Event()
+        worker.cancel_hooks["t2"] = cancelled.set
+        hook = gateway.cancel_hooks.get("t2")
+        assert hook is not None
+        hook()  # the task runs on the worker: the cancel travels
+        sessions: list[str] = []
+        worker.session_hooks.append(lambda s: (sessions.append(s), ended.set()))
+        for h in list(gateway.session_hooks):
+            h("s1")
+        await asyncio.wait_for(cancelled.wait(), 5)
+        await asyncio.wait_for(ended.wait(), 5)
+        assert sessions == ["s1"]
+    finally:
+        await gateway.aclose()
+        await worker.aclose()
+
+
+async def test_locks_are_exclusive_across_replicas_and_lease_out(pair: tuple[RedisHandle, RedisHandle]) -> None:
+    a, b = (RedisLocks(h, lease_s=0.3) for h in pair)
+    inside = 0
+    most = 0
+
+    async def turn(locks: RedisLocks) -> None:
+        nonlocal inside, most
+        async with locks.hold("chat-1"):
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.05)
+            inside -= 1
+
+    await asyncio.gather(*(turn(x) for x in (a, b, a, b, a, b)))
+    assert most == 1
+    async with a.hold("chat-2"):
+        await asyncio.sleep(0.5)  # held past the lease: renewed, so still exclusive
+        assert not await pair[1].client.set(pair[1].key("lock", "chat-2"), b"x", nx=True, px=1000)
+    # a holder that died (no release, no renewal) frees the name after the lease
+    await pair[0].client.set(pair[0].key("lock", "chat-3"), b"dead", px=300)
+    started = time.monotonic()
+    async with b.hold("chat-3"):
+        assert 0.1 < time.monotonic() - started < 2
