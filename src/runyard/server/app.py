@@ -17,31 +17,54 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..config import RunyardConfig
 from ..errors import InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
+from ..telemetry.http import UNMATCHED, HttpTelemetry
+from ..telemetry.service import Telemetry
 from .http import error_response
 from .ratelimit import PUBLIC_PATHS, AuthLimitMiddleware, Guard  # noqa: F401 - PUBLIC_PATHS re-exported
-from .routes import agents, files, inferencesh, media, native, openai, simstudio, speedpix, tasks, tensorzero, usage
+from .routes import (
+    agents,
+    files,
+    inferencesh,
+    media,
+    metrics,
+    native,
+    openai,
+    simstudio,
+    speedpix,
+    tasks,
+    tensorzero,
+    usage,
+)
 from .routes import workflows as workflow_routes
 
 log = logging.getLogger("runyard.server")
 
 
-def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
-    """``worker=False``: serve the API only; tasks wait for ``runyard worker`` processes."""
+def create_app(config: RunyardConfig, *, worker: bool = True, span_exporter: Any = None) -> Starlette:
+    """``worker=False``: serve the API only; tasks wait for ``runyard worker`` processes.
+    ``span_exporter``: where spans go instead of ``[telemetry] otlp_endpoint`` (tests)."""
     gateway = Gateway(config, run_worker=worker)
+    telemetry = build_telemetry(gateway, span_exporter)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await telemetry.start()
         await gateway.start()
         try:
             yield
         finally:
-            await gateway.aclose()
+            try:
+                await gateway.aclose()
+            finally:
+                await telemetry.aclose()
 
-    guard = Guard(gateway, signed={"/scc/": speedpix.authenticate})
+    guard = Guard(gateway, signed={"/scc/": speedpix.authenticate, metrics.PATH: metrics.authenticate})
     app = RunyardApp(
         hot_routes=[*openai.hot_routes, *native.hot_routes],
         guard=guard,
+        telemetry=telemetry,
         routes=[
+            *metrics.routes,
             *native.routes,
             *openai.routes,
             *tensorzero.routes,
@@ -62,6 +85,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
         },
     )
     app.state.gateway = gateway
+    app.state.telemetry = telemetry
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(AuthLimitMiddleware, guard=guard)
     return app
@@ -78,12 +102,26 @@ class RunyardApp(Starlette):
     bug is logged and answered as a JSON 500 (as :class:`CatchAllMiddleware` does).
     """
 
-    def __init__(self, *, hot_routes: list[Route], guard: Guard, **kwargs: Any) -> None:
+    def __init__(self, *, hot_routes: list[Route], guard: Guard, telemetry: Telemetry, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hot = {(method, r.path): r.endpoint for r in hot_routes for method in r.methods or ()}
         self.guard = guard
+        self.telemetry = HttpTelemetry(telemetry.metrics, telemetry.access_log, self._route_of)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":  # request id, metrics, access log, server span (telemetry/http.py)
+            await self.telemetry.serve(scope, receive, send, self._serve)
+        else:
+            await super().__call__(scope, receive, send)
+
+    def _route_of(self, scope: Scope) -> str:
+        """The route template a request matched (a metric label: never the raw path)."""
+        if (scope["method"], scope["path"]) in self.hot:
+            return str(scope["path"])
+        route = scope.get("route")
+        return str(getattr(route, "path", UNMATCHED)) if route is not None else UNMATCHED
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.hot.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
         if handler is None:
             await super().__call__(scope, receive, send)
@@ -119,6 +157,25 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     codes = {404: "route_not_found", 405: "method_not_allowed"}
     err = error_for_status(exc.status_code, codes.get(exc.status_code), str(exc.detail))
     return error_response(err)
+
+
+def build_telemetry(gateway: Gateway, span_exporter: Any = None) -> Telemetry:
+    """``[telemetry]`` for this gateway: its models as label values, its store's task figures."""
+    config = gateway.config
+    task_metrics = None
+    if config.telemetry.metrics:
+        from ..telemetry.task_metrics import TaskMetrics
+
+        task_metrics = TaskMetrics(gateway.store, list(gateway.tasks.pools()))
+    telemetry = Telemetry(
+        config.telemetry,
+        known_models=[*config.models, *config.embedding_models],
+        task_metrics=task_metrics,
+        sample=metrics.sample_gateway(gateway),
+        span_exporter=span_exporter,
+    )
+    gateway.ai.telemetry = telemetry.inference
+    return telemetry
 
 
 class CatchAllMiddleware:
