@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -40,9 +40,16 @@ from .routes import workflows as workflow_routes
 log = logging.getLogger("runyard.server")
 
 
-def create_app(config: RunyardConfig, *, worker: bool = True, span_exporter: Any = None) -> Starlette:
+def create_app(
+    config: RunyardConfig,
+    *,
+    worker: bool = True,
+    span_exporter: Any = None,
+    on_started: Callable[[Gateway], None] | None = None,
+) -> Starlette:
     """``worker=False``: serve the API only; tasks wait for ``runyard worker`` processes.
-    ``span_exporter``: where spans go instead of ``[telemetry] otlp_endpoint`` (tests)."""
+    ``span_exporter``: where spans go instead of ``[telemetry] otlp_endpoint`` (tests);
+    ``on_started``: called once the gateway has started (the CLI's banner)."""
     gateway = Gateway(config, run_worker=worker)
     telemetry = build_telemetry(gateway, span_exporter)
 
@@ -50,6 +57,8 @@ def create_app(config: RunyardConfig, *, worker: bool = True, span_exporter: Any
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await telemetry.start()
         await gateway.start()
+        if on_started is not None:
+            on_started(gateway)
         try:
             yield
         finally:

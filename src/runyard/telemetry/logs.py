@@ -125,3 +125,15 @@ class AccessLog:
             info.provider or "-", info.input_tokens, info.output_tokens,
             extra={"fields": fields},
         )  # fmt: skip
+
+
+def secrets_of(config: Any) -> Redactor:
+    """A redactor of every secret value the config holds or points at: provider keys (and their
+    headers), the webhook secret, app secrets."""
+    values: list[str | None] = []
+    for provider in config.providers.values():
+        values.append(provider.api_key)
+        values.extend(provider.headers.values())
+    values.append(config.webhooks.secret)
+    values.extend(config.apps.secrets.values())
+    return Redactor(values)
