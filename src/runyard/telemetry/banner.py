@@ -40,7 +40,7 @@ def banner_fields(
         "config": config_path or "(built-in defaults)",
         "store": _safe_url(config.storage.url),
         "redis": _safe_url(redis) if redis else None,
-        "providers": {name: bool(p.api_key) for name, p in sorted(config.providers.items())},
+        "providers": {name: bool(p.api_key()) for name, p in sorted(config.providers.items())},
         "apps": apps,
         "workers": workers,
         "task_worker": task_worker,

@@ -132,7 +132,7 @@ def secrets_of(config: Any) -> Redactor:
     headers), the webhook secret, app secrets."""
     values: list[str | None] = []
     for provider in config.providers.values():
-        values.append(provider.api_key)
+        values.append(provider.api_key())
         values.extend(provider.headers.values())
     values.append(config.webhooks.secret)
     values.extend(config.apps.secrets.values())
