@@ -18,6 +18,7 @@ from ..config import RunyardConfig
 from ..errors import InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
 from ..telemetry.http import UNMATCHED, HttpTelemetry
+from ..telemetry.logs import secrets_of
 from ..telemetry.service import Telemetry
 from .http import error_response
 from .ratelimit import PUBLIC_PATHS, AuthLimitMiddleware, Guard  # noqa: F401 - PUBLIC_PATHS re-exported
@@ -182,6 +183,7 @@ def build_telemetry(gateway: Gateway, span_exporter: Any = None) -> Telemetry:
         task_metrics=task_metrics,
         sample=metrics.sample_gateway(gateway),
         span_exporter=span_exporter,
+        redact=secrets_of(config),
     )
     gateway.ai.telemetry = telemetry.inference
     return telemetry

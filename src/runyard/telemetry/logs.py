@@ -27,7 +27,8 @@ ACCESS_LOGGER = "runyard.access"
 # style "sk-..." keys, runyard keys "ry_...".
 _PATTERNS = re.compile(
     r"(?i)(?P<bearer>bearer\s+)[^\s\"',;]+"
-    r"|(?P<header>(?:authorization|x-api-key|api[_-]?key|secret|token|password)\"?\s*[:=]\s*\"?)[^\s\"',;}]+"
+    r"|(?P<header>(?:authorization|x-api-key|api[_-]?key|secret|token|password)\"?\s*[:=]\s*\"?)"
+    r"(?:(?:bearer|basic)\s+)?[^\s\"',;}]+"
     r"|\bsk-[A-Za-z0-9_\-]{8,}"
     r"|\bry_[A-Za-z0-9_\-]{8,}"
 )

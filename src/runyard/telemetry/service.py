@@ -23,7 +23,8 @@ class Telemetry:
     access log (None when off) and the AI service's instrumentation over them.
 
     ``sample`` reads this process's state into gauges (a callable the app provides);
-    ``task_metrics`` is the store-derived task collector; ``span_exporter`` replaces OTLP (tests).
+    ``task_metrics`` is the store-derived task collector; ``span_exporter`` replaces OTLP (tests);
+    ``redact`` cleans error text put on spans (telemetry/logs.py's :class:`Redactor`).
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class Telemetry:
         task_metrics: Any = None,
         sample: Callable[[Any], None] | None = None,
         span_exporter: Any = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.config = config
         self.metrics: Any = None
@@ -45,7 +47,7 @@ class Telemetry:
         self.tracing: tracing.Tracing | None = None
         if config.otlp_endpoint or span_exporter is not None:
             self.tracing = tracing.Tracing(
-                config.otlp_endpoint or "", config.service_name, config.sample_ratio, span_exporter
+                config.otlp_endpoint or "", config.service_name, config.sample_ratio, span_exporter, redact
             )
         self.access_log = AccessLog() if config.access_log else None
         self.inference = InferenceTelemetry(self.metrics)

@@ -14,7 +14,7 @@ The API the rest of the code uses, the same whether tracing is on or off:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 AttrValue = str | bool | int | float
@@ -89,7 +89,9 @@ class _OtelSpan(Span):
         from opentelemetry.trace import Status, StatusCode
 
         self._span.set_attribute("error.type", error_type or getattr(err, "code", None) or type(err).__name__)
-        self._span.set_status(Status(StatusCode.ERROR, str(getattr(err, "message", "")) or type(err).__name__))
+        message = str(getattr(err, "message", "")) or type(err).__name__  # upstream text: may quote a key
+        redact = _active.redact if _active is not None else None
+        self._span.set_status(Status(StatusCode.ERROR, redact(message) if redact is not None else message))
 
     def rename(self, name: str) -> None:
         self._span.update_name(name)
@@ -97,9 +99,17 @@ class _OtelSpan(Span):
 
 class Tracing:
     """A tracer provider exporting to ``endpoint`` (OTLP/HTTP protobuf), sampled parent-based
-    at ``sample_ratio``; ``exporter`` replaces the OTLP one (tests)."""
+    at ``sample_ratio``; ``exporter`` replaces the OTLP one (tests); ``redact`` cleans error
+    descriptions (upstream error text can quote a key) before they are exported."""
 
-    def __init__(self, endpoint: str, service_name: str, sample_ratio: float, exporter: Any = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        service_name: str,
+        sample_ratio: float,
+        exporter: Any = None,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
         from opentelemetry.propagators.textmap import DefaultGetter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -121,6 +131,7 @@ class Tracing:
         self.tracer = self.provider.get_tracer("runyard")
         self.propagator = TraceContextTextMapPropagator()
         self.getter = DefaultGetter()
+        self.redact = redact
         self.kinds = {"internal": SpanKind.INTERNAL, "server": SpanKind.SERVER, "client": SpanKind.CLIENT}
 
     def shutdown(self) -> None:
