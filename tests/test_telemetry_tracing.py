@@ -136,3 +136,63 @@ print("clean")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=gateway_env(), timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "clean", out.stderr[-2000:]
+
+
+SUBMITTER = """
+import json, sys
+from runyard.telemetry import spans, tracing
+tracing.install(tracing.Tracing(sys.argv[1], "runyard-api", 1.0))
+with tracing.span("POST /v1/runs", kind="server"):
+    with spans.task_submit("tests/echo"):
+        carrier = spans.task_carrier()
+tracing._active.shutdown()
+print(json.dumps(carrier))
+"""
+
+WORKER = """
+import json, sys
+from datetime import datetime, timedelta, timezone
+from runyard.telemetry import spans, tracing
+tracing.install(tracing.Tracing(sys.argv[1], "runyard-worker", 1.0))
+queued = datetime.now(timezone.utc) - timedelta(seconds=2)
+with spans.task_run("tests/echo", "task-1", json.loads(sys.argv[2]), queued):
+    with spans.workflow_block("ask", "llm"):
+        with spans.agent_chat("helper"):
+            with spans.tool_call("search", "call-1"):
+                pass
+tracing._active.shutdown()
+"""
+
+
+def test_task_trace_continues_in_another_process(receiver: OtlpReceiver) -> None:
+    """The span helpers the task, workflow and agent code call (telemetry/spans.py): a task
+    submitted in one process and run in another is one trace, parent links intact."""
+    receiver.clear()
+    env = gateway_env()
+    submit = subprocess.run(
+        [sys.executable, "-c", SUBMITTER, receiver.url], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert submit.returncode == 0, submit.stderr[-2000:]
+    carrier = submit.stdout.strip().splitlines()[-1]
+    assert '"traceparent": "00-' in carrier
+    run = subprocess.run(
+        [sys.executable, "-c", WORKER, receiver.url, carrier], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    spans = receiver.wait_for(lambda ss: len(ss) >= 7)
+    by_name = {s.name: s for s in spans}
+    root, submitted = by_name["POST /v1/runs"], by_name["task.submit tests/echo"]
+    assert {s.trace_id for s in spans} == {root.trace_id}, "one trace across both processes"
+    assert {by_name["task.run tests/echo"].service, submitted.service} == {"runyard-worker", "runyard-api"}
+    assert submitted.parent_id == root.span_id
+    assert by_name["task.queue_wait"].parent_id == submitted.span_id
+    assert by_name["task.run tests/echo"].parent_id == submitted.span_id
+    assert by_name["workflow.block ask"].parent_id == by_name["task.run tests/echo"].span_id
+    assert by_name["invoke_agent helper"].parent_id == by_name["workflow.block ask"].span_id
+    tool = by_name["execute_tool search"]
+    assert tool.parent_id == by_name["invoke_agent helper"].span_id
+    assert tool.attributes == {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "search",
+        "gen_ai.tool.call.id": "call-1",
+    }

@@ -151,8 +151,16 @@ def enabled() -> bool:
     return _active is not None
 
 
-def span(name: str, attrs: Attributes | None = None, *, kind: str = "internal", parent: Any = None) -> Span:
-    """A child of the current span (or of ``parent``, a context from :func:`extract`)."""
+def span(
+    name: str,
+    attrs: Attributes | None = None,
+    *,
+    kind: str = "internal",
+    parent: Any = None,
+    start_ns: int | None = None,
+) -> Span:
+    """A child of the current span (or of ``parent``, a context from :func:`extract`);
+    ``start_ns``: when it began, if before now (``time.time_ns()`` clock; a queue wait)."""
     t = _active
     if t is None:
         return NOOP
@@ -163,6 +171,7 @@ def span(name: str, attrs: Attributes | None = None, *, kind: str = "internal", 
             context=parent,
             kind=t.kinds[kind],
             attributes=clean,
+            start_time=start_ns,
             record_exception=False,
             set_status_on_exception=False,
         )
