@@ -214,7 +214,25 @@ def _worker(args: argparse.Namespace) -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(run_worker(Gateway(config), args.pool))
+    tracer = _worker_tracing(config)
+    try:
+        asyncio.run(run_worker(Gateway(config), args.pool))
+    finally:
+        if tracer is not None:
+            tracer.shutdown()  # exports the spans still queued
+
+
+def _worker_tracing(config: RunyardConfig) -> Any:
+    """With ``[telemetry] otlp_endpoint``, this process's spans (tasks, their model calls) are exported."""
+    tc = config.telemetry
+    if not tc.otlp_endpoint:
+        return None
+    from .telemetry import tracing
+    from .telemetry.logs import secrets_of
+
+    tracer = tracing.Tracing(tc.otlp_endpoint, tc.service_name, tc.sample_ratio, redact=secrets_of(config))
+    tracing.install(tracer)
+    return tracer
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
