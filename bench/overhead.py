@@ -5,6 +5,8 @@
     .venv/bin/python bench/overhead.py --rounds 1 --duration 3     # smoke run
     .venv/bin/python bench/overhead.py --profile /tmp/runyard-c32.speedscope.json
     .venv/bin/python bench/overhead.py --features --with-base   # routing+cache+limits vs base, same rounds
+    .venv/bin/python bench/overhead.py --metrics                # /metrics counting vs telemetry off, same rounds
+    .venv/bin/python bench/overhead.py --tracing                # OTLP traces (every request sampled) vs off
 
 What it does (loopback only; everything started here is stopped by PID at the end,
 also on Ctrl-C / SIGTERM):
@@ -43,6 +45,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "bench" / "runyard.toml"
@@ -549,6 +552,18 @@ def main(argv: list[str] | None = None) -> int:
         "(order rotated), so the features' cost is read against a base taken in the same minutes",
     )
     ap.add_argument(
+        "--metrics",
+        action="store_true",
+        help="[telemetry] metrics on (Prometheus counting on every request) against the same config with "
+        "telemetry off, measured in the same rounds (as --with-base does for --features)",
+    )
+    ap.add_argument(
+        "--tracing",
+        action="store_true",
+        help="[telemetry] OpenTelemetry traces on (sample_ratio 1, exported over OTLP/HTTP to a loopback sink) "
+        "against the same config with telemetry off, in the same rounds; with --metrics: both on",
+    )
+    ap.add_argument(
         "--open-rates",
         type=_rates,
         default=[],
@@ -580,8 +595,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-duration", type=float, default=10.0)
     a = ap.parse_args(argv)
     a.config = a.config or str(FEATURES_CONFIG if a.features else DEFAULT_CONFIG)
-    if a.with_base and not a.features:
-        ap.error("--with-base goes with --features")
+    telemetry_on = a.metrics or a.tracing
+    if telemetry_on and a.features:
+        ap.error("--metrics/--tracing measure the plain config; run --features separately")
+    if a.with_base and not (a.features or telemetry_on):
+        ap.error("--with-base goes with --features (--metrics/--tracing bring their own base)")
+    a.with_base = a.with_base or telemetry_on
     if a.with_tensorzero and not shutil.which(a.with_tensorzero):
         ap.error(f"--with-tensorzero: no interpreter at {a.with_tensorzero!r}")
 
@@ -612,7 +631,13 @@ def main(argv: list[str] | None = None) -> int:
     pin0 = ["taskset", "-c", "0"] if a.pin and shutil.which("taskset") else []
     pin1 = ["taskset", "-c", "1"] if a.pin and shutil.which("taskset") else []
     rc = 0
+    base_config = DEFAULT_CONFIG
+    sink = None
     try:
+        if telemetry_on:  # the measured gateway with telemetry on, the base with it off: same config else
+            if a.tracing:
+                sink = otlp_sink()
+            a.config, base_config = telemetry_configs(Path(a.config), work, a.metrics, sink)
         # ---- mock upstream
         mock_port = free_port()
         mock_log = work / "mock.log"
@@ -653,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.with_base:
             base_port = free_port()
             base_db, base_log = work / "runyard-base.db", work / "runyard-base.log"
-            base_cmd = ["-m", "runyard", "serve", "--config", str(DEFAULT_CONFIG), "--host", "127.0.0.1"]
+            base_cmd = ["-m", "runyard", "serve", "--config", str(base_config), "--host", "127.0.0.1"]
             base = procs.start(
                 BASE,
                 [*pin1, py, *base_cmd, "--port", str(base_port)],
@@ -661,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
                 base_log,
             )
             wait_ready(f"http://127.0.0.1:{base_port}/healthz", base, 90, base_log)
-            log(f"{BASE} pid={base.pid} (config {DEFAULT_CONFIG}, store {base_db}, log {base_log})")
+            log(f"{BASE} pid={base.pid} (config {base_config}, store {base_db}, log {base_log})")
             gateways.append((BASE, f"http://127.0.0.1:{base_port}/v1", base))
 
         if a.with_tensorzero:
@@ -775,7 +800,12 @@ def main(argv: list[str] | None = None) -> int:
                 if a.features
                 else ""
             )
-            + (f"; '{BASE}': {DEFAULT_CONFIG.name}, same rounds" if a.with_base else ""),
+            + (
+                f", TELEMETRY ON: metrics {'on' if a.metrics else 'off'}, tracing {'on' if a.tracing else 'off'}"
+                if telemetry_on
+                else ""
+            )
+            + (f"; '{BASE}': {base_config.name}, same rounds" if a.with_base else ""),
         ]
         lines += report(results, scenarios, a.rounds, a.duration)
         if rates:
@@ -805,6 +835,8 @@ def main(argv: list[str] | None = None) -> int:
         rc = 130
     finally:
         procs.stop_all()
+        if sink is not None:
+            sink.shutdown()
         if not a.keep_db:
             for suffix in ("", "-wal", "-shm"):
                 try:
@@ -813,6 +845,39 @@ def main(argv: list[str] | None = None) -> int:
                     pass
         log(f"logs: {work}")
     return rc
+
+
+def telemetry_configs(config: Path, work: Path, metrics: bool, sink: Any) -> tuple[str, Path]:
+    """(the measured config: ``config`` with [telemetry] on as asked, its base: telemetry off)."""
+    text = config.read_text()
+    if "[telemetry]" in text:
+        raise SystemExit(f"overhead: {config} has its own [telemetry]; --metrics/--tracing set it")
+    on = f"\n[telemetry]\nmetrics = {'true' if metrics else 'false'}\n"
+    if sink is not None:
+        on += f'otlp_endpoint = "http://127.0.0.1:{sink.server_address[1]}"\nsample_ratio = 1.0\n'
+    measured, base = work / "runyard-telemetry-on.toml", work / "runyard-telemetry-off.toml"
+    measured.write_text(text + on)
+    base.write_text(text + "\n[telemetry]\nmetrics = false\n")
+    return str(measured), base
+
+
+def otlp_sink() -> Any:
+    """A loopback OTLP/HTTP endpoint that takes every export (200, empty body) and keeps nothing."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def features_bodies(work: Path) -> dict[str, Path]:

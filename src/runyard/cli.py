@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import os
 import secrets
 import sys
@@ -36,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default from config: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default from config: 8000)")
     serve.add_argument("--log-level", default="warning")
+    serve.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON (default: config)")
+    serve.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one log line per request (default: [telemetry] access_log)",
+    )
     serve.add_argument(
         "--proxy-headers", action="store_true", help="trust X-Forwarded-For/Proto (behind a reverse proxy)"
     )
@@ -140,9 +148,10 @@ def _serve(args: argparse.Namespace) -> None:
     workers = getattr(args, "workers", 1)
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
+    on_started = _serve_telemetry(args, config)
     if workers > 1:
         return _serve_processes(args, config, workers)
-    app = create_app(config, worker=not getattr(args, "no_worker", False))
+    app = create_app(config, worker=not getattr(args, "no_worker", False), on_started=on_started)
     # Long-lived start-up objects leave the GC's view, and young-generation collections run
     # less often: the collector was 15% of the gateway's CPU under load before this.
     gc.collect()
@@ -160,6 +169,7 @@ def _serve(args: argparse.Namespace) -> None:
         server_header=False,
         proxy_headers=args.proxy_headers,  # off by default: its middleware costs CPU on every request
         log_level=args.log_level,
+        log_config=None,  # logging as _serve_telemetry set it up (format, redaction)
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
@@ -195,6 +205,38 @@ def _serve_processes(args: argparse.Namespace, config: RunyardConfig, workers: i
     )
 
 
+def _serve_telemetry(args: argparse.Namespace, config: RunyardConfig) -> Any:
+    """Logging for ``serve`` (format, access log, redaction of every configured secret) and the
+    start-up banner, returned as create_app's ``on_started``."""
+    from .telemetry.banner import banner_fields, log_banner
+    from .telemetry.logs import ACCESS_LOGGER, configure, secrets_of
+
+    tc = config.telemetry
+    if args.log_format:
+        tc.log_format = args.log_format
+    if args.access_log is not None:
+        tc.access_log = args.access_log
+    configure(tc.log_format, args.log_level, secrets_of(config))
+    if tc.access_log:
+        logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+
+    def on_started(gateway: Any) -> None:
+        log_banner(
+            banner_fields(
+                config,
+                url=f"http://{host}:{port}",
+                config_path=args.config or ("runyard.toml" if os.path.exists("runyard.toml") else None),
+                apps=gateway.apps.names(),
+                workers=getattr(args, "workers", None) or 1,
+                task_worker=not getattr(args, "no_worker", False),
+            )
+        )
+
+    return on_started
+
+
 def _worker(args: argparse.Namespace) -> None:
     import asyncio
     import logging
@@ -210,7 +252,25 @@ def _worker(args: argparse.Namespace) -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(run_worker(Gateway(config), args.pool))
+    tracer = _worker_tracing(config)
+    try:
+        asyncio.run(run_worker(Gateway(config), args.pool))
+    finally:
+        if tracer is not None:
+            tracer.shutdown()  # exports the spans still queued
+
+
+def _worker_tracing(config: RunyardConfig) -> Any:
+    """With ``[telemetry] otlp_endpoint``, this process's spans (tasks, their model calls) are exported."""
+    tc = config.telemetry
+    if not tc.otlp_endpoint:
+        return None
+    from .telemetry import tracing
+    from .telemetry.logs import secrets_of
+
+    tracer = tracing.Tracing(tc.otlp_endpoint, tc.service_name, tc.sample_ratio, redact=secrets_of(config))
+    tracing.install(tracer)
+    return tracer
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:

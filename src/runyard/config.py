@@ -281,6 +281,28 @@ class LimitsConfig(_Strict):
     unauthenticated: Literal["off", "per_ip"] = "off"
 
 
+class TelemetryConfig(_Strict):
+    """``[telemetry]``: Prometheus metrics at ``/metrics``, OpenTelemetry traces, logs (README "Operate")."""
+
+    metrics: bool = Field(default=True, description="serve /metrics and count (off: no cost)")
+    metrics_token: str | None = Field(
+        default=None, description="hashed 'sha256:<hex>' bearer token for /metrics (besides admin keys)"
+    )
+    otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP collector URL; unset: no tracing")
+    service_name: str = "runyard"
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0, description="share of new traces kept")
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = Field(default=False, description="one log line per request")
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _hashed_token(cls, token: str | None) -> str | None:
+        algo, _, digest = (token or "sha256:" + "0" * 64).partition(":")
+        if algo != "sha256" or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError("metrics_token must be stored hashed as 'sha256:<64 hex digits>' (`runyard keys hash`)")
+        return token
+
+
 class RunyardConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -298,6 +320,7 @@ class RunyardConfig(_Strict):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     def model_post_init(self, __context: Any) -> None:
         merged = default_providers()

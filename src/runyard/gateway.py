@@ -22,6 +22,7 @@ from .services.media import MediaService
 from .services.tasks import TaskService
 from .services.webhooks import WebhookSender
 from .services.workflows import WorkflowService
+from .telemetry.inference import InferenceTelemetry
 from .worker import Worker
 from .workflows.app import workflow_app
 from .workflows.blocks import BlockServices
@@ -32,8 +33,11 @@ from .workflows.store import WorkflowStore
 class Gateway:
     """Everything a request needs; the server and embedded mode both run exactly this."""
 
-    def __init__(self, config: RunyardConfig, *, run_worker: bool = False) -> None:
-        """``run_worker``: also run an in-process task worker over all pools (see :mod:`runyard.worker`)."""
+    def __init__(
+        self, config: RunyardConfig, *, run_worker: bool = False, telemetry: InferenceTelemetry | None = None
+    ) -> None:
+        """``run_worker``: also run an in-process task worker over all pools (see :mod:`runyard.worker`);
+        ``telemetry``: the AI service's metrics and spans (built by the app from ``[telemetry]``)."""
         self.config = config
         storage = config.storage
         self.store = Store(storage.url)
@@ -48,7 +52,7 @@ class Gateway:
             else None
         )
         self.limits = LimitService(config.limits, self.store)
-        self.ai = AIService(config, self.recorder, usage_observers=[self.limits.observe])
+        self.ai = AIService(config, self.recorder, usage_observers=[self.limits.observe], telemetry=telemetry)
         self.media = MediaService(self.ai, self.recorder)  # tts, asr, images, vision
         self.feedback = FeedbackService(self.store, self.recorder, config.metrics)
         self.auth = ApiKeyAuth(

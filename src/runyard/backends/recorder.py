@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ..telemetry.ids import current_ids
 from .store import Store
 
 log = logging.getLogger("runyard.recorder")
@@ -69,6 +70,9 @@ class InferenceRecorder:
         self.written = 0
 
     def record(self, inference_id: str, episode_id: str | None, build_row: Callable[[], Row]) -> None:
+        ids = current_ids()  # the request's id and trace id, kept on the row
+        if ids is not None:
+            build_row = functools.partial(_with_ids, build_row, ids)
         if len(self._buffer) == self._buffer.maxlen:
             self._forget([self._buffer[0]], written=False)
             self.dropped += 1
@@ -220,3 +224,9 @@ class InferenceRecorder:
             except Exception:
                 log.exception("writing inferences failed; will retry")
                 backoff = min(max(backoff * 2, 0.5), 30.0)
+
+
+def _with_ids(build_row: Callable[[], Row], ids: tuple[str | None, str | None]) -> Row:
+    row = build_row()
+    row["request_id"], row["trace_id"] = ids
+    return row

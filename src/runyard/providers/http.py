@@ -13,6 +13,7 @@ from yarl import URL
 
 from ..config import ProviderConfig
 from ..errors import RunyardError, TimeoutError, UpstreamError
+from ..telemetry import tracing
 from .base import upstream_status_error
 from .pool import ConnectionPool
 
@@ -75,7 +76,10 @@ class UpstreamClient:
     async def post_json(self, url: URL, body: bytes) -> bytes:
         """POST a JSON body and return the 2xx body; every failure becomes a typed error."""
         try:
-            answer = await self._pool(url).post(url.raw_path_qs, body)
+            tp = tracing.traceparent()  # the attempt's span, when tracing (W3C Trace Context)
+            answer = await self._pool(url).post(
+                url.raw_path_qs, body, b"traceparent: %s\r\n" % tp.encode() if tp else b""
+            )
         except (ValueError, ConnectionResetError) as err:
             raise UpstreamError(f"{self.name}: upstream answer broken: {err}", code="upstream_disconnected") from err
         except Exception as err:
@@ -92,7 +96,10 @@ class UpstreamClient:
                 payload = data()
                 content_type = payload.content_type
                 data = payload
-            headers = {"Content-Type": content_type} if content_type else None
+            headers = {"Content-Type": content_type} if content_type else {}
+            tp = tracing.traceparent()
+            if tp:
+                headers["traceparent"] = tp
             async with self._get_session().post(url, data=data, headers=headers) as resp:
                 body = await resp.read()
                 if resp.status >= 300:
@@ -107,7 +114,9 @@ class UpstreamClient:
         """POST and yield the body as it arrives (for SSE: see :func:`runyard.sse.aiter_sse`);
         failures become typed errors."""
         try:
-            async with self._get_session().post(url, data=body, headers=_SSE_ACCEPT) as resp:
+            tp = tracing.traceparent()
+            headers = {**_SSE_ACCEPT, "traceparent": tp} if tp else _SSE_ACCEPT
+            async with self._get_session().post(url, data=body, headers=headers) as resp:
                 if resp.status >= 300:
                     data = await resp.read()
                     raise upstream_status_error(self.name, resp.status, data, resp.headers)

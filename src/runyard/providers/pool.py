@@ -167,8 +167,11 @@ class ConnectionPool:
         self._waiters: deque[asyncio.Future[None]] = deque()  # callers queued for a slot, in order
         self._all: set[_Connection] = set()
 
-    async def post(self, path: str, body: bytes) -> Answer:
-        payload = b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n%s" % (path.encode(), self._head, len(body), body)
+    async def post(self, path: str, body: bytes, extra_headers: bytes = b"") -> Answer:
+        """``extra_headers``: raw ``Name: value\\r\\n`` lines for this request (``traceparent``)."""
+        payload = b"POST %s HTTP/1.1\r\n%s%sContent-Length: %d\r\n\r\n%s" % (
+            path.encode(), self._head, extra_headers, len(body), body,
+        )  # fmt: skip
         # At most ``limit`` at once, counted inline: asyncio.Semaphore's acquire and release ran
         # ~60 bytecodes of Python per call, a visible share of the hot path.
         if self._busy < self._limit and not self._waiters:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,25 +18,53 @@ from ..backends.redis_conn import connect as connect_redis
 from ..config import RunyardConfig
 from ..errors import InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
+from ..telemetry.http import UNMATCHED, HttpTelemetry
+from ..telemetry.logs import secrets_of
+from ..telemetry.service import Telemetry
 from .guard import Guard, GuardMiddleware
 from .http import error_response
 from .inferencesh_runs import InferenceshRuns
 from .readiness import readyz_endpoint
-from .routes import agents, files, inferencesh, media, native, openai, simstudio, speedpix, tasks, tensorzero, usage
+from .routes import (
+    agents,
+    files,
+    inferencesh,
+    media,
+    metrics,
+    native,
+    openai,
+    simstudio,
+    speedpix,
+    tasks,
+    tensorzero,
+    usage,
+)
 from .routes import workflows as workflow_routes
 
 log = logging.getLogger("runyard.server")
 
 
-def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
-    """``worker=False``: serve the API only; tasks wait for ``runyard worker`` processes."""
-    gateway = Gateway(config, run_worker=worker)
+def create_app(
+    config: RunyardConfig,
+    *,
+    worker: bool = True,
+    span_exporter: Any = None,
+    on_started: Callable[[Gateway], None] | None = None,
+) -> Starlette:
+    """``worker=False``: serve the API only; tasks wait for ``runyard worker`` processes.
+    ``span_exporter``: where spans go instead of ``[telemetry] otlp_endpoint`` (tests);
+    ``on_started``: called once the gateway has started (the CLI's banner)."""
+    telemetry = build_telemetry(config, span_exporter)
+    gateway = Gateway(config, run_worker=worker, telemetry=telemetry.inference)
     inferencesh_runs = InferenceshRuns()
     redis = connect_redis(config.redis) if config.redis is not None else None  # for /readyz
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await telemetry.start(task_metrics=task_metrics(gateway), sample=metrics.sample_gateway(gateway))
         await gateway.start()
+        if on_started is not None:
+            on_started(gateway)
         try:
             yield
         finally:
@@ -44,14 +72,19 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
             try:
                 await gateway.aclose()
             finally:
-                if redis is not None:
-                    await redis.aclose()
+                try:
+                    await telemetry.aclose()
+                finally:
+                    if redis is not None:
+                        await redis.aclose()
 
-    guard = Guard.for_gateway(gateway, signed={"/scc/": speedpix.authenticate})
+    guard = Guard.for_gateway(gateway, signed={"/scc/": speedpix.authenticate, metrics.PATH: metrics.authenticate})
     app = RunyardApp(
         hot_routes=[*openai.hot_routes, *native.hot_routes],
         guard=guard,
+        telemetry=telemetry,
         routes=[
+            *metrics.routes,
             *native.routes,
             *openai.routes,
             *tensorzero.routes,
@@ -73,6 +106,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
         },
     )
     app.state.gateway = gateway
+    app.state.telemetry = telemetry
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(GuardMiddleware, guard=guard)
     return app
@@ -89,12 +123,26 @@ class RunyardApp(Starlette):
     bug is logged and answered as a JSON 500 (as :class:`CatchAllMiddleware` does).
     """
 
-    def __init__(self, *, hot_routes: list[Route], guard: Guard, **kwargs: Any) -> None:
+    def __init__(self, *, hot_routes: list[Route], guard: Guard, telemetry: Telemetry, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hot = {(method, r.path): r.endpoint for r in hot_routes for method in r.methods or ()}
         self.guard = guard
+        self.telemetry = HttpTelemetry(telemetry.metrics, telemetry.access_log, self._route_of)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":  # request id, metrics, access log, server span (telemetry/http.py)
+            await self.telemetry.serve(scope, receive, send, self._serve)
+        else:
+            await super().__call__(scope, receive, send)
+
+    def _route_of(self, scope: Scope) -> str:
+        """The route template a request matched (a metric label: never the raw path)."""
+        if (scope["method"], scope["path"]) in self.hot:
+            return str(scope["path"])
+        route = scope.get("route")
+        return str(getattr(route, "path", UNMATCHED)) if route is not None else UNMATCHED
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.hot.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
         if handler is None:
             await super().__call__(scope, receive, send)
@@ -130,6 +178,25 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     codes = {404: "route_not_found", 405: "method_not_allowed"}
     err = error_for_status(exc.status_code, codes.get(exc.status_code), str(exc.detail))
     return error_response(err)
+
+
+def build_telemetry(config: RunyardConfig, span_exporter: Any = None) -> Telemetry:
+    """``[telemetry]``: the configured models as label values, secrets redacted from spans."""
+    return Telemetry(
+        config.telemetry,
+        known_models=[*config.models, *config.embedding_models],
+        span_exporter=span_exporter,
+        redact=secrets_of(config),
+    )
+
+
+def task_metrics(gateway: Gateway) -> Any:
+    """The task figures read from the gateway's store (None when metrics are off)."""
+    if not gateway.config.telemetry.metrics:
+        return None
+    from ..telemetry.task_metrics import TaskMetrics
+
+    return TaskMetrics(gateway.store, list(gateway.tasks.pools()))
 
 
 class CatchAllMiddleware:

@@ -16,6 +16,7 @@ from starlette.types import Scope
 
 from ..errors import InvalidRequestError, PayloadTooLargeError, RunyardError, ValidationError
 from ..gateway import Gateway
+from ..telemetry.ids import current_request_id
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -57,7 +58,11 @@ def error_response(err: RunyardError) -> Response:
     retry_after = getattr(err, "retry_after", None)
     if retry_after is not None:
         headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}  # never early
-    return json_response(err.to_dict(), status=err.status or 500, headers=headers)
+    body = err.to_dict()
+    request_id = current_request_id()
+    if request_id is not None:
+        body["error"]["request_id"] = request_id  # the response's X-Request-Id, to quote in a report
+    return json_response(body, status=err.status or 500, headers=headers)
 
 
 def header(scope: Scope, name: bytes) -> str | None:

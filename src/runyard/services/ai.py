@@ -16,6 +16,9 @@ from ..config import MODEL_SEPARATOR, PriceConfig, RunyardConfig
 from ..errors import InvalidRequestError, NotFoundError, RunyardError, ServiceUnavailableError
 from ..inference import Attempt, ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, TokenUsage
 from ..providers import Provider, build_provider
+from ..telemetry import tracing
+from ..telemetry.inference import InferenceTelemetry
+from ..telemetry.tracing import NOOP, Span
 from .breaker import CircuitBreakers
 from .cache import MemoryCache, ResponseCache, cache_key
 from .catalog import Catalog, Choice, required_capabilities
@@ -89,9 +92,11 @@ class AIService:
         recorder: InferenceRecorder | None,
         *,
         usage_observers: list[UsageObserver] | None = None,
+        telemetry: InferenceTelemetry | None = None,
     ) -> None:
         self.config = config
         self.recorder = recorder
+        self.telemetry = telemetry or InferenceTelemetry()  # metrics, spans, upstream warnings
         self.providers: dict[str, Provider] = {name: build_provider(name, pc) for name, pc in config.providers.items()}
         self.catalog = Catalog(config)
         self.breakers = CircuitBreakers(config.routing.breaker_failures, config.routing.breaker_cooldown_s)
@@ -189,6 +194,8 @@ class AIService:
                 usable.append(route)
             else:
                 attempts.append(Attempt(route.provider.name, route.model, "circuit open", "circuit_open"))
+        if attempts:
+            self.telemetry.skipped(attempts)  # over the cost cap (the plan's), circuit open (these)
         if not usable:
             raise with_attempts(
                 ServiceUnavailableError(
@@ -222,6 +229,14 @@ class AIService:
     async def chat(
         self, request: ChatRequest, ctx: CallContext | None = None, options: ChatOptions | None = None
     ) -> ChatOutcome:
+        if not tracing.enabled():
+            return await self._chat(request, ctx, options, NOOP)
+        with self.telemetry.inference_span("chat", request.model) as span:
+            return await self._chat(request, ctx, options, span)
+
+    async def _chat(
+        self, request: ChatRequest, ctx: CallContext | None, options: ChatOptions | None, span: Span
+    ) -> ChatOutcome:
         ctx = ctx or CallContext()
         options = options or ChatOptions()
         started = time.perf_counter()
@@ -231,19 +246,23 @@ class AIService:
         if (options.cache_strategy or self.config.cache.strategy) == "runyard":
             key = cache_key(plan.routes[0].name, request)
             hit = self.cache.get(key)
+            self.telemetry.cache_lookup(hit is not None)
             if hit is not None:
                 hit.cache_hit, hit.cost, hit.attempts, hit.route_reason = True, 0.0, [], plan.reason
                 hit.latency_ms = (time.perf_counter() - started) * 1000
                 self._stamp(hit, ctx)
-                self._finish_chat(request, hit, ctx, ttft_ms=None, status="ok", error=None)
+                self._finish_chat(request, hit, ctx, ttft_ms=None, status="ok", error=None, span=span)
                 return hit
         routes = self._open_routes(plan, attempts)
+        if tracing.enabled():
+            self.telemetry.routed(span, plan.reason, [r.key for r in routes], attempts)
         result, route = await first_success(
             routes,
             lambda r: r.provider.chat(request, r.model),
             attempts,
             self.breakers,
-            on_error=lambda r, err: self._record_failure(request, r.name, ctx, attempts, err, started),
+            on_error=lambda r, err: self._record_failure(request, r.name, ctx, attempts, err, started, span),
+            telemetry=self.telemetry,
         )
         result.model = route.name
         result.attempts = attempts
@@ -253,7 +272,7 @@ class AIService:
         self._stamp(result, ctx)
         if key is not None:
             self.cache.put(key, result)
-        self._finish_chat(request, result, ctx, ttft_ms=None, status="ok", error=None)
+        self._finish_chat(request, result, ctx, ttft_ms=None, status="ok", error=None, span=span)
         return result
 
     async def open_stream(
@@ -267,17 +286,26 @@ class AIService:
         ctx = ctx or CallContext()
         options = options or ChatOptions()
         started = time.perf_counter()
-        plan = self._plan(request, options)
-        attempts = list(plan.skipped)
-        routes = self._open_routes(plan, attempts)
-        (first, upstream), route = await first_success(
-            routes,
-            lambda r: first_delta(r.provider.stream_chat(request, r.model), ChatDelta(finish_reason="stop")),
-            attempts,
-            self.breakers,
-            count_success=False,  # ChatStream reports the outcome once the stream has ended
-            on_error=lambda r, err: self._record_failure(request, r.name, ctx, attempts, err, started),
-        )
+        span = self.telemetry.inference_span("chat", request.model, detached=True)  # ended by ChatStream
+        try:
+            with span.current():
+                plan = self._plan(request, options)
+                attempts = list(plan.skipped)
+                routes = self._open_routes(plan, attempts)
+                if tracing.enabled():
+                    self.telemetry.routed(span, plan.reason, [r.key for r in routes], attempts)
+                (first, upstream), route = await first_success(
+                    routes,
+                    lambda r: first_delta(r.provider.stream_chat(request, r.model), ChatDelta(finish_reason="stop")),
+                    attempts,
+                    self.breakers,
+                    count_success=False,  # ChatStream reports the outcome once the stream has ended
+                    on_error=lambda r, err: self._record_failure(request, r.name, ctx, attempts, err, started, span),
+                    telemetry=self.telemetry,
+                )
+        except BaseException:
+            span.end()
+            raise
         result = ChatOutcome(
             content=None,
             model=route.name,
@@ -287,7 +315,9 @@ class AIService:
             route_reason=plan.reason,
         )
         self._stamp(result, ctx)
-        return ChatStream(self, request, ctx, result, route, first, upstream, started)
+        stream = ChatStream(self, request, ctx, result, route, first, upstream, started)
+        stream.span = span
+        return stream
 
     # -- embeddings ---------------------------------------------------------
     async def embed(
@@ -308,13 +338,22 @@ class AIService:
                 )
             return result
 
-        result, route = await first_success(routes, call, attempts)
-        result.model = route.name
-        result.attempts = attempts
-        result.latency_ms = (time.perf_counter() - started) * 1000
-        result.inference_id = new_id()
-        result.cost = _cost(route.price, result.usage)
-        self._record_embed(texts, result, ctx)
+        with self.telemetry.inference_span("embeddings", model) if tracing.enabled() else NOOP as span:
+            try:
+                result, route = await first_success(
+                    routes, call, attempts, telemetry=self.telemetry, operation="embeddings"
+                )
+            except RunyardError as err:
+                last = attempts[-1].provider if attempts else None
+                self.telemetry.failed(span, "embed", routes[0].name, last, err)
+                raise
+            result.model = route.name
+            result.attempts = attempts
+            result.latency_ms = (time.perf_counter() - started) * 1000
+            result.inference_id = new_id()
+            result.cost = _cost(route.price, result.usage)
+            self.telemetry.finished(span, "embed", result, "ok")
+            self._record_embed(texts, result, ctx)
         for observe in self.usage_observers:
             observe(ctx, result)
         return result
@@ -334,8 +373,14 @@ class AIService:
         ttft_ms: float | None,
         status: str,
         error: str | None,
+        span: Span = NOOP,
     ) -> None:
-        self._record_chat(request, result, ctx, ttft_ms=ttft_ms, status=status, error=error)
+        self.telemetry.finished(span, "chat", result, "cached" if result.cache_hit else status, ttft_ms)
+        if tracing.enabled():
+            with tracing.span("runyard.record", {"runyard.inference_id": result.inference_id}):
+                self._record_chat(request, result, ctx, ttft_ms=ttft_ms, status=status, error=error)
+        else:
+            self._record_chat(request, result, ctx, ttft_ms=ttft_ms, status=status, error=error)
         if status == "ok":
             for observe in self.usage_observers:
                 observe(ctx, result)
@@ -389,7 +434,9 @@ class AIService:
         attempts: list[Attempt],
         err: RunyardError,
         started: float,
+        span: Span = NOOP,
     ) -> None:
+        self.telemetry.failed(span, "chat", model, attempts[-1].provider if attempts else None, err)
         if self.recorder is None or ctx.dryrun:
             return
         inference_id = new_id()
@@ -474,4 +521,6 @@ def inference_row(
         "created_at": created,
         "cost": cost,
         "cache_hit": cache_hit,
+        "request_id": None,  # set by the recorder from the request in progress (0009)
+        "trace_id": None,
     }

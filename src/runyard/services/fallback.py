@@ -8,12 +8,16 @@ the last route's, is raised with every attempt listed in its ``details``.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from ..errors import RunyardError
 from ..inference import Attempt
 from ..providers import can_fall_back
+from ..telemetry import tracing
+from ..telemetry.inference import InferenceTelemetry
+from ..telemetry.tracing import NOOP
 from .breaker import CircuitBreakers
 
 __all__ = ["aclose_quietly", "attempts_json", "first_delta", "first_success", "with_attempts"]
@@ -43,25 +47,42 @@ async def first_success(
     *,
     count_success: bool = True,
     on_error: Callable[[R, RunyardError], None] | None = None,
+    telemetry: InferenceTelemetry | None = None,
+    operation: str = "chat",
 ) -> tuple[T, R]:
     """``call`` each route until one succeeds: (its result, the route). Every try is appended to
     ``attempts``; ``breakers`` hear of failures (and of the success, unless ``count_success`` is
-    False: a stream counts once it has finished); ``on_error`` sees the route that gave up."""
+    False: a stream counts once it has finished); ``on_error`` sees the route that gave up;
+    ``telemetry`` hears of each attempt (a span per attempt, named for ``operation``, when tracing)."""
     for i, route in enumerate(routes):
-        try:
-            result = await call(route)
-        except RunyardError as err:
-            attempts.append(Attempt(route.provider.name, route.model, err.message, err.code))
-            if can_fall_back(err):
-                if breakers is not None:
-                    breakers.failure(route.key)
-                if i + 1 < len(routes):
-                    continue
-            if on_error is not None:
-                on_error(route, err)
-            raise with_attempts(err, attempts) from None
+        started = time.perf_counter()
+        span = (
+            InferenceTelemetry.attempt_span(operation, route.provider.name, route.model, i)
+            if tracing.enabled()
+            else NOOP
+        )
+        with span:
+            try:
+                result = await call(route)
+            except RunyardError as err:
+                attempts.append(Attempt(route.provider.name, route.model, err.message, err.code))
+                retry = can_fall_back(err)
+                if telemetry is not None:
+                    next_route = routes[i + 1] if retry and i + 1 < len(routes) else None
+                    where = f"{next_route.provider.name}::{next_route.model}" if next_route is not None else None
+                    telemetry.attempt_failed(span, route.provider.name, route.model, err, started, where)
+                if retry:
+                    if breakers is not None:
+                        breakers.failure(route.key)
+                    if i + 1 < len(routes):
+                        continue
+                if on_error is not None:
+                    on_error(route, err)
+                raise with_attempts(err, attempts) from None
         if breakers is not None and count_success:
             breakers.success(route.key)
+        if telemetry is not None:
+            telemetry.attempt_ok(route.provider.name)
         attempts.append(Attempt(route.provider.name, route.model))
         return result, route
     raise AssertionError("unreachable: at least one route")

@@ -22,6 +22,7 @@ from ..inference import (
     TokenUsage,
 )
 from ..providers import can_fall_back
+from ..telemetry.tracing import NOOP_DETACHED, Detached
 from .fallback import aclose_quietly
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class ChatStream:
         self._first: ChatDelta | None = first
         self._upstream = upstream
         self._started = started
+        self.span: Detached = NOOP_DETACHED  # the inference's span, ended with the stream
 
     async def __aiter__(self) -> AsyncIterator[ChatDelta]:
         result = self.result
@@ -103,7 +105,12 @@ class ChatStream:
                 None if price is None else price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
             )
             result.latency_ms = (time.perf_counter() - self._started) * 1000
-            self.service._finish_chat(self.request, result, self.ctx, ttft_ms=ttft, status=status, error=error)
+            span = self.span
+            with span.current():
+                self.service._finish_chat(
+                    self.request, result, self.ctx, ttft_ms=ttft, status=status, error=error, span=span
+                )
+            span.end()
 
         async with filed_when_done(self._upstream, ended, failed):
             while True:

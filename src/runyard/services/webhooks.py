@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from ..config import WebhooksConfig
+from ..telemetry import tracing
 from .urlguard import check_url
 
 log = logging.getLogger("runyard.webhooks")
@@ -57,6 +58,7 @@ class WebhookSender:
             "X-Runyard-Delivery": str(uuid.uuid4()),
             SIGNATURE_HEADER: sign(self.config.secret, body),
         }
+        tracing.inject(headers)  # the task's trace continues at the receiver (when tracing)
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.timeout_s))
         delay = self.config.initial_backoff_s

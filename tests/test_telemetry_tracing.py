@@ -1,0 +1,198 @@
+"""Traces: a gateway exporting OTLP/HTTP to a loopback receiver (a real HTTP server decoding
+the protobuf payloads) gives the expected span trees, parent links and GenAI attributes."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support.gateway import GatewayProcess
+from support.openai_mock import B, MockOpenAI
+from support.otlp_receiver import OtlpReceiver, ReceivedSpan, children, named
+from support.telemetry_config import ADMIN_KEY, gateway_env, write_config
+
+SERVER, CLIENT = 2, 3  # OTLP SpanKind values
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[OtlpReceiver]:
+    r = OtlpReceiver().start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+@pytest.fixture
+def traced_gateway(
+    tmp_path: Path, mock_openai: MockOpenAI, receiver: OtlpReceiver
+) -> Iterator[tuple[GatewayProcess, Path]]:
+    receiver.clear()
+    config = write_config(tmp_path, mock_openai.url, otlp_url=receiver.url)
+    gw = GatewayProcess(config, env=gateway_env()).start()
+    try:
+        yield gw, tmp_path / "runyard.db"
+    finally:
+        gw.stop()
+
+
+def one(spans: list[ReceivedSpan]) -> ReceivedSpan:
+    assert len(spans) == 1, [s.name for s in spans]
+    return spans[0]
+
+
+def test_chat_with_a_failed_attempt_and_fallback_under_the_callers_trace(
+    traced_gateway: tuple[GatewayProcess, Path], mock_openai: MockOpenAI, receiver: OtlpReceiver
+) -> None:
+    gw, db = traced_gateway
+    mock_openai.script(B.status(500))
+    resp = httpx.post(
+        gw.url + "/v1/chat/completions",
+        json={"model": "gpt-with-fallback", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}", "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"},
+        timeout=10,
+    )
+    assert resp.status_code == 200, resp.text
+    usage = resp.json()["usage"]
+
+    def done(spans: list[ReceivedSpan]) -> bool:
+        return any(s.name == "runyard.record" and s.trace_id == CALLER_TRACE for s in spans) and any(
+            s.kind == SERVER and s.trace_id == CALLER_TRACE for s in spans
+        )
+
+    spans = [s for s in receiver.wait_for(done) if s.trace_id == CALLER_TRACE]
+    assert {s.service for s in spans} == {"runyard-test"}
+    server = one([s for s in spans if s.kind == SERVER])
+    assert server.name == "POST /v1/chat/completions" and server.parent_id == CALLER_SPAN  # the caller is the root
+    assert server.attributes["http.response.status_code"] == 200
+    assert server.attributes["runyard.request_id"] == resp.headers["x-request-id"]
+    inference = one(children(spans, server))
+    assert inference.name == "chat gpt-with-fallback"
+    attrs = inference.attributes
+    assert attrs["gen_ai.operation.name"] == "chat" and attrs["gen_ai.request.model"] == "gpt-with-fallback"
+    assert attrs["gen_ai.provider.name"] == "backup" and attrs["gen_ai.response.model"] == "gpt-secondary"
+    assert attrs["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
+    assert attrs["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
+    assert attrs["gen_ai.response.finish_reasons"] == ["stop"]
+    assert attrs["runyard.route.candidates"] == "mock::gpt-primary,backup::gpt-secondary"
+    failed, served = sorted((s for s in children(spans, inference) if s.kind == CLIENT), key=lambda s: s.name)[::-1]
+    assert failed.name == "chat mock::gpt-primary" and failed.status_code == 2
+    assert failed.attributes["error.type"] == "upstream_error"
+    assert failed.attributes["runyard.fallback.to"] == "backup::gpt-secondary"
+    assert failed.attributes["gen_ai.provider.name"] == "mock"
+    assert served.name == "chat backup::gpt-secondary" and served.status_code != 2
+    assert one(named(children(spans, inference), "runyard.record"))
+    # each upstream call carried its attempt's span as traceparent
+    sent = [r["headers"].get("traceparent") for r in mock_openai.requests]
+    assert sent == [f"00-{CALLER_TRACE}-{failed.span_id}-01", f"00-{CALLER_TRACE}-{served.span_id}-01"]
+    # the inference row keeps the trace id and the request id
+    gw.stop()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT status, trace_id, request_id FROM inferences ORDER BY created_at").fetchall()
+    assert rows == [("ok", CALLER_TRACE, resp.headers["x-request-id"])]
+
+
+def test_new_trace_without_traceparent_and_embeddings(
+    traced_gateway: tuple[GatewayProcess, Path], receiver: OtlpReceiver
+) -> None:
+    gw, _ = traced_gateway
+    resp = httpx.post(
+        gw.url + "/v1/embeddings",
+        json={"model": "embed", "input": ["a", "b"]},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=10,
+    )
+    assert resp.status_code == 200, resp.text
+    spans = receiver.wait_for(lambda ss: any(s.kind == SERVER and s.name == "POST /v1/embeddings" for s in ss))
+    server = one([s for s in spans if s.kind == SERVER and s.name == "POST /v1/embeddings"])
+    assert server.parent_id is None
+    inference = one(children(spans, server))
+    assert inference.name == "embeddings embed"
+    assert inference.attributes["gen_ai.operation.name"] == "embeddings"
+    attempt = one(children(spans, inference))
+    assert attempt.kind == CLIENT and attempt.attributes["gen_ai.provider.name"] == "mock"
+
+
+def test_tracing_off_imports_no_opentelemetry(tmp_path: Path, mock_openai: MockOpenAI) -> None:
+    config = write_config(tmp_path, mock_openai.url)
+    code = f"""
+import sys
+from starlette.testclient import TestClient
+from runyard.config import load_config
+from runyard.server.app import create_app
+with TestClient(create_app(load_config({str(config)!r}))) as c:
+    assert c.get("/healthz").status_code == 200
+loaded = sorted(m for m in sys.modules if m.startswith("opentelemetry"))
+assert not loaded, loaded
+print("clean")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=gateway_env(), timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "clean", out.stderr[-2000:]
+
+
+SUBMITTER = """
+import json, sys
+from runyard.telemetry import spans, tracing
+tracing.install(tracing.Tracing(sys.argv[1], "runyard-api", 1.0))
+with tracing.span("POST /v1/runs", kind="server"):
+    with spans.task_submit("tests/echo"):
+        carrier = spans.task_carrier()
+tracing._active.shutdown()
+print(json.dumps(carrier))
+"""
+
+WORKER = """
+import json, sys
+from datetime import datetime, timedelta, timezone
+from runyard.telemetry import spans, tracing
+tracing.install(tracing.Tracing(sys.argv[1], "runyard-worker", 1.0))
+queued = datetime.now(timezone.utc) - timedelta(seconds=2)
+with spans.task_run("tests/echo", "task-1", json.loads(sys.argv[2]), queued):
+    with spans.workflow_block("ask", "llm"):
+        with spans.agent_chat("helper"):
+            with spans.tool_call("search", "call-1"):
+                pass
+tracing._active.shutdown()
+"""
+
+
+def test_task_trace_continues_in_another_process(receiver: OtlpReceiver) -> None:
+    """The span helpers the task, workflow and agent code call (telemetry/spans.py): a task
+    submitted in one process and run in another is one trace, parent links intact."""
+    receiver.clear()
+    env = gateway_env()
+    submit = subprocess.run(
+        [sys.executable, "-c", SUBMITTER, receiver.url], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert submit.returncode == 0, submit.stderr[-2000:]
+    carrier = submit.stdout.strip().splitlines()[-1]
+    assert '"traceparent": "00-' in carrier
+    run = subprocess.run(
+        [sys.executable, "-c", WORKER, receiver.url, carrier], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    spans = receiver.wait_for(lambda ss: len(ss) >= 7)
+    by_name = {s.name: s for s in spans}
+    root, submitted = by_name["POST /v1/runs"], by_name["task.submit tests/echo"]
+    assert {s.trace_id for s in spans} == {root.trace_id}, "one trace across both processes"
+    assert {by_name["task.run tests/echo"].service, submitted.service} == {"runyard-worker", "runyard-api"}
+    assert submitted.parent_id == root.span_id
+    assert by_name["task.queue_wait"].parent_id == submitted.span_id
+    assert by_name["task.run tests/echo"].parent_id == submitted.span_id
+    assert by_name["workflow.block ask"].parent_id == by_name["task.run tests/echo"].span_id
+    assert by_name["invoke_agent helper"].parent_id == by_name["workflow.block ask"].span_id
+    tool = by_name["execute_tool search"]
+    assert tool.parent_id == by_name["invoke_agent helper"].span_id
+    assert tool.attributes == {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "search",
+        "gen_ai.tool.call.id": "call-1",
+    }
