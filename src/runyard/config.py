@@ -179,7 +179,7 @@ class PoolConfig(_Strict):
 
 
 class WebhooksConfig(_Strict):
-    """``[webhooks]``: completion callbacks, signed ``X-Runyard-Signature: sha256=<hmac hex>``."""
+    """``[webhooks]``: completion callbacks, signed the Standard Webhooks way (``runyard.webhooks``)."""
 
     secret: str = ""
     allow_private_webhooks: bool = Field(default=False, description="allow loopback/private/link-local targets")

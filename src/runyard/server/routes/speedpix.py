@@ -40,6 +40,7 @@ from ...backends.queue import TERMINAL
 from ...backends.store import new_id
 from ...errors import AuthenticationError, NotFoundError, RunyardError
 from ...files import file_uri, parse_file_ref, sanitize_filename
+from ..downloads import file_response
 from ..http import gateway, json_response, parse_object, read_body
 from .workflows import _result
 
@@ -291,7 +292,7 @@ async def upload_put(request: Request) -> Response:
 async def _serve_file(request: Request, file_id: str) -> Response:
     files = gateway(request).files
     record = await files.get(file_id)
-    return Response(await files.read(record), media_type=record.content_type)
+    return await file_response(request, record, files)
 
 
 async def upload_get(request: Request) -> Response:
