@@ -18,9 +18,49 @@ from ..config import RunyardConfig
 from ..errors import InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
 from .http import error_response
+from .openapi import Operation, build_spec, doc_routes
+from .openapi.docs import operations as doc_operations
 from .ratelimit import PUBLIC_PATHS, AuthLimitMiddleware, Guard  # noqa: F401 - PUBLIC_PATHS re-exported
-from .routes import agents, files, inferencesh, media, native, openai, simstudio, speedpix, tasks, tensorzero, usage
+from .routes import (
+    agents,
+    files,
+    inferencesh,
+    inferencesh_api,
+    media,
+    native,
+    openai,
+    simstudio,
+    speedpix,
+    tasks,
+    tensorzero,
+    usage,
+)
 from .routes import workflows as workflow_routes
+
+# Every route module's API declarations (server/openapi): a route without one fails tests/test_openapi.py.
+OPERATIONS: list[Operation] = [
+    *doc_operations,
+    *native.operations,
+    *openai.operations,
+    *tensorzero.operations,
+    *files.operations,
+    *tasks.operations,
+    *media.operations,
+    *usage.operations,
+    *workflow_routes.operations,
+    *simstudio.operations,
+    *speedpix.operations,
+    *agents.operations,
+    *inferencesh_api.operations,
+]
+
+
+def api_spec() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every declared route (served at ``/openapi.json``)."""
+    from .. import __version__
+
+    return build_spec(OPERATIONS, version=__version__)
+
 
 log = logging.getLogger("runyard.server")
 
@@ -54,6 +94,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
             *speedpix.routes,
             *agents.routes,
             *inferencesh.routes,
+            *doc_routes(api_spec()),
         ],
         lifespan=lifespan,
         exception_handlers={

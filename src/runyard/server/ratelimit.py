@@ -21,12 +21,13 @@ from ..errors import AuthenticationError, RateLimitError
 from ..gateway import Gateway
 from ..services.limits import DEFERRED, NOT_METERED, Policy, classify, retry_after_header
 from .http import error_response, gateway, header
+from .openapi.docs import DOC_PATHS
 
 # A signed protocol's authenticator: (protocol caller id, key id for usage, policy), None for its
 # unsigned URLs, or AuthenticationError. See routes/speedpix.py.
 SignedAuth = Callable[[Gateway, Scope], Awaitable["tuple[str, str, Policy] | None"]]
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", *DOC_PATHS})  # the API description and its docs page: public
 
 
 class Guard:

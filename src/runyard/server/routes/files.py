@@ -24,6 +24,7 @@ from ...services.files import FileRecord, FileService
 from ..access import check_file
 from ..downloads import file_response
 from ..http import gateway, json_response
+from ..openapi import ANY_OBJECT, BINARY, Operation, Param
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 64 * 1024  # non-file form fields
@@ -217,4 +218,42 @@ routes = [
     Route("/v1/files", upload, methods=["POST"]),
     Route("/v1/files/{file_id}", get_file, methods=["GET"]),
     Route("/v1/files/{file_id}/content", get_content, methods=["GET"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+_FILE_LINKS = {
+    "GetFile": {"operationId": "getFile", "parameters": {"file_id": "$response.body#/id"}},
+    "GetFileContent": {"operationId": "getFileContent", "parameters": {"file_id": "$response.body#/id"}},
+}
+operations = [
+    Operation(
+        "POST",
+        "/v1/files",
+        "Upload a file (multipart field `file`, or the raw body)",
+        "files",
+        "uploadFile",
+        bodies={
+            "multipart/form-data": {
+                "type": "object",
+                "required": [FILE_FIELD],
+                "properties": {FILE_FIELD: BINARY, "filename": {"type": "string"}, "content_type": {"type": "string"}},
+            },
+            "application/octet-stream": BINARY,
+        },
+        params=(Param("filename"), Param("content_type"), Param("X-Filename", "header")),
+        response=ANY_OBJECT,
+        status=201,
+        links=_FILE_LINKS,
+    ),
+    Operation("GET", "/v1/files/{file_id}", "A file's metadata", "files", "getFile", response=ANY_OBJECT),
+    Operation(
+        "GET",
+        "/v1/files/{file_id}/content",
+        "A file's bytes (served safely: see README Security)",
+        "files",
+        "getFileContent",
+        response=BINARY,
+        response_media="*/*",
+        params=(Param("Range", "header"), Param("If-None-Match", "header"), Param("If-Range", "header")),
+    ),
 ]

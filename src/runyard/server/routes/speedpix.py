@@ -42,6 +42,7 @@ from ...errors import AuthenticationError, NotFoundError, RunyardError
 from ...files import file_uri, parse_file_ref, sanitize_filename
 from ..downloads import file_response
 from ..http import gateway, json_response, parse_object, read_body
+from ..openapi import ANY_OBJECT, BINARY, ErrorShape, Operation
 from .workflows import _result
 
 if TYPE_CHECKING:
@@ -338,4 +339,82 @@ routes = [
     Route("/scc/uploads/{key}/{file_id}/{expires:int}/{sig}", upload_put, methods=["PUT"]),
     Route("/scc/uploads/{key}/{file_id}/{sig}", upload_get, methods=["GET"]),
     Route("/scc/files/{file_id}/{key}/{sig}", signed_file, methods=["GET"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+SPEEDPIX_ERROR = ErrorShape(
+    "SpeedPixError",
+    {
+        "type": "object",
+        "required": ["status", "err_code"],
+        "properties": {
+            "status": {"type": "integer"},
+            "err_code": {"type": "string"},
+            "err_message": {"type": "string"},
+        },
+    },
+)
+_SIGNED = {"errors": SPEEDPIX_ERROR, "security": "speedpix", "response": ANY_OBJECT, "body_required": False}
+_URL = {"errors": SPEEDPIX_ERROR, "security": "signed_url"}
+operations = [
+    Operation(
+        "POST",
+        "/scc/comfy_prompt",
+        "SpeedPix: run a workflow",
+        "speedpix",
+        "speedpixPrompt",
+        body=ANY_OBJECT,
+        **_SIGNED,
+    ),
+    Operation(
+        "POST",
+        "/scc/comfy_get_progress",
+        "SpeedPix: progress",
+        "speedpix",
+        "speedpixProgress",
+        body=ANY_OBJECT,
+        **_SIGNED,
+    ),
+    Operation(
+        "POST", "/scc/comfy_get_result", "SpeedPix: result", "speedpix", "speedpixResult", body=ANY_OBJECT, **_SIGNED
+    ),
+    Operation(
+        "POST",
+        "/scc/sp_create_temp_file_upload_sign",
+        "SpeedPix: sign an upload",
+        "speedpix",
+        "speedpixUploadSign",
+        body=ANY_OBJECT,
+        **_SIGNED,
+    ),
+    Operation(
+        "PUT",
+        "/scc/uploads/{key}/{file_id}/{expires:int}/{sig}",
+        "SpeedPix: upload to a signed URL",
+        "speedpix",
+        "speedpixUploadPut",
+        body=BINARY,
+        body_media="application/octet-stream",
+        **_URL,
+    ),
+    Operation(
+        "GET",
+        "/scc/uploads/{key}/{file_id}/{sig}",
+        "SpeedPix: an upload's bytes (served safely)",
+        "speedpix",
+        "speedpixUploadGet",
+        response=BINARY,
+        response_media="*/*",
+        **_URL,
+    ),
+    Operation(
+        "GET",
+        "/scc/files/{file_id}/{key}/{sig}",
+        "SpeedPix: an output file's bytes (served safely)",
+        "speedpix",
+        "speedpixFile",
+        response=BINARY,
+        response_media="*/*",
+        **_URL,
+    ),
 ]

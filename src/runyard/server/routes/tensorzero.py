@@ -38,6 +38,7 @@ from ..http import (
     sse_response,
     validate,
 )
+from ..openapi import ANY_OBJECT, Operation
 from .native import guarded_stream
 
 # OpenAI-style finish reasons (what providers report) -> TensorZero's.
@@ -471,4 +472,27 @@ async def feedback(request: Request) -> Response:
 routes = [
     Route("/inference", inference, methods=["POST"]),
     Route("/feedback", feedback, methods=["POST"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+operations = [
+    Operation(
+        "POST",
+        "/inference",
+        "TensorZero: inference",
+        "tensorzero",
+        "tensorzeroInference",
+        body=ANY_OBJECT,
+        response=ANY_OBJECT,
+        stream=True,
+    ),
+    Operation(
+        "POST",
+        "/feedback",
+        "TensorZero: feedback",
+        "tensorzero",
+        "tensorzeroFeedback",
+        body=ANY_OBJECT,
+        response=ANY_OBJECT,
+    ),
 ]
