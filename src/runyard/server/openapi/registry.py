@@ -30,7 +30,7 @@ __all__ = [
 
 ANY_OBJECT: Schema = {"type": "object", "additionalProperties": True}
 BINARY: Schema = {"type": "string", "format": "binary"}
-SSE: Schema = {"type": "string", "description": "Server-sent events: `data: <JSON>` lines, ending with `data: [DONE]`"}
+SSE: Schema = {"description": "A stream of events, each a JSON object (server-sent events end with `data: [DONE]`)"}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from .registry import RUNYARD_ERROR, Body, ErrorShape, Operation, Schema
+from .registry import RUNYARD_ERROR, SSE, Body, ErrorShape, Operation, Schema
 
 __all__ = ["build_spec", "spec_path"]
 
@@ -77,7 +77,7 @@ def _operation(op: Operation, schemas: _Schemas) -> dict[str, Any]:
     if op.response is not None:
         content = {op.response_media: {"schema": schemas.of(op.response)}}
         if op.stream:
-            content["text/event-stream"] = {"schema": {"type": "string"}}
+            content["text/event-stream"] = {"schema": SSE}
         success["content"] = content
     if op.links:
         success["links"] = op.links

@@ -56,7 +56,10 @@ async def app_versions(request: Request) -> Response:
 
 
 class RunBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"app": "runyard/chat", "input": {"messages": "hi", "model": "dummy::echo"}}]},
+    )
 
     app: str = Field(min_length=1, max_length=255)
     input: dict[str, Any] = Field(default_factory=dict)
