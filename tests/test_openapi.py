@@ -11,11 +11,11 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 from starlette.routing import Route
-from support.gateway import GatewayProcess
 
 from runyard.config import hash_api_key, load_config
 from runyard.server.app import create_app
 from runyard.server.openapi import spec_path
+from support.gateway import GatewayProcess
 
 KEY = "ry_openapi_test_key"
 

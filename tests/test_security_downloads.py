@@ -14,10 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.gateway import GatewayProcess
 
 from runyard.config import hash_api_key
 from runyard.server.downloads import content_disposition, is_passive
+from support.gateway import GatewayProcess
 
 ADMIN_KEY = "ry_sec_downloads_admin"
 APP_KEY, APP_SECRET = "sec-app", "sec-app-secret"

@@ -43,6 +43,7 @@ class ProviderConfig(_Strict):
     max_connections: int = Field(default=512, ge=1)
     headers: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict, description="provider-specific settings")
+    ca_bundle: str | None = Field(default=None, description="PEM file of CAs to trust for this upstream's TLS")
 
     @field_validator("kind")
     @classmethod
