@@ -23,6 +23,7 @@ from .openapi.docs import operations as doc_operations
 from .ratelimit import PUBLIC_PATHS, AuthLimitMiddleware, Guard  # noqa: F401 - PUBLIC_PATHS re-exported
 from .routes import (
     agents,
+    audit,
     files,
     inferencesh,
     inferencesh_api,
@@ -52,6 +53,7 @@ OPERATIONS: list[Operation] = [
     *speedpix.operations,
     *agents.operations,
     *inferencesh_api.operations,
+    *audit.operations,
 ]
 
 
@@ -94,6 +96,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
             *speedpix.routes,
             *agents.routes,
             *inferencesh.routes,
+            *audit.routes,
             *doc_routes(api_spec()),
         ],
         lifespan=lifespan,
