@@ -20,7 +20,8 @@ def proxy_for(scheme: str, host: str) -> str | None:
     """The proxy URL for ``scheme://host`` from the environment, or None (none set, or NO_PROXY)."""
     proxies = urllib.request.getproxies_environment()
     proxy = proxies.get(scheme)
-    if not proxy or urllib.request.proxy_bypass_environment(host, proxies):
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # public, untyped
+    if not proxy or bypass(host, proxies):
         return None
     return proxy if "://" in proxy else f"http://{proxy}"
 

@@ -239,15 +239,15 @@ class ConnectionPool:
         self, loop: asyncio.AbstractEventLoop, read_timeout: float, max_bytes: int
     ) -> tuple[asyncio.BaseTransport, _Connection]:
         """A new connection: direct, or through the proxy's CONNECT tunnel (TLS inside it)."""
-        sock = await _tunnel(loop, self._proxy, self.host, self.port) if self._proxy else None
-        return await loop.create_connection(
-            lambda: _Connection(loop, read_timeout, max_bytes),
-            None if sock else self.host,
-            None if sock else self.port,
-            sock=sock,
-            ssl=self._ssl,
-            server_hostname=self.host if self.tls else None,
-        )
+
+        def factory() -> _Connection:
+            return _Connection(loop, read_timeout, max_bytes)
+
+        hostname = self.host if self.tls else None
+        if self._proxy is None:
+            return await loop.create_connection(factory, self.host, self.port, ssl=self._ssl, server_hostname=hostname)
+        sock = await _tunnel(loop, self._proxy, self.host, self.port)
+        return await loop.create_connection(factory, sock=sock, ssl=self._ssl, server_hostname=hostname)
 
     def _discard(self, conn: _Connection) -> None:
         self._all.discard(conn)
