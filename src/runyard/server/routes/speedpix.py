@@ -354,67 +354,34 @@ SPEEDPIX_ERROR = ErrorShape(
         },
     },
 )
-_SIGNED = {"errors": SPEEDPIX_ERROR, "security": "speedpix", "response": ANY_OBJECT, "body_required": False}
-_URL = {"errors": SPEEDPIX_ERROR, "security": "signed_url"}
+
+
+def _signed(path: str, summary: str, operation_id: str) -> Operation:
+    """A POST signed with the app's secret (a SpeedPix envelope answers, errors included)."""
+    return Operation(
+        "POST", path, summary, "speedpix", operation_id, body=ANY_OBJECT, body_required=False,
+        response=ANY_OBJECT, errors=SPEEDPIX_ERROR, security="speedpix",
+    )  # fmt: skip
+
+
+def _signed_url(method: str, path: str, summary: str, operation_id: str) -> Operation:
+    """A URL signed by the gateway (upload slots and file links): no key; bytes in or out."""
+    put = method == "PUT"
+    return Operation(
+        method, path, summary, "speedpix", operation_id, errors=SPEEDPIX_ERROR, security="signed_url",
+        body=BINARY if put else None, body_media="application/octet-stream",
+        response=None if put else BINARY, response_media="*/*",
+    )  # fmt: skip
+
+
 operations = [
-    Operation(
-        "POST",
-        "/scc/comfy_prompt",
-        "SpeedPix: run a workflow",
-        "speedpix",
-        "speedpixPrompt",
-        body=ANY_OBJECT,
-        **_SIGNED,
+    _signed("/scc/comfy_prompt", "SpeedPix: run a workflow", "speedpixPrompt"),
+    _signed("/scc/comfy_get_progress", "SpeedPix: progress", "speedpixProgress"),
+    _signed("/scc/comfy_get_result", "SpeedPix: result", "speedpixResult"),
+    _signed("/scc/sp_create_temp_file_upload_sign", "SpeedPix: sign an upload", "speedpixUploadSign"),
+    _signed_url("PUT", "/scc/uploads/{key}/{file_id}/{expires:int}/{sig}", "SpeedPix: upload", "speedpixUploadPut"),
+    _signed_url(
+        "GET", "/scc/uploads/{key}/{file_id}/{sig}", "SpeedPix: an upload (served safely)", "speedpixUploadGet"
     ),
-    Operation(
-        "POST",
-        "/scc/comfy_get_progress",
-        "SpeedPix: progress",
-        "speedpix",
-        "speedpixProgress",
-        body=ANY_OBJECT,
-        **_SIGNED,
-    ),
-    Operation(
-        "POST", "/scc/comfy_get_result", "SpeedPix: result", "speedpix", "speedpixResult", body=ANY_OBJECT, **_SIGNED
-    ),
-    Operation(
-        "POST",
-        "/scc/sp_create_temp_file_upload_sign",
-        "SpeedPix: sign an upload",
-        "speedpix",
-        "speedpixUploadSign",
-        body=ANY_OBJECT,
-        **_SIGNED,
-    ),
-    Operation(
-        "PUT",
-        "/scc/uploads/{key}/{file_id}/{expires:int}/{sig}",
-        "SpeedPix: upload to a signed URL",
-        "speedpix",
-        "speedpixUploadPut",
-        body=BINARY,
-        body_media="application/octet-stream",
-        **_URL,
-    ),
-    Operation(
-        "GET",
-        "/scc/uploads/{key}/{file_id}/{sig}",
-        "SpeedPix: an upload's bytes (served safely)",
-        "speedpix",
-        "speedpixUploadGet",
-        response=BINARY,
-        response_media="*/*",
-        **_URL,
-    ),
-    Operation(
-        "GET",
-        "/scc/files/{file_id}/{key}/{sig}",
-        "SpeedPix: an output file's bytes (served safely)",
-        "speedpix",
-        "speedpixFile",
-        response=BINARY,
-        response_media="*/*",
-        **_URL,
-    ),
+    _signed_url("GET", "/scc/files/{file_id}/{key}/{sig}", "SpeedPix: an output file (served safely)", "speedpixFile"),
 ]
