@@ -68,9 +68,16 @@ class FuzzResult:
     failures: list[str]
     output: str
 
+    @property
+    def links(self) -> str:
+        """Stateful testing's reach: ``"<covered> covered / <total>"`` API links (the spec's id flows)."""
+        found = re.search(r"API Links:\s+(\d+ covered / \d+) selected", self.output)
+        return found.group(1) if found else "none (no stateful phase)"
+
     def summary(self) -> str:
         return (
-            f"contract fuzzing: {self.operations} operations, {self.examples} examples, {len(self.failures)} failures"
+            f"contract fuzzing: {self.operations} operations, {self.examples} examples, "
+            f"{len(self.failures)} failures; API links {self.links}"
         )
 
 
