@@ -136,6 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     krevoke.add_argument("key_id")
     krevoke.add_argument("--config")
     krevoke.set_defaults(func=_keys_revoke)
+
+    from .cli_audit import add_audit_command
+
+    add_audit_command(sub, _with_store)
     return p
 
 
@@ -488,9 +492,16 @@ def _keys_create(args: argparse.Namespace) -> None:
     if "period" in limits and "spend_limit" not in limits:
         print("runyard: --period needs --spend-limit", file=sys.stderr)
         sys.exit(2)
-    key_id = _with_store(
-        args.config, lambda store: store.add_api_key(args.name, hash_api_key(key), workspace=args.workspace, **limits)
-    )
+
+    async def create(store: Any) -> str:
+        from .cli_audit import record
+
+        key_id: str = await store.add_api_key(args.name, hash_api_key(key), workspace=args.workspace, **limits)
+        details = {"name": args.name, "workspace": args.workspace, "limits": limits}
+        await record(store, "key.created", key_id, details)
+        return key_id
+
+    key_id = _with_store(args.config, create)
     shown = ", ".join(f"{k}={v}" for k, v in limits.items()) or "the [limits] defaults"
     print(f"created key {key_id} ({args.name}, workspace {args.workspace}, limits: {shown})")
     print(f"it is shown once, store it now:\n{key}")
@@ -525,7 +536,15 @@ def _keys_list(args: argparse.Namespace) -> None:
 
 
 def _keys_revoke(args: argparse.Namespace) -> None:
-    row = _with_store(args.config, lambda store: store.revoke_api_key(args.key_id))
+    async def revoke(store: Any) -> dict[str, Any] | None:
+        from .cli_audit import record
+
+        row: dict[str, Any] | None = await store.revoke_api_key(args.key_id)
+        if row is not None:
+            await record(store, "key.revoked", row["id"], {"name": row["name"]})
+        return row
+
+    row = _with_store(args.config, revoke)
     if row is None:
         print(f"runyard: no key {args.key_id}", file=sys.stderr)
         sys.exit(1)

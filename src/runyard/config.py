@@ -43,6 +43,7 @@ class ProviderConfig(_Strict):
     max_connections: int = Field(default=512, ge=1)
     headers: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict, description="provider-specific settings")
+    ca_bundle: str | None = Field(default=None, description="PEM file of CAs to trust for this upstream's TLS")
 
     @field_validator("kind")
     @classmethod
@@ -230,7 +231,7 @@ class PoolConfig(_Strict):
 
 
 class WebhooksConfig(_Strict):
-    """``[webhooks]``: completion callbacks, signed ``X-Runyard-Signature: sha256=<hmac hex>``."""
+    """``[webhooks]``: completion callbacks, signed the Standard Webhooks way (``runyard.webhooks``)."""
 
     secret: str = ""
     allow_private_webhooks: bool = Field(default=False, description="allow loopback/private/link-local targets")

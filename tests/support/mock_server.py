@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -241,6 +242,7 @@ class ThreadedMockServer:
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
         self._counter = 0
+        self.ssl_context: ssl.SSLContext | None = None  # set before start() to serve HTTPS on "localhost"
 
     # ---- public API
 
@@ -334,11 +336,12 @@ class ThreadedMockServer:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         await site.start()
         self._runner = runner
         self.port = runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{self.port}{self.url_suffix}"
+        origin = f"https://localhost:{self.port}" if self.ssl_context else f"http://127.0.0.1:{self.port}"
+        self.url = f"{origin}{self.url_suffix}"
 
     async def _shutdown(self) -> None:
         if self._stopping is not None:

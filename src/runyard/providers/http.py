@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -15,6 +16,7 @@ from ..config import ProviderConfig
 from ..errors import RunyardError, TimeoutError, UpstreamError
 from ..telemetry import tracing
 from .base import upstream_status_error
+from .egress import proxy_for, ssl_context
 from .pool import ConnectionPool
 
 _SSE_ACCEPT = {"Accept": "text/event-stream"}
@@ -47,6 +49,8 @@ class UpstreamClient:
                 connect_timeout=self._config.connect_timeout,
                 read_timeout=self._config.timeout,
                 limit=self._config.max_connections,
+                proxy=proxy_for(url.scheme, url.host or ""),
+                ssl_context=ssl_context(self._config.ca_bundle),
             )
         return pool
 
@@ -58,12 +62,14 @@ class UpstreamClient:
                 keepalive_timeout=30,
                 enable_cleanup_closed=False,
                 socket_factory=_nodelay_socket,
+                ssl=ssl_context(self._config.ca_bundle),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
                 headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **self._headers},
                 cookie_jar=aiohttp.DummyCookieJar(),  # an API gateway keeps no cookies; saves work per request
+                trust_env=True,  # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as the pool (providers/egress.py)
             )
         return self._session
 
@@ -80,6 +86,8 @@ class UpstreamClient:
             answer = await self._pool(url).post(
                 url.raw_path_qs, body, b"traceparent: %s\r\n" % tp.encode() if tp else b""
             )
+        except ssl.SSLError as err:  # also a ValueError: not a broken answer, an untrusted upstream
+            raise UpstreamError(f"{self.name}: cannot reach upstream: {err}", code="upstream_unreachable") from err
         except (ValueError, ConnectionResetError) as err:
             raise UpstreamError(f"{self.name}: upstream answer broken: {err}", code="upstream_disconnected") from err
         except Exception as err:

@@ -148,6 +148,8 @@ class ConnectionPool:
         read_timeout: float,
         limit: int,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        proxy: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._max_bytes = max_response_bytes
         parts = urlsplit(base_url)
@@ -156,7 +158,8 @@ class ConnectionPool:
         self.host = parts.hostname
         self.tls = parts.scheme == "https"
         self.port = parts.port or (443 if self.tls else 80)
-        self._ssl = ssl.create_default_context() if self.tls else None
+        self._ssl = (ssl_context or ssl.create_default_context()) if self.tls else None
+        self._proxy = _proxy_address(proxy) if proxy else None
         fixed = {"Host": parts.netloc, "Content-Type": "application/json", "Accept-Encoding": "identity", **headers}
         self._head = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode("latin-1")
         self._connect_timeout = connect_timeout
@@ -231,18 +234,23 @@ class ConnectionPool:
             self._discard(conn)
         loop = asyncio.get_running_loop()
         read_timeout, max_bytes = self._read_timeout, self._max_bytes
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: _Connection(loop, read_timeout, max_bytes),
-                self.host,
-                self.port,
-                ssl=self._ssl,
-                server_hostname=self.host if self.tls else None,
-            ),
-            self._connect_timeout,
-        )
+        _, conn = await asyncio.wait_for(self._connect(loop, read_timeout, max_bytes), self._connect_timeout)
         self._all.add(conn)
         return conn
+
+    async def _connect(
+        self, loop: asyncio.AbstractEventLoop, read_timeout: float, max_bytes: int
+    ) -> tuple[asyncio.BaseTransport, _Connection]:
+        """A new connection: direct, or through the proxy's CONNECT tunnel (TLS inside it)."""
+
+        def factory() -> _Connection:
+            return _Connection(loop, read_timeout, max_bytes)
+
+        hostname = self.host if self.tls else None
+        if self._proxy is None:
+            return await loop.create_connection(factory, self.host, self.port, ssl=self._ssl, server_hostname=hostname)
+        sock = await _tunnel(loop, self._proxy, self.host, self.port)
+        return await loop.create_connection(factory, sock=sock, ssl=self._ssl, server_hostname=hostname)
 
     def _discard(self, conn: _Connection) -> None:
         self._all.discard(conn)
@@ -253,3 +261,36 @@ class ConnectionPool:
         for conn in list(self._all):
             self._discard(conn)
         self._idle.clear()
+
+
+def _proxy_address(proxy: str) -> tuple[str, int]:
+    parts = urlsplit(proxy)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"only http:// proxies are supported, got {proxy!r}")
+    return parts.hostname, parts.port or 80
+
+
+async def _tunnel(loop: asyncio.AbstractEventLoop, proxy: tuple[str, int], host: str, port: int) -> socket.socket:
+    """A socket to ``host:port`` through an HTTP CONNECT proxy (the caller bounds the time)."""
+    infos = await loop.getaddrinfo(proxy[0], proxy[1], type=socket.SOCK_STREAM)
+    family, type_, proto, _, address = infos[0]
+    sock = socket.socket(family, type_, proto)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, address)
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        await loop.sock_sendall(sock, f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = await loop.sock_recv(sock, 4096)
+            if not chunk or len(reply) > 65536:
+                raise ConnectionError("proxy closed the connection during CONNECT")
+            reply += chunk
+        first = reply.split(b"\r\n", 1)[0]
+        status = first.split()
+        if len(status) < 2 or status[1] != b"200":
+            raise ConnectionError(f"proxy refused CONNECT {target}: {first!r}")
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -24,11 +24,15 @@ from ..telemetry.service import Telemetry
 from .guard import Guard, GuardMiddleware
 from .http import error_response
 from .inferencesh_runs import InferenceshRuns
+from .openapi import Operation, build_spec, doc_routes
+from .openapi.docs import operations as doc_operations
 from .readiness import readyz_endpoint
 from .routes import (
     agents,
+    audit,
     files,
     inferencesh,
+    inferencesh_api,
     media,
     metrics,
     native,
@@ -40,6 +44,32 @@ from .routes import (
     usage,
 )
 from .routes import workflows as workflow_routes
+
+# Every route module's API declarations (server/openapi): a route without one fails tests/test_openapi.py.
+OPERATIONS: list[Operation] = [
+    *doc_operations,
+    *native.operations,
+    *openai.operations,
+    *tensorzero.operations,
+    *files.operations,
+    *tasks.operations,
+    *media.operations,
+    *usage.operations,
+    *workflow_routes.operations,
+    *simstudio.operations,
+    *speedpix.operations,
+    *agents.operations,
+    *inferencesh_api.operations,
+    *audit.operations,
+]
+
+
+def api_spec() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every declared route (served at ``/openapi.json``)."""
+    from .. import __version__
+
+    return build_spec(OPERATIONS, version=__version__)
+
 
 log = logging.getLogger("runyard.server")
 
@@ -98,6 +128,8 @@ def create_app(
             *agents.routes,
             *inferencesh.routes(inferencesh_runs),
             Route("/readyz", readyz_endpoint(gateway.store, redis), methods=["GET"]),
+            *audit.routes,
+            *doc_routes(api_spec()),
         ],
         lifespan=lifespan,
         exception_handlers={

@@ -18,12 +18,14 @@ from ..gateway import Gateway
 from ..services.auth import ApiKeyAuth
 from ..services.limits import LimitService, Policy
 from .http import error_response, header
+from .openapi.docs import DOC_PATHS
 
 # A signed protocol's authenticator: (protocol caller id, key id for usage, policy), None for its
 # unsigned URLs, or AuthenticationError. See routes/speedpix.py.
 SignedAuth = Callable[[Gateway, Scope], Awaitable["tuple[str, str, Policy] | None"]]
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})  # probes (load balancers, orchestrators)
+# Probes (load balancers, orchestrators), the API description and its docs page: public.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", *DOC_PATHS})
 
 
 class Authenticator:

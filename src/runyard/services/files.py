@@ -38,7 +38,7 @@ from ..files import (
     sanitize_filename,
     sniff_content_type,
 )
-from .urlguard import check_url
+from .urlguard import Resolver, check_url, guarded_transport
 
 __all__ = ["FileRecord", "FileService"]
 
@@ -88,10 +88,13 @@ def decide_content_type(declared: str | None, head: bytes, filename: str | None)
 
 
 class FileService:
-    def __init__(self, store: Store, blobs: BlobStore, config: FilesConfig) -> None:
+    def __init__(
+        self, store: Store, blobs: BlobStore, config: FilesConfig, *, resolver: Resolver | None = None
+    ) -> None:
         self.store = store
         self.blobs = blobs
         self.config = config
+        self.resolver = resolver  # how URL inputs' hosts are looked up (None: the system's)
 
     @classmethod
     def from_config(cls, store: Store, config: FilesConfig) -> FileService:
@@ -283,9 +286,10 @@ class FileService:
     async def _fetch(
         self, url: str, filename: str | None, content_type: str | None, api_key_id: str | None, allow_private: bool
     ) -> FileRecord:
-        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S) as client:
-            for _ in range(MAX_REDIRECTS + 1):
-                await check_url(url, allow_private=allow_private, field="file url")
+        transport = guarded_transport(allow_private=allow_private, resolver=self.resolver)
+        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, transport=transport) as client:
+            for _ in range(MAX_REDIRECTS + 1):  # each hop: checked, and connected to the checked address
+                await check_url(url, allow_private=allow_private, field="file url", resolver=self.resolver)
                 async with client.stream("GET", url) as response:
                     if response.is_redirect and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])

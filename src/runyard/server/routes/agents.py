@@ -14,6 +14,7 @@ from ...errors import InvalidRequestError, RunyardError
 from ...services.agents import AgentService, Emit
 from ..access import check_chat, check_file_refs
 from ..http import DONE, gateway, json_response, read_body, sse_error, sse_event, sse_response
+from ..openapi import ANY_OBJECT, SSE, Operation
 
 _running: set[asyncio.Task[None]] = set()
 
@@ -174,4 +175,79 @@ routes = [
     Route("/v1/chats/{chat_id}/tool_results", tool_result, methods=["POST"]),
     Route("/v1/chats/{chat_id}/approvals", approval, methods=["POST"]),
     Route("/v1/chats/{chat_id}/reset", reset_chat, methods=["POST"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+_CHAT_LINKS = {
+    "GetChat": {"operationId": "getChat", "parameters": {"chat_id": "$response.body#/id"}},
+    "SendMessage": {"operationId": "sendChatMessage", "parameters": {"chat_id": "$response.body#/id"}},
+}
+operations = [
+    Operation(
+        "POST", "/v1/agents", "Save an agent", "agents", "createAgent", body=ANY_OBJECT, response=ANY_OBJECT, status=201
+    ),
+    Operation("GET", "/v1/agents/{ns}/{name}", "An agent", "agents", "getAgent", response=ANY_OBJECT),
+    Operation(
+        "GET",
+        "/v1/agents/{ns}/{name}/versions",
+        "An agent's versions",
+        "agents",
+        "getAgentVersions",
+        response=ANY_OBJECT,
+    ),
+    Operation(
+        "POST",
+        "/v1/agents/{ns}/{name}/chats",
+        "Start a chat with an agent",
+        "agents",
+        "createAgentChat",
+        body=ANY_OBJECT,
+        body_required=False,
+        response=ANY_OBJECT,
+        status=201,
+        links=_CHAT_LINKS,
+    ),
+    Operation(
+        "POST",
+        "/v1/chats",
+        "Start a chat",
+        "agents",
+        "createChat",
+        body=ANY_OBJECT,
+        response=ANY_OBJECT,
+        status=201,
+        links=_CHAT_LINKS,
+    ),
+    Operation("GET", "/v1/chats/{chat_id}", "A chat", "agents", "getChat", response=ANY_OBJECT),
+    Operation(
+        "POST",
+        "/v1/chats/{chat_id}/messages",
+        "Send a message (SSE answer)",
+        "agents",
+        "sendChatMessage",
+        body=ANY_OBJECT,
+        response=SSE,
+        response_media="text/event-stream",
+    ),
+    Operation(
+        "POST",
+        "/v1/chats/{chat_id}/tool_results",
+        "A client tool's result",
+        "agents",
+        "postToolResult",
+        body=ANY_OBJECT,
+        response=SSE,
+        response_media="text/event-stream",
+    ),
+    Operation(
+        "POST",
+        "/v1/chats/{chat_id}/approvals",
+        "Approve or reject a tool call",
+        "agents",
+        "postApproval",
+        body=ANY_OBJECT,
+        response=SSE,
+        response_media="text/event-stream",
+    ),
+    Operation("POST", "/v1/chats/{chat_id}/reset", "Reset a chat", "agents", "resetChat", response=ANY_OBJECT),
 ]

@@ -8,15 +8,13 @@ blob store; ``[files] max_upload_bytes`` is enforced as they arrive (413 ``file_
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ...backends.blobs import BlobTooLargeError, BlobWriter
@@ -24,12 +22,13 @@ from ...errors import InvalidRequestError, NotFoundError, error_for_status
 from ...files import parse_file_ref
 from ...services.files import FileRecord, FileService
 from ..access import check_file
+from ..downloads import file_response
 from ..http import gateway, json_response
+from ..openapi import ANY_OBJECT, BINARY, Operation, Param
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 64 * 1024  # non-file form fields
 FORM_OVERHEAD = 1024 * 1024  # boundaries, part headers and small fields on top of the file
-INLINE_TYPES = re.compile(r"(image/(png|jpeg|gif|webp|avif|bmp)|audio/.+|video/.+|application/pdf|text/plain)")
 
 
 def _too_large(limit: int) -> BlobTooLargeError:
@@ -211,71 +210,50 @@ async def get_file(request: Request) -> Response:
     return json_response(_describe(request, await _record(request)))
 
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """``(start, end_exclusive)`` for one ``bytes=`` range; ``None`` to serve everything.
-
-    Raises a 416 error for a range that cannot be satisfied."""
-    m = _RANGE.fullmatch(header.strip())
-    if m is None:
-        return None  # multiple or unknown ranges: the whole file is a valid answer
-    first, last = m.group(1), m.group(2)
-    if not first and not last:
-        return None
-    if not first:
-        suffix = int(last)
-        if suffix == 0:
-            raise _unsatisfiable(size)
-        return max(0, size - suffix), size
-    start = int(first)
-    end = min(int(last) + 1, size) if last else size
-    if start >= size or end <= start:
-        raise _unsatisfiable(size)
-    return start, end
-
-
-def _unsatisfiable(size: int) -> Exception:
-    return error_for_status(416, "range_not_satisfiable", f"requested range is outside the file's {size} bytes")
-
-
-def _disposition(record: FileRecord) -> str:
-    kind = "inline" if INLINE_TYPES.fullmatch(record.content_type.split(";", 1)[0]) else "attachment"
-    fallback = record.filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
-    fallback = fallback.replace('"', "_").replace("\\", "_")
-    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(record.filename, safe='')}"
-
-
 async def get_content(request: Request) -> Response:
-    record = await _record(request)
-    files = gateway(request).files
-    etag = f'"{record.sha256}"'
-    headers = {
-        "Content-Disposition": _disposition(record),
-        "Accept-Ranges": "bytes",
-        "ETag": etag,
-        "Cache-Control": "private, max-age=31536000, immutable",
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; sandbox",
-    }
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers=headers)
-    start, end, status = 0, record.size, 200
-    range_header = request.headers.get("range")
-    if range_header and (request.headers.get("if-range") in (None, etag)):
-        parsed = _parse_range(range_header, record.size)
-        if parsed is not None:
-            start, end = parsed
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{record.size}"
-    headers["Content-Length"] = str(end - start)
-    stream: AsyncIterator[bytes] = await files.open_stream(record, start=start, end=end)
-    return StreamingResponse(stream, status_code=status, media_type=record.content_type, headers=headers)
+    return await file_response(request, await _record(request), gateway(request).files)
 
 
 routes = [
     Route("/v1/files", upload, methods=["POST"]),
     Route("/v1/files/{file_id}", get_file, methods=["GET"]),
     Route("/v1/files/{file_id}/content", get_content, methods=["GET"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+_FILE_LINKS = {
+    "GetFile": {"operationId": "getFile", "parameters": {"file_id": "$response.body#/id"}},
+    "GetFileContent": {"operationId": "getFileContent", "parameters": {"file_id": "$response.body#/id"}},
+}
+operations = [
+    Operation(
+        "POST",
+        "/v1/files",
+        "Upload a file (multipart field `file`, or the raw body)",
+        "files",
+        "uploadFile",
+        bodies={
+            "multipart/form-data": {
+                "type": "object",
+                "required": [FILE_FIELD],
+                "properties": {FILE_FIELD: BINARY, "filename": {"type": "string"}, "content_type": {"type": "string"}},
+            },
+            "application/octet-stream": BINARY,
+        },
+        params=(Param("filename"), Param("content_type"), Param("X-Filename", "header")),
+        response=ANY_OBJECT,
+        status=201,
+        links=_FILE_LINKS,
+    ),
+    Operation("GET", "/v1/files/{file_id}", "A file's metadata", "files", "getFile", response=ANY_OBJECT),
+    Operation(
+        "GET",
+        "/v1/files/{file_id}/content",
+        "A file's bytes (served safely: see README Security)",
+        "files",
+        "getFileContent",
+        response=BINARY,
+        response_media="*/*",
+        params=(Param("Range", "header"), Param("If-None-Match", "header"), Param("If-Range", "header")),
+    ),
 ]

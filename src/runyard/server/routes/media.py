@@ -25,6 +25,7 @@ from ...services.media import MediaService
 from ...services.streams import SpeechStream
 from ..calls import apply_vendor, call_context, render_chat
 from ..http import gateway, json_response, parse_object, read_body, validate
+from ..openapi import ANY_OBJECT, BINARY, Operation
 
 
 def media(request: Request) -> MediaService:
@@ -234,4 +235,64 @@ routes = [
     Route("/v1/audio/speech", audio_speech, methods=["POST"]),
     Route("/v1/audio/transcriptions", audio_transcriptions, methods=["POST"]),
     Route("/v1/images/generations", images_generations, methods=["POST"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+_AUDIO_FORM = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {"file": BINARY, "model": {"type": "string"}, "language": {"type": "string"}},
+}
+operations = [
+    Operation(
+        "POST",
+        "/v1/ai/tts",
+        "Text to speech",
+        "media",
+        "aiTts",
+        body=SpeechRequest,
+        response=BINARY,
+        response_media="audio/*",
+    ),
+    Operation(
+        "POST",
+        "/v1/ai/asr",
+        "Speech to text",
+        "media",
+        "aiAsr",
+        bodies={"multipart/form-data": _AUDIO_FORM, "application/json": ANY_OBJECT},
+        response=ANY_OBJECT,
+    ),
+    Operation("POST", "/v1/ai/image", "Generate images", "media", "aiImage", body=ImageRequest, response=ANY_OBJECT),
+    Operation(
+        "POST", "/v1/ai/vision", "A chat turn with images", "media", "aiVision", body=ANY_OBJECT, response=ANY_OBJECT
+    ),
+    Operation(
+        "POST",
+        "/v1/audio/speech",
+        "OpenAI: speech",
+        "openai",
+        "createSpeech",
+        body=SpeechRequest,
+        response=BINARY,
+        response_media="audio/*",
+    ),
+    Operation(
+        "POST",
+        "/v1/audio/transcriptions",
+        "OpenAI: transcriptions",
+        "openai",
+        "createTranscription",
+        bodies={"multipart/form-data": _AUDIO_FORM},
+        response=ANY_OBJECT,
+    ),
+    Operation(
+        "POST",
+        "/v1/images/generations",
+        "OpenAI: image generation",
+        "openai",
+        "createImage",
+        body=ImageRequest,
+        response=ANY_OBJECT,
+    ),
 ]

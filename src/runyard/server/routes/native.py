@@ -32,6 +32,7 @@ from ..http import (
     sse_response,
     validate,
 )
+from ..openapi import ANY_OBJECT, BINARY, Operation, Param
 
 
 async def healthz(_request: Request) -> Response:
@@ -320,4 +321,50 @@ routes = [
     Route("/v1/feedback", feedback, methods=["POST"]),
     Route("/v1/inferences/{inference_id}", get_inference, methods=["GET"]),
     Route("/v1/status", status, methods=["GET"]),
+]
+
+# The API description (server/openapi): one declaration per route, naming the models validated above.
+operations = [
+    Operation("GET", "/healthz", "Liveness", "meta", "healthz", response=ANY_OBJECT, security="none"),
+    Operation(
+        "POST",
+        "/v1/ai/chat",
+        "Chat (native): routing, caching, fallbacks",
+        "ai",
+        "aiChat",
+        body=_PlainChat,
+        response=ANY_OBJECT,
+        stream=True,
+        description="Also takes `prompt` (a string or messages), `vendor` and `batch_mode` (202: a task).",
+    ),
+    Operation("POST", "/v1/ai/embed", "Embeddings (native)", "ai", "aiEmbed", body=_EmbedBody, response=ANY_OBJECT),
+    Operation(
+        "POST",
+        "/v1/ai/batch",
+        "A batch of chats from a JSONL file",
+        "ai",
+        "aiBatch",
+        bodies={"application/json": _BatchBody, "application/jsonl": BINARY},
+        params=(Param("concurrency", schema={"type": "integer", "minimum": 1, "maximum": 64}),),
+        response=ANY_OBJECT,
+        status=202,
+    ),
+    Operation(
+        "POST",
+        "/v1/feedback",
+        "Feedback on an inference or episode",
+        "ai",
+        "postFeedback",
+        body=FeedbackBody,
+        response=ANY_OBJECT,
+    ),
+    Operation(
+        "GET",
+        "/v1/inferences/{inference_id}",
+        "A recorded inference with its feedback",
+        "ai",
+        "getInference",
+        response=ANY_OBJECT,
+    ),
+    Operation("GET", "/v1/status", "Routes, cache and recorder health", "meta", "getStatus", response=ANY_OBJECT),
 ]

@@ -32,6 +32,7 @@ from ..http import (
     sse_response,
     validate_json,
 )
+from ..openapi import ANY_OBJECT, Operation
 
 
 async def chat_completions(request: Request) -> Response:
@@ -160,3 +161,29 @@ hot_routes = [
     Route("/v1/embeddings", embeddings, methods=["POST"]),
 ]
 routes = [*hot_routes, Route("/v1/models", models, methods=["GET"])]
+
+# The API description (server/openapi): one declaration per route.
+operations = [
+    Operation(
+        "POST",
+        "/v1/chat/completions",
+        "OpenAI: chat completions",
+        "openai",
+        "createChatCompletion",
+        body=ChatRequest,
+        response=ANY_OBJECT,
+        stream=True,
+    ),
+    Operation(
+        "POST",
+        "/v1/embeddings",
+        "OpenAI: embeddings",
+        "openai",
+        "createEmbedding",
+        body=EmbedRequest,
+        response=ANY_OBJECT,
+    ),
+    Operation(
+        "GET", "/v1/models", "OpenAI: the models this gateway serves", "openai", "listModels", response=ANY_OBJECT
+    ),
+]

@@ -18,6 +18,7 @@ from ...backends.queue import TERMINAL
 from ...services.limits import ASYNC, SYNC
 from ..access import check_file_refs, check_task
 from ..http import gateway, json_response, parse_object, read_body
+from ..openapi import ANY_OBJECT, Operation
 from ..protocols import simstudio as sim
 from ..ratelimit import enforce
 from .workflows import MAX_SYNC_WAIT_S, _result, get_job
@@ -64,4 +65,31 @@ routes = [
     Route("/api/v2/workflows/{wid:path}/runs/{run_id}", get_run, methods=["GET"]),
     Route("/api/workflows/{wid:path}/status", status, methods=["GET"]),
     Route("/api/jobs/{task_id}", get_job, methods=["GET"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+operations = [
+    Operation(
+        "POST",
+        "/api/v2/workflows/{wid:path}/execute",
+        "Sim: execute a workflow",
+        "sim",
+        "simExecute",
+        body=ANY_OBJECT,
+        body_required=False,
+        response=ANY_OBJECT,
+        also=(202,),
+    ),
+    Operation(
+        "GET", "/api/v2/workflows/{wid:path}/runs/{run_id}", "Sim: a run", "sim", "simGetRun", response=ANY_OBJECT
+    ),
+    Operation(
+        "GET",
+        "/api/workflows/{wid:path}/status",
+        "Sim: a workflow's status",
+        "sim",
+        "simWorkflowStatus",
+        response=ANY_OBJECT,
+    ),
+    Operation("GET", "/api/jobs/{task_id}", "Sim: a job", "sim", "simGetJob", response=ANY_OBJECT),
 ]

@@ -35,7 +35,9 @@ from ...backends.queue import TERMINAL
 from ...backends.store import new_id
 from ...errors import AuthenticationError, NotFoundError, RunyardError
 from ...files import sanitize_filename
+from ..downloads import file_response
 from ..http import gateway, json_response, parse_object, read_body
+from ..openapi import ANY_OBJECT, BINARY, ErrorShape, Operation
 from ..protocols import speedpix as sp
 from .workflows import _result
 
@@ -185,7 +187,7 @@ async def upload_put(request: Request) -> Response:
 async def _serve_file(request: Request, file_id: str) -> Response:
     files = gateway(request).files
     record = await files.get(file_id)
-    return Response(await files.read(record), media_type=record.content_type)
+    return await file_response(request, record, files)
 
 
 async def upload_get(request: Request) -> Response:
@@ -205,4 +207,49 @@ routes = [
     Route("/scc/uploads/{key}/{file_id}/{expires:int}/{sig}", upload_put, methods=["PUT"]),
     Route("/scc/uploads/{key}/{file_id}/{sig}", upload_get, methods=["GET"]),
     Route("/scc/files/{file_id}/{key}/{sig}", signed_file, methods=["GET"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+SPEEDPIX_ERROR = ErrorShape(
+    "SpeedPixError",
+    {
+        "type": "object",
+        "required": ["status", "err_code"],
+        "properties": {
+            "status": {"type": "integer"},
+            "err_code": {"type": "string"},
+            "err_message": {"type": "string"},
+        },
+    },
+)
+
+
+def _signed(path: str, summary: str, operation_id: str) -> Operation:
+    """A POST signed with the app's secret (a SpeedPix envelope answers, errors included)."""
+    return Operation(
+        "POST", path, summary, "speedpix", operation_id, body=ANY_OBJECT, body_required=False,
+        response=ANY_OBJECT, errors=SPEEDPIX_ERROR, security="speedpix",
+    )  # fmt: skip
+
+
+def _signed_url(method: str, path: str, summary: str, operation_id: str) -> Operation:
+    """A URL signed by the gateway (upload slots and file links): no key; bytes in or out."""
+    put = method == "PUT"
+    return Operation(
+        method, path, summary, "speedpix", operation_id, errors=SPEEDPIX_ERROR, security="signed_url",
+        body=BINARY if put else None, body_media="application/octet-stream",
+        response=None if put else BINARY, response_media="*/*",
+    )  # fmt: skip
+
+
+operations = [
+    _signed("/scc/comfy_prompt", "SpeedPix: run a workflow", "speedpixPrompt"),
+    _signed("/scc/comfy_get_progress", "SpeedPix: progress", "speedpixProgress"),
+    _signed("/scc/comfy_get_result", "SpeedPix: result", "speedpixResult"),
+    _signed("/scc/sp_create_temp_file_upload_sign", "SpeedPix: sign an upload", "speedpixUploadSign"),
+    _signed_url("PUT", "/scc/uploads/{key}/{file_id}/{expires:int}/{sig}", "SpeedPix: upload", "speedpixUploadPut"),
+    _signed_url(
+        "GET", "/scc/uploads/{key}/{file_id}/{sig}", "SpeedPix: an upload (served safely)", "speedpixUploadGet"
+    ),
+    _signed_url("GET", "/scc/files/{file_id}/{key}/{sig}", "SpeedPix: an output file (served safely)", "speedpixFile"),
 ]

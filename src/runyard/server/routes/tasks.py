@@ -27,6 +27,7 @@ from ..http import (
     sse_response,
     validate,
 )
+from ..openapi import ANY_OBJECT, SSE, Operation, Param
 from ..ratelimit import enforce
 
 MAX_WAIT_S = 60.0
@@ -55,7 +56,10 @@ async def app_versions(request: Request) -> Response:
 
 
 class RunBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"app": "runyard/chat", "input": {"messages": "hi", "model": "dummy::echo"}}]},
+    )
 
     app: str = Field(min_length=1, max_length=255)
     input: dict[str, Any] = Field(default_factory=dict)
@@ -169,4 +173,56 @@ routes = [
     Route("/v1/tasks/{task_id}/cancel", cancel_task, methods=["POST"]),
     Route("/v1/tasks/{task_id}/events", task_events, methods=["GET"]),
     Route("/v1/sessions/{session_id}", delete_session, methods=["DELETE"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+_TASK_LINKS = {
+    "GetTask": {"operationId": "getTask", "parameters": {"task_id": "$response.body#/id"}},
+    "CancelTask": {"operationId": "cancelTask", "parameters": {"task_id": "$response.body#/id"}},
+    "TaskEvents": {"operationId": "getTaskEvents", "parameters": {"task_id": "$response.body#/id"}},
+}
+operations = [
+    Operation("GET", "/v1/apps", "Registered apps", "tasks", "listApps", response=ANY_OBJECT),
+    Operation(
+        "GET", "/v1/apps/{ns}/{name}/versions", "An app's versions", "tasks", "getAppVersions", response=ANY_OBJECT
+    ),
+    Operation("GET", "/v1/apps/{ns}/{name}", "An app", "tasks", "getApp", response=ANY_OBJECT),
+    Operation(
+        "POST",
+        "/v1/runs",
+        "Run an app (a task)",
+        "tasks",
+        "createRun",
+        body=RunBody,
+        response=ANY_OBJECT,
+        status=201,
+        links=_TASK_LINKS,
+        description="With `wait`: 200 when finished, else 202.",
+    ),
+    Operation(
+        "GET",
+        "/v1/tasks",
+        "Tasks, newest first",
+        "tasks",
+        "listTasks",
+        response=ANY_OBJECT,
+        params=(
+            Param("status", schema={"enum": list(STATUSES)}),
+            Param("limit", schema={"type": "integer", "minimum": 1, "maximum": 200}),
+            Param("app"),
+            Param("cursor"),
+        ),
+    ),
+    Operation("GET", "/v1/tasks/{task_id}", "A task", "tasks", "getTask", response=ANY_OBJECT),
+    Operation("POST", "/v1/tasks/{task_id}/cancel", "Cancel a task", "tasks", "cancelTask", response=ANY_OBJECT),
+    Operation(
+        "GET",
+        "/v1/tasks/{task_id}/events",
+        "A task's events (SSE)",
+        "tasks",
+        "getTaskEvents",
+        response=SSE,
+        response_media="text/event-stream",
+    ),
+    Operation("DELETE", "/v1/sessions/{session_id}", "End a session", "tasks", "deleteSession", response=ANY_OBJECT),
 ]

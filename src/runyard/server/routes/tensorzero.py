@@ -24,6 +24,7 @@ from ..http import (
     read_object,
     sse_response,
 )
+from ..openapi import ANY_OBJECT, Operation
 from ..protocols import tensorzero as tz
 
 
@@ -55,4 +56,27 @@ async def feedback(request: Request) -> Response:
 routes = [
     Route("/inference", inference, methods=["POST"]),
     Route("/feedback", feedback, methods=["POST"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+operations = [
+    Operation(
+        "POST",
+        "/inference",
+        "TensorZero: inference",
+        "tensorzero",
+        "tensorzeroInference",
+        body=ANY_OBJECT,
+        response=ANY_OBJECT,
+        stream=True,
+    ),
+    Operation(
+        "POST",
+        "/feedback",
+        "TensorZero: feedback",
+        "tensorzero",
+        "tensorzeroFeedback",
+        body=ANY_OBJECT,
+        response=ANY_OBJECT,
+    ),
 ]

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from ...backends.usage import GROUPS, aggregate, key_names
 from ...errors import InvalidRequestError
 from ..http import gateway, json_response
+from ..openapi import ANY_OBJECT, Operation, Param
 
 TOTAL_FIELDS = (
     "requests",
@@ -99,4 +100,31 @@ routes = [
     Route("/v1/usage", usage, methods=["GET"]),
     Route("/v1/usage/limits", usage_limits, methods=["GET"]),
     Route("/api/users/me/usage-limits", usage_limits, methods=["GET"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+operations = [
+    Operation(
+        "GET",
+        "/v1/usage",
+        "Usage aggregates",
+        "usage",
+        "getUsage",
+        response=ANY_OBJECT,
+        params=(
+            Param("group_by", description=f"comma-separated, among {', '.join(GROUPS)}"),
+            Param("since", description="ISO 8601 or epoch seconds"),
+            Param("until", description="ISO 8601 or epoch seconds"),
+            Param("key", description="one API key id"),
+        ),
+    ),
+    Operation(
+        "GET",
+        "/v1/usage/limits",
+        "The caller's limits and what is left",
+        "usage",
+        "getUsageLimits",
+        response=ANY_OBJECT,
+    ),
+    Operation("GET", "/api/users/me/usage-limits", "Sim: usage limits", "sim", "simUsageLimits", response=ANY_OBJECT),
 ]

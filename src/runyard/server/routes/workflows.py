@@ -20,6 +20,7 @@ from ...services.limits import ASYNC, SYNC
 from ...services.workflows import EVENT, WorkflowService
 from ..access import check_file_refs, check_task
 from ..http import DONE, gateway, json_response, parse_object, read_body, sse_error, sse_event, sse_response, validate
+from ..openapi import ANY_OBJECT, Operation
 from ..ratelimit import enforce
 
 MAX_SYNC_WAIT_S = 300.0
@@ -230,4 +231,86 @@ routes = [
     Route("/v1/workflows/{wid:path}/execute", execute_workflow, methods=["POST"]),
     Route("/v1/workflows/{wid:path}", get_workflow, methods=["GET"]),
     Route("/v1/jobs/{task_id}", get_job, methods=["GET"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+operations = [
+    Operation(
+        "POST",
+        "/v1/workflows",
+        "Save a workflow draft",
+        "workflows",
+        "saveWorkflow",
+        body=ANY_OBJECT,
+        response=ANY_OBJECT,
+        status=201,
+    ),
+    Operation("GET", "/v1/workflows", "Workflows", "workflows", "listWorkflows", response=ANY_OBJECT),
+    Operation(
+        "POST",
+        "/v1/workflows/validate",
+        "Validate a workflow definition",
+        "workflows",
+        "validateWorkflow",
+        body=ANY_OBJECT,
+        response=ANY_OBJECT,
+    ),
+    Operation(
+        "POST",
+        "/v1/workflows/{wid:path}/publish",
+        "Publish a workflow version",
+        "workflows",
+        "publishWorkflow",
+        body=PublishBody,
+        body_required=False,
+        response=ANY_OBJECT,
+        status=201,
+    ),
+    Operation(
+        "POST",
+        "/v1/workflows/{wid:path}/validate",
+        "Validate a stored workflow",
+        "workflows",
+        "validateStoredWorkflow",
+        response=ANY_OBJECT,
+    ),
+    Operation(
+        "POST",
+        "/v1/workflows/{wid:path}/aliases/{alias}",
+        "Point an alias at a version",
+        "workflows",
+        "setWorkflowAlias",
+        body=AliasBody,
+        response=ANY_OBJECT,
+    ),
+    Operation(
+        "PUT",
+        "/v1/workflows/{wid:path}/aliases/{alias}",
+        "Point an alias at a version",
+        "workflows",
+        "putWorkflowAlias",
+        body=AliasBody,
+        response=ANY_OBJECT,
+    ),
+    Operation(
+        "GET",
+        "/v1/workflows/{wid:path}/status",
+        "A workflow's deployment status",
+        "workflows",
+        "getWorkflowStatus",
+        response=ANY_OBJECT,
+    ),
+    Operation(
+        "POST",
+        "/v1/workflows/{wid:path}/execute",
+        "Run a workflow",
+        "workflows",
+        "executeWorkflow",
+        body=ExecuteBody,
+        response=ANY_OBJECT,
+        also=(202,),
+        stream=True,
+    ),
+    Operation("GET", "/v1/workflows/{wid:path}", "A workflow", "workflows", "getWorkflow", response=ANY_OBJECT),
+    Operation("GET", "/v1/jobs/{task_id}", "A workflow job", "workflows", "getJob", response=ANY_OBJECT),
 ]
