@@ -26,6 +26,7 @@ from .http import error_response
 from .inferencesh_runs import InferenceshRuns
 from .openapi import Operation, build_spec, doc_routes
 from .openapi.docs import operations as doc_operations
+from .readiness import operations as readiness_operations
 from .readiness import readyz_endpoint
 from .routes import (
     agents,
@@ -61,6 +62,8 @@ OPERATIONS: list[Operation] = [
     *agents.operations,
     *inferencesh_api.operations,
     *audit.operations,
+    *metrics.operations,
+    *readiness_operations,
 ]
 
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from ..backends.redis_conn import RedisHandle
 from ..backends.store import Store
 from .http import json_response
+from .openapi import ANY_OBJECT, Operation
 
 CHECK_TIMEOUT_S = 2.0
 
@@ -38,3 +39,17 @@ def readyz_endpoint(store: Store, redis: RedisHandle | None) -> Callable[[Reques
         return json_response(body, status=200 if ready else 503)
 
     return readyz
+
+
+# The API description (server/openapi): a probe, open without a key.
+operations = [
+    Operation(
+        "GET",
+        "/readyz",
+        "Readiness: the store migrated and reachable, Redis reachable when configured (503 otherwise)",
+        "meta",
+        "readyz",
+        response=ANY_OBJECT,
+        security="none",
+    )
+]

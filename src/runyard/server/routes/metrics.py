@@ -21,6 +21,7 @@ from ...errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from ...gateway import Gateway
 from ...services.limits import Policy
 from ..http import header
+from ..openapi import Operation
 
 PATH = "/metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -74,3 +75,16 @@ def sample_gateway(gw: Gateway) -> Callable[[Any], None]:
 
 
 routes = [Route(PATH, metrics, methods=["GET"])]
+
+# The API description (server/openapi): the Prometheus text exposition.
+operations = [
+    Operation(
+        "GET",
+        PATH,
+        "Prometheus metrics (an admin key or the metrics token)",
+        "meta",
+        "metrics",
+        response={"type": "string"},
+        response_media="text/plain",
+    )
+]
