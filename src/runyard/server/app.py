@@ -17,9 +17,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..config import RunyardConfig
 from ..errors import InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
+from .console import PREFIX as CONSOLE_PREFIX
+from .console import create_console
 from .http import error_response
 from .ratelimit import PUBLIC_PATHS, AuthLimitMiddleware, Guard  # noqa: F401 - PUBLIC_PATHS re-exported
 from .routes import agents, files, inferencesh, media, native, openai, simstudio, speedpix, tasks, tensorzero, usage
+from .routes import inferences as inference_routes
+from .routes import keys as key_routes
 from .routes import workflows as workflow_routes
 
 log = logging.getLogger("runyard.server")
@@ -49,6 +53,8 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
             *tasks.routes,
             *media.routes,
             *usage.routes,
+            *inference_routes.routes,
+            *key_routes.routes,
             *workflow_routes.routes,
             *simstudio.routes,
             *speedpix.routes,
@@ -62,6 +68,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
         },
     )
     app.state.gateway = gateway
+    app.console = create_console(gateway)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(AuthLimitMiddleware, guard=guard)
     return app
@@ -82,10 +89,15 @@ class RunyardApp(Starlette):
         super().__init__(**kwargs)
         self.hot = {(method, r.path): r.endpoint for r in hot_routes for method in r.methods or ()}
         self.guard = guard
+        self.console: ASGIApp | None = None  # the web console: /ui, its own cookie sign-in (server/console)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.hot.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
         if handler is None:
+            path = scope.get("path", "")
+            if self.console is not None and (path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")):
+                await self.console(scope, receive, send)
+                return
             await super().__call__(scope, receive, send)
             return
         scope["app"] = self
