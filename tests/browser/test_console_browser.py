@@ -15,16 +15,7 @@ from runyard import Client
 from runyard.agents import app_tool, string
 from runyard.errors import AuthenticationError
 from runyard.workflows import Workflow
-from support.console import (  # noqa: F401 - fixtures
-    ADMIN_KEY,
-    admin,
-    browser,
-    console_server,
-    create_key,
-    page,
-    screenshots,
-    sign_in,
-)
+from support.console import ADMIN_KEY, create_key, sign_in
 from support.gateway import GatewayProcess
 from support.openai_mock import B, MockOpenAI
 
