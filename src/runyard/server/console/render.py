@@ -33,7 +33,13 @@ SECURITY_HEADERS = {
 
 
 def pretty(value: Any) -> str:
-    """JSON, indented (escaped by the template like any text)."""
+    """JSON, indented (escaped by the template like any text); a string holding a JSON object or
+    array (tool-call arguments) is shown as that JSON."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
     try:
         return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode()
     except TypeError:

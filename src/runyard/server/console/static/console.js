@@ -8,6 +8,14 @@ document.addEventListener("submit", (event) => {
   if (question && !window.confirm(question)) event.preventDefault();
 });
 
+function formatTick(v) {
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  if (a >= 1000) return v.toLocaleString();
+  if (a >= 1) return String(+v.toFixed(2));
+  return v.toPrecision(2);
+}
+
 function drawCharts() {
   if (typeof uPlot === "undefined") return;
   const colors = ["#3b6fe0", "#c0392b", "#27ae60", "#e67e22"];
@@ -18,7 +26,7 @@ function drawCharts() {
       width: Math.max(320, host.clientWidth || 560),
       height: 200,
       series: [{}].concat(fields.map((f, i) => ({ label: f, stroke: colors[i % colors.length], width: 2, fill: i === 0 ? "rgba(59,111,224,0.08)" : undefined }))),
-      axes: [{}, { size: 60 }],
+      axes: [{}, { size: 70, values: (u, ticks) => ticks.map(formatTick) }],
       scales: { x: { time: true } },
     };
     host.textContent = "";
