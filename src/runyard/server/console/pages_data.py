@@ -56,7 +56,7 @@ async def overview(request: Request) -> Response:
     by_model = await aggregate(gw.store, ["model"], since=day, workspace=workspace)
     by_key = await aggregate(gw.store, ["key"], since=day, workspace=workspace)
     names = await key_names(gw.store, [r["key"] for r in by_key if r["key"]])
-    ops = None
+    ops: dict[str, Any] | None = None
     if request.scope["state"].get("console_admin"):
         circuits = gw.ai.status()["circuits"]
         ops = {

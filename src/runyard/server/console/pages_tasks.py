@@ -115,8 +115,9 @@ async def file_content(request: Request) -> Response:
     fallback = record.filename.encode("ascii", "replace").decode("ascii")
     fallback = re.sub(r'[?"\\\r\n]', "_", fallback)
     disposition = "inline" if inline else "attachment"
+    encoded = quote(record.filename, safe="")
     headers = {
-        "Content-Disposition": f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{quote(record.filename, safe='')}",
+        "Content-Disposition": f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}",
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'none'; sandbox",
         "Content-Length": str(record.size),
