@@ -111,6 +111,7 @@ def test_approve_pending_tool_call_and_chat_finishes(
     sign_in(page, console_server, ADMIN_KEY)
     page.goto(console_server.url + "/ui/agents?awaiting=1")
     assert name in page.locator("#agent-templates").inner_text()
+    shot(page, screenshots, "agents")
     page.click(f"a[href='/ui/chats/{agent.chat_id}']")
     assert page.locator(".approval[data-call=call_ok]").count() == 1
     shot(page, screenshots, "chat-awaiting")
@@ -146,6 +147,7 @@ def test_move_workflow_alias_and_next_run_uses_it(
 
     sign_in(page, console_server, ADMIN_KEY)
     page.goto(console_server.url + "/ui/workflows")
+    shot(page, screenshots, "workflows")
     page.click(f"text={name}")
     assert page.locator("#dag svg g.node").count() == 3  # start, f, out
     assert page.locator("#dag svg path.edge").count() == 2
