@@ -42,7 +42,9 @@ function followTask() {
   const barText = document.getElementById("task-progress-text");
   const logs = document.getElementById("task-logs");
   const source = new EventSource("/ui/tasks/" + encodeURIComponent(live.dataset.task) + "/events");
+  let fresh = true;  // the stream replays the task's events from its start: the log is rebuilt from it
   source.onmessage = (message) => {
+    if (fresh) { logs.textContent = ""; fresh = false; }
     if (message.data === "[DONE]") { source.close(); window.location.reload(); return; }
     const event = JSON.parse(message.data);
     if (event.type === "progress" && typeof event.progress === "number") {
