@@ -152,3 +152,17 @@ def test_open_console_only_on_loopback(tmp_path: Path, _mock_openai_server: Mock
         assert closed.status_code == 403 and "console_closed" in closed.text
     finally:
         wide.stop()
+
+
+def test_key_form_refuses_bad_limits_with_a_message(console: httpx.Client, admin: Client) -> None:
+    before = len(admin.request("GET", "/v1/keys")["data"])
+    token = csrf_of(console.get("/ui/keys").text)
+    bad = console.post("/ui/keys", data={"csrf": token, "name": "x", "rpm_sync": "-5", "period": "day"})
+    assert bad.status_code == 400 and 'id="key-error"' in bad.text
+    assert len(admin.request("GET", "/v1/keys")["data"]) == before
+    made = console.post("/ui/keys", data={"csrf": token, "name": "form-made", "workspace": "forms"})
+    assert made.status_code == 303 and made.headers["location"] == "/ui/keys"
+    shown = console.get("/ui/keys").text
+    secret = re.search(r'id="new-key-secret">([^<]+)<', shown)
+    assert secret and secret.group(1).startswith("ry_")
+    assert 'id="new-key-secret"' not in console.get("/ui/keys").text  # once

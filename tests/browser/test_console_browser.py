@@ -182,7 +182,10 @@ def test_create_key_use_it_revoke_it(page: Any, console_server: GatewayProcess, 
 
     with Client(base_url=console_server.url, api_key=secret, max_retries=0) as client:
         assert client.ai.chat("hello with the new key", model="gpt").content
-        page.reload()  # usage against limits shows the spend
+        page.goto(console_server.url + "/ui/keys")  # usage against limits shows what it spent
+        assert page.locator("#created-key").count() == 0  # the secret was shown once
+        row = page.locator(f"tr.key-row[data-id='{key_id}']")
+        assert row.locator("td:nth-child(5)").inner_text() != "0 / 0" and "sync 100/min" in row.inner_text()
         page.click(f"tr.key-row[data-id='{key_id}'] .revoke-form button")
         assert page.dialogs and "Revoke this key" in page.dialogs[-1]
         page.wait_for_selector(f"tr.key-row.revoked[data-id='{key_id}']")

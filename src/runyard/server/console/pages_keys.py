@@ -49,7 +49,10 @@ async def key_list(
     request: Request, *, created: tuple[str, dict[str, Any]] | None = None, error: Any = None
 ) -> Response:
     require_admin(request)
-    rows = (await gateway(request).store.list_api_keys())[-MAX_KEYS_SHOWN:]
+    gw = gateway(request)
+    if gw.recorder is not None:
+        await gw.recorder.flush()  # spend includes what was just answered
+    rows = (await gw.store.list_api_keys())[-MAX_KEYS_SHOWN:]
     rows.reverse()  # newest first
     return _pages(request).render(
         request,
@@ -64,7 +67,10 @@ async def key_list(
 
 
 async def keys_page(request: Request) -> Response:
-    return await key_list(request)
+    """The list; right after a create, the new key's secret (once: a reload no longer shows it)."""
+    session = request.scope["state"].get("console_session")
+    created, session.flash = session.flash, None
+    return await key_list(request, created=created)
 
 
 @form_handler
@@ -84,7 +90,8 @@ async def key_create(request: Request, form: FormData) -> Response:
         return await key_list(request, error=validation_error(err))
     gw = gateway(request)
     secret, row = await create_key(gw.store, gw.auth, spec)
-    return await key_list(request, created=(secret, row))
+    request.scope["state"]["console_session"].flash = (secret, row)
+    return redirect("/ui/keys")  # a reload re-submits nothing
 
 
 @form_handler

@@ -14,6 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from ipaddress import ip_address
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,6 +33,7 @@ class Session:
     csrf: str
     secret: str | None = None  # the API key signed in with (memory only; never logged or rendered)
     seen: float = field(default_factory=time.monotonic)
+    flash: Any = None  # shown once by the next page (a new key's secret), then dropped
 
 
 class SessionStore:
