@@ -263,3 +263,49 @@ def test_stored_markup_never_runs(page: Any, console_server: GatewayProcess, adm
     inline = page.request.get(f"{console_server.url}/ui/files/{uploaded.id}?inline=1")
     assert inline.headers["content-disposition"].startswith("attachment;")  # html never renders inline
     assert httpx.get(f"{console_server.url}/ui/files/{uploaded.id}").status_code in (303, 307)
+
+
+def tiny_png() -> bytes:
+    """A valid 2x2 red PNG."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
+    header = struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def tiny_wav() -> bytes:
+    import io
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x00\x00" * 800)
+    return out.getvalue()
+
+
+def test_task_files_preview_and_download(
+    page: Any, console_server: GatewayProcess, admin: Client, screenshots: Path
+) -> None:
+    image = admin.files.upload(tiny_png(), filename="red.png", content_type="image/png")
+    sound = admin.files.upload(tiny_wav(), filename="beep.wav", content_type="audio/wav")
+    pictured = admin.run("tests/echo@1.0.0", {"text": image.uri})
+    heard = admin.run("tests/echo@1.0.0", {"text": sound.uri})
+    sign_in(page, console_server, ADMIN_KEY)
+    page.goto(f"{console_server.url}/ui/tasks/{heard.id}")
+    page.wait_for_function("() => { const a = document.querySelector('audio.media'); return a && a.duration > 0; }")
+    assert page.locator("a.download").first.inner_text() == "beep.wav"
+    page.goto(f"{console_server.url}/ui/tasks/{pictured.id}")
+    page.wait_for_function("() => { const i = document.querySelector('img.media'); return i && i.naturalWidth === 2; }")
+    assert page.locator("a.download").first.inner_text() == "red.png"
+    shot(page, screenshots, "task-files")
+    with page.expect_download() as info:
+        page.click("a.download >> nth=0")
+    assert info.value.suggested_filename == "red.png"
