@@ -222,9 +222,10 @@ def test_store_key_sees_only_its_workspace(page: Any, console_server: GatewayPro
     assert response is not None and response.status == 403
     page.goto(console_server.url + "/ui/usage?group_by=key")
     assert set(page.locator("#usage-table tbody td:first-child").all_inner_texts()) == {"alpha-key"}
+    shot(page, screenshots, "usage")
     page.goto(console_server.url + "/ui/")
     assert page.locator("#ops").count() == 0  # runtime internals are the operator's
-    shot(page, screenshots, "usage")
+    shot(page, screenshots, "overview-workspace")
 
 
 def test_stored_markup_never_runs(page: Any, console_server: GatewayProcess, admin: Client, screenshots: Path) -> None:

@@ -26,7 +26,7 @@ function drawCharts() {
       width: Math.max(320, host.clientWidth || 560),
       height: 200,
       series: [{}].concat(fields.map((f, i) => ({ label: f, stroke: colors[i % colors.length], width: 2, fill: i === 0 ? "rgba(59,111,224,0.08)" : undefined }))),
-      axes: [{}, { size: 70, values: (u, ticks) => ticks.map(formatTick) }],
+      axes: [{}, { size: 84, values: (u, ticks) => ticks.map(formatTick) }],
       scales: { x: { time: true } },
     };
     host.textContent = "";
