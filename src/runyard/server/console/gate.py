@@ -77,7 +77,10 @@ class ConsoleGate:
                         headers.append("set-cookie", value.decode("latin-1"))
             await send(message)
 
-        await self.app(scope, receive, send_with_cookie if fresh else send)
+        try:
+            await self.app(scope, receive, send_with_cookie if fresh else send)
+        except Exception:  # already logged, and answered with the error page, by the crash handler
+            return
 
     def _loopback(self, scope: Scope) -> bool:
         """A loopback bind (config) and a loopback client (or an in-process call)."""
