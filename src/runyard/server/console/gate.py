@@ -11,7 +11,6 @@ every POST: a form without its session's token is refused with 403 ``csrf_failed
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from starlette.datastructures import FormData, MutableHeaders
 from starlette.requests import Request
@@ -152,8 +151,3 @@ async def signout(request: Request, _form: FormData) -> Response:
     response = redirect("/ui/signin")
     response.delete_cookie(COOKIE, path="/ui")
     return response
-
-
-def state_of(request: Request) -> dict[str, Any]:
-    state: dict[str, Any] = request.scope["state"]
-    return state
