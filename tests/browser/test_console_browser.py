@@ -210,6 +210,8 @@ def test_store_key_sees_only_its_workspace(page: Any, console_server: GatewayPro
     ids = page.locator("tr.inference-row").evaluate_all("rows => rows.map(r => r.dataset.id)")
     assert mine.inference_id in ids and theirs.inference_id not in ids
     assert set(page.locator("tr.inference-row td:nth-child(9)").all_inner_texts()) == {"alpha-key"}
+    choices = page.locator("#inference-filters select[name=key] option").all_inner_texts()
+    assert "alpha-key (alpha)" in choices and not any("beta" in c for c in choices)  # no other workspace's keys
     shot(page, screenshots, "inferences-workspace")
     response = page.goto(f"{console_server.url}/ui/inferences/{theirs.inference_id}")
     assert response is not None and response.status == 404

@@ -23,6 +23,7 @@ from .gate import form_handler, redirect
 from .render import SECURITY_HEADERS, Pages
 
 KINDS = ("chat", "embed", "tts", "asr", "image", "vision")
+MAX_KEY_CHOICES = 500  # the key filter's choices (newest); any id still works typed in the URL
 
 
 def _pages(request: Request) -> Pages:
@@ -92,6 +93,8 @@ async def inference_list(request: Request) -> Response:
     cursor = q.get("cursor") or None
     page = await list_inferences(gw.store, filters, workspace=scope_workspace(request), limit=limit, cursor=cursor)
     names = await key_names(gw.store, list({r["api_key_id"] for r in page["data"] if r["api_key_id"]}))
+    workspace = scope_workspace(request)
+    keys = [k for k in await gw.store.list_api_keys() if workspace is None or k["workspace"] == workspace]
     return _pages(request).render(
         request,
         "inferences.html",
@@ -99,6 +102,7 @@ async def inference_list(request: Request) -> Response:
         filters=filters.as_query(),
         kinds=KINDS,
         names=names,
+        keys=keys[-MAX_KEY_CHOICES:],
         next_query={**filters.as_query(), "cursor": page["next_cursor"]} if page["next_cursor"] else None,
     )
 
