@@ -38,6 +38,7 @@ def test_sign_in_filter_inference_attempts_cost_and_feedback(
 
     page.goto(console_server.url + "/ui/inferences")
     assert page.url.endswith("/ui/signin")  # nothing without a session
+    shot(page, screenshots, "signin")
     sign_in(page, console_server, ADMIN_KEY)
     page.wait_for_selector(".uplot-host canvas")  # the charts drew
     shot(page, screenshots, "overview")
@@ -121,6 +122,10 @@ def test_approve_pending_tool_call_and_chat_finishes(
     assert page.locator("#chat-status").inner_text() == "idle"
     assert "deployed v7, all done" in page.locator("#transcript").inner_text()
     shot(page, screenshots, "chat")
+    page.goto(f"{console_server.url}/ui/agents/{name}")
+    assert "v1 · model gpt" in page.locator("details summary").first.inner_text()
+    assert page.locator(f"a[href='/ui/chats/{agent.chat_id}']").count() == 1
+    shot(page, screenshots, "agent-template")
     chat = agent.get_chat()
     assert chat["status"] == "idle" and chat["tool_calls"][0]["approval"]["approved"] is True
     assert chat["tool_calls"][0]["result"]["text"] == "v7"
