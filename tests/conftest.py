@@ -9,7 +9,7 @@ import pytest
 from support.anthropic_mock import MockAnthropic
 from support.openai_mock import MockOpenAI
 
-pytest_plugins = ["support.e2e", "support.tasks_e2e", "support.scaleout"]
+pytest_plugins = ["support.e2e", "support.tasks_e2e", "support.scaleout", "support.console"]
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ from ..gateway import Gateway
 from ..telemetry.http import UNMATCHED, HttpTelemetry
 from ..telemetry.logs import secrets_of
 from ..telemetry.service import Telemetry
+from .console import PREFIX as CONSOLE_PREFIX
+from .console import create_console
 from .guard import Guard, GuardMiddleware
 from .http import error_response
 from .inferencesh_runs import InferenceshRuns
@@ -44,6 +46,8 @@ from .routes import (
     tensorzero,
     usage,
 )
+from .routes import inferences as inference_routes
+from .routes import keys as key_routes
 from .routes import workflows as workflow_routes
 
 # Every route module's API declarations (server/openapi): a route without one fails tests/test_openapi.py.
@@ -125,6 +129,8 @@ def create_app(
             *tasks.routes,
             *media.routes,
             *usage.routes,
+            *inference_routes.routes,
+            *key_routes.routes,
             *workflow_routes.routes,
             *simstudio.routes,
             *speedpix.routes,
@@ -142,6 +148,7 @@ def create_app(
     )
     app.state.gateway = gateway
     app.state.telemetry = telemetry
+    app.console = create_console(gateway)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(GuardMiddleware, guard=guard)
     return app
@@ -163,6 +170,7 @@ class RunyardApp(Starlette):
         self.hot = {(method, r.path): r.endpoint for r in hot_routes for method in r.methods or ()}
         self.guard = guard
         self.telemetry = HttpTelemetry(telemetry.metrics, telemetry.access_log, self._route_of)
+        self.console: ASGIApp | None = None  # the web console: /ui, its own cookie sign-in (server/console)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":  # request id, metrics, access log, server span (telemetry/http.py)
@@ -180,6 +188,10 @@ class RunyardApp(Starlette):
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.hot.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
         if handler is None:
+            path = scope.get("path", "")
+            if self.console is not None and (path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")):
+                await self.console(scope, receive, send)
+                return
             await super().__call__(scope, receive, send)
             return
         scope["app"] = self

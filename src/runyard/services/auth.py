@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..backends.store import Store
 from ..backends.usage import key_names
 from ..config import LimitsConfig, hash_api_key
-from ..errors import AuthenticationError
+from ..errors import AuthenticationError, NotFoundError
 from .limits import LimitService, Policy
 
 log = logging.getLogger("runyard.auth")
@@ -156,3 +159,53 @@ class ApiKeyAuth:
         """The key id for these headers; raises AuthenticationError. None when auth is off."""
         key = await self.lookup(authorization, x_api_key)
         return key.id if key is not None else None
+
+
+# -- key administration (``POST/GET/DELETE /v1/keys``, the console's Keys page) ------------------
+
+KEY_PREFIX = "ry_"
+PERIODS = ("day", "month")
+
+
+class KeyLimits(BaseModel):
+    """A new store key: its name, workspace and limits (None: the config's ``[limits]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=255)
+    workspace: str = Field(default="default", min_length=1, max_length=255)
+    rpm_sync: int | None = Field(default=None, ge=0)
+    rpm_async: int | None = Field(default=None, ge=0)
+    tpm: int | None = Field(default=None, ge=0)
+    spend_limit: float | None = Field(default=None, ge=0)
+    period: Literal["day", "month"] | None = None
+
+    @model_validator(mode="after")
+    def _period_needs_spend(self) -> KeyLimits:
+        if self.period is not None and self.spend_limit is None:
+            raise ValueError("period needs spend_limit")
+        return self
+
+
+def new_key_secret() -> str:
+    """A fresh secret (shown once; only its hash is stored)."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+async def create_key(store: Store, auth: ApiKeyAuth, spec: KeyLimits) -> tuple[str, dict[str, Any]]:
+    """Store a key (hashed) and reload ``auth`` so it works at once; (secret, metadata row)."""
+    secret = new_key_secret()
+    limits = spec.model_dump(exclude={"name", "workspace"}, exclude_none=True)
+    key_id = await store.add_api_key(spec.name, hash_api_key(secret), workspace=spec.workspace, **limits)
+    await auth.refresh()
+    row = next(r for r in await store.list_api_keys() if r["id"] == key_id)
+    return secret, row
+
+
+async def revoke_key(store: Store, auth: ApiKeyAuth, key_id: str) -> dict[str, Any]:
+    """Revoke by id (404 ``key_not_found`` if unknown); refused at once by this process."""
+    row = await store.revoke_api_key(key_id)
+    if row is None:
+        raise NotFoundError(f"key {key_id} not found", code="key_not_found")
+    await auth.refresh()
+    return row
