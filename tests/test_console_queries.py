@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from runyard.agents.chats import agent_chats
 from runyard.backends.schema import tasks
 from runyard.backends.store import Store, new_id, utcnow
 from runyard.server.console import queries
 from runyard.server.routes.inferences import InferenceFilter, list_inferences
-from runyard.services.agents import agent_chats
 
 PG_ADMIN = "postgresql://root@127.0.0.1:5432/postgres"
 
