@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..config import RunyardConfig
 from ..errors import InternalServerError, RunyardError, error_for_status
 from ..gateway import Gateway
+from . import openai_surface
 from .http import error_response
 from .ratelimit import PUBLIC_PATHS, AuthLimitMiddleware, Guard  # noqa: F401 - PUBLIC_PATHS re-exported
 from .routes import agents, files, inferencesh, media, native, openai, simstudio, speedpix, tasks, tensorzero, usage
@@ -45,6 +46,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
             *native.routes,
             *openai.routes,
             *tensorzero.routes,
+            *openai_surface.routes,  # before the native /v1/files routes
             *files.routes,
             *tasks.routes,
             *media.routes,
@@ -62,6 +64,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
         },
     )
     app.state.gateway = gateway
+    openai_surface.install(app, gateway)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(AuthLimitMiddleware, guard=guard)
     return app

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from ...errors import InvalidRequestError
 from ...services.ai import CallContext, ChatStream
+from ...services.openai_params import check_chat_params
 from ...types import ChatRequest, ChatResult, EmbedRequest
 from ..http import (
     caller_key_id,
@@ -37,6 +38,8 @@ async def chat_completions(request: Request) -> Response:
     chat_request = validate_json(ChatRequest, raw)
     if not chat_request.model:
         raise InvalidRequestError("'model' is required", code="missing_model")
+    if chat_request.model_extra:
+        check_chat_params(chat_request.model_extra)  # n, logprobs: refused, not dropped
     ctx = CallContext(api_key_id=caller_key_id(request))
     service = gateway(request).ai
     if chat_request.stream:
