@@ -170,7 +170,7 @@ def test_responses_are_inferences(oai: openai.OpenAI, mock_openai: MockOpenAI, g
         ({"model": "gpt", "input": [{"type": "web_search_call", "id": "x"}]}, "input[0].type"),
         ({"model": "gpt", "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
         ({"model": "gpt", "input": "x", "tool_choice": {"type": "file_search"}}, "tool_choice"),
-        ({"model": "gpt", "input": "x", "text": {"format": {"type": "json_schema", "name": "n"}}}, "text.format.schema"),
+        ({"model": "gpt", "input": "x", "text": {"format": {"type": "json_schema"}}}, "text.format.schema"),
         ({"model": "gpt", "input": "x", "background": True}, "background"),
         ({"model": "gpt", "input": [{"role": "wizard", "content": "x"}]}, "input[0].role"),
         ({"model": "gpt", "input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id"),

@@ -12,8 +12,9 @@ sync tests and from async tests (whatever loop they run on) alike::
     mock.stop()
 
 Routes: ``POST /v1/chat/completions`` (stream and non-stream), ``POST /v1/embeddings``,
-``POST /v1/moderations`` (flags inputs containing "attack"), ``GET /v1/models``. Every request to any route is recorded and consumes one scripted
-behaviour (FIFO); with the queue empty the default behaviour applies.
+``POST /v1/moderations`` (flags inputs containing "attack"), ``GET /v1/models``. Every
+request to any route is recorded and consumes one scripted behaviour (FIFO); with the queue
+empty the default behaviour applies.
 
 Default chat behaviour, in order of precedence:
 
