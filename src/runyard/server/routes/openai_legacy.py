@@ -150,8 +150,8 @@ def _moderator(request: Request, model: str | None) -> tuple[Provider, str | Non
                 return route.provider, route.model
         if routes:
             raise invalid(f"model {model!r} is served by no provider that offers moderation", "model")
-    for provider in ai.providers.values():
-        if hasattr(provider, "moderate"):
+    for provider in ai.providers.values():  # the first that offers it and has its key (if it needs one)
+        if hasattr(provider, "moderate") and (provider.config.api_key_env is None or provider.config.api_key()):
             return provider, model
     raise error_for_status(
         501,
