@@ -97,9 +97,7 @@ def test_openai_agents_streamed_run(base_url: str, mock_openai: MockOpenAI, agen
 def test_langchain_invoke_and_stream(base_url: str, mock_openai: MockOpenAI, responses_api: bool) -> None:
     from langchain_openai import ChatOpenAI
 
-    llm = ChatOpenAI(
-        model="gpt", base_url=base_url, api_key="unused", max_retries=0, use_responses_api=responses_api
-    )
+    llm = ChatOpenAI(model="gpt", base_url=base_url, api_key="unused", max_retries=0, use_responses_api=responses_api)
     assert llm.invoke("hello langchain").text == "echo: hello langchain"
     pieces = [chunk.text for chunk in llm.stream("stream langchain words")]
     assert "".join(pieces) == "echo: stream langchain words" and len([p for p in pieces if p]) > 1
@@ -147,7 +145,8 @@ def test_pydantic_ai_agent_with_tool_and_typed_output(base_url: str, mock_openai
     from pydantic_ai.providers.openai import OpenAIProvider
 
     provider = OpenAIProvider(base_url=base_url, api_key="unused")
-    model = OpenAIChatModel("gpt", provider=provider) if api == "chat" else OpenAIResponsesModel("gpt", provider=provider)
+    model_class = OpenAIChatModel if api == "chat" else OpenAIResponsesModel
+    model = model_class("gpt", provider=provider)
     agent = Agent(model, output_type=City, instructions="Find the city.")
     looked_up: list[str] = []
 
