@@ -101,6 +101,17 @@ def test_structured_output_with_text_format(oai: openai.OpenAI, mock_openai: Moc
     assert fmt == {"type": "json_schema", "json_schema": {"name": "city", "schema": schema, "strict": True}}
 
 
+def test_responses_parse_into_a_pydantic_model(oai: openai.OpenAI, mock_openai: MockOpenAI) -> None:
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        name: str
+        population: int
+
+    parsed = oai.responses.parse(model="gpt", input="a city", text_format=City)
+    assert parsed.output_parsed == City(name="x", population=1)  # the mock fills the schema it was sent
+
+
 @pytest.mark.parametrize("model", ["gpt", "claude"])
 def test_stream_events(oai: openai.OpenAI, mock_openai: MockOpenAI, mock_anthropic: object, model: str) -> None:
     with oai.responses.stream(model=model, input="stream these words") as stream:
