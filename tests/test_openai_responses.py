@@ -201,3 +201,15 @@ def test_unknown_response_is_404(gateway_server: GatewayProcess) -> None:
     for method, path in [("GET", "/v1/responses/resp_nope"), ("GET", "/v1/responses/resp_nope/input_items")]:
         resp = httpx.request(method, gateway_server.url + path)
         assert resp.status_code == 404 and resp.json()["error"]["code"] == "response_not_found"
+
+
+def test_idempotency_key_gives_a_retry_the_first_answer(
+    gateway_server: GatewayProcess, mock_openai: MockOpenAI
+) -> None:
+    headers = {"Idempotency-Key": "resp-retry-1"}
+    body = {"model": "gpt", "input": "only once"}
+    first = httpx.post(f"{gateway_server.url}/v1/responses", json=body, headers=headers)
+    again = httpx.post(f"{gateway_server.url}/v1/responses", json=body, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert first.json()["id"] == again.json()["id"]
+    assert len([r for r in mock_openai.requests if r["path"].endswith("/chat/completions")]) == 1

@@ -15,7 +15,7 @@ from ...errors import NotFoundError
 from ...services.openai_batches import CHAT_ENDPOINT, OpenAIBatches
 from ...services.openai_params import UnsupportedParameterError, invalid
 from ..access import check_file, require, visible
-from ..http import caller_key_id, gateway, json_response, read_body, validate_json
+from ..http import caller_key_id, gateway, idempotency_key, idempotent, json_response, read_body, validate_json
 
 
 class BatchCreate(BaseModel):
@@ -73,7 +73,8 @@ def check_lines(raw: bytes, endpoint: str) -> int:
 
 
 async def create(request: Request) -> Response:
-    body = validate_json(BatchCreate, await read_body(request))
+    raw = await read_body(request)
+    body = validate_json(BatchCreate, raw)
     if body.endpoint != CHAT_ENDPOINT:
         raise UnsupportedParameterError(f"endpoint must be {CHAT_ENDPOINT} (the one Runyard batches)", param="endpoint")
     if body.completion_window != "24h":
@@ -88,15 +89,19 @@ async def create(request: Request) -> Response:
     if purpose != "batch":
         raise invalid("the input file must be uploaded with purpose 'batch'", "input_file_id", "invalid_file_purpose")
     total = check_lines(await gw.files.read(record), body.endpoint)
-    batch = await batches(request).create(
-        record,
-        total,
-        endpoint=body.endpoint,
-        window=body.completion_window,
-        metadata=body.metadata,
-        api_key_id=caller_key_id(request),
-    )
-    return json_response(batch)
+
+    async def produce() -> Response:
+        batch = await batches(request).create(
+            record,
+            total,
+            endpoint=body.endpoint,
+            window=body.completion_window,
+            metadata=body.metadata,
+            api_key_id=caller_key_id(request),
+        )
+        return json_response(batch)
+
+    return await idempotent(request, idempotency_key(request), raw, produce)  # one batch per Idempotency-Key
 
 
 async def retrieve(request: Request) -> Response:

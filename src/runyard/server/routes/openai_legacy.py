@@ -21,6 +21,8 @@ from ..http import (
     DONE,
     caller_key_id,
     gateway,
+    idempotency_key,
+    idempotent,
     json_response,
     read_body,
     sse_error,
@@ -88,7 +90,8 @@ def _usage(usage: Usage) -> dict[str, int]:
 
 
 async def completions(request: Request) -> Response:
-    body = validate_json(CompletionRequest, await read_body(request))
+    raw = await read_body(request)
+    body = validate_json(CompletionRequest, raw)
     chat = body.chat()
     ctx = CallContext(api_key_id=caller_key_id(request))
     service = gateway(request).ai
@@ -96,10 +99,14 @@ async def completions(request: Request) -> Response:
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
         return sse_response(_events(await service.open_stream(chat, ctx), created, include_usage))
-    result = await service.chat(chat, ctx)
-    out = _completion(result, created, result.content, result.finish_reason)
-    out["usage"] = _usage(result.usage)
-    return json_response(out)
+
+    async def produce() -> Response:
+        result = await service.chat(chat, ctx)
+        out = _completion(result, created, result.content, result.finish_reason)
+        out["usage"] = _usage(result.usage)
+        return json_response(out)
+
+    return await idempotent(request, idempotency_key(request), raw, produce)
 
 
 async def _events(stream: ChatStream, created: int, include_usage: bool) -> AsyncIterator[bytes]:

@@ -15,7 +15,15 @@ from ...services.openai_params import invalid
 from ...services.responses import ResponsesService
 from ...services.responses_translate import ResponsesRequest
 from ..access import require
-from ..http import caller_key_id, json_response, read_body, sse_response, validate_json
+from ..http import (
+    caller_key_id,
+    idempotency_key,
+    idempotent,
+    json_response,
+    read_body,
+    sse_response,
+    validate_json,
+)
 
 
 def service(request: Request) -> ResponsesService:
@@ -38,7 +46,8 @@ async def stored(request: Request, response_id: str) -> dict[str, Any]:
 
 
 async def create(request: Request) -> Response:
-    req = validate_json(ResponsesRequest, await read_body(request))
+    raw = await read_body(request)
+    req = validate_json(ResponsesRequest, raw)
     previous = None
     if req.previous_response_id:
         try:
@@ -54,7 +63,11 @@ async def create(request: Request) -> Response:
     responses = service(request)
     if req.stream:
         return sse_response(await responses.open_stream(req, ctx, previous))
-    return json_response(await responses.create(req, ctx, previous))
+
+    async def produce() -> Response:
+        return json_response(await responses.create(req, ctx, previous))
+
+    return await idempotent(request, idempotency_key(request), raw, produce)  # a retry gets the first answer
 
 
 async def retrieve(request: Request) -> Response:
