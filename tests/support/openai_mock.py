@@ -12,8 +12,9 @@ sync tests and from async tests (whatever loop they run on) alike::
     mock.stop()
 
 Routes: ``POST /v1/chat/completions`` (stream and non-stream), ``POST /v1/embeddings``,
-``GET /v1/models``. Every request to any route is recorded and consumes one scripted
-behaviour (FIFO); with the queue empty the default behaviour applies.
+``POST /v1/moderations`` (flags inputs containing "attack"), ``GET /v1/models``. Every
+request to any route is recorded and consumes one scripted behaviour (FIFO); with the queue
+empty the default behaviour applies.
 
 Default chat behaviour, in order of precedence:
 
@@ -209,6 +210,8 @@ class MockOpenAI(ThreadedMockServer):
             return web.Response(status=200, body=b"{not json", content_type="application/json")
         if path.endswith("/embeddings") and request.method == "POST":
             resp: web.StreamResponse = self._embeddings(body if isinstance(body, dict) else {})
+        elif path.endswith("/moderations") and request.method == "POST":
+            resp = self._moderations(body if isinstance(body, dict) else {})
         elif path.endswith("/models") and request.method == "GET":
             resp = web.json_response(
                 {
@@ -251,6 +254,27 @@ class MockOpenAI(ThreadedMockServer):
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
+
+    def _moderations(self, body: dict[str, Any]) -> web.Response:
+        """Flags an input that contains the word "attack" (category violence)."""
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs:
+            return web.json_response(_error_body(400, "'input' is required"), status=400)
+        results = []
+        for item in inputs:
+            flagged = "attack" in _text_of(item if isinstance(item, str) else [item]).lower()
+            results.append(
+                {
+                    "flagged": flagged,
+                    "categories": {"violence": flagged, "hate": False},
+                    "category_scores": {"violence": 0.97 if flagged else 0.01, "hate": 0.0},
+                    "category_applied_input_types": {"violence": ["text"], "hate": ["text"]},
+                }
+            )
+        model = body.get("model") or "omni-moderation-latest"
+        return web.json_response({"id": "modr-mock", "model": model, "results": results})
 
     def _answer(self, body: dict[str, Any], behaviour: Behaviour | None) -> _Answer:
         messages = body.get("messages") or []

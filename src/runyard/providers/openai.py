@@ -25,6 +25,7 @@ class OpenAIProvider(OpenAIMediaMixin, Provider):
         base = config.base_url or "https://api.openai.com/v1"
         self._chat_url = endpoint(base, "/chat/completions")
         self._embed_url = endpoint(base, "/embeddings")
+        self._moderations_url = endpoint(base, "/moderations")
         headers = {}
         key = config.api_key()
         if key:
@@ -119,6 +120,17 @@ class OpenAIProvider(OpenAIMediaMixin, Provider):
                 f"{self.name}: unreadable embeddings response ({type(err).__name__})",
                 code="upstream_invalid_response",
             ) from None
+
+    async def moderate(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Forward an OpenAI ``/moderations`` request; the upstream's answer as it came."""
+        raw = await self._http.post_json(self._moderations_url, orjson.dumps(body))
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            raise UpstreamError(f"{self.name}: unreadable moderation response", code="upstream_invalid_response")
+        return data
 
 
 def parse_usage(usage: dict[str, Any] | None) -> TokenUsage:

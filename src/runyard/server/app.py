@@ -21,6 +21,7 @@ from ..gateway import Gateway
 from ..telemetry.http import UNMATCHED, HttpTelemetry
 from ..telemetry.logs import secrets_of
 from ..telemetry.service import Telemetry
+from . import openai_surface
 from .console import PREFIX as CONSOLE_PREFIX
 from .console import create_console
 from .guard import Guard, GuardMiddleware
@@ -125,6 +126,7 @@ def create_app(
             *native.routes,
             *openai.routes,
             *tensorzero.routes,
+            *openai_surface.routes,  # before the native /v1/files routes
             *files.routes,
             *tasks.routes,
             *media.routes,
@@ -149,6 +151,7 @@ def create_app(
     app.state.gateway = gateway
     app.state.telemetry = telemetry
     app.console = create_console(gateway)
+    openai_surface.install(app, gateway)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(GuardMiddleware, guard=guard)
     return app

@@ -45,10 +45,10 @@ async def upload(request: Request) -> Response:
     key_id = getattr(request.state, "api_key_id", None)
     media_type = request.headers.get("content-type", "")
     if media_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
-        record = await _upload_multipart(request, files, key_id)
+        record, _fields = await upload_multipart(request, files, key_id)
     else:
         record = await _upload_raw(request, files, key_id)
-    return json_response(_describe(request, record), status=201)
+    return json_response(describe(request, record), status=201)
 
 
 async def _upload_raw(request: Request, files: FileService, key_id: str | None) -> FileRecord:
@@ -81,7 +81,10 @@ class _Part:
         self.value = bytearray()
 
 
-async def _upload_multipart(request: Request, files: FileService, key_id: str | None) -> FileRecord:
+async def upload_multipart(
+    request: Request, files: FileService, key_id: str | None
+) -> tuple[FileRecord, dict[str, str]]:
+    """The stored file and the form's other fields (OpenAI's upload sends ``purpose``)."""
     limit = files.max_upload_bytes
     declared = _declared_length(request)
     if declared is not None and declared > limit + FORM_OVERHEAD:
@@ -168,7 +171,7 @@ async def _upload_multipart(request: Request, files: FileService, key_id: str | 
         raise InvalidRequestError(f"multipart body has no '{FILE_FIELD}' field", code="missing_file")
     filename = fields.get("filename") or file_part.filename
     content_type = fields.get("content_type") or file_part.content_type
-    return await files.commit(writer, filename, content_type, api_key_id=key_id)
+    return await files.commit(writer, filename, content_type, api_key_id=key_id), fields
 
 
 def _describe_part(part: _Part) -> None:
@@ -188,7 +191,8 @@ def _describe_part(part: _Part) -> None:
 # --------------------------------------------------------------------------- reading
 
 
-async def _record(request: Request) -> FileRecord:
+async def file_record(request: Request) -> FileRecord:
+    """The file the path names, if the caller may see it (404 ``file_not_found`` otherwise)."""
     file_id = request.path_params["file_id"]
     if parse_file_ref(f"runyard://files/{file_id}") is None:
         raise NotFoundError(f"file {file_id!r} not found", code="file_not_found")
@@ -202,16 +206,16 @@ def _access_url(request: Request, record: FileRecord) -> str:
     return f"{base.rstrip('/')}/v1/files/{record.id}/content"
 
 
-def _describe(request: Request, record: FileRecord) -> dict[str, Any]:
+def describe(request: Request, record: FileRecord) -> dict[str, Any]:
     return record.to_dict(access_url=_access_url(request, record))
 
 
 async def get_file(request: Request) -> Response:
-    return json_response(_describe(request, await _record(request)))
+    return json_response(describe(request, await file_record(request)))
 
 
 async def get_content(request: Request) -> Response:
-    return await file_response(request, await _record(request), gateway(request).files)
+    return await file_response(request, await file_record(request), gateway(request).files)
 
 
 routes = [

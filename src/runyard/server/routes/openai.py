@@ -19,6 +19,7 @@ from starlette.routing import Route
 from ...errors import InvalidRequestError
 from ...inference import ChatOutcome, ChatRequest, EmbedRequest
 from ...services.ai import CallContext
+from ...services.openai_params import check_chat_params
 from ...services.streams import ChatStream
 from ..calls import guarded_stream
 from ..http import (
@@ -40,6 +41,8 @@ async def chat_completions(request: Request) -> Response:
     chat_request = validate_json(ChatRequest, raw)
     if not chat_request.model:
         raise InvalidRequestError("'model' is required", code="missing_model")
+    if chat_request.model_extra:
+        check_chat_params(chat_request.model_extra)  # n, logprobs: refused, not dropped
     ctx = CallContext(api_key_id=caller_key_id(request))
     service = gateway(request).ai
     if chat_request.stream:
