@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 if sys.version_info >= (3, 11):
@@ -246,6 +246,12 @@ class RunyardConfig(_Strict):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    # the config file's folder: [apps] modules are imported from there (then the working directory)
+    _source_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source_dir(self) -> Path | None:
+        return self._source_dir
 
     def model_post_init(self, __context: Any) -> None:
         merged = default_providers()
@@ -368,4 +374,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> RunyardConfig:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{p}: not valid TOML: {err}") from None
-    return parse_config(data, str(p))
+    config = parse_config(data, str(p))
+    config._source_dir = p.resolve().parent
+    return config

@@ -20,6 +20,7 @@ from ..gateway import Gateway
 from .http import error_response
 from .ratelimit import PUBLIC_PATHS, AuthLimitMiddleware, Guard  # noqa: F401 - PUBLIC_PATHS re-exported
 from .routes import agents, files, inferencesh, media, native, openai, simstudio, speedpix, tasks, tensorzero, usage
+from .routes import inferences as inference_routes
 from .routes import workflows as workflow_routes
 
 log = logging.getLogger("runyard.server")
@@ -54,6 +55,7 @@ def create_app(config: RunyardConfig, *, worker: bool = True) -> Starlette:
             *speedpix.routes,
             *agents.routes,
             *inferencesh.routes,
+            *inference_routes.routes,
         ],
         lifespan=lifespan,
         exception_handlers={
