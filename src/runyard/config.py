@@ -128,6 +128,17 @@ class StorageConfig(_Strict):
     batch_size: int = Field(default=100, ge=1)
     max_buffer: int = Field(default=100_000, ge=1)
 
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, url: str) -> str:
+        """The store is async: a URL naming a blocking driver (or none) is refused up front."""
+        scheme = url.partition("://")[0].lower()
+        if scheme in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+pg8000"):
+            raise ValueError(f"{scheme}:// needs the async driver: write postgresql+asyncpg://...")
+        if scheme in ("sqlite", "sqlite+pysqlite"):
+            raise ValueError(f"{scheme}:// needs the async driver: write sqlite+aiosqlite:///path/to/runyard.db")
+        return url
+
 
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
