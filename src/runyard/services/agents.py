@@ -27,6 +27,7 @@ from ..files import parse_file_ref
 from ..types import ChatRequest, ImageRequest
 from .agent_tools import AgentConfig, ToolSpec, check_tools, run_code
 from .ai import CallContext
+from .preflight import check_agent_model
 from .urlguard import check_url
 from .webhooks import SIGNATURE_HEADER, sign
 
@@ -148,6 +149,7 @@ class AgentService:
         if not TEMPLATE_NAME.match(name or ""):
             raise ValidationError("agent names look like 'org/name'", code="invalid_agent_name")
         cfg = parse_config(config)
+        check_agent_model(cfg.model, self.gw)  # an unknown model is refused here, not at the first message
         engine = self.gw.store.engine
         async with engine.begin() as conn:
             q = sa.select(sa.func.max(agent_templates.c.version)).where(agent_templates.c.name == name)

@@ -33,6 +33,7 @@ from ..files import File
 from ..types import ChatRequest
 from ..workflows import env, gates, parse_definition, rewrite_template, validate_definition, whole_expression
 from .ai import BoundAI
+from .preflight import workflow_problems
 from .urlguard import check_url
 
 if TYPE_CHECKING:
@@ -159,6 +160,8 @@ class WorkflowService:
     async def publish(self, name: str, *, alias: str | None = "main") -> dict[str, Any]:
         """Freeze the draft as the next version; ``alias`` (default ``main``) moves to it."""
         row = await self._row(name)
+        if problems := await workflow_problems(row["draft"], self.gateway):
+            raise definition_error(problems)  # names this gateway cannot resolve: refused before it runs
         now = utcnow()
         async with self.engine.begin() as conn:
             latest = (
@@ -240,7 +243,9 @@ class WorkflowService:
                 "valid": False,
                 "problems": [{"block": "(workflow)", "code": err.code, "message": err.message}],
             }
-        _, problems = validate_definition({k: v for k, v in definition.items() if not k.startswith("_")})
+        stored = {k: v for k, v in definition.items() if not k.startswith("_")}
+        _, problems = validate_definition(stored)
+        problems += await workflow_problems(stored, self.gateway)
         return {**out, "version": number, "valid": not problems, "problems": problems}
 
     async def list_all(self) -> list[dict[str, Any]]:
