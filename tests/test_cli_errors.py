@@ -195,3 +195,18 @@ def test_ctrl_c_in_run_names_the_task(tasks_server: GatewayProcess, tmp_path: Pa
             assert f"runyard tasks cancel {running['id']}" in line and "--cancel-on-interrupt" in line
             assert client.tasks.get(running["id"]).status == "processing"
             client.tasks.cancel(running["id"])
+
+
+def test_an_unclosed_embedded_client_exits_quietly(tmp_path: Path) -> None:
+    script = (
+        "from runyard import Client\n"
+        "client = Client.embedded()\n"
+        "print(client.ai.chat('hi', model='dummy::echo').content)\n"
+        "client.run('runyard/chat', {'model': 'dummy::echo', 'prompt': 'x'}, wait=False)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNYARD_")}
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "echo: hi", out.stderr
+    assert out.stderr == "", out.stderr
