@@ -36,4 +36,3 @@ def test_quickstart_prompts_are_answered_correctly(tmp_path: Path) -> None:
             PERSON_PROMPT, model="local::chat", response_format=PERSON_SCHEMA, max_tokens=60, temperature=0
         )
         assert json.loads(person.content or "{}") == PERSON_EXPECTED
-
