@@ -21,11 +21,18 @@ if [[ ! -f "$stamp" || "$ROOT/pyproject.toml" -nt "$stamp" ]]; then
   local_extra=0
   [[ ",$extras," == *",local,"* ]] && local_extra=1
   if [[ $local_extra -eq 1 ]]; then
-    # torch first, pinned: it is the CPU build on this machine; an unpinned torch (as
-    # sentence-transformers asks for) would pull a multi-GB CUDA build.
+    # torch first, pinned, the CPU build: an unpinned torch (as sentence-transformers asks for)
+    # would pull a multi-GB CUDA build, and so does the pin from plain PyPI. So: from
+    # RUNYARD_TORCH_INDEX if set; else from PyTorch's CPU index, unless pip is configured with its
+    # own index or wheel folder (a mirror, as on the test machines: it serves the CPU build).
     if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
-      echo "[setup] installing torch 2.13.0 (CPU build)" >&2
-      "$VENV/bin/python" -m pip install -q "torch==2.13.0"
+      torch_index="${RUNYARD_TORCH_INDEX:-}"
+      if [[ -z "$torch_index" ]] && ! "$VENV/bin/python" -m pip config list 2>/dev/null | grep -qE "index-url|find-links" \
+        && [[ -z "${PIP_INDEX_URL:-}${PIP_EXTRA_INDEX_URL:-}${PIP_FIND_LINKS:-}" ]]; then
+        torch_index="https://download.pytorch.org/whl/cpu"
+      fi
+      echo "[setup] installing torch 2.13.0 (CPU build${torch_index:+, from $torch_index})" >&2
+      "$VENV/bin/python" -m pip install -q "torch==2.13.0" ${torch_index:+--index-url "$torch_index"}
     fi
     # A portable build (no -march=native), so the cached wheel runs on any x86-64 with AVX2.
     export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"

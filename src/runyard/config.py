@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 if sys.version_info >= (3, 11):
@@ -139,6 +139,12 @@ class StorageConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _driver_installed(cls, url: str) -> str:
+        """The store is async: a URL naming a blocking driver (or none) is refused up front."""
+        scheme = url.partition("://")[0].lower()
+        if scheme in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+pg8000"):
+            raise ValueError(f"{scheme}:// needs the async driver: write postgresql+asyncpg://...")
+        if scheme in ("sqlite", "sqlite+pysqlite"):
+            raise ValueError(f"{scheme}:// needs the async driver: write sqlite+aiosqlite:///path/to/runyard.db")
         return known_scheme(url, _STORE_DRIVERS)
 
 
@@ -322,6 +328,12 @@ class RunyardConfig(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    # the config file's folder: [apps] modules are imported from there (then the working directory)
+    _source_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source_dir(self) -> Path | None:
+        return self._source_dir
 
     def model_post_init(self, __context: Any) -> None:
         merged = default_providers()
@@ -457,4 +469,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> RunyardConfig:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{p}: not valid TOML: {err}") from None
-    return parse_config(data, str(p))
+    config = parse_config(data, str(p))
+    config._source_dir = p.resolve().parent
+    return config

@@ -19,6 +19,7 @@ from .services.files import FileService
 from .services.idempotency import IdempotencyCache
 from .services.limits import LimitService
 from .services.media import MediaService
+from .services.preflight import Preflight
 from .services.tasks import TaskService
 from .services.webhooks import WebhookSender
 from .services.workflows import WorkflowService
@@ -73,10 +74,16 @@ class Gateway:
             refs=workflow_refs,  # a ref that names no app may name a workflow
         )
         chats = ChatStore(self.store.engine)
+        preflight = Preflight(  # what a definition names, checked when it is saved, not when it runs
+            resolve_model=self.ai.resolve,
+            resolve_app=self.apps.resolve,
+            get_template=chats.get_template,
+            modules=config.apps.modules,
+        )
         tools = ServerTools(
             chats, self.media, self.files, self.tasks, secrets=config.apps.secrets, allow_private=allow_private
         )
-        self.agents = AgentService(chats, AgentLoop(chats, self.ai, self.files, tools))
+        self.agents = AgentService(chats, AgentLoop(chats, self.ai, self.files, tools), preflight)
         blocks = BlockServices(
             ai=self.ai,
             agents=self.agents,
@@ -86,7 +93,7 @@ class Gateway:
             allow_private=allow_private,
         )
         self.apps.register(workflow_app(workflow_store, blocks))  # workflow runs are its tasks
-        self.workflows = WorkflowService(workflow_store, workflow_refs, self.tasks)
+        self.workflows = WorkflowService(workflow_store, workflow_refs, self.tasks, preflight)
         self.run_worker = run_worker
         self.worker: Worker | None = None
 

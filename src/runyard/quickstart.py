@@ -51,6 +51,30 @@ CITY_SCHEMA = {
     },
 }
 
+# Prompts the tiny local model (SmolLM2-135M) answers correctly: recall of a famous fact and extraction
+# from the prompt itself. Asked what it must know (a city's population), it invents numbers.
+CHAT_PROMPT = "What is the capital of France? Answer in one sentence."
+CHAT_EXPECTED = "Paris"
+PERSON_PROMPT = "Extract the person as JSON: Alice is 30 years old and lives in Lisbon."
+PERSON_EXPECTED = {"name": "Alice", "age": 30, "city": "Lisbon"}
+PERSON_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "person",
+        "schema": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "age": {"type": "integer"}, "city": {"type": "string"}},
+            "required": ["name", "age", "city"],
+        },
+    },
+}
+REAL_MODEL_HINT = (
+    "local::chat is a tiny demo model (SmolLM2, 135M parameters): right on simple prompts like these, wrong on "
+    'harder ones. For a real one, name it in runyard.toml: [models.smart] routes = ["openai::gpt-4o-mini"] '
+    "(OPENAI_API_KEY set; any OpenAI-compatible server via OPENAI_BASE_URL), or a bigger GGUF file through "
+    '[providers.llm] kind = "llamacpp" (README: Local models).'
+)
+
 SENTENCES = [
     "The kitten chased a ball of yarn across the floor.",
     "Stock markets fell sharply after the interest rate decision.",
@@ -137,7 +161,7 @@ def _run_local(console: Console, config: RunyardConfig | None, ready: dict[str, 
         Panel.fit("Runyard quickstart — embedded gateway, local models, no keys, no network", style="bold cyan")
     )
     console.print(
-        "[dim]local::chat[/] SmolLM2-135M on llama.cpp · [dim]local::embed[/] all-MiniLM-L6-v2 · "
+        "[dim]local::chat[/] SmolLM2-135M on llama.cpp (a tiny demo model) · [dim]local::embed[/] all-MiniLM-L6-v2 · "
         "[dim]local::tts[/] Piper (en_US joe)\n"
     )
     started = time.perf_counter()
@@ -152,12 +176,11 @@ def _run_local(console: Console, config: RunyardConfig | None, ready: dict[str, 
             chunks = 0
             with Live(Panel(text, title="local::chat", border_style="cyan"), console=console, transient=False):
                 stream = client.ai.chat(
-                    "In two sentences, why would someone run AI models on their own machine?",
+                    CHAT_PROMPT,
                     model="local::chat",
                     stream=True,
-                    max_tokens=120,
-                    temperature=0.3,
-                    seed=7,
+                    max_tokens=60,
+                    temperature=0,
                 )
                 for chunk in stream:
                     if chunk.delta and chunk.delta.content:
@@ -170,16 +193,13 @@ def _run_local(console: Console, config: RunyardConfig | None, ready: dict[str, 
             answer = text.plain.strip()
 
         # 2. JSON that must match a schema (a grammar constrains every token)
-        with tour.step("json · schema-constrained output"):
-            city = client.ai.chat(
-                "Describe Paris as JSON with its name, country and population.",
-                model="local::chat",
-                response_format=CITY_SCHEMA,
-                max_tokens=80,
-                temperature=0,
+        with tour.step("json · schema-constrained extraction"):
+            person = client.ai.chat(
+                PERSON_PROMPT, model="local::chat", response_format=PERSON_SCHEMA, max_tokens=60, temperature=0
             )
-            ids.append(str(city.inference_id))
-            parsed = json.loads(city.content or "{}")
+            ids.append(str(person.inference_id))
+            parsed = json.loads(person.content or "{}")
+            console.print(f"  [dim]asked:[/] {PERSON_PROMPT}")
             console.print(Panel(json.dumps(parsed, indent=2), title="parsed JSON", border_style="green", expand=False))
 
         # 3. a forced tool call
@@ -255,6 +275,7 @@ def _run_local(console: Console, config: RunyardConfig | None, ready: dict[str, 
                 "[dim]next: `runyard serve` for the same over HTTP (OpenAI-compatible at /v1), "
                 "or Client.embedded() in your own code[/]"
             ),
+            Text(REAL_MODEL_HINT, style="yellow"),
         )
     )
     return elapsed

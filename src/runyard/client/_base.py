@@ -35,6 +35,10 @@ __all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncAPIClient"]
 T = TypeVar("T")
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+CONNECT_HINT = (
+    " — is a gateway running there? Start one with `runyard serve`, set RUNYARD_BASE_URL to where one runs,"
+    " or run it in this process with Client.embedded()"
+)
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
 DEFAULT_MAX_RETRIES = 2
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -206,7 +210,8 @@ class AsyncAPIClient:
         except httpx.TimeoutException as exc:
             raise APITimeoutError(f"{method} {request.url} timed out: {exc or type(exc).__name__}") from exc
         except httpx.TransportError as exc:
-            raise ConnectionError(f"{method} {request.url} failed: {exc or type(exc).__name__}") from exc
+            hint = CONNECT_HINT if isinstance(exc, httpx.ConnectError) else ""
+            raise ConnectionError(f"{method} {request.url} failed: {exc or type(exc).__name__}{hint}") from exc
         h = response.headers
         limit = h.get("x-ratelimit-limit")
         if limit is not None or "x-ratelimit-remaining" in h or "x-ratelimit-reset" in h:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -192,6 +193,8 @@ class Client:
             raise
         self._view = False
         self._bind()
+        if self._async._lifespan is not None:  # embedded: left open, it is closed at exit, quietly
+            weakref.finalize(self, _close_quietly, self._portal, self._async)
 
     def _bind(self) -> None:
         self.ai = AI(self._async.ai, self._portal)
@@ -313,3 +316,16 @@ class Client:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _close_quietly(portal: Portal, client: AsyncClient) -> None:
+    """Close an embedded client nobody closed (garbage-collected, or at interpreter exit): its
+    gateway's tasks end here instead of being reported as "destroyed but pending"."""
+    if portal.closed:
+        return
+    try:
+        portal.call(client.aclose())
+    except Exception:  # best effort at exit
+        pass
+    finally:
+        portal.close()

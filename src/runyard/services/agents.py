@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..agents.chats import IDLE, ChatStore
+from ..agents.config import parse_config
 from ..agents.loop import AgentLoop, Emit, find_call
+from .preflight import Preflight
 
 __all__ = ["AgentService", "Emit"]
 
@@ -16,11 +18,13 @@ __all__ = ["AgentService", "Emit"]
 class AgentService:
     """A thin facade over the chat store and the loop."""
 
-    def __init__(self, chats: ChatStore, loop: AgentLoop) -> None:
+    def __init__(self, chats: ChatStore, loop: AgentLoop, preflight: Preflight) -> None:
         self.chats = chats
         self.loop = loop
+        self.preflight = preflight
 
     async def create_template(self, name: str, config: Any) -> dict[str, Any]:
+        self.preflight.check_agent_model(parse_config(config).model)  # refused here, not at the first message
         return await self.chats.create_template(name, config)
 
     async def get_template(self, ref: str) -> dict[str, Any]:

@@ -7,17 +7,35 @@ newest by semver, also the meaning of no suffix) or an alias from ``[apps.aliase
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..apps import AppContext, AppDefinition, app, definition_of, version_key
-from ..config import RunyardConfig
+from ..config import ConfigError, RunyardConfig
 from ..errors import NotFoundError, RequirementsNotMetError
 from ..files import File
 from ..inference import ChatRequest, Message
 
-__all__ = ["AppRegistry"]
+__all__ = ["AppRegistry", "import_app_module"]
+
+
+def import_app_module(name: str, config_dir: Path | None) -> ModuleType:
+    """Import an ``[apps] modules`` entry, looking in the config file's folder and the working directory
+    too; one that cannot be imported is a :class:`ConfigError` saying where it was looked for."""
+    for folder in (Path.cwd(), config_dir):  # the config's folder ends up first
+        if folder is not None and str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name is None or not (name == err.name or name.startswith(err.name + ".")):
+            raise  # the module itself imports something missing: its own error says what
+        where = ", ".join(dict.fromkeys(str(f) for f in (config_dir, Path.cwd()) if f is not None))
+        raise ConfigError(f"[apps] modules: cannot import {name!r} (looked in {where} and the Python path)") from None
 
 
 class AppRegistry:
@@ -34,7 +52,7 @@ class AppRegistry:
             for target in (ModelChat, ModelEmbed, ChatBatch):
                 self.register(definition_of(target))
         for module_name in self.config.apps.modules:
-            module = importlib.import_module(module_name)
+            module = import_app_module(module_name, self.config.source_dir)
             for obj in list(vars(module).values()):
                 definition = definition_of(obj)
                 if definition is not None and getattr(obj, "__module__", None) == module.__name__:

@@ -9,7 +9,8 @@ from typing import Any
 
 from ..workflows.app import EVENT, WORKFLOW_APP
 from ..workflows.refs import WorkflowRefs
-from ..workflows.store import WorkflowStore
+from ..workflows.store import WorkflowStore, definition_error
+from .preflight import Preflight
 from .tasks import TaskRunner
 
 __all__ = ["EVENT", "WORKFLOW_APP", "WorkflowService"]
@@ -18,20 +19,36 @@ __all__ = ["EVENT", "WORKFLOW_APP", "WorkflowService"]
 class WorkflowService:
     """A thin facade: definitions go to the store, runs become ``runyard/workflow`` tasks."""
 
-    def __init__(self, store: WorkflowStore, refs: WorkflowRefs, tasks: TaskRunner) -> None:
+    def __init__(self, store: WorkflowStore, refs: WorkflowRefs, tasks: TaskRunner, preflight: Preflight) -> None:
         self.store = store
         self.refs = refs
         self.tasks = tasks
+        self.preflight = preflight
         self.check = store.check
         self.save = store.save
-        self.publish = store.publish
         self.set_alias = store.set_alias
         self.status = store.status
-        self.validate_ref = store.validate_ref
         self.list_all = store.list_all
         self.resolve = store.resolve
         self.exists = store.exists
         self.estimated_duration = store.estimated_duration
+
+    async def publish(self, name: str, *, alias: str | None = "main") -> dict[str, Any]:
+        """The next version of ``name``'s draft, once what it names resolves on this gateway."""
+        draft = (await self.store.status(name))["draft"]  # 404 workflow_not_found
+        if problems := await self.preflight.workflow_problems(draft):
+            raise definition_error(problems)  # refused before it can run
+        return await self.store.publish(name, alias=alias)
+
+    async def validate_ref(self, ref: str) -> dict[str, Any]:
+        """The store's check of ``ref``, plus what its definition names that this gateway lacks."""
+        report = await self.store.validate_ref(ref)
+        if report["version"] is not None:
+            found = await self.store.resolve(ref)
+            stored = {k: v for k, v in found.definition.items() if not k.startswith("_")}
+            report["problems"] = [*report["problems"], *await self.preflight.workflow_problems(stored)]
+            report["valid"] = not report["problems"]
+        return report
 
     async def submit(
         self,

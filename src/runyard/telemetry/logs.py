@@ -91,7 +91,7 @@ def configure(fmt: LogFormat, level: str, redact: Redactor) -> logging.Handler:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    root.setLevel("DEBUG" if level.lower() == "trace" else level.upper())  # uvicorn's trace: DEBUG here
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers.clear()

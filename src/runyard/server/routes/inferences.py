@@ -10,6 +10,7 @@ indexed range scan, never an OFFSET.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -141,9 +142,21 @@ async def inferences_list(request: Request) -> Response:
     if gw.recorder is not None:
         await gw.recorder.flush()  # what was just answered is listed
     page = await list_inferences(
-        gw.store, filters, workspace=scope_workspace(request), limit=limit, cursor=q.get("cursor") or None
+        gw.store, filters, workspace=scope_workspace(request), limit=limit, cursor=page_cursor(q.get("cursor"))
     )
     return json_response({"object": "list", **page})
+
+
+def page_cursor(value: str | None) -> str | None:
+    """``?cursor=``: the last inference id of the previous page (400 ``invalid_cursor`` otherwise)."""
+    if not value:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidRequestError(
+            "'cursor' must be an inference id (next_cursor of a page)", code="invalid_cursor"
+        ) from None
 
 
 routes = [Route("/v1/inferences", inferences_list, methods=["GET"])]

@@ -200,7 +200,7 @@ async def get_job(request: Request) -> Response:
     result = await _result(request, task) if task["status"] in TERMINAL else None
     name = (task.get("input") or {}).get("workflow")
     body: dict[str, Any] = {
-        "success": True,
+        "success": task["status"] not in ("failed", "cancelled"),  # as the status says
         "taskId": task["id"],
         "task_id": task["id"],
         "status": task["status"],

@@ -1,0 +1,1 @@
+"""The ``acme`` example package: workflow functions (:mod:`.steps`) and an app agents call (:mod:`.ops`)."""
