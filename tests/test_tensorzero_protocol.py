@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -20,7 +19,6 @@ from tensorzero import (
     ChatInferenceResponse,
     FinishReason,
     ImageBase64,
-    InferenceChunk,
     JsonInferenceResponse,
     TensorZeroError,
     TensorZeroGateway,
@@ -32,98 +30,19 @@ from tensorzero import (
 )
 from tensorzero.types import ChatChunk, JsonChunk
 
-from runyard.config import parse_config
-from runyard.server.app import create_app
-from support.loopback import LoopbackServer
+from support import tensorzero_app
 from support.openai_mock import B, MockOpenAI
+from support.tensorzero_app import ANSWER_SCHEMA, WEATHER_TOOL, as_uuid, chat, chat_chunks, stream_of, text_of
+
+# The module's fixtures: a Runyard server for the module, the tensorzero client and httpx on it.
+store_url, base_url, tz, http = (
+    tensorzero_app.store_url,
+    tensorzero_app.base_url,
+    tensorzero_app.tz,
+    tensorzero_app.http,
+)
 
 pytestmark = pytest.mark.timeout(60)
-
-WEATHER_TOOL = {
-    "name": "get_weather",
-    "description": "Current weather in a city",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-        "additionalProperties": False,
-    },
-}
-ANSWER_SCHEMA = {
-    "type": "object",
-    "properties": {"answer": {"type": "string"}, "confidence": {"type": "number"}},
-    "required": ["answer", "confidence"],
-    "additionalProperties": False,
-}
-
-
-# --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('tensorzero') / 'rt.db'}"
-
-
-@pytest.fixture(scope="module")
-def base_url(store_url: str, _mock_openai_server: MockOpenAI) -> Iterator[str]:
-    config = parse_config(
-        {
-            "storage": {"url": store_url, "flush_interval_ms": 20},
-            "providers": {"mock": {"kind": "openai", "base_url": _mock_openai_server.url, "timeout": 10}},
-            "models": {"support_bot": {"routes": ["dummy::echo"]}},
-            "metrics": {"thumbs_up": {"type": "boolean", "level": "inference"}},
-        }
-    )
-    server = LoopbackServer(create_app(config), lifespan="on", name="runyard-tz")
-    try:
-        server.start()
-    except RuntimeError:
-        pytest.fail("the runyard server did not start")
-    try:
-        yield server.url
-    finally:
-        server.stop()
-        assert not server.thread.is_alive(), "the runyard server did not shut down"
-
-
-@pytest.fixture(scope="module")
-def tz(base_url: str) -> Iterator[TensorZeroGateway]:
-    with TensorZeroGateway.build_http(gateway_url=base_url, timeout=15) as client:
-        yield client
-
-
-@pytest.fixture
-def http(base_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base_url, timeout=10) as client:
-        yield client
-
-
-def _uuid(value: Any) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))
-
-
-def chat(tz: TensorZeroGateway, **kwargs: Any) -> ChatInferenceResponse:
-    response = tz.inference(**kwargs)
-    assert isinstance(response, ChatInferenceResponse), response
-    return response
-
-
-def stream_of(tz: TensorZeroGateway, **kwargs: Any) -> Iterator[InferenceChunk]:
-    stream = tz.inference(stream=True, **kwargs)
-    assert not isinstance(stream, ChatInferenceResponse | JsonInferenceResponse), stream
-    return stream
-
-
-def chat_chunks(tz: TensorZeroGateway, **kwargs: Any) -> list[ChatChunk]:
-    chunks = list(stream_of(tz, **kwargs))
-    assert all(isinstance(c, ChatChunk) for c in chunks), chunks
-    return [c for c in chunks if isinstance(c, ChatChunk)]
-
-
-def text_of(chunks: list[ChatChunk]) -> str:
-    return "".join(b.text for c in chunks for b in c.content if isinstance(b, TextChunk))
-
 
 # --------------------------------------------------------------------------- non-streaming
 
@@ -388,9 +307,9 @@ def test_image_input_reaches_upstream(tz: TensorZeroGateway, mock_openai: MockOp
 def test_feedback_on_inference(tz: TensorZeroGateway, http: httpx.Client) -> None:
     response = chat(tz, model_name="dummy::echo", input={"messages": [{"role": "user", "content": "rate me"}]})
     result = tz.feedback(metric_name="thumbs_up", value=True, inference_id=response.inference_id, tags={"by": "qa"})
-    assert isinstance(_uuid(result.feedback_id), UUID)
+    assert isinstance(as_uuid(result.feedback_id), UUID)
     comment = tz.feedback(metric_name="comment", value="nice", inference_id=response.inference_id)
-    assert isinstance(_uuid(comment.feedback_id), UUID)
+    assert isinstance(as_uuid(comment.feedback_id), UUID)
     r = http.get(f"/v1/inferences/{response.inference_id}")
     assert r.status_code == 200, r.text
     row = r.json()
@@ -410,7 +329,7 @@ def test_dryrun_answers_but_stores_nothing(tz: TensorZeroGateway, http: httpx.Cl
     assert http.get(f"/v1/inferences/{dry.inference_id}").status_code == 404
     assert http.get(f"/v1/inferences/{stream[0].inference_id}").status_code == 404
     trial = tz.feedback(metric_name="thumbs_up", value=True, inference_id=kept.inference_id, dryrun=True)
-    assert isinstance(_uuid(trial.feedback_id), UUID)
+    assert isinstance(as_uuid(trial.feedback_id), UUID)
     assert http.get(f"/v1/inferences/{kept.inference_id}").json()["feedback"] == []
     with pytest.raises(TensorZeroError):  # a dry run still checks everything
         tz.feedback(metric_name="thumbs_up", value="yes", inference_id=kept.inference_id, dryrun=True)
@@ -461,7 +380,7 @@ async def test_async_client(base_url: str) -> None:
         assert episodes == {response.episode_id}
 
         result = await client.feedback(metric_name="thumbs_up", value=False, inference_id=response.inference_id)
-        assert isinstance(_uuid(result.feedback_id), UUID)
+        assert isinstance(as_uuid(result.feedback_id), UUID)
 
 
 # --------------------------------------------------------------------------- raw wire shape

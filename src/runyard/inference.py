@@ -150,18 +150,25 @@ class Attempt:
     code: str | None = None
 
 
-@dataclass(slots=True)
-class ChatOutcome:
-    content: str | None
-    tool_calls: list[ModelToolCall] = field(default_factory=list)
-    finish_reason: str = "stop"
+@dataclass(slots=True, kw_only=True)
+class Outcome:
+    """What every outcome carries besides its payload: the tokens (or characters) it used, the
+    model asked for, the provider and provider model that served it, its id and latency."""
+
     usage: TokenUsage = field(default_factory=TokenUsage)
     model: str = ""  # the model the caller asked for
     provider: str = ""  # the provider that served it
     provider_model: str = ""  # the provider's own model name
     inference_id: str = ""
-    episode_id: str | None = None
     latency_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class ChatOutcome(Outcome):
+    content: str | None
+    tool_calls: list[ModelToolCall] = field(default_factory=list)
+    finish_reason: str = "stop"
+    episode_id: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     cost: float | None = None  # USD from the catalog's prices; None when the model has no price
     cache_hit: bool = False
@@ -206,14 +213,8 @@ class ChatDelta:
 
 
 @dataclass(slots=True)
-class EmbedOutcome:
+class EmbedOutcome(Outcome):
     embeddings: list[list[float]]
-    usage: TokenUsage = field(default_factory=TokenUsage)
-    model: str = ""
-    provider: str = ""
-    provider_model: str = ""
-    inference_id: str = ""
-    latency_ms: float = 0.0
     attempts: list[Attempt] = field(default_factory=list)
     cost: float | None = None
 
@@ -249,17 +250,13 @@ class SpeechRequest(BaseModel):
 
 
 @dataclass(slots=True)
-class SpeechOutcome:
+class SpeechOutcome(Outcome):
+    """Synthesised audio (``usage.input_tokens``: the characters read)."""
+
     audio: bytes
     media_type: str = "audio/wav"
     sample_rate: int = 0
     duration_s: float = 0.0
-    usage: TokenUsage = field(default_factory=TokenUsage)  # input_tokens: characters read
-    model: str = ""
-    provider: str = ""
-    provider_model: str = ""
-    inference_id: str = ""
-    latency_ms: float = 0.0
 
 
 @dataclass(slots=True)
@@ -276,16 +273,10 @@ class TranscribeRequest:
 
 
 @dataclass(slots=True)
-class TranscribeOutcome:
+class TranscribeOutcome(Outcome):
     text: str
     language: str | None = None
     duration_s: float | None = None
-    usage: TokenUsage = field(default_factory=TokenUsage)
-    model: str = ""
-    provider: str = ""
-    provider_model: str = ""
-    inference_id: str = ""
-    latency_ms: float = 0.0
 
 
 class ImageRequest(BaseModel):
@@ -302,11 +293,5 @@ class ImageRequest(BaseModel):
 
 
 @dataclass(slots=True)
-class ImageOutcome:
+class ImageOutcome(Outcome):
     images: list[dict[str, Any]]  # each {"b64_json": ...} or {"url": ...}, maybe "revised_prompt"
-    usage: TokenUsage = field(default_factory=TokenUsage)
-    model: str = ""
-    provider: str = ""
-    provider_model: str = ""
-    inference_id: str = ""
-    latency_ms: float = 0.0

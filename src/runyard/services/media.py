@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from ..backends.recorder import InferenceRecorder
 from ..backends.store import new_id, utcnow
@@ -27,6 +27,7 @@ from ..inference import (
     ChatRequest,
     ImageOutcome,
     ImageRequest,
+    Outcome,
     SpeechOutcome,
     SpeechRequest,
     TokenUsage,
@@ -38,15 +39,7 @@ from .ai import AIService, CallContext, inference_row
 from .fallback import first_delta, first_success
 from .streams import SpeechStream
 
-
-class _MediaOutcome(Protocol):
-    model: str
-    latency_ms: float
-    inference_id: str
-    usage: TokenUsage
-
-
-M = TypeVar("M", bound=_MediaOutcome)
+M = TypeVar("M", bound=Outcome)
 
 WHAT = {
     "tts": "text-to-speech",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ..backends.store import new_id
 from ..errors import RunyardError
@@ -29,33 +29,44 @@ if TYPE_CHECKING:
     from .ai import AIService, CallContext, Route
     from .media import MediaRoute, MediaService
 
-
-@contextlib.asynccontextmanager
-async def filed_when_done(
-    upstream: AsyncIterator[Any],
-    ended: Callable[[str, str | None], None],
-    failed: Callable[[RunyardError], None] | None = None,
-) -> AsyncIterator[None]:
-    """Around a stream's iteration: when it ends, close ``upstream`` and call ``ended(status, error)``
-    (``ok``; ``error`` with the upstream's error, which ``failed`` sees first; ``cancelled`` when
-    the caller went away). Entered once per stream, not per item."""
-    status, error = "ok", None
-    try:
-        yield
-    except RunyardError as err:
-        status, error = "error", f"{err.code}: {err.message}"
-        if failed is not None:
-            failed(err)
-        raise
-    except BaseException:
-        status, error = "cancelled", "client went away before the stream ended"
-        raise
-    finally:
-        await aclose_quietly(upstream)
-        ended(status, error)
+T = TypeVar("T")
 
 
-class ChatStream:
+class StartedStream(Generic[T]):
+    """An upstream stream whose first item is in (so a failure before it could still fall back):
+    the rest comes from ``upstream``. However its iteration ends (finished, failed upstream, or
+    left by its caller), :meth:`_filed` closes the upstream and files the inference."""
+
+    def __init__(self, ctx: CallContext, first: T, upstream: AsyncIterator[T], started: float) -> None:
+        self.ctx = ctx
+        self._first: T | None = first
+        self._upstream = upstream
+        self._started = started
+
+    @contextlib.asynccontextmanager
+    async def _filed(
+        self, ended: Callable[[str, str | None], None], failed: Callable[[RunyardError], None] | None = None
+    ) -> AsyncIterator[None]:
+        """Around the iteration (entered once per stream, not per item): at its end, close the
+        upstream and call ``ended(status, error)``: ``ok``; ``error`` with the upstream's error,
+        which ``failed`` sees first; ``cancelled`` when the caller went away."""
+        status, error = "ok", None
+        try:
+            yield
+        except RunyardError as err:
+            status, error = "error", f"{err.code}: {err.message}"
+            if failed is not None:
+                failed(err)
+            raise
+        except BaseException:
+            status, error = "cancelled", "client went away before the stream ended"
+            raise
+        finally:
+            await aclose_quietly(self._upstream)
+            ended(status, error)
+
+
+class ChatStream(StartedStream[ChatDelta]):
     """A started chat stream: ``result`` holds ids and the serving provider; iterate for deltas.
 
     Iterating to the end fills ``result`` (content, tool calls, usage, cost) and records the
@@ -73,14 +84,11 @@ class ChatStream:
         upstream: AsyncIterator[ChatDelta],
         started: float,
     ) -> None:
+        super().__init__(ctx, first, upstream, started)
         self.service = service
         self.request = request
-        self.ctx = ctx
         self.result = result
         self._route = route
-        self._first: ChatDelta | None = first
-        self._upstream = upstream
-        self._started = started
         self.span: Detached = NOOP_DETACHED  # the inference's span, ended with the stream
 
     async def __aiter__(self) -> AsyncIterator[ChatDelta]:
@@ -112,7 +120,7 @@ class ChatStream:
                 )
             span.end()
 
-        async with filed_when_done(self._upstream, ended, failed):
+        async with self._filed(ended, failed):
             while True:
                 if self._first is not None:
                     delta, self._first = self._first, None
@@ -150,7 +158,7 @@ class ChatStream:
             breakers.success(route_key)
 
 
-class SpeechStream:
+class SpeechStream(StartedStream[bytes]):
     """Streamed audio: ``media_type`` and ``inference_id`` are known up front; iterating yields
     the bytes and, at the end, records the inference."""
 
@@ -165,14 +173,11 @@ class SpeechStream:
         upstream: AsyncIterator[bytes],
         started: float,
     ) -> None:
+        super().__init__(ctx, first, upstream, started)
         self.service = service
         self.request = request
-        self.ctx = ctx
         self.route = route
         self.attempts = attempts
-        self._first: bytes | None = first
-        self._upstream = upstream
-        self._started = started
         self.ttft_ms = (time.perf_counter() - started) * 1000
         self.inference_id = new_id()
         self.media_type = AUDIO_MEDIA_TYPES.get(request.audio_format, "application/octet-stream")
@@ -197,7 +202,7 @@ class SpeechStream:
                 error=error,
             )
 
-        async with filed_when_done(self._upstream, ended):
+        async with self._filed(ended):
             if self._first:
                 size += len(self._first)
                 yield self._first
