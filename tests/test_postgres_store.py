@@ -197,6 +197,12 @@ def test_storage_and_redis_config() -> None:
     )
     assert config.storage.pool_size == 3 and config.storage.recording == "sync"
     assert config.redis is not None and config.redis.prefix == "prod:"
-    assert parse_config({}).redis is None
     with pytest.raises(ConfigError, match="unsupported URL scheme 'mysql'"):
         parse_config({"storage": {"url": "mysql://h/db"}})
+
+
+@pytest.mark.sqlite_only("the scale-out run gives every config a [redis] table")
+def test_no_redis_table_keeps_state_in_process() -> None:
+    config = parse_config({})
+    assert config.redis is None
+    assert config.storage.url.startswith("sqlite+aiosqlite:") and config.storage.recording == "async"
