@@ -8,6 +8,7 @@ import asyncio
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,6 +198,29 @@ def test_storage_and_redis_config() -> None:
     )
     assert config.storage.pool_size == 3 and config.storage.recording == "sync"
     assert config.redis is not None and config.redis.prefix == "prod:"
-    assert parse_config({}).redis is None
     with pytest.raises(ConfigError, match="unsupported URL scheme 'mysql'"):
         parse_config({"storage": {"url": "mysql://h/db"}})
+
+
+@pytest.mark.sqlite_only("the scale-out run gives every config a [redis] table")
+def test_no_redis_table_keeps_state_in_process() -> None:
+    config = parse_config({})
+    assert config.redis is None
+    assert config.storage.url.startswith("sqlite+aiosqlite:") and config.storage.recording == "async"
+
+
+async def test_the_scale_out_run_moves_sqlite_stores_to_postgres(tmp_path: Path) -> None:
+    from support import scaleout_hook
+
+    if not scaleout_hook.enabled():
+        pytest.skip("only in the scale-out run (RUNYARD_TEST_POSTGRES_URL)")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    first, again = Store(url), Store(url)
+    try:
+        assert first.is_postgres and first.url == again.url  # one database per SQLite file
+        await first.start()
+        assert await again.at_head()  # a copy of the migrated template
+        assert parse_config({}).redis is not None
+    finally:
+        await first.aclose()
+        await again.aclose()

@@ -150,3 +150,27 @@ async def test_locks_are_exclusive_across_replicas_and_lease_out(pair: tuple[Red
     started = time.monotonic()
     async with b.hold("chat-3"):
         assert 0.1 < time.monotonic() - started < 2
+
+
+async def test_shared_state_follows_the_config(redis_prefix: str) -> None:
+    from runyard.backends.limits import InProcessLimitBackend
+    from runyard.backends.redis_limits import RedisLimitBackend
+    from runyard.backends.redis_lock import LocalLocks
+    from runyard.backends.shared_state import shared_state
+    from runyard.config import parse_config
+    from runyard.services.idempotency import IdempotencyCache
+
+    local = shared_state(parse_config({"limits": {"window_s": 30}}).model_copy(update={"redis": None}))
+    assert isinstance(local.limits, InProcessLimitBackend) and local.limits.horizon_s == 30
+    assert isinstance(local.idempotency, IdempotencyCache) and isinstance(local.locks, LocalLocks)
+    assert local.redis is None and local.bus is None and local.cache is None
+    await local.aclose()
+    shared = shared_state(parse_config({"redis": {"url": redis_url(), "prefix": redis_prefix}}))
+    await shared.start()
+    try:
+        assert isinstance(shared.limits, RedisLimitBackend) and isinstance(shared.idempotency, RedisIdempotency)
+        assert shared.redis is not None and await shared.redis.ping()
+        assert shared.bus is not None and shared.bus.channel == redis_prefix + "bus"
+        assert shared.nonces is not None and await shared.nonces.first_use("n", 10)
+    finally:
+        await shared.aclose()

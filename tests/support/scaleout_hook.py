@@ -37,10 +37,11 @@ def redis_prefix() -> str:
 
 
 def postgres_url_for(sqlite_url: str) -> str:
-    """The Postgres database standing in for a SQLite URL (created if new)."""
+    """The Postgres database standing in for a SQLite URL (created if new, as a copy of the
+    session's migrated template: a fresh database costs a file copy, not the migrations)."""
     from sqlalchemy.engine import make_url
 
-    from support.scaleout import create_database, postgres_admin_url
+    from support.scaleout import postgres_admin_url, run_sync
 
     database = make_url(sqlite_url).database or ""
     if database in ("", ":memory:"):
@@ -49,12 +50,40 @@ def postgres_url_for(sqlite_url: str) -> str:
         ident = str(Path(database).expanduser().resolve())
     name = database_prefix() + hashlib.sha256(ident.encode()).hexdigest()[:16]
     admin = postgres_admin_url()
+    run_sync(lambda: _clone(admin, name))
+    return make_url(admin).set(database=name).render_as_string(hide_password=False)
+
+
+_TEMPLATE_LOCK = 0x72756E79  # pg_advisory_lock key held while the session's template is made
+
+
+async def _clone(admin: str, name: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    from runyard.backends.store import Store
+    from support.scaleout import _dsn
+
+    template = database_prefix() + "template"
+    conn = await asyncpg.connect(_dsn(admin), timeout=10)
     try:
-        return create_database(name, admin)
-    except Exception as err:  # another process created it first
-        if "already exists" not in str(err):
-            raise
-        return make_url(admin).set(database=name).render_as_string(hide_password=False)
+        await conn.execute("SELECT pg_advisory_lock($1)", _TEMPLATE_LOCK)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", template):
+                await conn.execute(f'CREATE DATABASE "{template}"')
+                store = Store(make_url(admin).set(database=template).render_as_string(hide_password=False))
+                try:
+                    await store.start()
+                finally:
+                    await store.aclose()
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _TEMPLATE_LOCK)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        except asyncpg.DuplicateDatabaseError:
+            pass  # the server, its workers and the test share one (whoever came first made it)
+    finally:
+        await conn.close()
 
 
 def install() -> None:

@@ -87,8 +87,9 @@ class InferenceRecorder:
             self._wake.set()
 
     def stats(self) -> dict[str, int]:
-        """Rows waiting in the buffer, written and dropped since start (``/v1/status``)."""
-        return {"buffered": len(self._buffer), "written": self.written, "dropped": self.dropped}
+        """Rows not written yet (buffered or being written), written and dropped since start (``/v1/status``)."""
+        # pending: the buffer plus a batch being written (its rows left the buffer, not yet written)
+        return {"buffered": len(self._pending_ids), "written": self.written, "dropped": self.dropped}
 
     async def persist(self, inference_id: str) -> None:
         """Return once ``inference_id``'s row is in the database (``recording = "sync"``); raises
