@@ -127,6 +127,7 @@ class AsyncStream(Generic[T]):
         self.response = response
         self._parse = parse
         self._iterator: AsyncGenerator[T, None] = self._iter()
+        self.metadata: dict[str, Any] | None = None
 
     async def _iter(self) -> AsyncGenerator[T, None]:
         try:
@@ -141,6 +142,8 @@ class AsyncStream(Generic[T]):
                     raise UpstreamError(f"malformed stream event: {sse.data[:200]!r}", code="bad_stream") from exc
                 if isinstance(payload, dict) and ("error" in payload or sse.event == "error"):
                     raise _error_from_event(payload)
+                if isinstance(payload, dict) and "_metadata" in payload:
+                    self.metadata = payload["_metadata"]
                 yield self._parse(payload)
         except httpx.TimeoutException as exc:
             raise APITimeoutError(f"stream stalled: {exc}") from exc
@@ -152,6 +155,10 @@ class AsyncStream(Generic[T]):
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``stream.get("_metadata")``, as on a non-streamed result (set once the stream has ended)."""
+        return self.metadata if key in ("_metadata", "metadata") and self.metadata is not None else default
 
     async def __anext__(self) -> T:
         return await self._iterator.__anext__()
@@ -181,6 +188,15 @@ class Stream(Generic[T]):
     @property
     def response(self) -> httpx.Response:
         return self._stream.response
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """The answer's ``_metadata`` (request id, vendor, model, cost, ...), once the stream has ended."""
+        return self._stream.metadata
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``stream.get("_metadata")``, as on a non-streamed result."""
+        return self.metadata if key in ("_metadata", "metadata") and self.metadata is not None else default
 
     def __iter__(self) -> Iterator[T]:
         return self

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import math
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any, Literal, get_args
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
@@ -15,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ...config import MODEL_SEPARATOR
-from ...errors import InternalServerError, InvalidRequestError, NotFoundError, RunyardError
+from ...errors import InternalServerError, InvalidRequestError, NotFoundError, RunyardError, TimeoutError
 from ...services.ai import CallContext, ChatOptions, ChatStream
 from ...types import ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult
 from ..access import check_file, check_file_refs, require, scope_workspace
@@ -36,6 +38,7 @@ from ..http import (
 )
 
 log = logging.getLogger("runyard.server")
+T = TypeVar("T")
 
 
 async def healthz(_request: Request) -> Response:
@@ -100,7 +103,6 @@ def _options(body: dict[str, Any], vendor: str | None) -> ChatOptions:
     pop = body.pop
     task, prefer = pop("task", "general"), pop("prefer", "balanced")
     cache, multiplier = pop("cache_strategy", None), pop("max_cost_multiplier", _MISSING)
-    pop("timeout_seconds", None)  # an SDK-side timeout; the server has its own
     if multiplier is _MISSING and task in _TASKS and prefer in _PREFERS and cache in _CACHE:
         return ChatOptions(task=task, prefer=prefer, vendor=vendor, cache_strategy=cache)  # the common, valid case
     picked = {"task": task, "prefer": prefer, "cache_strategy": cache}
@@ -128,7 +130,7 @@ class _PlainChat(ChatRequest):
     tags: dict[str, str] | None = Field(default=None, exclude=True)
     episode_id: uuid.UUID | None = Field(default=None, exclude=True)
     idempotency_key: str | None = Field(default=None, exclude=True)
-    timeout_seconds: Any = Field(default=None, exclude=True)  # an SDK-side timeout; ignored
+    timeout_seconds: Any = Field(default=None, exclude=True)  # the call's deadline (see _deadline)
     # Only the general way handles these: a body that has them goes there.
     vendor: Any = Field(default=None, exclude=True)
     prompt: Any = Field(default=None, exclude=True)
@@ -159,6 +161,7 @@ async def chat(request: Request) -> Response:
             cache_strategy=plain.cache_strategy,
         )
         chat_request: ChatRequest = plain
+        deadline = _deadline(plain.timeout_seconds)
     else:
         body = parse_object(raw)
         key = idempotency_key(request, body)
@@ -169,19 +172,48 @@ async def chat(request: Request) -> Response:
         if isinstance(body.get("messages"), str):
             body["messages"] = [{"role": "user", "content": body["messages"]}]
         batch_mode = body.pop("batch_mode", False)
+        deadline = _deadline(body.pop("timeout_seconds", None))
         options = _options(body, _apply_vendor(body, routing=True))
         chat_request = validate(ChatRequest, body)
         if batch_mode:
             return await _queue_chat(request, key, raw, chat_request)
     service = gateway(request).ai
     if chat_request.stream:
-        stream = await service.open_stream(chat_request, ctx, options)
+        stream = await within(deadline, service.open_stream(chat_request, ctx, options))
         return sse_response(_native_events(stream))
 
     async def produce() -> Response:
-        return json_response(render_chat(await service.chat(chat_request, ctx, options)))
+        return json_response(render_chat(await within(deadline, service.chat(chat_request, ctx, options))))
 
     return await idempotent(request, key, raw, produce)
+
+
+MAX_TIMEOUT_S = 3600.0
+
+
+def _deadline(value: Any) -> float | None:
+    """``timeout_seconds``: the caller's deadline for the whole call (fallbacks included)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidRequestError("'timeout_seconds' must be a number of seconds", code="invalid_timeout")
+    if not 0 < value <= MAX_TIMEOUT_S:
+        raise InvalidRequestError(
+            f"'timeout_seconds' must be above 0 and at most {MAX_TIMEOUT_S:g}", code="invalid_timeout"
+        )
+    return float(value)
+
+
+async def within(deadline: float | None, call: Awaitable[T]) -> T:
+    """``call``, cancelled with a 504 ``timeout`` once ``deadline`` seconds have passed."""
+    if deadline is None:
+        return await call
+    try:
+        return await asyncio.wait_for(call, deadline)
+    except asyncio.TimeoutError:
+        raise TimeoutError(
+            f"no answer within timeout_seconds={deadline:g} (the upstream calls were cancelled)", code="timeout"
+        ) from None
 
 
 async def _queue_chat(request: Request, key: str | None, raw: bytes, chat_request: ChatRequest) -> Response:
@@ -272,9 +304,20 @@ def render_native_delta(result: ChatResult, delta: ChatDelta) -> dict[str, Any]:
 
 
 async def _native_events(stream: ChatStream) -> AsyncIterator[bytes]:
+    """Native SSE chunks; the last one (its finish_reason set) waits for the stream's end so
+    it can carry the same ``_metadata`` as a non-streamed answer (cost, latency, attempts)."""
+    last: ChatDelta | None = None
     async for item in guarded_stream(stream):
+        if last is not None:
+            event = render_native_delta(stream.result, last)
+            if item is DONE:
+                event["_metadata"] = _metadata(stream.result)
+            yield sse_event(event)
+            last = None
         if isinstance(item, bytes):
             yield item
+        elif item.finish_reason:
+            last = item
         else:
             yield sse_event(render_native_delta(stream.result, item))
 
@@ -305,12 +348,12 @@ async def embed(request: Request) -> Response:
     body = parse_object(raw)
     key = idempotency_key(request, body)
     ctx = _context(request, body)
-    _apply_vendor(body)
+    vendor = _apply_vendor(body, routing=True)
     embed_request = validate(_EmbedBody, body)
 
     async def produce() -> Response:
         result = await gateway(request).ai.embed(
-            embed_request.texts, embed_request.model, dimensions=embed_request.dimensions, ctx=ctx
+            embed_request.texts, embed_request.model, dimensions=embed_request.dimensions, ctx=ctx, vendor=vendor
         )
         return json_response(render_embed(result))
 
