@@ -324,3 +324,28 @@ async def test_sync_stream_metadata(tmp_path: Path, upstream: Upstream) -> None:
     chunks, meta = await asyncio.to_thread(lambda: next(_sync_stream_metadata(_config(tmp_path, upstream))))
     assert "".join(c.text for c in chunks) == "a raccoon"
     assert meta["request_id"] == chunks[-1].inference_id and meta["vendor"] == "up"
+
+
+def _doc_streaming_example(config: dict[str, Any]) -> list[str]:
+    """The doc's first example, as written: a streamed result read like a dict."""
+    from runyard import Client
+
+    with Client.embedded(config=parse_config(config)) as sync:
+        result = sync.ai.chat("Tell me a 50-word story about a curious raccoon.", model="up::m", stream=True)
+        return [
+            result.get("text") or result.get("content"),
+            result["_metadata"].get("request_id"),
+            result["_metadata"].get("vendor"),
+        ]
+
+
+async def test_doc_example_stream_read_as_a_result(tmp_path: Path, upstream: Upstream) -> None:
+    text, request_id, vendor = await asyncio.to_thread(_doc_streaming_example, _config(tmp_path, upstream))
+    assert text == "a raccoon" and request_id and vendor == "up"
+
+
+async def test_async_stream_final(client: AsyncClient, upstream: Upstream) -> None:
+    stream = await client.ai.chat("story", model="up::m", stream=True)
+    whole = await stream.final()
+    assert whole["content"] == "a raccoon" and whole["_metadata"]["vendor"] == "up"
+    assert whole["finish_reason"] == "stop" and whole["usage"].total_tokens == 5

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from runyard.client._streaming import AsyncStream, Stream
+from runyard.client._streaming import AsyncChatStream, ChatStream
 from runyard.client.media import AsyncImages, AsyncMediaMixin, AsyncRealtime, Images, MediaMixin, Realtime
 from runyard.client.types import ChatChunk, ChatResult, EmbedResult
 
@@ -97,7 +97,7 @@ class AsyncAI(AsyncMediaMixin):
         episode_id: str | None = ...,
         idempotency_key: str | None = ...,
         **extra: Any,
-    ) -> AsyncStream[ChatChunk]: ...
+    ) -> AsyncChatStream: ...
 
     @overload
     async def chat(
@@ -115,7 +115,7 @@ class AsyncAI(AsyncMediaMixin):
         episode_id: str | None = ...,
         idempotency_key: str | None = ...,
         **extra: Any,
-    ) -> ChatResult | AsyncStream[ChatChunk]: ...
+    ) -> ChatResult | AsyncChatStream: ...
 
     async def chat(
         self,
@@ -132,10 +132,11 @@ class AsyncAI(AsyncMediaMixin):
         episode_id: str | None = None,
         idempotency_key: str | None = None,
         **extra: Any,
-    ) -> ChatResult | AsyncStream[ChatChunk]:
+    ) -> ChatResult | AsyncChatStream:
         """Chat completion (``POST /v1/ai/chat``). A string ``messages`` is one user turn.
 
-        With ``stream=True`` returns an :class:`AsyncStream` of :class:`ChatChunk`.
+        With ``stream=True`` returns an :class:`AsyncChatStream` of :class:`ChatChunk` (once read to
+        the end it also reads like a result: ``content``, ``usage``, ``_metadata``; see ``final()``).
         Extra keyword arguments are passed through in the request body: among them the routing
         knobs `task`, `prefer`, `max_cost_multiplier` and `cache_strategy` (used when `model` is None).
         """
@@ -154,9 +155,16 @@ class AsyncAI(AsyncMediaMixin):
         client = _with_deadline(self._client, extra.get("timeout_seconds"))
         if stream:
             body["stream"] = True
-            return await client.stream(
-                "POST", CHAT_PATH, json=body, parse=ChatChunk.model_validate, idempotency_key=idempotency_key
+            chat_stream = await client.stream(
+                "POST",
+                CHAT_PATH,
+                json=body,
+                parse=ChatChunk.model_validate,
+                idempotency_key=idempotency_key,
+                stream_class=AsyncChatStream,
             )
+            assert isinstance(chat_stream, AsyncChatStream)
+            return chat_stream
         data = await client.request("POST", CHAT_PATH, json=body, idempotency_key=idempotency_key)
         if extra.get("batch_mode"):
             # Queued as a `runyard/chat` task: the caller polls it (`.wait()`); its output is the answer.
@@ -230,7 +238,7 @@ class AI(MediaMixin):
         episode_id: str | None = ...,
         idempotency_key: str | None = ...,
         **extra: Any,
-    ) -> Stream[ChatChunk]: ...
+    ) -> ChatStream: ...
 
     @overload
     def chat(
@@ -248,7 +256,7 @@ class AI(MediaMixin):
         episode_id: str | None = ...,
         idempotency_key: str | None = ...,
         **extra: Any,
-    ) -> ChatResult | Stream[ChatChunk]: ...
+    ) -> ChatResult | ChatStream: ...
 
     def chat(
         self,
@@ -265,8 +273,8 @@ class AI(MediaMixin):
         episode_id: str | None = None,
         idempotency_key: str | None = None,
         **extra: Any,
-    ) -> ChatResult | Stream[ChatChunk]:
-        """Chat completion; see :meth:`AsyncAI.chat`. ``stream=True`` returns a :class:`Stream`."""
+    ) -> ChatResult | ChatStream:
+        """Chat completion; see :meth:`AsyncAI.chat`. ``stream=True`` returns a :class:`ChatStream`."""
         result = self._portal.call(
             self._async.chat(
                 messages,
@@ -283,8 +291,8 @@ class AI(MediaMixin):
                 **extra,
             )
         )
-        if isinstance(result, AsyncStream):
-            return Stream(result, self._portal)
+        if isinstance(result, AsyncChatStream):
+            return ChatStream(result, self._portal)
         if not isinstance(result, ChatResult):  # batch_mode: a task to poll
             from runyard.client.tasks import Task
 
