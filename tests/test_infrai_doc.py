@@ -349,3 +349,12 @@ async def test_async_stream_final(client: AsyncClient, upstream: Upstream) -> No
     whole = await stream.final()
     assert whole["content"] == "a raccoon" and whole["_metadata"]["vendor"] == "up"
     assert whole["finish_reason"] == "stop" and whole["usage"].total_tokens == 5
+
+
+async def test_cache_strategy_infrai_is_runyards_cache(client: AsyncClient, upstream: Upstream) -> None:
+    first = await client.ai.chat("same question", model="up::m", cache_strategy="infrai")
+    upstream.seen.pop("chat")
+    again = await client.ai.chat("same question", model="up::m", cache_strategy="infrai")
+    assert "chat" not in upstream.seen  # served from the cache
+    assert again.metadata["cache_hit"] is True and again.content == first.content
+    assert (await client.ai.chat("same question", model="up::m", cache_strategy="infrai", temperature=0.5)).content

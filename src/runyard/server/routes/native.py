@@ -86,10 +86,12 @@ class _RoutingOptions(BaseModel):
     task: Literal["general", "reasoning", "coding", "long_context"] = "general"
     prefer: Literal["balanced", "cheapest", "smartest"] = "balanced"
     max_cost_multiplier: float | None = Field(default=None, ge=1.0)
-    cache_strategy: Literal["vendor", "runyard", "none"] | None = None
+    cache_strategy: Literal["vendor", "runyard", "infrai", "none"] | None = None
 
 
 _CACHE = (None, "vendor", "runyard", "none")
+# Infrai names Runyard's own cache layer "infrai": the same exact-match cache.
+_CACHE_ALIASES = {"infrai": "runyard"}
 
 
 _CHOICES = {name: get_args(_RoutingOptions.model_fields[name].annotation) for name in ("task", "prefer")}
@@ -103,6 +105,7 @@ def _options(body: dict[str, Any], vendor: str | None) -> ChatOptions:
     pop = body.pop
     task, prefer = pop("task", "general"), pop("prefer", "balanced")
     cache, multiplier = pop("cache_strategy", None), pop("max_cost_multiplier", _MISSING)
+    cache = _CACHE_ALIASES.get(cache, cache) if isinstance(cache, str) else cache
     if multiplier is _MISSING and task in _TASKS and prefer in _PREFERS and cache in _CACHE:
         return ChatOptions(task=task, prefer=prefer, vendor=vendor, cache_strategy=cache)  # the common, valid case
     picked = {"task": task, "prefer": prefer, "cache_strategy": cache}
@@ -126,7 +129,7 @@ class _PlainChat(ChatRequest):
     task: Literal["general", "reasoning", "coding", "long_context"] = Field(default="general", exclude=True)
     prefer: Literal["balanced", "cheapest", "smartest"] = Field(default="balanced", exclude=True)
     max_cost_multiplier: float | None = Field(default=None, ge=1.0, exclude=True)
-    cache_strategy: Literal["vendor", "runyard", "none"] | None = Field(default=None, exclude=True)
+    cache_strategy: Literal["vendor", "runyard", "infrai", "none"] | None = Field(default=None, exclude=True)
     tags: dict[str, str] | None = Field(default=None, exclude=True)
     episode_id: uuid.UUID | None = Field(default=None, exclude=True)
     idempotency_key: str | None = Field(default=None, exclude=True)
@@ -158,7 +161,7 @@ async def chat(request: Request) -> Response:
             task=plain.task,
             prefer=plain.prefer,
             max_cost_multiplier=plain.max_cost_multiplier,
-            cache_strategy=plain.cache_strategy,
+            cache_strategy=_CACHE_ALIASES.get(plain.cache_strategy or "", plain.cache_strategy),
         )
         chat_request: ChatRequest = plain
         deadline = _deadline(plain.timeout_seconds)
