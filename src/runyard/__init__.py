@@ -34,10 +34,12 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .apps import AppContext, app
     from .client import AsyncClient, Client
+    from .client.default_ai import ai
     from .client.files import FileOutput, UploadedFile
     from .client.tasks import Task, async_run, run
 
 _LAZY = {
+    "ai": "client.default_ai",
     "Client": "client",
     "AsyncClient": "client",
     "run": "client.tasks",
@@ -91,6 +93,7 @@ __all__ = [
     "UsageLimitError",
     "ValidationError",
     "__version__",
+    "ai",
     "app",
     "async_run",
     "run",

@@ -63,7 +63,7 @@ class RouteConfig(_Strict):
     model: str
 
 
-Capability = Literal["chat", "tools", "json_schema", "vision", "embed", "image", "tts", "asr"]
+Capability = Literal["chat", "tools", "json_schema", "vision", "embed", "image", "tts", "asr", "realtime"]
 TaskTag = Literal["general", "reasoning", "coding", "long_context"]
 
 

@@ -277,6 +277,21 @@ class TranscribeOutcome(Outcome):
     text: str
     language: str | None = None
     duration_s: float | None = None
+    segments: list[dict[str, Any]] | None = None  # [{id, start, end, text}] when the upstream gives them
+
+
+@dataclass(slots=True)
+class RealtimeSession:
+    """A short-lived credential for a realtime (speech-to-speech) session at a provider."""
+
+    session_id: str
+    token: str
+    expires_at: int  # unix seconds
+    ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    model: str = ""
+    provider: str = ""
+    provider_model: str = ""
+    voice: str | None = None
 
 
 class ImageRequest(BaseModel):

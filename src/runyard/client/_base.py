@@ -280,12 +280,13 @@ class AsyncAPIClient:
         json: Any = None,
         parse: Callable[[dict[str, Any]], T],
         idempotency_key: str | None = None,
+        stream_class: type[AsyncStream[Any]] = AsyncStream,
     ) -> AsyncStream[T]:
         """Send a request whose answer is SSE; the initial response is checked like ``request``."""
         headers = self._headers(method, idempotency_key, True)
         headers["Accept"] = "text/event-stream"
         response = await self._send(method, path, json=json, params=None, headers=headers, stream=True)
-        return AsyncStream(response, parse)
+        return stream_class(response, parse)
 
     async def raw(
         self,

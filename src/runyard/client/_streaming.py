@@ -15,8 +15,9 @@ from runyard.sse import DONE, ServerSentEvent, SSEDecoder, aiter_sse
 
 if TYPE_CHECKING:
     from runyard.client._sync import Portal
+    from runyard.client.types import ChatChunk
 
-__all__ = ["AsyncStream", "SSEDecoder", "ServerSentEvent", "Stream", "aiter_sse"]
+__all__ = ["AsyncChatStream", "AsyncStream", "ChatStream", "SSEDecoder", "ServerSentEvent", "Stream", "aiter_sse"]
 
 T = TypeVar("T")
 
@@ -43,6 +44,7 @@ class AsyncStream(Generic[T]):
         self.response = response
         self._parse = parse
         self._iterator: AsyncGenerator[T, None] = self._iter()
+        self.metadata: dict[str, Any] | None = None
 
     async def _iter(self) -> AsyncGenerator[T, None]:
         try:
@@ -57,6 +59,8 @@ class AsyncStream(Generic[T]):
                     raise UpstreamError(f"malformed stream event: {sse.data[:200]!r}", code="bad_stream") from exc
                 if isinstance(payload, dict) and ("error" in payload or sse.event == "error"):
                     raise _error_from_event(payload)
+                if isinstance(payload, dict) and "_metadata" in payload:
+                    self.metadata = payload["_metadata"]
                 yield self._parse(payload)
         except httpx.TimeoutException as exc:
             raise APITimeoutError(f"stream stalled: {exc}") from exc
@@ -98,6 +102,11 @@ class Stream(Generic[T]):
     def response(self) -> httpx.Response:
         return self._stream.response
 
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """The answer's ``_metadata`` (request id, vendor, model, cost, ...), once the stream has ended."""
+        return self._stream.metadata
+
     def __iter__(self) -> Iterator[T]:
         return self
 
@@ -116,3 +125,93 @@ class Stream(Generic[T]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class AsyncChatStream(AsyncStream["ChatChunk"]):
+    """A streamed chat: iterate for :class:`ChatChunk` s; what has arrived is kept, so once the
+    stream has ended it reads like a non-streamed result (``content``, ``usage``, ``_metadata``).
+    ``await stream.final()`` reads the rest and returns that result as a dict."""
+
+    def __init__(self, response: httpx.Response, parse: Callable[[dict[str, Any]], ChatChunk]) -> None:
+        super().__init__(response, parse)
+        self._parts: list[str] = []
+        self.finish_reason: str | None = None
+        self.usage: Any = None
+        self.inference_id: str | None = None
+        self.done = False
+
+    async def __anext__(self) -> ChatChunk:
+        try:
+            chunk = await self._iterator.__anext__()
+        except StopAsyncIteration:
+            self.done = True
+            raise
+        if chunk.delta.content:
+            self._parts.append(chunk.delta.content)
+        self.finish_reason = chunk.finish_reason or self.finish_reason
+        self.usage = chunk.usage or self.usage
+        self.inference_id = chunk.inference_id or self.inference_id
+        return chunk
+
+    @property
+    def content(self) -> str:
+        """The text received so far (all of it once the stream has ended)."""
+        return "".join(self._parts)
+
+    def result(self) -> dict[str, Any]:
+        """What has arrived, shaped like a non-streamed chat result."""
+        meta = self.metadata or {}
+        return {
+            "content": self.content,
+            "text": self.content,
+            "finish_reason": self.finish_reason,
+            "usage": self.usage,
+            "inference_id": self.inference_id,
+            "model": meta.get("model"),
+            "provider": meta.get("vendor"),
+            "_metadata": meta,
+        }
+
+    async def final(self) -> dict[str, Any]:
+        """Read the rest of the stream; the whole answer as :meth:`result`."""
+        async for _ in self:
+            pass
+        return self.result()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """What has arrived so far, by key (``_metadata`` once the stream has ended)."""
+        value = self.result().get("_metadata" if key == "metadata" else key)
+        return default if value is None else value
+
+
+class ChatStream(Stream["ChatChunk"]):
+    """Blocking twin of :class:`AsyncChatStream`. Reading it like a result
+    (``stream["content"]``, ``stream.get("_metadata")``) first reads the rest of the stream."""
+
+    _stream: AsyncChatStream
+
+    def final(self) -> dict[str, Any]:
+        """Read the rest of the stream; the whole answer as a dict."""
+        for _ in self:
+            pass
+        return self._stream.result()
+
+    @property
+    def content(self) -> str:
+        """The text received so far (all of it once the stream has ended)."""
+        return self._stream.content
+
+    def __getitem__(self, key: str) -> Any:
+        result = self.final()
+        if key == "metadata":
+            key = "_metadata"
+        if key not in result:
+            raise KeyError(key)
+        return result[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            value = self[key]
+        except KeyError:
+            return default
+        return default if value is None else value

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from runyard.client._streaming import AsyncStream, Stream
-from runyard.client.media import AsyncImages, AsyncMediaMixin, Images, MediaMixin
+from runyard.client._streaming import AsyncChatStream, ChatStream
+from runyard.client.media import AsyncImages, AsyncMediaMixin, AsyncRealtime, Images, MediaMixin, Realtime
 from runyard.client.types import ChatChunk, ChatResult, EmbedResult
 
 if TYPE_CHECKING:
@@ -20,9 +20,20 @@ CHAT_PATH = "/v1/ai/chat"
 EMBED_PATH = "/v1/ai/embed"
 
 
+TIMEOUT_GRACE_S = 2.0  # the server answers 504 at the deadline; the client waits this much longer
+
+
 def _body(**fields: Any) -> dict[str, Any]:
     """Only what the caller set: ``None`` means "server default"."""
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def _with_deadline(client: AsyncAPIClient, timeout_seconds: Any) -> AsyncAPIClient:
+    """``timeout_seconds`` bounds the whole call: the server enforces it (504 ``timeout``), the
+    client stops waiting shortly after, and the call is not retried past it."""
+    if isinstance(timeout_seconds, int | float) and not isinstance(timeout_seconds, bool) and timeout_seconds > 0:
+        return client.with_options(timeout=float(timeout_seconds) + TIMEOUT_GRACE_S, max_retries=0)
+    return client
 
 
 class AsyncEmbeddings:
@@ -34,11 +45,13 @@ class AsyncEmbeddings:
         input: str | list[str],
         *,
         model: str | None = None,
+        vendor: str | None = None,
         dimensions: int | None = None,
         idempotency_key: str | None = None,
     ) -> EmbedResult:
-        """Embed one string or a batch (``POST /v1/ai/embed``)."""
-        body = _body(input=input, model=model, dimensions=dimensions)
+        """Embed one string or a batch (``POST /v1/ai/embed``); with no ``model``, the configured
+        (or catalog) embedding model is used, of ``vendor`` if named."""
+        body = _body(input=input, model=model, vendor=vendor, dimensions=dimensions)
         data = await self._client.request("POST", EMBED_PATH, json=body, idempotency_key=idempotency_key)
         return EmbedResult.model_validate(data)
 
@@ -48,6 +61,7 @@ class AsyncAI(AsyncMediaMixin):
         self._client = client
         self.embed = AsyncEmbeddings(client)
         self.image = AsyncImages(client)
+        self.realtime = AsyncRealtime(client)
 
     @overload
     async def chat(
@@ -83,7 +97,7 @@ class AsyncAI(AsyncMediaMixin):
         episode_id: str | None = ...,
         idempotency_key: str | None = ...,
         **extra: Any,
-    ) -> AsyncStream[ChatChunk]: ...
+    ) -> AsyncChatStream: ...
 
     @overload
     async def chat(
@@ -101,7 +115,7 @@ class AsyncAI(AsyncMediaMixin):
         episode_id: str | None = ...,
         idempotency_key: str | None = ...,
         **extra: Any,
-    ) -> ChatResult | AsyncStream[ChatChunk]: ...
+    ) -> ChatResult | AsyncChatStream: ...
 
     async def chat(
         self,
@@ -118,10 +132,11 @@ class AsyncAI(AsyncMediaMixin):
         episode_id: str | None = None,
         idempotency_key: str | None = None,
         **extra: Any,
-    ) -> ChatResult | AsyncStream[ChatChunk]:
+    ) -> ChatResult | AsyncChatStream:
         """Chat completion (``POST /v1/ai/chat``). A string ``messages`` is one user turn.
 
-        With ``stream=True`` returns an :class:`AsyncStream` of :class:`ChatChunk`.
+        With ``stream=True`` returns an :class:`AsyncChatStream` of :class:`ChatChunk` (once read to
+        the end it also reads like a result: ``content``, ``usage``, ``_metadata``; see ``final()``).
         Extra keyword arguments are passed through in the request body: among them the routing
         knobs `task`, `prefer`, `max_cost_multiplier` and `cache_strategy` (used when `model` is None).
         """
@@ -137,12 +152,20 @@ class AsyncAI(AsyncMediaMixin):
             episode_id=episode_id,
             **extra,
         )
+        client = _with_deadline(self._client, extra.get("timeout_seconds"))
         if stream:
             body["stream"] = True
-            return await self._client.stream(
-                "POST", CHAT_PATH, json=body, parse=ChatChunk.model_validate, idempotency_key=idempotency_key
+            chat_stream = await client.stream(
+                "POST",
+                CHAT_PATH,
+                json=body,
+                parse=ChatChunk.model_validate,
+                idempotency_key=idempotency_key,
+                stream_class=AsyncChatStream,
             )
-        data = await self._client.request("POST", CHAT_PATH, json=body, idempotency_key=idempotency_key)
+            assert isinstance(chat_stream, AsyncChatStream)
+            return chat_stream
+        data = await client.request("POST", CHAT_PATH, json=body, idempotency_key=idempotency_key)
         if extra.get("batch_mode"):
             # Queued as a `runyard/chat` task: the caller polls it (`.wait()`); its output is the answer.
             from runyard.client.tasks import AsyncTask
@@ -161,12 +184,15 @@ class Embeddings:
         input: str | list[str],
         *,
         model: str | None = None,
+        vendor: str | None = None,
         dimensions: int | None = None,
         idempotency_key: str | None = None,
     ) -> EmbedResult:
-        """Embed one string or a batch (``POST /v1/ai/embed``)."""
+        """Embed one string or a batch; see :meth:`AsyncEmbeddings.create`."""
         return self._portal.call(
-            self._async.create(input, model=model, dimensions=dimensions, idempotency_key=idempotency_key)
+            self._async.create(
+                input, model=model, vendor=vendor, dimensions=dimensions, idempotency_key=idempotency_key
+            )
         )
 
 
@@ -176,6 +202,7 @@ class AI(MediaMixin):
         self._portal = portal
         self.embed = Embeddings(inner.embed, portal)
         self.image = Images(inner.image, portal)
+        self.realtime = Realtime(inner.realtime, portal)
 
     @overload
     def chat(
@@ -211,7 +238,7 @@ class AI(MediaMixin):
         episode_id: str | None = ...,
         idempotency_key: str | None = ...,
         **extra: Any,
-    ) -> Stream[ChatChunk]: ...
+    ) -> ChatStream: ...
 
     @overload
     def chat(
@@ -229,7 +256,7 @@ class AI(MediaMixin):
         episode_id: str | None = ...,
         idempotency_key: str | None = ...,
         **extra: Any,
-    ) -> ChatResult | Stream[ChatChunk]: ...
+    ) -> ChatResult | ChatStream: ...
 
     def chat(
         self,
@@ -246,8 +273,8 @@ class AI(MediaMixin):
         episode_id: str | None = None,
         idempotency_key: str | None = None,
         **extra: Any,
-    ) -> ChatResult | Stream[ChatChunk]:
-        """Chat completion; see :meth:`AsyncAI.chat`. ``stream=True`` returns a :class:`Stream`."""
+    ) -> ChatResult | ChatStream:
+        """Chat completion; see :meth:`AsyncAI.chat`. ``stream=True`` returns a :class:`ChatStream`."""
         result = self._portal.call(
             self._async.chat(
                 messages,
@@ -264,8 +291,8 @@ class AI(MediaMixin):
                 **extra,
             )
         )
-        if isinstance(result, AsyncStream):
-            return Stream(result, self._portal)
+        if isinstance(result, AsyncChatStream):
+            return ChatStream(result, self._portal)
         if not isinstance(result, ChatResult):  # batch_mode: a task to poll
             from runyard.client.tasks import Task
 

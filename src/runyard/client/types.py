@@ -137,6 +137,7 @@ class ChatChunk(_Model):
     episode_id: str | None = None
     model: str | None = None
     provider: str | None = None
+    metadata: dict[str, Any] | None = Field(default=None, alias="_metadata")  # on the last chunk
 
     @property
     def content(self) -> str | None:
@@ -175,6 +176,13 @@ class EmbedResult(_Model):
     def embedding(self) -> list[float]:
         """The first (or only) vector."""
         return self.embeddings[0]
+
+    def __getitem__(self, key: str) -> Any:
+        # Dict-style access reads the wire shape: result["data"][0]["embedding"], as OpenAI-style code does.
+        return [d.to_dict() for d in self.data] if key == "data" else super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self["data"] if key == "data" else super().get(key, default)
 
 
 class FeedbackResult(_Model):

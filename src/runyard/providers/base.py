@@ -20,6 +20,7 @@ from ..inference import (
     EmbedOutcome,
     ImageOutcome,
     ImageRequest,
+    RealtimeSession,
     SpeechOutcome,
     SpeechRequest,
     TranscribeOutcome,
@@ -76,6 +77,11 @@ class Provider:
 
     async def generate_image(self, request: ImageRequest, model: str) -> ImageOutcome:
         raise self._unsupported("image generation")
+
+    async def realtime_session(
+        self, model: str, *, voice: str | None = None, ttl_seconds: int | None = None
+    ) -> RealtimeSession:
+        raise self._unsupported("realtime sessions")
 
     def _unsupported(self, what: str) -> InvalidRequestError:
         return InvalidRequestError(

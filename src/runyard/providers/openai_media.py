@@ -19,6 +19,7 @@ from ..inference import (
     AUDIO_MEDIA_TYPES,
     ImageOutcome,
     ImageRequest,
+    RealtimeSession,
     SpeechOutcome,
     SpeechRequest,
     TokenUsage,
@@ -27,7 +28,9 @@ from ..inference import (
 )
 from .http import UpstreamClient, endpoint
 
-MEDIA_CAPABILITIES = frozenset({"tts", "asr", "image"})
+MEDIA_CAPABILITIES = frozenset({"tts", "asr", "image", "realtime"})
+# Models that answer ``response_format=verbose_json`` (language, segments); others get ``json``.
+VERBOSE_ASR_PREFIXES = ("whisper",)
 
 
 class OpenAIMediaMixin:
@@ -70,7 +73,8 @@ class OpenAIMediaMixin:
         form = aiohttp.FormData()
         form.add_field("file", request.audio, filename=request.filename, content_type=request.content_type)
         form.add_field("model", model)
-        form.add_field("response_format", "json")
+        verbose = model.startswith(VERBOSE_ASR_PREFIXES) or bool(self.config.options.get("verbose_transcriptions"))
+        form.add_field("response_format", "verbose_json" if verbose else "json")
         if request.language:
             form.add_field("language", request.language)
         if request.prompt:
@@ -87,15 +91,51 @@ class OpenAIMediaMixin:
                 code="upstream_invalid_response",
             ) from None
         usage = data.get("usage") or {}
+        segments = data.get("segments")
         return TranscribeOutcome(
             text=text,
             language=data.get("language"),
             duration_s=data.get("duration"),
+            segments=[
+                {k: seg.get(k) for k in ("id", "start", "end", "text")} for seg in segments if isinstance(seg, dict)
+            ]
+            if isinstance(segments, list)
+            else None,
             usage=TokenUsage(
                 input_tokens=int(usage.get("input_tokens") or 0), output_tokens=int(usage.get("output_tokens") or 0)
             ),
             provider=self.name,
             provider_model=model,
+        )
+
+    async def realtime_session(
+        self, model: str, *, voice: str | None = None, ttl_seconds: int | None = None
+    ) -> RealtimeSession:
+        """``POST /realtime/sessions``: an ephemeral client secret for a realtime session."""
+        body: dict[str, Any] = {"model": model}
+        if voice:
+            body["voice"] = voice
+        if ttl_seconds:
+            body["client_secret"] = {"expires_after": {"anchor": "created_at", "seconds": ttl_seconds}}
+        raw, _ = await self._http.post(self._media_url("/realtime/sessions"), orjson.dumps(body), "application/json")
+        try:
+            data = orjson.loads(raw)
+            secret = data["client_secret"]
+            token, expires_at = str(secret["value"]), int(secret["expires_at"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise UpstreamError(
+                f"{self.name}: unreadable realtime session response ({type(err).__name__})",
+                code="upstream_invalid_response",
+            ) from None
+        ice = self.config.options.get("ice_servers")
+        return RealtimeSession(
+            session_id=str(data.get("id") or ""),
+            token=token,
+            expires_at=expires_at,
+            ice_servers=list(ice) if isinstance(ice, list) else [],
+            provider=self.name,
+            provider_model=model,
+            voice=data.get("voice") or voice,
         )
 
     async def generate_image(self, request: ImageRequest, model: str) -> ImageOutcome:

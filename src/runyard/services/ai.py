@@ -212,7 +212,8 @@ class AIService:
             for name, model in table.items():
                 if not self.catalog.available(model):
                     continue
-                out.append({"id": name, "kind": kind, "routes": [f"{r.provider}::{r.model}" for r in model.routes]})
+                shown = "image" if kind == "chat" and "chat" not in model.capabilities else kind
+                out.append({"id": name, "kind": shown, "routes": [f"{r.provider}::{r.model}" for r in model.routes]})
         for pname, provider in self.providers.items():
             for m in provider.list_models():
                 out.append({"id": f"{pname}::{m}", "kind": "provider", "routes": [f"{pname}::{m}"]})
@@ -320,11 +321,35 @@ class AIService:
         return stream
 
     # -- embeddings ---------------------------------------------------------
+    def embedding_routes(self, model: str | None, vendor: str | None = None) -> list[Route]:
+        """A named embedding model's routes; with none named, the cheapest available embedding
+        model (of ``vendor``, if given), else the embedded local one."""
+        if model:
+            return self.resolve(model, embedding=True)
+        names = self.catalog.embedding_models(vendor)
+        if names:
+            return self.resolve(names[0], embedding=True)
+        local = self.providers.get(LOCAL_PROVIDER)
+        if local is not None and vendor in (None, LOCAL_PROVIDER) and local.supports("embed"):
+            return [Route(local, "embed", f"{LOCAL_PROVIDER}{MODEL_SEPARATOR}embed")]
+        raise InvalidRequestError(
+            "no embedding model is available"
+            + (f" from vendor {vendor!r}" if vendor else "")
+            + ": name one (model=...) or configure a provider key",
+            code="no_model_available",
+        )
+
     async def embed(
-        self, texts: list[str], model: str | None, *, dimensions: int | None = None, ctx: CallContext | None = None
+        self,
+        texts: list[str],
+        model: str | None,
+        *,
+        dimensions: int | None = None,
+        ctx: CallContext | None = None,
+        vendor: str | None = None,
     ) -> EmbedOutcome:
         ctx = ctx or CallContext()
-        routes = self.resolve(model, embedding=True)
+        routes = self.embedding_routes(model, vendor)
         started = time.perf_counter()
         attempts: list[Attempt] = []
 

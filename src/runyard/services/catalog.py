@@ -48,6 +48,21 @@ class Catalog:
         provider = self._config.providers.get(model.routes[0].provider)
         return provider is not None and _has_credentials(provider)
 
+    def embedding_models(self, vendor: str | None = None) -> list[str]:
+        """Available embedding models (of ``vendor``, if named), cheapest first, unpriced last."""
+        found = [
+            (model.price.blended if model.price is not None else float("inf"), name)
+            for name, model in self._config.embedding_models.items()
+            if (not vendor or model.routes[0].provider == vendor) and self.available(model)
+        ]
+        return [name for _, name in sorted(found)]
+
+    def media_models(self, capability: str, prefer: str = "balanced", vendor: str | None = None) -> list[str]:
+        """Routable, available catalog models with ``capability`` (e.g. ``image``), ranked by ``prefer``."""
+        if prefer not in ("balanced", "cheapest", "smartest"):
+            raise InvalidRequestError("prefer must be balanced, cheapest or smartest", code="invalid_prefer")
+        return [name for name, _, _ in self._ranked(frozenset({capability}), "general", vendor, prefer).ranked]
+
     def _ranked(self, needs: frozenset[str], task: str, vendor: str | None, prefer: str) -> _Ranking:
         """The priced, routable, available models with these capabilities, ranked (context not
         yet checked); remembered for a second per (needs, task, vendor, prefer), so routing

@@ -28,6 +28,7 @@ from ..inference import (
     ImageOutcome,
     ImageRequest,
     Outcome,
+    RealtimeSession,
     SpeechOutcome,
     SpeechRequest,
     TokenUsage,
@@ -46,6 +47,7 @@ WHAT = {
     "asr": "speech recognition",
     "image": "image generation",
     "vision": "vision (images in chat)",
+    "realtime": "realtime sessions",
 }
 HINTS = {
     "tts": "install the local extra (`pip install 'runyard[local]'`) for local::tts, or configure an "
@@ -54,12 +56,19 @@ HINTS = {
     "or point a provider's base_url at a local whisper server)",
     "image": "configure an OpenAI-compatible provider with /images/generations (e.g. set OPENAI_API_KEY)",
     "vision": "configure a provider whose models take images (e.g. set OPENAI_API_KEY or ANTHROPIC_API_KEY)",
+    "realtime": "configure an OpenAI-compatible provider with a realtime sessions API (e.g. set OPENAI_API_KEY)",
 }
 # The model asked of a provider kind when the request names none.
 DEFAULT_MODELS: dict[str, dict[str, str]] = {
     "local": {"tts": "tts"},
     "piper": {"tts": "default"},
-    "openai": {"tts": "gpt-4o-mini-tts", "asr": "whisper-1", "image": "gpt-image-1", "vision": "gpt-4o-mini"},
+    "openai": {
+        "tts": "gpt-4o-mini-tts",
+        "asr": "whisper-1",
+        "image": "gpt-image-1",
+        "vision": "gpt-4o-mini",
+        "realtime": "gpt-4o-realtime-preview",
+    },
     "anthropic": {"vision": "claude-3-5-haiku-latest"},
 }
 
@@ -90,7 +99,12 @@ class MediaService:
         self.recorder = recorder
 
     # -- routing ------------------------------------------------------------------------
-    def routes(self, model: str | None, capability: str) -> list[MediaRoute]:
+    def routes(
+        self, model: str | None, capability: str, *, prefer: str | None = None, vendor: str | None = None
+    ) -> list[MediaRoute]:
+        """A named model's routes that can serve ``capability``; with none named, the catalog's
+        models with it ranked by ``prefer`` (of ``vendor``, if named), then configured models
+        declaring it, then the first provider that has it here."""
         if model:
             try:
                 routes = self.ai.resolve(model)
@@ -112,21 +126,35 @@ class MediaService:
                 )
             return usable
         found: list[MediaRoute] = []
+        if prefer is not None:
+            for name in self.ai.catalog.media_models(capability, prefer, vendor):
+                found.extend(
+                    MediaRoute(r.provider, r.model, name)
+                    for r in self.ai.resolve(name)
+                    if r.provider.supports(capability)
+                )
+            if found:
+                return found
         for name, configured in self.ai.config.models.items():
             if capability not in getattr(configured, "capabilities", ()):
                 continue
             for r in configured.routes:
                 provider = self.ai.providers[r.provider]
+                if vendor and r.provider != vendor:
+                    continue
                 if provider.supports(capability) and _has_credentials(provider.config):
                     found.append(MediaRoute(provider, r.model, name))
             if found:
                 return found
         for pname, provider in self.ai.providers.items():
+            if vendor and pname != vendor:
+                continue
             default = DEFAULT_MODELS.get(provider.config.kind, {}).get(capability)
             if default and provider.supports(capability) and _has_credentials(provider.config):
                 return [MediaRoute(provider, default, f"{pname}{MODEL_SEPARATOR}{default}")]
         raise CapabilityNotAvailableError(
-            f"no configured provider can do {WHAT[capability]}; {HINTS[capability]}",
+            f"no configured provider{' of vendor ' + repr(vendor) if vendor else ''} can do {WHAT[capability]}; "
+            f"{HINTS[capability]}",
             details={"capability": capability},
         )
 
@@ -138,12 +166,14 @@ class MediaService:
         call: Callable[[MediaRoute], Awaitable[M]],
         input_: Any,
         output: Callable[[M], Any],
+        *,
+        routes: list[MediaRoute] | None = None,
     ) -> M:
         """Call the first route that works for ``capability``, stamp the result, record it (the
         inference's kind is the capability: tts, asr, image)."""
         started = time.perf_counter()
         attempts: list[Attempt] = []
-        result, route = await first_success(self.routes(model, capability), call, attempts)
+        result, route = await first_success(routes or self.routes(model, capability), call, attempts)
         result.model = route.name
         result.latency_ms = (time.perf_counter() - started) * 1000
         result.inference_id = new_id()
@@ -184,11 +214,38 @@ class MediaService:
             ctx,
             lambda r: r.provider.transcribe(request, r.model),
             {"filename": request.filename, "bytes": len(request.audio), "language": request.language},
-            lambda res: {"text": res.text, "language": res.language},
+            lambda res: {"text": res.text, "language": res.language, "segments": len(res.segments or ())},
         )
 
+    # -- realtime sessions ----------------------------------------------------------------
+    async def realtime_token(
+        self,
+        model: str | None,
+        *,
+        voice: str | None = None,
+        ttl_seconds: int | None = None,
+        vendor: str | None = None,
+    ) -> RealtimeSession:
+        """Mint a short-lived session token for a realtime-capable provider (not recorded as an
+        inference: no tokens are spent until the client connects with it)."""
+        attempts: list[Attempt] = []
+        routes = self.routes(model, "realtime", vendor=vendor)
+        session, route = await first_success(
+            routes, lambda r: r.provider.realtime_session(r.model, voice=voice, ttl_seconds=ttl_seconds), attempts
+        )
+        session.model = route.name
+        return session
+
     # -- images ---------------------------------------------------------------------------
-    async def generate_image(self, request: ImageRequest, ctx: CallContext | None = None) -> ImageOutcome:
+    async def generate_image(
+        self,
+        request: ImageRequest,
+        ctx: CallContext | None = None,
+        *,
+        prefer: str | None = None,
+        vendor: str | None = None,
+    ) -> ImageOutcome:
+        """Generate images; with no model, routed over the catalog's image models by ``prefer``."""
         return await self._run(
             "image",
             request.model,
@@ -196,6 +253,7 @@ class MediaService:
             lambda r: r.provider.generate_image(request, r.model),
             request.model_dump(exclude_none=True),
             lambda res: {"count": len(res.images)},
+            routes=self.routes(request.model, "image", prefer=prefer, vendor=vendor),
         )
 
     # -- vision: a chat whose provider takes images ---------------------------------------

@@ -201,13 +201,13 @@ async def file_record(request: Request) -> FileRecord:
     return record
 
 
-def _access_url(request: Request, record: FileRecord) -> str:
+def access_url(request: Request, record: FileRecord) -> str:
     base = gateway(request).config.files.public_url or str(request.base_url)
     return f"{base.rstrip('/')}/v1/files/{record.id}/content"
 
 
 def describe(request: Request, record: FileRecord) -> dict[str, Any]:
-    return record.to_dict(access_url=_access_url(request, record))
+    return record.to_dict(access_url=access_url(request, record))
 
 
 async def get_file(request: Request) -> Response:

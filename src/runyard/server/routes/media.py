@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -24,8 +25,9 @@ from ...inference import ChatRequest, ImageOutcome, ImageRequest, SpeechOutcome,
 from ...services.media import MediaService
 from ...services.streams import SpeechStream
 from ..calls import apply_vendor, call_context, render_chat
-from ..http import gateway, json_response, parse_object, read_body, validate
+from ..http import caller_key_id, gateway, json_response, parse_object, read_body, read_object, validate
 from ..openapi import ANY_OBJECT, BINARY, Operation
+from .files import access_url
 
 
 def media(request: Request) -> MediaService:
@@ -57,7 +59,9 @@ def _stream_response(stream: SpeechStream) -> StreamingResponse:
     return StreamingResponse(body(), media_type=stream.media_type, headers=headers)
 
 
-async def _speak(request: Request, body: dict[str, Any]) -> Response:
+async def _speak(request: Request, body: dict[str, Any], *, keep: bool = False) -> Response:
+    """``keep``: also store the audio as a file (``X-Runyard-Audio-Url``), unless ``"store": false``."""
+    store = body.pop("store", True) if keep else False
     ctx = call_context(request, body)
     if "input" not in body and "text" in body:
         body["input"] = body.pop("text")
@@ -69,12 +73,23 @@ async def _speak(request: Request, body: dict[str, Any]) -> Response:
     stream_format = (speech.model_extra or {}).get("stream_format")
     if speech.stream or stream_format == "audio":
         return _stream_response(await service.open_speech_stream(speech, ctx))
-    return _speech_response(await service.speech(speech, ctx))
+    result = await service.speech(speech, ctx)
+    response = _speech_response(result)
+    response.headers["X-Runyard-Format"] = speech.audio_format
+    if store is not False:
+        record = await gateway(request).files.put(
+            result.audio, f"speech-{result.inference_id}.{speech.audio_format}", result.media_type,
+            api_key_id=caller_key_id(request),
+        )  # fmt: skip
+        response.headers["X-Runyard-Audio-Url"] = access_url(request, record)
+        response.headers["X-Runyard-File-Id"] = record.id
+    return response
 
 
 async def tts(request: Request) -> Response:
-    """``POST /v1/ai/tts``: ``{"input" (or "text"), "model"?, "voice"?, "format"?: wav|pcm, "speed"?, "stream"?}``."""
-    return await _speak(request, parse_object(await read_body(request)))
+    """``POST /v1/ai/tts``: ``{"input" (or "text"), "model"?, "voice"?, "format"?: wav|pcm, "speed"?, "stream"?,
+    "store"?}``: the audio bytes; unless ``"store": false`` it is also kept as a file (``X-Runyard-Audio-Url``)."""
+    return await _speak(request, parse_object(await read_body(request)), keep=True)
 
 
 async def audio_speech(request: Request) -> Response:
@@ -104,6 +119,19 @@ async def _transcribe_request(request: Request) -> tuple[TranscribeRequest, dict
     else:
         fields = parse_object(await read_body(request))
         data = fields.pop("audio", None) or fields.pop("file", None)
+        if isinstance(data, dict):  # Infrai's {"url": ...} | {"base64": ..., "mime": ...}
+            if isinstance(data.get("url"), str):
+                gw = gateway(request)
+                record = await gw.files.fetch(
+                    data["url"],
+                    api_key_id=caller_key_id(request),
+                    allow_private=gw.config.webhooks.allow_private_webhooks,
+                )
+                fields.setdefault("filename", record.filename)
+                data = f"data:{record.content_type};base64," + base64.b64encode(await gw.files.read(record)).decode()
+            elif isinstance(data.get("base64"), str):
+                mime = data.get("mime") if isinstance(data.get("mime"), str) else "application/octet-stream"
+                data = f"data:{mime};base64,{data['base64']}"
         if not isinstance(data, str) or not data:
             raise InvalidRequestError(
                 "'audio' (base64 or a data: URI) is required, or send multipart with a 'file'", code="missing_file"
@@ -141,7 +169,8 @@ async def asr(request: Request) -> Response:
         {
             "inference_id": result.inference_id,
             "text": result.text,
-            "language": result.language,
+            "language": result.language or req.language,
+            "segments": result.segments,
             "duration_s": result.duration_s,
             "model": result.model,
             "provider": result.provider,
@@ -174,8 +203,13 @@ async def image(request: Request) -> Response:
     """``POST /v1/ai/image``: ``{"prompt", "model"?, "n"?, "size"?, "response_format"?}``."""
     body = parse_object(await read_body(request))
     ctx = call_context(request, body)
-    apply_vendor(body)
-    result = await media(request).generate_image(validate(ImageRequest, body), ctx)
+    prefer = body.pop("prefer", None)
+    if prefer is not None and prefer not in ("balanced", "cheapest", "smartest"):
+        raise InvalidRequestError("prefer must be balanced, cheapest or smartest", code="invalid_prefer")
+    vendor = apply_vendor(body, routing=True)
+    image_request = validate(ImageRequest, body)
+    routing = prefer or ("balanced" if vendor else None)
+    result = await media(request).generate_image(image_request, ctx, prefer=routing, vendor=vendor)
     return json_response(_render_images(result))
 
 
@@ -192,6 +226,9 @@ async def images_generations(request: Request) -> Response:
 def _image_part(value: Any, detail: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         url = value.get("url") or value.get("image_url")
+        if url is None and isinstance(value.get("base64"), str):  # Infrai's {"base64", "mime"?}
+            mime = value.get("mime") if isinstance(value.get("mime"), str) else "image/png"
+            url = f"data:{mime};base64,{value['base64']}"
     else:
         url = value
     if not isinstance(url, str) or not url:
@@ -227,7 +264,40 @@ async def vision(request: Request) -> Response:
     return json_response(render_chat(result))
 
 
+# -- realtime sessions ------------------------------------------------------------------
+
+
+class RealtimeTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    vendor: str | None = None
+    voice: str | None = None
+    ttl_seconds: int | None = Field(default=None, ge=10, le=7200)
+
+
+async def realtime_token(request: Request) -> Response:
+    """``POST /v1/ai/realtime/token``: ``{model?, vendor?, voice?, ttl_seconds?}`` → a short-lived
+    session credential ``{session_id, token, expires_at, ice_servers, model, provider}``."""
+    body = validate(RealtimeTokenRequest, await read_object(request))
+    session = await media(request).realtime_token(
+        body.model, voice=body.voice, ttl_seconds=body.ttl_seconds, vendor=body.vendor
+    )
+    return json_response(
+        {
+            "session_id": session.session_id,
+            "token": session.token,
+            "expires_at": session.expires_at,
+            "ice_servers": session.ice_servers,
+            "model": session.model,
+            "provider": session.provider,
+            "voice": session.voice,
+        }
+    )
+
+
 routes = [
+    Route("/v1/ai/realtime/token", realtime_token, methods=["POST"]),
     Route("/v1/ai/tts", tts, methods=["POST"]),
     Route("/v1/ai/asr", asr, methods=["POST"]),
     Route("/v1/ai/image", image, methods=["POST"]),

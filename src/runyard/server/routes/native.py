@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import math
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any, Literal, get_args
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
@@ -13,13 +15,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ...errors import InvalidRequestError, NotFoundError
+from ...errors import InvalidRequestError, NotFoundError, TimeoutError
 from ...inference import ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, EmbedRequest
 from ...services.ai import CallContext, ChatOptions
 from ...services.streams import ChatStream
 from ..access import check_file, check_file_refs, require, scope_workspace
 from ..calls import apply_vendor, call_context, guarded_stream, outcome_metadata, render_chat, uuid_str
 from ..http import (
+    DONE,
     caller_key_id,
     gateway,
     idempotency_key,
@@ -34,6 +37,8 @@ from ..http import (
 )
 from ..openapi import ANY_OBJECT, BINARY, Operation, Param
 
+T = TypeVar("T")
+
 
 async def healthz(_request: Request) -> Response:
     return json_response({"status": "ok"})
@@ -47,10 +52,12 @@ class _RoutingOptions(BaseModel):
     task: Literal["general", "reasoning", "coding", "long_context"] = "general"
     prefer: Literal["balanced", "cheapest", "smartest"] = "balanced"
     max_cost_multiplier: float | None = Field(default=None, ge=1.0)
-    cache_strategy: Literal["vendor", "runyard", "none"] | None = None
+    cache_strategy: Literal["vendor", "runyard", "infrai", "none"] | None = None
 
 
 _CACHE = (None, "vendor", "runyard", "none")
+# Infrai names Runyard's own cache layer "infrai": the same exact-match cache.
+_CACHE_ALIASES = {"infrai": "runyard"}
 
 
 _CHOICES = {name: get_args(_RoutingOptions.model_fields[name].annotation) for name in ("task", "prefer")}
@@ -64,7 +71,7 @@ def _options(body: dict[str, Any], vendor: str | None) -> ChatOptions:
     pop = body.pop
     task, prefer = pop("task", "general"), pop("prefer", "balanced")
     cache, multiplier = pop("cache_strategy", None), pop("max_cost_multiplier", _MISSING)
-    pop("timeout_seconds", None)  # an SDK-side timeout; the server has its own
+    cache = _CACHE_ALIASES.get(cache, cache) if isinstance(cache, str) else cache
     if multiplier is _MISSING and task in _TASKS and prefer in _PREFERS and cache in _CACHE:
         return ChatOptions(task=task, prefer=prefer, vendor=vendor, cache_strategy=cache)  # the common, valid case
     picked = {"task": task, "prefer": prefer, "cache_strategy": cache}
@@ -88,11 +95,11 @@ class _PlainChat(ChatRequest):
     task: Literal["general", "reasoning", "coding", "long_context"] = Field(default="general", exclude=True)
     prefer: Literal["balanced", "cheapest", "smartest"] = Field(default="balanced", exclude=True)
     max_cost_multiplier: float | None = Field(default=None, ge=1.0, exclude=True)
-    cache_strategy: Literal["vendor", "runyard", "none"] | None = Field(default=None, exclude=True)
+    cache_strategy: Literal["vendor", "runyard", "infrai", "none"] | None = Field(default=None, exclude=True)
     tags: dict[str, str] | None = Field(default=None, exclude=True)
     episode_id: uuid.UUID | None = Field(default=None, exclude=True)
     idempotency_key: str | None = Field(default=None, exclude=True)
-    timeout_seconds: Any = Field(default=None, exclude=True)  # an SDK-side timeout; ignored
+    timeout_seconds: Any = Field(default=None, exclude=True)  # the call's deadline (see _deadline)
     # Only the general way handles these: a body that has them goes there.
     vendor: Any = Field(default=None, exclude=True)
     prompt: Any = Field(default=None, exclude=True)
@@ -120,9 +127,10 @@ async def chat(request: Request) -> Response:
             task=plain.task,
             prefer=plain.prefer,
             max_cost_multiplier=plain.max_cost_multiplier,
-            cache_strategy=plain.cache_strategy,
+            cache_strategy=_CACHE_ALIASES.get(plain.cache_strategy or "", plain.cache_strategy),
         )
         chat_request: ChatRequest = plain
+        deadline = _deadline(plain.timeout_seconds)
     else:
         body = parse_object(raw)
         key = idempotency_key(request, body)
@@ -133,19 +141,48 @@ async def chat(request: Request) -> Response:
         if isinstance(body.get("messages"), str):
             body["messages"] = [{"role": "user", "content": body["messages"]}]
         batch_mode = body.pop("batch_mode", False)
+        deadline = _deadline(body.pop("timeout_seconds", None))
         options = _options(body, apply_vendor(body, routing=True))
         chat_request = validate(ChatRequest, body)
         if batch_mode:
             return await _queue_chat(request, key, raw, chat_request)
     service = gateway(request).ai
     if chat_request.stream:
-        stream = await service.open_stream(chat_request, ctx, options)
+        stream = await within(deadline, service.open_stream(chat_request, ctx, options))
         return sse_response(_native_events(stream))
 
     async def produce() -> Response:
-        return json_response(render_chat(await service.chat(chat_request, ctx, options)))
+        return json_response(render_chat(await within(deadline, service.chat(chat_request, ctx, options))))
 
     return await idempotent(request, key, raw, produce)
+
+
+MAX_TIMEOUT_S = 3600.0
+
+
+def _deadline(value: Any) -> float | None:
+    """``timeout_seconds``: the caller's deadline for the whole call (fallbacks included)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidRequestError("'timeout_seconds' must be a number of seconds", code="invalid_timeout")
+    if not 0 < value <= MAX_TIMEOUT_S:
+        raise InvalidRequestError(
+            f"'timeout_seconds' must be above 0 and at most {MAX_TIMEOUT_S:g}", code="invalid_timeout"
+        )
+    return float(value)
+
+
+async def within(deadline: float | None, call: Awaitable[T]) -> T:
+    """``call``, cancelled with a 504 ``timeout`` once ``deadline`` seconds have passed."""
+    if deadline is None:
+        return await call
+    try:
+        return await asyncio.wait_for(call, deadline)
+    except asyncio.TimeoutError:
+        raise TimeoutError(
+            f"no answer within timeout_seconds={deadline:g} (the upstream calls were cancelled)", code="timeout"
+        ) from None
 
 
 async def _queue_chat(request: Request, key: str | None, raw: bytes, chat_request: ChatRequest) -> Response:
@@ -208,9 +245,20 @@ def render_native_delta(result: ChatOutcome, delta: ChatDelta) -> dict[str, Any]
 
 
 async def _native_events(stream: ChatStream) -> AsyncIterator[bytes]:
+    """Native SSE chunks; the last one (its finish_reason set) waits for the stream's end so
+    it can carry the same ``_metadata`` as a non-streamed answer (cost, latency, attempts)."""
+    last: ChatDelta | None = None
     async for item in guarded_stream(stream):
+        if last is not None:
+            event = render_native_delta(stream.result, last)
+            if item is DONE:
+                event["_metadata"] = outcome_metadata(stream.result)
+            yield sse_event(event)
+            last = None
         if isinstance(item, bytes):
             yield item
+        elif item.finish_reason:
+            last = item
         else:
             yield sse_event(render_native_delta(stream.result, item))
 
@@ -226,12 +274,12 @@ async def embed(request: Request) -> Response:
     body = parse_object(raw)
     key = idempotency_key(request, body)
     ctx = call_context(request, body)
-    apply_vendor(body)
+    vendor = apply_vendor(body, routing=True)
     embed_request = validate(_EmbedBody, body)
 
     async def produce() -> Response:
         result = await gateway(request).ai.embed(
-            embed_request.texts, embed_request.model, dimensions=embed_request.dimensions, ctx=ctx
+            embed_request.texts, embed_request.model, dimensions=embed_request.dimensions, ctx=ctx, vendor=vendor
         )
         return json_response(render_embed(result))
 

@@ -1,0 +1,15 @@
+from tensorzero import TensorZeroGateway
+
+with TensorZeroGateway.build_http(gateway_url="http://localhost:3000") as client:
+    stream = client.inference(
+        model_name="openai::gpt-4o-mini",
+        input={
+            "messages": [
+                {"role": "user", "content": "日本的首都是哪里？"},
+            ],
+        },
+        stream=True,
+    )
+
+    for chunk in stream:
+        print(chunk)
