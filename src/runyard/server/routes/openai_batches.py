@@ -16,6 +16,7 @@ from ...services.openai_batches import CHAT_ENDPOINT, OpenAIBatches
 from ...services.openai_params import UnsupportedParameterError, invalid
 from ..access import check_file, require, visible
 from ..http import caller_key_id, gateway, idempotency_key, idempotent, json_response, read_body, validate_json
+from ..openapi import IDEMPOTENCY_KEY, Param, openai_operation
 
 
 class BatchCreate(BaseModel):
@@ -112,11 +113,14 @@ async def cancel(request: Request) -> Response:
     return json_response(await batches(request).cancel(await _row(request)))
 
 
+PAGE_DEFAULT, PAGE_MAX = 20, 100  # a page of batches
+
+
 async def list_batches(request: Request) -> Response:
     q = request.query_params
-    limit_text = q.get("limit", "20")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
-        raise invalid("limit must be an integer from 1 to 100", "limit")
+    limit_text = q.get("limit", str(PAGE_DEFAULT))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= PAGE_MAX:
+        raise invalid(f"limit must be an integer from 1 to {PAGE_MAX}", "limit")
     service = batches(request)
     rows = [row for row in await service.records.list_batches() if await visible(request, row["api_key_id"])]
     after = q.get("after")
@@ -140,4 +144,33 @@ routes = [
     Route("/v1/batches", list_batches, methods=["GET"]),
     Route("/v1/batches/{batch_id}", retrieve, methods=["GET"]),
     Route("/v1/batches/{batch_id}/cancel", cancel, methods=["POST"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+_BATCH_LINKS = {
+    "GetBatch": {"operationId": "getBatch", "parameters": {"batch_id": "$response.body#/id"}},
+    "CancelBatch": {"operationId": "cancelBatch", "parameters": {"batch_id": "$response.body#/id"}},
+}
+operations = [
+    openai_operation(
+        "POST",
+        "/v1/batches",
+        f"create a batch (endpoint {CHAT_ENDPOINT}, completion_window 24h)",
+        "createBatch",
+        body=BatchCreate,
+        params=(IDEMPOTENCY_KEY,),
+        links=_BATCH_LINKS,
+    ),
+    openai_operation(
+        "GET",
+        "/v1/batches",
+        "batches, newest first",
+        "listBatches",
+        params=(
+            Param("limit", schema={"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT}),
+            Param("after", description="a batch id: the page after it"),
+        ),
+    ),
+    openai_operation("GET", "/v1/batches/{batch_id}", "a batch", "getBatch"),
+    openai_operation("POST", "/v1/batches/{batch_id}/cancel", "cancel a batch", "cancelBatch"),
 ]

@@ -17,9 +17,12 @@ from ...services.openai_params import invalid
 from ...services.openai_records import OpenAIRecords
 from ..access import visible
 from ..http import caller_key_id, gateway, json_response
+from ..openapi import Param, openai_operation
 from . import files as native
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+LISTED_PURPOSES = (*PURPOSES, "batch_output")  # a batch's results are listed too
+PAGE_MAX = 10_000  # the default page: every file
 
 
 def records(request: Request) -> OpenAIRecords:
@@ -63,12 +66,12 @@ async def list_files(request: Request) -> Response:
     order = q.get("order", "desc")
     if order not in ("asc", "desc"):
         raise invalid("order must be 'asc' or 'desc'", "order")
-    limit_text = q.get("limit", "10000")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 10_000:
-        raise invalid("limit must be an integer from 1 to 10000", "limit")
+    limit_text = q.get("limit", str(PAGE_MAX))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= PAGE_MAX:
+        raise invalid(f"limit must be an integer from 1 to {PAGE_MAX}", "limit")
     purpose = q.get("purpose")
-    if purpose is not None and purpose not in (*PURPOSES, "batch_output"):
-        raise invalid(f"purpose must be one of {', '.join(PURPOSES)}, batch_output", "purpose")
+    if purpose is not None and purpose not in LISTED_PURPOSES:
+        raise invalid(f"purpose must be one of {', '.join(LISTED_PURPOSES)}", "purpose")
     rows = await records(request).list_files(purpose, newest_first=order == "desc")
     data = [_row_object(row) for row in rows if await visible(request, row["api_key_id"])]
     after = q.get("after")
@@ -122,4 +125,22 @@ routes = [
     Route("/v1/files", list_files, methods=["GET"]),
     Route("/v1/files/{file_id}", get_file, methods=["GET"]),
     Route("/v1/files/{file_id}", delete_file, methods=["DELETE"]),
+]
+
+# The API description (server/openapi): one declaration per route. POST /v1/files and
+# GET /v1/files/{file_id} are declared with the native routes (routes/files.py): they answer both.
+operations = [
+    openai_operation(
+        "GET",
+        "/v1/files",
+        "files uploaded with a purpose",
+        "listFiles",
+        params=(
+            Param("purpose", schema={"enum": list(LISTED_PURPOSES)}),
+            Param("order", schema={"enum": ["asc", "desc"], "default": "desc"}),
+            Param("limit", schema={"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_MAX}),
+            Param("after", description="a file id: the page after it"),
+        ),
+    ),
+    openai_operation("DELETE", "/v1/files/{file_id}", "delete a file", "deleteFile"),
 ]

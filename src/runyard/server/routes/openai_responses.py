@@ -24,6 +24,7 @@ from ..http import (
     sse_response,
     validate_json,
 )
+from ..openapi import IDEMPOTENCY_KEY, Param, openai_operation
 
 
 def service(request: Request) -> ResponsesService:
@@ -81,6 +82,9 @@ async def delete(request: Request) -> Response:
     return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
+ITEMS_DEFAULT, ITEMS_MAX = 20, 100  # a page of input items
+
+
 async def list_input_items(request: Request) -> Response:
     row = await stored(request, request.path_params["response_id"])
     items: list[dict[str, Any]] = list(row["input_items"])
@@ -88,9 +92,9 @@ async def list_input_items(request: Request) -> Response:
     order = q.get("order", "desc")
     if order not in ("asc", "desc"):
         raise invalid("order must be 'asc' or 'desc'", "order")
-    limit_text = q.get("limit", "20")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
-        raise invalid("limit must be an integer from 1 to 100", "limit")
+    limit_text = q.get("limit", str(ITEMS_DEFAULT))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= ITEMS_MAX:
+        raise invalid(f"limit must be an integer from 1 to {ITEMS_MAX}", "limit")
     if order == "desc":
         items.reverse()
     after = q.get("after")
@@ -116,4 +120,31 @@ routes = [
     Route("/v1/responses/{response_id}", retrieve, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete, methods=["DELETE"]),
     Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+operations = [
+    openai_operation(
+        "POST",
+        "/v1/responses",
+        "create a response",
+        "createResponse",
+        body=ResponsesRequest,
+        stream=True,
+        params=(IDEMPOTENCY_KEY,),
+        links={"GetResponse": {"operationId": "getResponse", "parameters": {"response_id": "$response.body#/id"}}},
+    ),
+    openai_operation("GET", "/v1/responses/{response_id}", "a stored response", "getResponse"),
+    openai_operation("DELETE", "/v1/responses/{response_id}", "delete a stored response", "deleteResponse"),
+    openai_operation(
+        "GET",
+        "/v1/responses/{response_id}/input_items",
+        "a stored response's input items",
+        "listResponseInputItems",
+        params=(
+            Param("limit", schema={"type": "integer", "minimum": 1, "maximum": ITEMS_MAX, "default": ITEMS_DEFAULT}),
+            Param("order", schema={"enum": ["asc", "desc"], "default": "desc"}),
+            Param("after", description="an item id: the page after it"),
+        ),
+    ),
 ]
