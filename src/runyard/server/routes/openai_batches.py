@@ -16,7 +16,8 @@ from ...services.openai_batches import CHAT_ENDPOINT, OpenAIBatches
 from ...services.openai_params import UnsupportedParameterError, invalid
 from ..access import check_file, require, visible
 from ..http import caller_key_id, gateway, idempotency_key, idempotent, json_response, read_body, validate_json
-from ..openapi import IDEMPOTENCY_KEY, Param, openai_operation
+from ..openapi import IDEMPOTENCY_KEY, openai_operation
+from .openai_query import BatchListQuery, query_params, read_query
 
 
 class BatchCreate(BaseModel):
@@ -113,21 +114,14 @@ async def cancel(request: Request) -> Response:
     return json_response(await batches(request).cancel(await _row(request)))
 
 
-PAGE_DEFAULT, PAGE_MAX = 20, 100  # a page of batches
-
-
 async def list_batches(request: Request) -> Response:
-    q = request.query_params
-    limit_text = q.get("limit", str(PAGE_DEFAULT))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= PAGE_MAX:
-        raise invalid(f"limit must be an integer from 1 to {PAGE_MAX}", "limit")
+    q = read_query(BatchListQuery, request)
     service = batches(request)
     rows = [row for row in await service.records.list_batches() if await visible(request, row["api_key_id"])]
-    after = q.get("after")
-    if after:
+    if q.after:
         ids = [row["id"] for row in rows]
-        rows = rows[ids.index(after) + 1 :] if after in ids else []
-    page = [await service.describe(row) for row in rows[: int(limit_text)]]
+        rows = rows[ids.index(q.after) + 1 :] if q.after in ids else []
+    page = [await service.describe(row) for row in rows[: q.limit]]
     return json_response(
         {
             "object": "list",
@@ -166,10 +160,7 @@ operations = [
         "/v1/batches",
         "batches, newest first",
         "listBatches",
-        params=(
-            Param("limit", schema={"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT}),
-            Param("after", description="a batch id: the page after it"),
-        ),
+        params=query_params(BatchListQuery),
     ),
     openai_operation("GET", "/v1/batches/{batch_id}", "a batch", "getBatch"),
     openai_operation("POST", "/v1/batches/{batch_id}/cancel", "cancel a batch", "cancelBatch"),

@@ -17,12 +17,9 @@ from ...services.openai_params import invalid
 from ...services.openai_records import OpenAIRecords
 from ..access import visible
 from ..http import caller_key_id, gateway, json_response
-from ..openapi import Param, openai_operation
+from ..openapi import openai_operation
 from . import files as native
-
-PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
-LISTED_PURPOSES = (*PURPOSES, "batch_output")  # a batch's results are listed too
-PAGE_MAX = 10_000  # the default page: every file
+from .openai_query import PURPOSES, FileListQuery, query_params, read_query
 
 
 def records(request: Request) -> OpenAIRecords:
@@ -62,23 +59,13 @@ async def upload(request: Request) -> Response:
 
 
 async def list_files(request: Request) -> Response:
-    q = request.query_params
-    order = q.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise invalid("order must be 'asc' or 'desc'", "order")
-    limit_text = q.get("limit", str(PAGE_MAX))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= PAGE_MAX:
-        raise invalid(f"limit must be an integer from 1 to {PAGE_MAX}", "limit")
-    purpose = q.get("purpose")
-    if purpose is not None and purpose not in LISTED_PURPOSES:
-        raise invalid(f"purpose must be one of {', '.join(LISTED_PURPOSES)}", "purpose")
-    rows = await records(request).list_files(purpose, newest_first=order == "desc")
+    q = read_query(FileListQuery, request)
+    rows = await records(request).list_files(q.purpose, newest_first=q.order == "desc")
     data = [_row_object(row) for row in rows if await visible(request, row["api_key_id"])]
-    after = q.get("after")
-    if after:
+    if q.after:
         ids = [d["id"] for d in data]
-        data = data[ids.index(after) + 1 :] if after in ids else []
-    page = data[: int(limit_text)]
+        data = data[ids.index(q.after) + 1 :] if q.after in ids else []
+    page = data[: q.limit]
     return json_response(
         {
             "object": "list",
@@ -135,12 +122,7 @@ operations = [
         "/v1/files",
         "files uploaded with a purpose",
         "listFiles",
-        params=(
-            Param("purpose", schema={"enum": list(LISTED_PURPOSES)}),
-            Param("order", schema={"enum": ["asc", "desc"], "default": "desc"}),
-            Param("limit", schema={"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_MAX}),
-            Param("after", description="a file id: the page after it"),
-        ),
+        params=query_params(FileListQuery),
     ),
     openai_operation("DELETE", "/v1/files/{file_id}", "delete a file", "deleteFile"),
 ]

@@ -24,7 +24,8 @@ from ..http import (
     sse_response,
     validate_json,
 )
-from ..openapi import IDEMPOTENCY_KEY, Param, openai_operation
+from ..openapi import IDEMPOTENCY_KEY, openai_operation
+from .openai_query import InputItemsQuery, query_params, read_query
 
 
 def service(request: Request) -> ResponsesService:
@@ -82,28 +83,18 @@ async def delete(request: Request) -> Response:
     return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
-ITEMS_DEFAULT, ITEMS_MAX = 20, 100  # a page of input items
-
-
 async def list_input_items(request: Request) -> Response:
     row = await stored(request, request.path_params["response_id"])
     items: list[dict[str, Any]] = list(row["input_items"])
-    q = request.query_params
-    order = q.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise invalid("order must be 'asc' or 'desc'", "order")
-    limit_text = q.get("limit", str(ITEMS_DEFAULT))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= ITEMS_MAX:
-        raise invalid(f"limit must be an integer from 1 to {ITEMS_MAX}", "limit")
-    if order == "desc":
+    q = read_query(InputItemsQuery, request)
+    if q.order == "desc":
         items.reverse()
-    after = q.get("after")
-    if after:
+    if q.after:
         ids = [item.get("id") for item in items]
-        if after not in ids:
-            raise invalid(f"no input item {after!r} in this response", "after")
-        items = items[ids.index(after) + 1 :]
-    page = items[: int(limit_text)]
+        if q.after not in ids:
+            raise invalid(f"no input item {q.after!r} in this response", "after")
+        items = items[ids.index(q.after) + 1 :]
+    page = items[: q.limit]
     return json_response(
         {
             "object": "list",
@@ -141,10 +132,6 @@ operations = [
         "/v1/responses/{response_id}/input_items",
         "a stored response's input items",
         "listResponseInputItems",
-        params=(
-            Param("limit", schema={"type": "integer", "minimum": 1, "maximum": ITEMS_MAX, "default": ITEMS_DEFAULT}),
-            Param("order", schema={"enum": ["asc", "desc"], "default": "desc"}),
-            Param("after", description="an item id: the page after it"),
-        ),
+        params=query_params(InputItemsQuery),
     ),
 ]
