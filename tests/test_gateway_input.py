@@ -51,6 +51,14 @@ def test_bad_chat_input(
         assert (resp.status_code, error["code"]) == (status, code)
 
 
+@pytest.mark.parametrize("path", ["/v1/ai/embed", "/v1/embeddings"])
+def test_embedding_dimensions_are_bounded(gateway_server: GatewayProcess, path: str) -> None:
+    # A huge size is refused up front (it once reached the provider as an allocation: a 500).
+    body = {"model": "mock::mock-embedding", "input": ["x"], "dimensions": 2**53 - 1}
+    resp = httpx.post(gateway_server.url + path, json=body)
+    assert (resp.status_code, resp.json()["error"]["code"]) == (422, "validation_error")
+
+
 def test_missing_model(gateway_server: GatewayProcess) -> None:
     body = {"messages": [{"role": "user", "content": "x"}]}
     resp = httpx.post(gateway_server.url + "/v1/chat/completions", json=body)

@@ -122,6 +122,42 @@ def test_batch_file_lines_are_checked(oai: openai.OpenAI) -> None:
         oai.batches.create(input_file_id=other.id, endpoint="/v1/chat/completions", completion_window="24h")
 
 
+@pytest.mark.parametrize(
+    "path,query,message",
+    [
+        ("/v1/batches", "limit=0", "limit must be an integer from 1 to 100"),
+        ("/v1/batches", "limit=%2B5", "limit must be an integer from 1 to 100"),  # digits only
+        ("/v1/batches", "limit=%C2%B2", "limit must be an integer from 1 to 100"),  # "²" is a digit, not an int
+        ("/v1/files", "order=up", "order must be 'asc' or 'desc'"),
+        ("/v1/files", "limit=10001", "limit must be an integer from 1 to 10000"),
+        ("/v1/files", "purpose=x", "purpose must be one of assistants, batch, fine-tune, vision, user_data, evals, "
+         "batch_output"),
+    ],
+)  # fmt: skip
+def test_bad_list_query_is_a_typed_400(gateway_server: GatewayProcess, path: str, query: str, message: str) -> None:
+    resp = httpx.get(f"{gateway_server.url}{path}?{query}")
+    error = resp.json()["error"]
+    assert (resp.status_code, error["code"], error["message"]) == (400, "invalid_value", message)
+    assert error["param"] == query.split("=")[0]
+    # The spec describes the same bounds (one pydantic model validates and describes the query).
+    spec = httpx.get(gateway_server.url + "/openapi.json").json()
+    params = {p["name"]: p["schema"] for p in spec["paths"][path]["get"]["parameters"]}
+    assert params["limit"]["maximum"] == int(message.rsplit(" ", 1)[1]) if "limit" in query else "limit" in params
+
+
+def test_list_query_pages(oai: openai.OpenAI, gateway_server: GatewayProcess) -> None:
+    for i in range(3):
+        oai.files.create(file=(f"p{i}.jsonl", io.BytesIO(b"{}\n")), purpose="user_data")
+    url = gateway_server.url + "/v1/files"
+    every = httpx.get(url, params={"purpose": "user_data", "order": "asc"}).json()
+    ids = [f["id"] for f in every["data"]]
+    assert len(ids) >= 3 and not every["has_more"]
+    first = httpx.get(url, params={"purpose": "user_data", "order": "asc", "limit": "2"}).json()
+    assert [f["id"] for f in first["data"]] == ids[:2] and first["has_more"] and first["last_id"] == ids[1]
+    rest = httpx.get(url, params={"purpose": "user_data", "order": "asc", "after": first["last_id"]}).json()
+    assert [f["id"] for f in rest["data"]] == ids[2:]
+
+
 def test_unknown_batch_is_404(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         oai.batches.retrieve("batch_nope")

@@ -89,12 +89,15 @@ class ChatRequest(BaseModel):
         return None
 
 
+MAX_EMBED_DIMENSIONS = 16_384  # past any embedding model's size: a bigger ask is a 400, not a huge allocation
+
+
 class EmbedRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str | None = None
     input: str | list[str] = Field(min_length=1)
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1, le=MAX_EMBED_DIMENSIONS)
     encoding_format: Literal["float", "base64"] | None = None
     user: str | None = None
 

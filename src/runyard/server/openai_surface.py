@@ -10,6 +10,7 @@ from ..gateway import Gateway
 from ..services.openai_batches import OpenAIBatches
 from ..services.openai_records import OpenAIRecords
 from ..services.responses import ResponsesService
+from .openapi import Operation
 from .routes import openai_batches, openai_files, openai_legacy, openai_responses
 
 # openai_files' routes come before the native /v1/files routes: they dispatch between the two.
@@ -18,6 +19,13 @@ routes: list[BaseRoute] = [
     *openai_legacy.routes,
     *openai_batches.routes,
     *openai_files.routes,
+]
+
+operations: list[Operation] = [
+    *openai_responses.operations,
+    *openai_legacy.operations,
+    *openai_batches.operations,
+    *openai_files.operations,
 ]
 
 

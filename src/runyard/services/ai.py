@@ -1,5 +1,6 @@
 """The AI runtime: pick routes (explicit model or task/prefer routing), call providers with
-fallback under a cost cap and circuit breakers, cache, price and record every inference."""
+fallback under a cost cap and circuit breakers, cache, price and record every inference
+(the rows are built in services/recording.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from ..backends.recorder import InferenceRecorder
-from ..backends.store import new_id, utcnow
+from ..backends.store import new_id
 from ..config import MODEL_SEPARATOR, PriceConfig, RunyardConfig
 from ..errors import InvalidRequestError, NotFoundError, RunyardError, ServiceUnavailableError
 from ..inference import Attempt, ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, TokenUsage
@@ -23,6 +22,7 @@ from .breaker import CircuitBreakers
 from .cache import MemoryCache, ResponseCache, cache_key
 from .catalog import Catalog, Choice, required_capabilities
 from .fallback import first_delta, first_success, with_attempts
+from .recording import InferenceFiler
 from .streams import ChatStream
 
 MAX_ROUTED_MODELS = 4  # candidates kept from task/prefer routing (primary + fallbacks)
@@ -96,6 +96,7 @@ class AIService:
     ) -> None:
         self.config = config
         self.recorder = recorder
+        self.filer = InferenceFiler(recorder)  # the inferences' rows (services/recording.py)
         self.telemetry = telemetry or InferenceTelemetry()  # metrics, spans, upstream warnings
         self.providers: dict[str, Provider] = {name: build_provider(name, pc) for name, pc in config.providers.items()}
         self.catalog = Catalog(config)
@@ -378,7 +379,7 @@ class AIService:
             result.inference_id = new_id()
             result.cost = _cost(route.price, result.usage)
             self.telemetry.finished(span, "embed", result, "ok")
-            self._record_embed(texts, result, ctx)
+            self.filer.embed(texts, result, ctx)
         for observe in self.usage_observers:
             observe(ctx, result)
         return result
@@ -403,53 +404,12 @@ class AIService:
         self.telemetry.finished(span, "chat", result, "cached" if result.cache_hit else status, ttft_ms)
         if tracing.enabled():
             with tracing.span("runyard.record", {"runyard.inference_id": result.inference_id}):
-                self._record_chat(request, result, ctx, ttft_ms=ttft_ms, status=status, error=error)
+                self.filer.chat(request, result, ctx, ttft_ms=ttft_ms, status=status, error=error)
         else:
-            self._record_chat(request, result, ctx, ttft_ms=ttft_ms, status=status, error=error)
+            self.filer.chat(request, result, ctx, ttft_ms=ttft_ms, status=status, error=error)
         if status == "ok":
             for observe in self.usage_observers:
                 observe(ctx, result)
-
-    def _record_chat(
-        self,
-        request: ChatRequest,
-        result: ChatOutcome,
-        ctx: CallContext,
-        *,
-        ttft_ms: float | None,
-        status: str,
-        error: str | None,
-    ) -> None:
-        if self.recorder is None or ctx.dryrun:
-            return
-        created = utcnow()
-
-        def build() -> dict[str, Any]:
-            output: dict[str, Any] = {"content": result.content, "finish_reason": result.finish_reason}
-            if result.tool_calls:
-                output["tool_calls"] = [tc.to_openai() for tc in result.tool_calls]
-            return inference_row(
-                "chat", result.inference_id, result.episode_id, result.model, result.provider,
-                result.provider_model, _chat_input(request), output, result.usage, result.latency_ms,
-                ttft_ms, status, error, result.attempts, ctx, created, result.cost, result.cache_hit,
-            )  # fmt: skip
-
-        self.recorder.record(result.inference_id, result.episode_id, build)
-
-    def _record_embed(self, texts: list[str], result: EmbedOutcome, ctx: CallContext) -> None:
-        if self.recorder is None or ctx.dryrun:
-            return
-        created = utcnow()
-
-        def build() -> dict[str, Any]:
-            dims = len(result.embeddings[0]) if result.embeddings else 0
-            return inference_row(
-                "embed", result.inference_id, ctx.episode_id, result.model, result.provider,
-                result.provider_model, {"input": texts}, {"count": len(result.embeddings), "dimensions": dims},
-                result.usage, result.latency_ms, None, "ok", None, result.attempts, ctx, created, result.cost, False,
-            )  # fmt: skip
-
-        self.recorder.record(result.inference_id, ctx.episode_id, build)
 
     def _record_failure(
         self,
@@ -462,22 +422,7 @@ class AIService:
         span: Span = NOOP,
     ) -> None:
         self.telemetry.failed(span, "chat", model, attempts[-1].provider if attempts else None, err)
-        if self.recorder is None or ctx.dryrun:
-            return
-        inference_id = new_id()
-        episode_id = ctx.episode_id
-        created = utcnow()
-        latency = (time.perf_counter() - started) * 1000
-        last = attempts[-1] if attempts else None
-
-        def build() -> dict[str, Any]:
-            return inference_row(
-                "chat", inference_id, episode_id, model, last.provider if last else None,
-                last.model if last else None, _chat_input(request), None, TokenUsage(), latency, None,
-                "error", f"{err.code}: {err.message}", attempts, ctx, created, None, False,
-            )  # fmt: skip
-
-        self.recorder.record(inference_id, episode_id, build)
+        self.filer.failure(request, model, ctx, attempts, err, (time.perf_counter() - started) * 1000)
 
 
 class BoundAI:
@@ -506,46 +451,3 @@ class BoundAI:
 
 def _cost(price: PriceConfig | None, usage: TokenUsage) -> float | None:
     return None if price is None else price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
-
-
-_INPUT_EXCLUDE = {"model", "stream", "stream_options"}
-
-
-def _chat_input(request: ChatRequest) -> orjson.Fragment:
-    """The request as stored: JSON made by pydantic-core in one pass, embedded as-is by orjson."""
-    return orjson.Fragment(request.model_dump_json(exclude_none=True, exclude=_INPUT_EXCLUDE))
-
-
-def inference_row(
-    kind: str, inference_id: str, episode_id: str | None, model: str, provider: str | None,
-    provider_model: str | None, input_: Any, output: Any, usage: TokenUsage, latency_ms: float,
-    ttft_ms: float | None, status: str, error: str | None, attempts: list[Attempt], ctx: CallContext,
-    created: Any, cost: float | None, cache_hit: bool,
-) -> dict[str, Any]:  # fmt: skip
-    """One ``inferences`` row; every kind of inference (chat, embed, speech, …) is filed through here."""
-    return {
-        "id": inference_id,
-        "episode_id": episode_id,
-        "kind": kind,
-        "model": model,
-        "provider": provider,
-        "provider_model": provider_model,
-        "input": input_,
-        "output": output,
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cached_tokens": usage.cached_tokens,
-        "reasoning_tokens": usage.reasoning_tokens,
-        "latency_ms": latency_ms,
-        "ttft_ms": ttft_ms,
-        "status": status,
-        "error": error,
-        "attempts": orjson.Fragment(orjson.dumps(attempts)),  # dataclasses, serialised by orjson in C
-        "api_key_id": ctx.api_key_id,
-        "tags": ctx.tags or {},
-        "created_at": created,
-        "cost": cost,
-        "cache_hit": cache_hit,
-        "request_id": None,  # set by the recorder from the request in progress (0009)
-        "trace_id": None,
-    }

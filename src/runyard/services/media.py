@@ -36,8 +36,9 @@ from ..inference import (
     TranscribeRequest,
 )
 from ..providers import Provider
-from .ai import AIService, CallContext, inference_row
+from .ai import AIService, CallContext
 from .fallback import first_delta, first_success
+from .recording import inference_row
 from .streams import SpeechStream
 
 M = TypeVar("M", bound=Outcome)

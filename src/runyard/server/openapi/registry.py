@@ -19,6 +19,8 @@ Security = Literal["bearer", "speedpix", "signed_url", "none"]
 __all__ = [
     "ANY_OBJECT",
     "BINARY",
+    "IDEMPOTENCY_KEY",
+    "OPENAI_ERROR",
     "RUNYARD_ERROR",
     "SSE",
     "Body",
@@ -26,6 +28,7 @@ __all__ = [
     "Operation",
     "Param",
     "Schema",
+    "openai_operation",
 ]
 
 ANY_OBJECT: Schema = {"type": "object", "additionalProperties": True}
@@ -61,6 +64,28 @@ RUNYARD_ERROR = ErrorShape(
         },
     },
 )
+
+
+OPENAI_ERROR = ErrorShape(
+    "OpenAIError",
+    {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string", "description": "e.g. `invalid_request`"},
+                    "param": {"type": ["string", "null"], "description": "the offending parameter, if one"},
+                    "code": {"type": ["string", "null"], "description": "machine-readable, e.g. `invalid_value`"},
+                },
+            }
+        },
+    },
+)
+"""OpenAI's error object (``error.message/type/param/code``), as the OpenAI-compatible routes answer."""
 
 
 @dataclass(frozen=True)
@@ -104,3 +129,12 @@ class Operation:
     security: Security = "bearer"
     links: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
+
+
+IDEMPOTENCY_KEY = Param("Idempotency-Key", "header", description="a retry with the same key gets the first answer")
+
+
+def openai_operation(method: str, path: str, summary: str, operation_id: str, **kwargs: Any) -> Operation:
+    """An OpenAI-compatible route: tagged ``openai``, OpenAI's error shape, a JSON object by default."""
+    kwargs.setdefault("response", ANY_OBJECT)
+    return Operation(method, path, "OpenAI: " + summary, "openai", operation_id, errors=OPENAI_ERROR, **kwargs)

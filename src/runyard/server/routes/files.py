@@ -240,7 +240,12 @@ operations = [
             "multipart/form-data": {
                 "type": "object",
                 "required": [FILE_FIELD],
-                "properties": {FILE_FIELD: BINARY, "filename": {"type": "string"}, "content_type": {"type": "string"}},
+                "properties": {
+                    FILE_FIELD: BINARY,
+                    "filename": {"type": "string"},
+                    "content_type": {"type": "string"},
+                    "purpose": {"type": "string", "description": "an OpenAI upload: OpenAI's file object back"},
+                },
             },
             "application/octet-stream": BINARY,
         },
@@ -249,7 +254,14 @@ operations = [
         status=201,
         links=_FILE_LINKS,
     ),
-    Operation("GET", "/v1/files/{file_id}", "A file's metadata", "files", "getFile", response=ANY_OBJECT),
+    Operation(
+        "GET",
+        "/v1/files/{file_id}",
+        "A file's metadata (OpenAI's file object for a file uploaded with a purpose)",
+        "files",
+        "getFile",
+        response=ANY_OBJECT,
+    ),
     Operation(
         "GET",
         "/v1/files/{file_id}/content",

@@ -26,6 +26,7 @@ from ...backends.store import Store
 from ...errors import InvalidRequestError
 from ..access import scope_workspace
 from ..http import gateway, json_response
+from ..openapi import ANY_OBJECT, Operation, Param
 from .usage import _time
 
 MAX_LIMIT = 200
@@ -160,3 +161,27 @@ def page_cursor(value: str | None) -> str | None:
 
 
 routes = [Route("/v1/inferences", inferences_list, methods=["GET"])]
+
+# The API description (server/openapi): one declaration per route.
+_TIME = {"type": "string", "format": "date-time"}
+_FILTERS = tuple(
+    Param(f.name, schema=_TIME, description="ISO 8601 time") if f.name in ("since", "until") else Param(f.name)
+    for f in fields(InferenceFilter)
+    if f.name != "has_feedback"
+)
+operations = [
+    Operation(
+        "GET",
+        "/v1/inferences",
+        "Stored inferences, newest first (summaries; cursor paging)",
+        "inferences",
+        "listInferences",
+        response=ANY_OBJECT,
+        params=(
+            *_FILTERS,
+            Param("has_feedback", schema={"enum": ["true", "false"]}),
+            Param("limit", schema={"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}),
+            Param("cursor", schema={"type": "string", "format": "uuid"}, description="a page's `next_cursor`"),
+        ),
+    ),
+]

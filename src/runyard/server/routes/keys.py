@@ -19,6 +19,7 @@ from ...errors import PermissionDeniedError
 from ...services.auth import KeyLimits, create_key, revoke_key
 from ..access import caller
 from ..http import gateway, json_response, read_object, validate
+from ..openapi import ANY_OBJECT, Operation, Param
 
 
 def require_admin(request: Request) -> None:
@@ -62,4 +63,32 @@ routes = [
     Route("/v1/keys", keys_create, methods=["POST"]),
     Route("/v1/keys", keys_list, methods=["GET"]),
     Route("/v1/keys/{key_id}", keys_revoke, methods=["DELETE"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+_ADMIN = " (a config key only: a store key gets 403 `admin_required`)"
+operations = [
+    Operation(
+        "POST",
+        "/v1/keys",
+        "Create a store API key; its secret (`key`) is in this answer only" + _ADMIN,
+        "keys",
+        "createKey",
+        body=KeyLimits,
+        response=ANY_OBJECT,
+        status=201,
+        links={"RevokeKey": {"operationId": "revokeKey", "parameters": {"key_id": "$response.body#/id"}}},
+    ),
+    Operation(
+        "GET",
+        "/v1/keys",
+        "Store API keys (never their secrets)" + _ADMIN,
+        "keys",
+        "listKeys",
+        response=ANY_OBJECT,
+        params=(Param("active", schema={"enum": ["true", "false"]}, description="`true`: leave revoked keys out"),),
+    ),
+    Operation(
+        "DELETE", "/v1/keys/{key_id}", "Revoke a store API key" + _ADMIN, "keys", "revokeKey", response=ANY_OBJECT
+    ),
 ]

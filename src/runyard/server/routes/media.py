@@ -316,6 +316,15 @@ _AUDIO_FORM = {
 operations = [
     Operation(
         "POST",
+        "/v1/ai/realtime/token",
+        "A short-lived realtime session credential",
+        "media",
+        "aiRealtimeToken",
+        body=RealtimeTokenRequest,
+        response=ANY_OBJECT,
+    ),
+    Operation(
+        "POST",
         "/v1/ai/tts",
         "Text to speech",
         "media",

@@ -16,6 +16,8 @@ from ...services.openai_batches import CHAT_ENDPOINT, OpenAIBatches
 from ...services.openai_params import UnsupportedParameterError, invalid
 from ..access import check_file, require, visible
 from ..http import caller_key_id, gateway, idempotency_key, idempotent, json_response, read_body, validate_json
+from ..openapi import IDEMPOTENCY_KEY, openai_operation
+from .openai_query import BatchListQuery, query_params, read_query
 
 
 class BatchCreate(BaseModel):
@@ -113,17 +115,13 @@ async def cancel(request: Request) -> Response:
 
 
 async def list_batches(request: Request) -> Response:
-    q = request.query_params
-    limit_text = q.get("limit", "20")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
-        raise invalid("limit must be an integer from 1 to 100", "limit")
+    q = read_query(BatchListQuery, request)
     service = batches(request)
     rows = [row for row in await service.records.list_batches() if await visible(request, row["api_key_id"])]
-    after = q.get("after")
-    if after:
+    if q.after:
         ids = [row["id"] for row in rows]
-        rows = rows[ids.index(after) + 1 :] if after in ids else []
-    page = [await service.describe(row) for row in rows[: int(limit_text)]]
+        rows = rows[ids.index(q.after) + 1 :] if q.after in ids else []
+    page = [await service.describe(row) for row in rows[: q.limit]]
     return json_response(
         {
             "object": "list",
@@ -140,4 +138,30 @@ routes = [
     Route("/v1/batches", list_batches, methods=["GET"]),
     Route("/v1/batches/{batch_id}", retrieve, methods=["GET"]),
     Route("/v1/batches/{batch_id}/cancel", cancel, methods=["POST"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+_BATCH_LINKS = {
+    "GetBatch": {"operationId": "getBatch", "parameters": {"batch_id": "$response.body#/id"}},
+    "CancelBatch": {"operationId": "cancelBatch", "parameters": {"batch_id": "$response.body#/id"}},
+}
+operations = [
+    openai_operation(
+        "POST",
+        "/v1/batches",
+        f"create a batch (endpoint {CHAT_ENDPOINT}, completion_window 24h)",
+        "createBatch",
+        body=BatchCreate,
+        params=(IDEMPOTENCY_KEY,),
+        links=_BATCH_LINKS,
+    ),
+    openai_operation(
+        "GET",
+        "/v1/batches",
+        "batches, newest first",
+        "listBatches",
+        params=query_params(BatchListQuery),
+    ),
+    openai_operation("GET", "/v1/batches/{batch_id}", "a batch", "getBatch"),
+    openai_operation("POST", "/v1/batches/{batch_id}/cancel", "cancel a batch", "cancelBatch"),
 ]

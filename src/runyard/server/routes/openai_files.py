@@ -17,9 +17,9 @@ from ...services.openai_params import invalid
 from ...services.openai_records import OpenAIRecords
 from ..access import visible
 from ..http import caller_key_id, gateway, json_response
+from ..openapi import openai_operation
 from . import files as native
-
-PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+from .openai_query import PURPOSES, FileListQuery, query_params, read_query
 
 
 def records(request: Request) -> OpenAIRecords:
@@ -59,23 +59,13 @@ async def upload(request: Request) -> Response:
 
 
 async def list_files(request: Request) -> Response:
-    q = request.query_params
-    order = q.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise invalid("order must be 'asc' or 'desc'", "order")
-    limit_text = q.get("limit", "10000")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 10_000:
-        raise invalid("limit must be an integer from 1 to 10000", "limit")
-    purpose = q.get("purpose")
-    if purpose is not None and purpose not in (*PURPOSES, "batch_output"):
-        raise invalid(f"purpose must be one of {', '.join(PURPOSES)}, batch_output", "purpose")
-    rows = await records(request).list_files(purpose, newest_first=order == "desc")
+    q = read_query(FileListQuery, request)
+    rows = await records(request).list_files(q.purpose, newest_first=q.order == "desc")
     data = [_row_object(row) for row in rows if await visible(request, row["api_key_id"])]
-    after = q.get("after")
-    if after:
+    if q.after:
         ids = [d["id"] for d in data]
-        data = data[ids.index(after) + 1 :] if after in ids else []
-    page = data[: int(limit_text)]
+        data = data[ids.index(q.after) + 1 :] if q.after in ids else []
+    page = data[: q.limit]
     return json_response(
         {
             "object": "list",
@@ -122,4 +112,17 @@ routes = [
     Route("/v1/files", list_files, methods=["GET"]),
     Route("/v1/files/{file_id}", get_file, methods=["GET"]),
     Route("/v1/files/{file_id}", delete_file, methods=["DELETE"]),
+]
+
+# The API description (server/openapi): one declaration per route. POST /v1/files and
+# GET /v1/files/{file_id} are declared with the native routes (routes/files.py): they answer both.
+operations = [
+    openai_operation(
+        "GET",
+        "/v1/files",
+        "files uploaded with a purpose",
+        "listFiles",
+        params=query_params(FileListQuery),
+    ),
+    openai_operation("DELETE", "/v1/files/{file_id}", "delete a file", "deleteFile"),
 ]

@@ -30,6 +30,7 @@ from ..http import (
     sse_response,
     validate_json,
 )
+from ..openapi import IDEMPOTENCY_KEY, openai_operation
 
 
 class CompletionRequest(BaseModel):
@@ -170,4 +171,24 @@ def _moderator(request: Request, model: str | None) -> tuple[Provider, str | Non
 routes = [
     Route("/v1/completions", completions, methods=["POST"]),
     Route("/v1/moderations", moderations, methods=["POST"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+operations = [
+    openai_operation(
+        "POST",
+        "/v1/completions",
+        "legacy text completions (answered by the chat service)",
+        "createCompletion",
+        body=CompletionRequest,
+        stream=True,
+        params=(IDEMPOTENCY_KEY,),
+    ),
+    openai_operation(
+        "POST",
+        "/v1/moderations",
+        "moderation (forwarded to a provider that offers it; 501 `moderation_not_available` if none)",
+        "createModeration",
+        body=ModerationRequest,
+    ),
 ]

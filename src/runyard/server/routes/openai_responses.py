@@ -24,6 +24,8 @@ from ..http import (
     sse_response,
     validate_json,
 )
+from ..openapi import IDEMPOTENCY_KEY, openai_operation
+from .openai_query import InputItemsQuery, query_params, read_query
 
 
 def service(request: Request) -> ResponsesService:
@@ -84,22 +86,15 @@ async def delete(request: Request) -> Response:
 async def list_input_items(request: Request) -> Response:
     row = await stored(request, request.path_params["response_id"])
     items: list[dict[str, Any]] = list(row["input_items"])
-    q = request.query_params
-    order = q.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise invalid("order must be 'asc' or 'desc'", "order")
-    limit_text = q.get("limit", "20")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
-        raise invalid("limit must be an integer from 1 to 100", "limit")
-    if order == "desc":
+    q = read_query(InputItemsQuery, request)
+    if q.order == "desc":
         items.reverse()
-    after = q.get("after")
-    if after:
+    if q.after:
         ids = [item.get("id") for item in items]
-        if after not in ids:
-            raise invalid(f"no input item {after!r} in this response", "after")
-        items = items[ids.index(after) + 1 :]
-    page = items[: int(limit_text)]
+        if q.after not in ids:
+            raise invalid(f"no input item {q.after!r} in this response", "after")
+        items = items[ids.index(q.after) + 1 :]
+    page = items[: q.limit]
     return json_response(
         {
             "object": "list",
@@ -116,4 +111,27 @@ routes = [
     Route("/v1/responses/{response_id}", retrieve, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete, methods=["DELETE"]),
     Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
+]
+
+# The API description (server/openapi): one declaration per route.
+operations = [
+    openai_operation(
+        "POST",
+        "/v1/responses",
+        "create a response",
+        "createResponse",
+        body=ResponsesRequest,
+        stream=True,
+        params=(IDEMPOTENCY_KEY,),
+        links={"GetResponse": {"operationId": "getResponse", "parameters": {"response_id": "$response.body#/id"}}},
+    ),
+    openai_operation("GET", "/v1/responses/{response_id}", "a stored response", "getResponse"),
+    openai_operation("DELETE", "/v1/responses/{response_id}", "delete a stored response", "deleteResponse"),
+    openai_operation(
+        "GET",
+        "/v1/responses/{response_id}/input_items",
+        "a stored response's input items",
+        "listResponseInputItems",
+        params=query_params(InputItemsQuery),
+    ),
 ]
