@@ -15,6 +15,7 @@ import pytest
 
 from runyard import Client
 from runyard.agents import app_tool, string
+from runyard.agents import tool as client_tool
 from runyard.workflows import Workflow
 from support.gateway import GatewayProcess
 from support.openai_mock import B, MockOpenAI
@@ -207,11 +208,11 @@ def by_name(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
     return one([s for s in spans if s.name == name])
 
 
-def received(*names: str) -> Callable[[list[ReceivedSpan]], bool]:
+def received(*names: str, trace: str = CALLER_TRACE) -> Callable[[list[ReceivedSpan]], bool]:
     """A ``wait_for`` check: spans named ``names`` arrived, each with its ancestors up to the caller's span."""
 
     def check(spans: list[ReceivedSpan]) -> bool:
-        ids = {s.span_id: s for s in spans if s.trace_id == CALLER_TRACE}
+        ids = {s.span_id: s for s in spans if s.trace_id == trace}
         for name in names:
             found = [s for s in ids.values() if s.name == name]
             if not found:
@@ -363,3 +364,33 @@ def test_agent_chat_spans_model_calls_and_tool_calls(
     submit = one(children(spans, tool))
     assert submit.name == "task.submit tests/echo"
     assert {s.name for s in children(spans, submit)} == {"task.queue_wait", "task.run tests/echo"}
+
+
+def test_agent_client_tool_span_runs_until_its_result_is_submitted(
+    traced_gateway: tuple[GatewayProcess, Path], mock_openai: MockOpenAI, receiver: OtlpReceiver
+) -> None:
+    gw, _ = traced_gateway
+    trace = "5cf92f3577b34da6a3ce929d0e0e4737"
+    caller = {"traceparent": f"00-{trace}-{CALLER_SPAN}-01"}
+    with Client(base_url=gw.url, api_key=ADMIN_KEY, max_retries=0, default_headers=caller) as client:
+        client.agents.create(
+            "acme/asker", {"model": "gpt", "tools": [client_tool("lookup").param("q", string()).build()]}
+        )
+        agent = client.agent("acme/asker")
+        mock_openai.script(B.reply(tool_calls=[{"id": "call_c", "name": "lookup", "arguments": {"q": "x"}}]))
+        assert agent.send_message("look it up").status == "awaiting_tool_result"
+        assert agent.submit_tool_result("call_c", "found it").text == "tool said: found it"
+    spans = receiver.wait_for(received("execute_tool lookup", "chat mock::gpt-test", trace=trace))
+    spans = [s for s in spans if s.trace_id == trace]
+    first, resumed = sorted(named(spans, "invoke_agent acme/asker"), key=lambda s: s.start_ns)
+    assert first.attributes["runyard.agent.status"] == "awaiting_tool_result"
+    assert resumed.attributes["runyard.agent.status"] == "idle"
+    tool_span = by_name(spans, "execute_tool lookup")
+    assert (
+        tool_span.attributes["gen_ai.tool.type"] == "client" and tool_span.attributes["gen_ai.tool.call.id"] == "call_c"
+    )
+    submit = one([s for s in spans if s.span_id == tool_span.parent_id])
+    assert submit.kind == SERVER and submit.name.startswith("POST "), submit.name  # the submit request
+    assert resumed.parent_id == submit.span_id  # the turn goes on in the request that brought the result
+    assert tool_span.start_ns < submit.start_ns  # it began when the model asked for it
+    assert first.start_ns < tool_span.start_ns < first.end_ns and tool_span.end_ns <= resumed.start_ns
