@@ -27,11 +27,20 @@ def task_submit(app: str) -> Span:
     return tracing.span(f"task.submit {app}", {"runyard.task.app": app}, kind="client")
 
 
-@contextlib.contextmanager
+_OFF = contextlib.nullcontext(tracing.NOOP)  # tracing off: nothing to set up per task
+
+
 def task_run(
     app: str, task_id: str, carrier: Mapping[str, str] | None, queued_at: datetime | None = None
-) -> Iterator[Span]:
+) -> contextlib.AbstractContextManager[Span]:
     """The task's run, continuing the submitter's trace (``carrier``), after its queue wait."""
+    if not tracing.enabled():
+        return _OFF
+    return _task_run(app, task_id, carrier, queued_at)
+
+
+@contextlib.contextmanager
+def _task_run(app: str, task_id: str, carrier: Mapping[str, str] | None, queued_at: datetime | None) -> Iterator[Span]:
     with tracing.attached(carrier):
         if queued_at is not None and tracing.enabled():
             with tracing.span("task.queue_wait", {"runyard.task.id": task_id}, start_ns=_ns(queued_at)):
