@@ -6,15 +6,21 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from runyard import Client
+from runyard.agents import app_tool, string
+from runyard.agents import tool as client_tool
+from runyard.workflows import Workflow
 from support.gateway import GatewayProcess
 from support.openai_mock import B, MockOpenAI
 from support.otlp_receiver import OtlpReceiver, ReceivedSpan, children, named
+from support.tasks_e2e import WorkerProcess
 from support.telemetry_config import ADMIN_KEY, gateway_env, write_config
 
 SERVER, CLIENT = 2, 3  # OTLP SpanKind values
@@ -196,3 +202,195 @@ def test_task_trace_continues_in_another_process(receiver: OtlpReceiver) -> None
         "gen_ai.tool.name": "search",
         "gen_ai.tool.call.id": "call-1",
     }
+
+
+def by_name(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
+    return one([s for s in spans if s.name == name])
+
+
+def received(*names: str, trace: str = CALLER_TRACE) -> Callable[[list[ReceivedSpan]], bool]:
+    """A ``wait_for`` check: spans named ``names`` arrived, each with its ancestors up to the caller's span."""
+
+    def check(spans: list[ReceivedSpan]) -> bool:
+        ids = {s.span_id: s for s in spans if s.trace_id == trace}
+        for name in names:
+            found = [s for s in ids.values() if s.name == name]
+            if not found:
+                return False
+            parent = found[0].parent_id
+            while parent != CALLER_SPAN:
+                if parent not in ids:
+                    return False
+                parent = ids[parent].parent_id
+        return True
+
+    return check
+
+
+def test_task_run_by_a_separate_worker_process_continues_the_submitters_trace(
+    tmp_path: Path, mock_openai: MockOpenAI, receiver: OtlpReceiver
+) -> None:
+    """``runyard serve --no-worker`` submits; a ``runyard worker`` process runs it in the same trace."""
+    receiver.clear()
+    config = write_config(tmp_path, mock_openai.url, otlp_url=receiver.url)
+    gw = GatewayProcess(config, env=gateway_env(), args=["--no-worker"]).start()
+    worker = WorkerProcess(config).start()
+    try:
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}", "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
+        resp = httpx.post(
+            gw.url + "/v1/runs", json={"app": "tests/echo@1.0.0", "input": {"text": "ab"}}, headers=headers, timeout=10
+        )
+        assert resp.status_code == 201, resp.text
+        task_id = resp.json()["id"]
+        deadline = time.monotonic() + 30
+        while (task := httpx.get(f"{gw.url}/v1/tasks/{task_id}", headers=headers, timeout=10).json())[
+            "status"
+        ] != "completed":
+            assert time.monotonic() < deadline and task["status"] in ("queued", "processing"), task
+            time.sleep(0.05)
+        spans = receiver.wait_for(received("task.run tests/echo", "task.queue_wait"))
+    finally:
+        worker.stop()
+        gw.stop()
+    spans = [s for s in spans if s.trace_id == CALLER_TRACE]
+    server = by_name(spans, "POST /v1/runs")
+    assert server.parent_id == CALLER_SPAN
+    submit = one(children(spans, server))
+    assert submit.name == "task.submit tests/echo" and submit.kind == CLIENT
+    assert submit.attributes == {
+        "runyard.task.app": "tests/echo",
+        "runyard.task.id": task_id,
+        "runyard.task.version": "1.0.0",
+        "runyard.task.pool": "shared",
+    }
+    wait, run = sorted(children(spans, submit), key=lambda s: s.name)
+    assert wait.name == "task.queue_wait" and wait.attributes == {"runyard.task.id": task_id}
+    assert run.name == "task.run tests/echo" and run.status_code != 2
+    attrs = run.attributes
+    assert attrs["runyard.task.id"] == task_id and attrs["runyard.task.status"] == "completed"
+    assert attrs["runyard.task.attempt"] == 1
+    assert f":{worker.pid}:" in attrs["runyard.worker.id"]  # run by the worker process, not the gateway
+
+
+def test_workflow_run_spans_each_block_and_its_model_call(
+    traced_gateway: tuple[GatewayProcess, Path], mock_openai: MockOpenAI, receiver: OtlpReceiver
+) -> None:
+    gw, _ = traced_gateway
+    name = "tests/traced-flow"
+    flow = (
+        Workflow(name)
+        .input(text="string")
+        .llm("ask", model="gpt", prompt="say {{ start.text }}")
+        .output(answer="{{ ask.content }}")
+        .to_dict()
+    )
+    caller = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
+    with Client(base_url=gw.url, api_key=ADMIN_KEY, max_retries=0, default_headers=caller) as client:
+        client.workflows.save(flow)
+        client.workflows.publish(name)
+        result = client.workflows.execute(name, {"text": "hi"})
+    assert result["success"] is True, result
+    spans = receiver.wait_for(received(f"workflow {name}", "chat mock::gpt-test"))
+    spans = [s for s in spans if s.trace_id == CALLER_TRACE]
+    run = by_name(spans, f"workflow {name}")
+    assert run.attributes == {
+        "runyard.workflow.name": name,
+        "runyard.workflow.version": 1,
+        "runyard.workflow.success": True,
+    }
+    task_run = one([s for s in spans if s.span_id == run.parent_id])
+    assert task_run.name == "task.run runyard/workflow"
+    submit = one([s for s in spans if s.span_id == task_run.parent_id])
+    assert submit.name == "task.submit runyard/workflow"
+    assert one([s for s in spans if s.span_id == submit.parent_id]).kind == SERVER  # the execute request
+    blocks = {s.name: s for s in children(spans, run)}
+    assert set(blocks) == {"workflow.block start", "workflow.block ask", "workflow.block out"}
+    ask = blocks["workflow.block ask"]
+    assert ask.attributes == {
+        "runyard.block.id": "ask",
+        "runyard.block.kind": "llm",
+        "runyard.block.status": "success",
+        "runyard.block.attempts": 1,
+    }
+    chat = one(children(spans, ask))
+    assert chat.name == "chat gpt" and chat.attributes["gen_ai.operation.name"] == "chat"
+    assert chat.attributes["gen_ai.request.model"] == "gpt" and chat.attributes["gen_ai.usage.output_tokens"] > 0
+    attempt = one([s for s in children(spans, chat) if s.kind == CLIENT])
+    assert attempt.name == "chat mock::gpt-test" and attempt.attributes["gen_ai.provider.name"] == "mock"
+    assert not children(spans, blocks["workflow.block start"])
+
+
+def test_agent_chat_spans_model_calls_and_tool_calls(
+    traced_gateway: tuple[GatewayProcess, Path], mock_openai: MockOpenAI, receiver: OtlpReceiver
+) -> None:
+    gw, _ = traced_gateway
+    echo = app_tool("echo", "tests/echo@1.0.0").describe("Repeat").param("text", string()).input({"times": 2})
+    caller = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
+    with Client(base_url=gw.url, api_key=ADMIN_KEY, max_retries=0, default_headers=caller) as client:
+        client.agents.create("acme/helper", {"model": "gpt", "tools": [echo.build()]})
+        mock_openai.script(B.reply(tool_calls=[{"id": "call_e", "name": "echo", "arguments": {"text": "ab"}}]))
+        reply = client.agent("acme/helper").send_message("echo ab twice")
+    assert reply.status == "idle" and reply.chat["tool_calls"][0]["result"]["text"] == "abab"
+    spans = receiver.wait_for(
+        lambda ss: (
+            any(s.name == "invoke_agent acme/helper" for s in ss) and any(s.name.startswith("task.run") for s in ss)
+        )
+    )
+    spans = [s for s in spans if s.trace_id == CALLER_TRACE]
+    turn = by_name(spans, "invoke_agent acme/helper")
+    assert one([s for s in spans if s.span_id == turn.parent_id]).kind == SERVER  # the send-message request
+    assert turn.attributes == {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": "acme/helper",
+        "gen_ai.agent.id": "acme/helper@1",
+        "gen_ai.conversation.id": reply.chat["id"],
+        "gen_ai.request.model": "gpt",
+        "runyard.agent.status": "idle",
+    }
+    steps = children(spans, turn)
+    model_calls = [s for s in steps if s.name == "chat gpt"]
+    assert len(model_calls) == 2 and all(s.attributes["gen_ai.operation.name"] == "chat" for s in model_calls)
+    assert model_calls[0].attributes["gen_ai.response.finish_reasons"] == ["tool_calls"]
+    tool = one([s for s in steps if s.name == "execute_tool echo"])
+    assert tool.attributes == {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "echo",
+        "gen_ai.tool.call.id": "call_e",
+        "gen_ai.tool.type": "app",
+    }
+    # the tool ran between the two model calls, and its app task is a child of the tool call
+    first, second = sorted(model_calls, key=lambda s: s.start_ns)
+    assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
+    submit = one(children(spans, tool))
+    assert submit.name == "task.submit tests/echo"
+    assert {s.name for s in children(spans, submit)} == {"task.queue_wait", "task.run tests/echo"}
+
+
+def test_agent_client_tool_span_runs_until_its_result_is_submitted(
+    traced_gateway: tuple[GatewayProcess, Path], mock_openai: MockOpenAI, receiver: OtlpReceiver
+) -> None:
+    gw, _ = traced_gateway
+    trace = "5cf92f3577b34da6a3ce929d0e0e4737"
+    caller = {"traceparent": f"00-{trace}-{CALLER_SPAN}-01"}
+    with Client(base_url=gw.url, api_key=ADMIN_KEY, max_retries=0, default_headers=caller) as client:
+        client.agents.create(
+            "acme/asker", {"model": "gpt", "tools": [client_tool("lookup").param("q", string()).build()]}
+        )
+        agent = client.agent("acme/asker")
+        mock_openai.script(B.reply(tool_calls=[{"id": "call_c", "name": "lookup", "arguments": {"q": "x"}}]))
+        assert agent.send_message("look it up").status == "awaiting_tool_result"
+        assert agent.submit_tool_result("call_c", "found it").text == "tool said: found it"
+    spans = receiver.wait_for(received("execute_tool lookup", "chat mock::gpt-test", trace=trace))
+    spans = [s for s in spans if s.trace_id == trace]
+    first, resumed = sorted(named(spans, "invoke_agent acme/asker"), key=lambda s: s.start_ns)
+    assert first.attributes["runyard.agent.status"] == "awaiting_tool_result"
+    assert resumed.attributes["runyard.agent.status"] == "idle"
+    tool_span = by_name(spans, "execute_tool lookup")
+    assert (
+        tool_span.attributes["gen_ai.tool.type"] == "client" and tool_span.attributes["gen_ai.tool.call.id"] == "call_c"
+    )
+    submit = one([s for s in spans if s.span_id == tool_span.parent_id])
+    assert submit.kind == SERVER and submit.name.startswith("POST "), submit.name  # the submit request
+    assert resumed.parent_id == submit.span_id  # the turn goes on in the request that brought the result
+    assert tool_span.start_ns < submit.start_ns  # it began when the model asked for it
+    assert first.start_ns < tool_span.start_ns < first.end_ns and tool_span.end_ns <= resumed.start_ns

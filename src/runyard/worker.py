@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import inspect
 import logging
@@ -35,6 +36,7 @@ from .services.ai import AIService, BoundAI, CallContext
 from .services.apps import AppRegistry
 from .services.files import FileService
 from .services.tasks import TaskService
+from .telemetry import spans
 
 log = logging.getLogger("runyard.worker")
 STOP_WAIT_S = 5.0  # how long a stopping worker lets its dispatchers finish a claim
@@ -143,7 +145,10 @@ class Worker:
     async def _execute(self, task: TaskRecord) -> None:
         task_id = task.id
         try:
-            status, output, error = await self._run(task)
+            with spans.task_run(task.app, task_id, task.trace, task.created_at if task.attempts <= 1 else None) as span:
+                span.set_many({"runyard.task.attempt": task.attempts, "runyard.worker.id": self.worker_id})
+                status, output, error = await self._run(task)
+                spans.task_outcome(span, status, error)
         except asyncio.CancelledError:
             if self._stopping:
                 await asyncio.shield(self.queue.release(task_id, self.worker_id, None))
@@ -248,7 +253,8 @@ class Worker:
         args, kwargs = definition.call_args(value, ctx)
         if inspect.iscoroutinefunction(fn):
             return await fn(*args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._threads, lambda: fn(*args, **kwargs))
+        context = contextvars.copy_context()  # the task's trace context, for the model calls a sync app makes
+        return await asyncio.get_running_loop().run_in_executor(self._threads, lambda: context.run(fn, *args, **kwargs))
 
     async def _instance(self, definition: AppDefinition, setup: dict[str, Any] | None) -> Any:
         key = definition.ref + "|" + hashlib.sha256(orjson.dumps(setup or {}, option=orjson.OPT_SORT_KEYS)).hexdigest()

@@ -27,6 +27,8 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     status_code: int  # 0 unset, 1 ok, 2 error
     service: str | None
+    start_ns: int = 0
+    end_ns: int = 0
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
@@ -93,6 +95,8 @@ class OtlpReceiver:
                             attributes=_attrs(s.attributes),
                             status_code=s.status.code,
                             service=service,
+                            start_ns=s.start_time_unix_nano,
+                            end_ns=s.end_time_unix_nano,
                             events=[(e.name, _attrs(e.attributes)) for e in s.events],
                         )
                     )

@@ -13,6 +13,7 @@ import base64
 import re
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -23,6 +24,7 @@ from ..files import parse_file_ref
 from ..inference import ChatOutcome, ChatRequest, ModelToolCall
 from ..services.ai import AIService, CallContext
 from ..services.files import FileService
+from ..telemetry import spans
 from .chats import AWAIT_APPROVAL, AWAIT_RESULT, FAILED, IDLE, MAX_STEPS, ChatStore
 from .config import AgentConfig, ToolSpec, internal_enabled, tool_defs, tool_spec
 from .tools import ServerTools
@@ -79,7 +81,8 @@ class AgentLoop:
                 raise ConflictError(
                     f"tool call {call_id} is {call['status']}, not awaiting a result", code="tool_call_not_awaiting"
                 )
-            _finish_call(call, result)
+            with spans.tool_call(call["name"], call_id, "client", datetime.fromisoformat(call["created_at"])):
+                _finish_call(call, result)  # a client tool ran from the model's request to this result
             await self._resume(chat, emit, api_key_id)
             return chat
 
@@ -144,6 +147,11 @@ class AgentLoop:
     async def run(self, chat: Chat, emit: Emit | None, api_key_id: str | None) -> None:
         """Steps until an answer, a pause or ``max_steps``; the chat is saved at each stop."""
         cfg = AgentConfig.model_validate(chat["config"])
+        with spans.agent_chat(chat.get("agent") or "chat", chat["id"], cfg.model) as span:
+            await self._steps(chat, cfg, emit, api_key_id)
+            span.set("runyard.agent.status", chat["status"])
+
+    async def _steps(self, chat: Chat, cfg: AgentConfig, emit: Emit | None, api_key_id: str | None) -> None:
         ctx = CallContext(episode_id=None, api_key_id=api_key_id, tags={"agent_chat": chat["id"]})
         while True:
             if chat["turn_steps"] >= cfg.max_steps:
@@ -256,15 +264,18 @@ class AgentLoop:
     # -- tools --------------------------------------------------------------------------------
     async def run_tool(self, chat: Chat, call: Call, api_key_id: str | None) -> Any:
         """One server-side call's result; a failing tool gives the model an error, not the chat."""
-        try:
-            spec = tool_spec(chat, call["name"])
-            if spec is not None and spec.type == "agent":
-                return await self._agent_tool(chat, spec, call["arguments"], call, api_key_id)
-            return await self.tools.run(chat, call, spec, api_key_id)
-        except RunyardError as err:
-            return {"error": err.code, "message": err.message}
-        except Exception as err:  # a tool failure is the model's to see, not a crash of the chat
-            return {"error": "tool_failed", "message": f"{type(err).__name__}: {err}"}
+        with spans.tool_call(call["name"], call["id"], call.get("type")) as span:
+            try:
+                spec = tool_spec(chat, call["name"])
+                if spec is not None and spec.type == "agent":
+                    return await self._agent_tool(chat, spec, call["arguments"], call, api_key_id)
+                return await self.tools.run(chat, call, spec, api_key_id)
+            except RunyardError as err:
+                span.fail(err, err.code)
+                return {"error": err.code, "message": err.message}
+            except Exception as err:  # a tool failure is the model's to see, not a crash of the chat
+                span.fail(err, "tool_failed")
+                return {"error": "tool_failed", "message": f"{type(err).__name__}: {err}"}
 
     async def _agent_tool(
         self, chat: Chat, spec: ToolSpec, args: dict[str, Any], call: Call, api_key_id: str | None

@@ -20,6 +20,7 @@ from ..services.media import MediaService
 from ..services.tasks import TaskRunner
 from ..services.urlguard import check_url
 from ..services.webhooks import SIGNATURE_HEADER, sign
+from ..telemetry import tracing
 from .chats import ChatStore
 from .config import AgentConfig, ToolSpec
 from .sandbox import run_code
@@ -140,6 +141,9 @@ class ServerTools:
             if secret is None:
                 return {"error": "secret_not_found", "message": f"secret {spec.secret!r} is not configured"}
             headers[SIGNATURE_HEADER] = sign(secret, body)
+        parent = tracing.traceparent()  # the execute_tool span, for the receiver's trace
+        if parent is not None:
+            headers["traceparent"] = parent
         async with httpx.AsyncClient(timeout=spec.timeout_s, follow_redirects=False) as http:
             resp = await http.post(url, content=body, headers=headers)
         if resp.status_code >= 400:

@@ -43,6 +43,7 @@ class TaskRecord:
     api_key_id: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    trace: dict[str, str] | None = None  # the submitter's trace context (``traceparent``)
 
     @property
     def ref(self) -> str:

@@ -92,6 +92,7 @@ tasks = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True)),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("trace", sa.JSON),  # the submitter's W3C trace context (0011_task_trace)
     sa.Index("ix_tasks_claim", "pool", "status", "id"),
     sa.Index("ix_tasks_app", "app", "id"),
     sa.Index("ix_tasks_lease", "status", "lease_until"),

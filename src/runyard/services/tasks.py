@@ -30,6 +30,8 @@ from ..errors import (
     SessionNotFoundError,
     ValidationError,
 )
+from ..telemetry import spans
+from ..telemetry.tracing import Span
 from .apps import AppRegistry
 from .urlguard import check_url
 from .webhooks import WebhookSender
@@ -173,6 +175,22 @@ class TaskService:
         if webhook is not None:
             await check_url(webhook, allow_private=self.config.webhooks.allow_private_webhooks, field="webhook")
         session_id, affinity = await self._session_for(definition, session, session_timeout)
+        with spans.task_submit(definition.name) as span:
+            return await self._enqueue(definition, input, pool, setup, session_id, affinity, webhook, api_key_id, span)
+
+    async def _enqueue(
+        self,
+        definition: AppDefinition,
+        input: dict[str, Any],
+        pool: str,
+        setup: dict[str, Any] | None,
+        session_id: str | None,
+        affinity: str | None,
+        webhook: str | None,
+        api_key_id: str | None,
+        span: Span,
+    ) -> dict[str, Any]:
+        """Store the task (with the submit span's trace context, for the worker) and wake a worker."""
         task = TaskRecord(
             id=str(new_id()),
             app=definition.name,
@@ -187,6 +205,10 @@ class TaskService:
             affinity=affinity,
             api_key_id=api_key_id,
             created_at=utcnow(),
+            trace=spans.task_carrier() or None,
+        )
+        span.set_many(
+            {"runyard.task.id": task.id, "runyard.task.version": definition.version, "runyard.task.pool": pool}
         )
         await self.queue.enqueue(task)
         self.bus.pool_signal(pool).set()

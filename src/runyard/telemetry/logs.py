@@ -130,11 +130,22 @@ class AccessLog:
 
 def secrets_of(config: Any) -> Redactor:
     """A redactor of every secret value the config holds or points at: provider keys (and their
-    headers), the webhook secret, app secrets."""
+    headers), the webhook secret, app secrets, SpeedPix apps' signing secrets."""
     values: list[str | None] = []
     for provider in config.providers.values():
         values.append(provider.api_key())
         values.extend(provider.headers.values())
     values.append(config.webhooks.secret)
     values.extend(config.apps.secrets.values())
+    values.extend(_speedpix_secrets(config.apps.integrations.get("speedpix") or {}))
     return Redactor(values)
+
+
+def _speedpix_secrets(integration: dict[str, Any]) -> list[str]:
+    """``[apps.integrations.speedpix.apps]``: ``key = "secret"`` or ``key = {secret = ..., api_key = ...}``."""
+    out = []
+    for value in (integration.get("apps") or {}).values():
+        secret = value.get("secret") if isinstance(value, dict) else value
+        if secret:
+            out.append(str(secret))
+    return out

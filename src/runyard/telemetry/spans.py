@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 
+from ..errors import RunyardError
 from . import tracing
 from .tracing import Span
 
@@ -26,11 +27,20 @@ def task_submit(app: str) -> Span:
     return tracing.span(f"task.submit {app}", {"runyard.task.app": app}, kind="client")
 
 
-@contextlib.contextmanager
+_OFF = contextlib.nullcontext(tracing.NOOP)  # tracing off: nothing to set up per task
+
+
 def task_run(
     app: str, task_id: str, carrier: Mapping[str, str] | None, queued_at: datetime | None = None
-) -> Iterator[Span]:
+) -> contextlib.AbstractContextManager[Span]:
     """The task's run, continuing the submitter's trace (``carrier``), after its queue wait."""
+    if not tracing.enabled():
+        return _OFF
+    return _task_run(app, task_id, carrier, queued_at)
+
+
+@contextlib.contextmanager
+def _task_run(app: str, task_id: str, carrier: Mapping[str, str] | None, queued_at: datetime | None) -> Iterator[Span]:
     with tracing.attached(carrier):
         if queued_at is not None and tracing.enabled():
             with tracing.span("task.queue_wait", {"runyard.task.id": task_id}, start_ns=_ns(queued_at)):
@@ -39,8 +49,26 @@ def task_run(
             yield s
 
 
+def task_outcome(span: Span, status: str, error: Mapping[str, object] | None) -> None:
+    """A task run's end: ``runyard.task.status``; a failed one has status ERROR and ``error.type``."""
+    span.set("runyard.task.status", status)
+    if status == "failed" and error:
+        code = str(error.get("code") or "task_failed")
+        span.fail(RunyardError(str(error.get("message") or code), code=code), code)
+
+
 def workflow_run(name: str, version: int | None = None) -> Span:
     return tracing.span(f"workflow {name}", {"runyard.workflow.name": name, "runyard.workflow.version": version})
+
+
+def workflow_outcome(span: Span, result: Mapping[str, object]) -> None:
+    """A workflow run's end: a failed run has status ERROR and the failing block's ``error.type``."""
+    error = result.get("error")
+    span.set("runyard.workflow.success", bool(result.get("success")))
+    if isinstance(error, Mapping):
+        code = str(error.get("code") or "workflow_failed")
+        span.set("runyard.block.id", str(error["block"]) if error.get("block") else None)
+        span.fail(RunyardError(str(error.get("message") or code), code=code), code)
 
 
 def workflow_block(block_id: str, kind: str) -> Span:
@@ -48,16 +76,36 @@ def workflow_block(block_id: str, kind: str) -> Span:
     return tracing.span(f"workflow.block {block_id}", {"runyard.block.id": block_id, "runyard.block.kind": kind})
 
 
-def agent_chat(agent: str) -> Span:
-    """An agent's turn (GenAI ``invoke_agent``); its model calls and tool calls are children."""
-    return tracing.span(f"invoke_agent {agent}", {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": agent})
+def agent_chat(agent: str, chat_id: str | None = None, model: str | None = None) -> Span:
+    """An agent's turn (GenAI ``invoke_agent``); its model calls and tool calls are children.
+    ``agent``: the template (``name`` or ``name@version``, the agent's id)."""
+    name = agent.partition("@")[0]
+    return tracing.span(
+        f"invoke_agent {name}",
+        {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": name,
+            "gen_ai.agent.id": agent if "@" in agent else None,
+            "gen_ai.conversation.id": chat_id,
+            "gen_ai.request.model": model,
+        },
+    )
 
 
-def tool_call(tool: str, call_id: str | None = None) -> Span:
-    """One tool call of an agent (GenAI ``execute_tool``)."""
+def tool_call(
+    tool: str, call_id: str | None = None, tool_type: str | None = None, started: datetime | None = None
+) -> Span:
+    """One tool call of an agent (GenAI ``execute_tool``); ``tool_type``: client, app, agent,
+    webhook or internal; ``started``: when the model asked for it (a client tool's result comes later)."""
     return tracing.span(
         f"execute_tool {tool}",
-        {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool, "gen_ai.tool.call.id": call_id},
+        {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": tool,
+            "gen_ai.tool.call.id": call_id,
+            "gen_ai.tool.type": tool_type,
+        },
+        start_ns=_ns(started) if started is not None and tracing.enabled() else None,
     )
 
 

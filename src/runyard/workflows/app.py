@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from ..apps import AppContext, AppDefinition, app, definition_of
 from ..errors import RunyardError
+from ..telemetry import spans
 from .blocks import BlockServices
 from .engine import Run
 from .store import WORKFLOW_APP, WorkflowStore
@@ -36,7 +37,9 @@ def workflow_app(store: WorkflowStore, services: BlockServices) -> AppDefinition
             ctx._emit(EVENT, data)
 
         run = Run(services, definition, input.input, ctx, emit, stream=input.stream, selected=input.selected_outputs)
-        result = await run.execute()
+        with spans.workflow_run(input.workflow, input.version) as span:
+            result = await run.execute()
+            spans.workflow_outcome(span, result)
         emit({"event": "result", "result": result})
         if not result["success"]:
             err = result["error"]

@@ -20,6 +20,7 @@ from ..apps import AppContext
 from ..backends.store import utcnow
 from ..errors import RunyardError
 from ..services.ai import BoundAI
+from ..telemetry import spans as otel
 from .blocks import HANDLERS, BlockFailed, BlockServices, size
 from .definition import env, gates, rewrite_template, whole_expression
 
@@ -186,6 +187,23 @@ class Run:
         self, block: dict[str, Any], span: dict[str, Any], call: Callable[[], Any], spans: list[Any] | None = None
     ) -> Any:
         """Timeout and retries around one block execution; records its span."""
+        with otel.workflow_block(span["blockId"], block["kind"]) as otel_span:
+            try:
+                output = await self._with_policy(block, span, call, spans if spans is not None else self.spans)
+            except BlockFailed as err:
+                otel_span.fail(err, err.code)
+                raise
+            finally:
+                otel_span.set_many(
+                    {"runyard.block.status": span.get("status"), "runyard.block.attempts": span.get("attempts")}
+                )
+            if span.get("status") == "error":  # on_error = "continue"
+                otel_span.fail(BlockFailed(span["blockId"], str(span.get("error"))), "block_failed")
+            return output
+
+    async def _with_policy(
+        self, block: dict[str, Any], span: dict[str, Any], call: Callable[[], Any], spans: list[Any]
+    ) -> Any:
         bid = span["blockId"]
         retries = int(block.get("retries", 0))
         timeout = block.get("timeout")
@@ -220,7 +238,7 @@ class Run:
                 error=failure.message,
                 attempts=attempt,
             )
-            (spans if spans is not None else self.spans).append(span)
+            spans.append(span)
             if block.get("on_error") == "continue":
                 return {"error": failure.message}
             failure.block_id = bid  # type: ignore[attr-defined]
@@ -236,7 +254,7 @@ class Run:
         )
         if err_msg:
             span["error"] = err_msg
-        (spans if spans is not None else self.spans).append(span)
+        spans.append(span)
         return output
 
     async def dispatch(self, block: dict[str, Any], ctx: dict[str, Any], span: dict[str, Any]) -> Any:
