@@ -83,7 +83,13 @@ class Gateway:
             modules=config.apps.modules,
         )
         tools = ServerTools(
-            chats, self.media, self.files, self.tasks, secrets=config.apps.secrets, allow_private=allow_private
+            chats,
+            self.media,
+            self.files,
+            self.tasks,
+            self.tasks.webhooks,
+            secrets=config.apps.secrets,
+            allow_private=allow_private,
         )
         self.agents = AgentService(chats, AgentLoop(chats, self.ai, self.files, tools), preflight)
         blocks = BlockServices(

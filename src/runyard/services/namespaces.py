@@ -1,11 +1,11 @@
 """Who may use a workflow or agent-template namespace (the part of a name before ``/``).
 
-A namespace belongs to the workspace whose store key first saved a definition in it; a namespace
-first used by a config (admin) key, by no key (auth off), or whose creator is unknown (rows older
-than the owner columns) is the operator's. Callers confined to a workspace (``viewer``) read,
-run and list only their own namespaces plus ``[server] shared_namespaces``, and write only their
-own; a hidden name answers the same 404 as an unknown one. ``viewer=None`` (a config key, or
-auth off) sees and writes everything.
+A namespace belongs to the workspace whose store key first saved a definition in it. One first
+used by a config (admin) key, by no key (auth off), or whose creator is unknown (rows older than
+the owner columns) is the operator's: global, read-only to store keys. Callers confined to a
+workspace (``viewer``) read, run and list their own namespaces, the operator's and
+``[server] shared_namespaces``, and write only their own; a hidden name answers the same 404 as
+an unknown one. ``viewer=None`` (a config key, or auth off) sees and writes everything.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Namespaces:
 
     def readable(self, viewer: str | None, namespace: str, owner: str | None) -> bool:
         """May ``viewer`` read / run / list names in ``namespace`` (owned by ``owner``)?"""
-        return viewer is None or owner == viewer or namespace in self.shared
+        return viewer is None or owner is None or owner == viewer or namespace in self.shared
 
     def check_read(self, viewer: str | None, namespace: str, owner: str | None, hidden: NotFoundError) -> None:
         """Raise ``hidden`` (the caller's own not-found) unless ``viewer`` may read the namespace."""
@@ -51,7 +51,7 @@ class Namespaces:
 
     def check_write(self, viewer: str | None, namespace: str, owner: str | None, hidden: NotFoundError) -> None:
         """404 ``hidden`` for a namespace the viewer cannot see; 403 ``namespace_read_only`` for a
-        shared one it does not own."""
+        global or shared one it does not own."""
         self.check_read(viewer, namespace, owner, hidden)
         if viewer is not None and owner != viewer:
             raise PermissionDeniedError(

@@ -2,8 +2,8 @@
 that created it (joins the workflows and agents branches; needs the audit log's branch).
 
 Existing rows get the workspace recorded in the audit log for their namespace (the earliest
-entry that names one); rows whose creator is unknown stay NULL: the operator's (admin keys only,
-unless the namespace is listed in ``[server] shared_namespaces``).
+entry that names one); rows whose creator is unknown stay NULL: the operator's, global (every
+workspace reads and runs them; only admin keys change them).
 
 Revision ID: 0011_definition_owners
 Revises: 0006_workflows, 0007_agents
