@@ -224,3 +224,27 @@ def test_existing_rows_are_migrated_to_their_creators_workspace(tmp_path: Path) 
         ("teama/old", "teama", "k1"),
         ("teama/old2", "teama", "k1"),  # the namespace's owner
     ]
+
+
+def test_the_console_applies_the_same_rule(callers: Callers) -> None:
+    """B's console session neither lists nor opens ``teama``'s workflows and agents, nor moves their aliases."""
+    from types import SimpleNamespace
+
+    from test_console_security import csrf_of, signed_in
+
+    a, b = callers["a"], callers["b"]
+    _saved(a, "teama/console", "A")
+    assert a.post("/v1/agents", json=bot("teamA/console-bot", "A's")).status_code == 201
+    server = SimpleNamespace(url=str(b.base_url))
+    with signed_in(server, b.headers["Authorization"].removeprefix("Bearer ")) as console:  # type: ignore[arg-type]
+        assert "teama/console" not in console.get("/ui/workflows").text
+        assert console.get("/ui/workflow", params={"name": "teama/console"}).status_code == 404
+        assert "teamA/console-bot" not in console.get("/ui/agents").text
+        assert console.get("/ui/agents/teamA/console-bot").status_code == 404
+        token = csrf_of(console.get("/ui/workflows").text)
+        form = {"csrf": token, "name": "teama/console", "alias": "main", "version": "1", "confirm": "yes"}
+        assert console.post("/ui/workflow/alias", data=form).status_code == 404
+    server = SimpleNamespace(url=str(a.base_url))
+    with signed_in(server, a.headers["Authorization"].removeprefix("Bearer ")) as console:  # type: ignore[arg-type]
+        assert "teama/console" in console.get("/ui/workflows").text
+        assert "teamA/console-bot" in console.get("/ui/agents").text
