@@ -1,24 +1,24 @@
 """Definition owners: the workspace that owns a workflow's / agent template's namespace, and the key
-that created it (joins the workflows and agents branches; needs the audit log's branch).
+that created it (joins the workflows, agents and audit-log branches: it reads the audit log).
 
 Existing rows get the workspace recorded in the audit log for their namespace (the earliest
 entry that names one); rows whose creator is unknown stay NULL: the operator's, global (every
 workspace reads and runs them; only admin keys change them).
 
 Revision ID: 0011_definition_owners
-Revises: 0006_workflows, 0007_agents
+Revises: 0006_workflows, 0007_agents, 0010_audit_log
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_definition_owners"
-down_revision = ("0006_workflows", "0007_agents")
+down_revision = ("0006_workflows", "0007_agents", "0010_audit_log")
 branch_labels = None
-depends_on = ("0010_audit_log",)
+depends_on = None
 
 _TABLES = {
-    "workflows": ("workflow.published", "workflow.alias_moved", "workflow.saved"),
+    "workflows": ("workflow.published", "workflow.alias_moved"),
     "agent_templates": ("agent.published",),
 }
 
