@@ -160,6 +160,12 @@ def test_the_reproduction_agents(callers: Callers) -> None:
     assert c.post("/v1/agents", json=bot("teamA/bot", "C's")).json()["id"] == "teamA/bot@2"
     assert admin.post("/v1/agents", json=bot("teamA/bot", "admin's")).json()["id"] == "teamA/bot@3"
     assert _error(b.get("/v1/agents/teamA/bot@3")) == (404, "agent_not_found")
+    for template in ("teamA/bot", "nosuch/bot"):  # a workflow of B's naming it: the same "unknown agent"
+        uses = Workflow("teamb/uses").agent("ask", template, message="hi").output(x="{{ ask }}").to_dict()
+        assert b.post("/v1/workflows", json=uses).status_code == 201
+        refused = b.post("/v1/workflows/teamb/uses/publish", json={})
+        assert refused.status_code == 422, refused.text
+        assert [p["code"] for p in refused.json()["error"]["details"]] == ["agent_not_found"]
 
 
 def test_existing_rows_are_migrated_to_their_creators_workspace(tmp_path: Path) -> None:

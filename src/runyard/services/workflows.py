@@ -37,7 +37,7 @@ class WorkflowService:
         """The next version of ``name``'s draft, once what it names resolves on this gateway."""
         draft = (await self.store.get(name, viewer=viewer, write=True)).draft  # 404 workflow_not_found
         draft = {k: v for k, v in draft.items() if not k.startswith("_")}
-        if problems := await self.preflight.workflow_problems(draft):
+        if problems := await self.preflight.workflow_problems(draft, viewer=viewer):
             raise definition_error(problems)  # refused before it can run
         return await self.store.publish(name, alias=alias, viewer=viewer)
 
@@ -47,7 +47,8 @@ class WorkflowService:
         if report["version"] is not None:
             found = await self.store.resolve(ref)
             stored = {k: v for k, v in found.definition.items() if not k.startswith("_")}
-            report["problems"] = [*report["problems"], *await self.preflight.workflow_problems(stored)]
+            problems = await self.preflight.workflow_problems(stored, viewer=viewer)
+            report["problems"] = [*report["problems"], *problems]
             report["valid"] = not report["problems"]
         return report
 
