@@ -196,6 +196,10 @@ class ServerConfig(_Strict):
     api_key_refresh_s: float = Field(
         default=1.0, gt=0, le=60, description="how often store keys are reloaded: a revoked key fails within this"
     )
+    shared_namespaces: list[str] = Field(
+        default_factory=list,
+        description="workflow / agent namespaces every workspace may read and run (only their owner writes them)",
+    )
 
     @field_validator("api_keys")
     @classmethod

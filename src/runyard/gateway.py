@@ -19,6 +19,7 @@ from .services.files import FileService
 from .services.idempotency import IdempotencyCache
 from .services.limits import LimitService
 from .services.media import MediaService
+from .services.namespaces import Namespaces
 from .services.preflight import Preflight
 from .services.tasks import TaskService
 from .services.webhooks import WebhookSender
@@ -63,7 +64,8 @@ class Gateway:
         self.files = FileService.from_config(self.store, config.files)
         self.apps = AppRegistry(config)
         allow_private = config.webhooks.allow_private_webhooks
-        workflow_store = WorkflowStore(self.store.engine)
+        namespaces = Namespaces(self.auth.workspace_of, shared=config.server.shared_namespaces)
+        workflow_store = WorkflowStore(self.store.engine, namespaces)
         workflow_refs = WorkflowRefs(workflow_store, self.files, allow_private=allow_private)
         self.tasks = TaskService(
             config,
@@ -73,7 +75,7 @@ class Gateway:
             files=self.files,
             refs=workflow_refs,  # a ref that names no app may name a workflow
         )
-        chats = ChatStore(self.store.engine)
+        chats = ChatStore(self.store.engine, namespaces)
         preflight = Preflight(  # what a definition names, checked when it is saved, not when it runs
             resolve_model=self.ai.resolve,
             resolve_app=self.apps.resolve,
@@ -81,7 +83,13 @@ class Gateway:
             modules=config.apps.modules,
         )
         tools = ServerTools(
-            chats, self.media, self.files, self.tasks, secrets=config.apps.secrets, allow_private=allow_private
+            chats,
+            self.media,
+            self.files,
+            self.tasks,
+            self.tasks.webhooks,
+            secrets=config.apps.secrets,
+            allow_private=allow_private,
         )
         self.agents = AgentService(chats, AgentLoop(chats, self.ai, self.files, tools), preflight)
         blocks = BlockServices(

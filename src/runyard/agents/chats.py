@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..backends.store import new_id, utcnow
 from ..errors import InvalidRequestError, NotFoundError, ValidationError
+from ..services.namespaces import Namespaces, namespace_of
 from .config import AgentConfig, parse_config
 
 __all__ = ["AWAIT_APPROVAL", "AWAIT_RESULT", "FAILED", "IDLE", "MAX_STEPS", "ChatStore"]
@@ -23,6 +24,8 @@ agent_templates = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("config", sa.JSON, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("workspace", sa.String(255)),  # the namespace's owner; None: the operator's
+    sa.Column("created_by", sa.String(64)),  # the key that created this version
 )
 agent_chats = sa.Table(
     "agent_chats",
@@ -59,27 +62,46 @@ def describe(name: str, version: int, cfg: AgentConfig) -> dict[str, Any]:
 
 
 class ChatStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """Templates take ``viewer`` (the caller's workspace, None for one who sees everything):
+    another workspace's namespace answers as an unknown name (see :mod:`runyard.services.namespaces`)."""
+
+    def __init__(self, engine: AsyncEngine, namespaces: Namespaces | None = None) -> None:
         self.engine = engine
+        self.namespaces = namespaces or Namespaces()
 
     # -- templates ----------------------------------------------------------------------------
-    async def create_template(self, name: str, config: Any) -> dict[str, Any]:
-        """The next version of template ``name`` (``org/name``)."""
+    async def create_template(
+        self, name: str, config: Any, *, viewer: str | None = None, created_by: str | None = None
+    ) -> dict[str, Any]:
+        """The next version of template ``name`` (``org/name``); a new namespace becomes
+        ``viewer``'s, 403 ``namespace_taken`` when it is another's."""
         if not TEMPLATE_NAME.match(name or ""):
             raise ValidationError("agent names look like 'org/name'", code="invalid_agent_name")
         cfg = parse_config(config)
+        namespace, t = namespace_of(name), agent_templates.c
         async with self.engine.begin() as conn:
-            q = sa.select(sa.func.max(agent_templates.c.version)).where(agent_templates.c.name == name)
+            first = (
+                await conn.execute(sa.select(t.workspace).where(t.name.startswith(namespace + "/", autoescape=True)))
+            ).first()
+            owner = first[0] if first else viewer
+            self.namespaces.check_claim(viewer, namespace, owner, exists=first is not None)
+            q = sa.select(sa.func.max(t.version)).where(t.name == name)
             version = int((await conn.execute(q)).scalar() or 0) + 1
             await conn.execute(
                 agent_templates.insert().values(
-                    name=name, version=version, config=cfg.model_dump(exclude_none=True), created_at=utcnow()
+                    name=name,
+                    version=version,
+                    config=cfg.model_dump(exclude_none=True),
+                    created_at=utcnow(),
+                    workspace=owner,
+                    created_by=created_by,
                 )
             )
         return describe(name, version, cfg)
 
-    async def get_template(self, ref: str) -> dict[str, Any]:
-        """``org/name``, ``org/name@3`` or ``org/name@latest``; 404 ``agent_not_found``."""
+    async def get_template(self, ref: str, *, viewer: str | None = None) -> dict[str, Any]:
+        """``org/name``, ``org/name@3`` or ``org/name@latest``; 404 ``agent_not_found`` (also for
+        another workspace's)."""
         name, _, version = ref.partition("@")
         q = sa.select(agent_templates).where(agent_templates.c.name == name)
         if version and version != "latest":
@@ -89,15 +111,23 @@ class ChatStore:
         q = q.order_by(agent_templates.c.version.desc()).limit(1)
         async with self.engine.connect() as conn:
             row = (await conn.execute(q)).first()
+        hidden = NotFoundError(f"agent {ref!r} not found", code="agent_not_found")
         if row is None:
-            raise NotFoundError(f"agent {ref!r} not found", code="agent_not_found")
+            raise hidden
+        self.namespaces.check_read(viewer, namespace_of(name), row.workspace, hidden)
         return describe(row.name, row.version, AgentConfig.model_validate(row.config))
 
-    async def list_versions(self, name: str) -> list[dict[str, Any]]:
+    async def list_versions(self, name: str, *, viewer: str | None = None) -> list[dict[str, Any]]:
+        """Every version of ``name`` (none for an unknown name, or another workspace's)."""
         q = sa.select(agent_templates).where(agent_templates.c.name == name).order_by(agent_templates.c.version)
         async with self.engine.connect() as conn:
             rows = list(await conn.execute(q))
-        return [describe(r.name, r.version, AgentConfig.model_validate(r.config)) for r in rows]
+        namespace = namespace_of(name)
+        return [
+            describe(r.name, r.version, AgentConfig.model_validate(r.config))
+            for r in rows
+            if self.namespaces.readable(viewer, namespace, r.workspace)
+        ]
 
     # -- chats --------------------------------------------------------------------------------
     async def create_chat(
@@ -110,9 +140,9 @@ class ChatStore:
         api_key_id: str | None = None,
     ) -> dict[str, Any]:
         """A new chat of a template ref or an inline config; ``api_key_id`` (the creating key)
-        decides who may see it."""
+        decides who may see it, and which templates it may use."""
         if isinstance(agent, str):
-            tpl = await self.get_template(agent)
+            tpl = await self.get_template(agent, viewer=await self.namespaces.viewer(api_key_id))
             ref, config = tpl["id"], tpl["config"]
         else:
             ref, config = None, parse_config(agent).model_dump(exclude_none=True)

@@ -18,8 +18,8 @@ from ..inference import ImageRequest
 from ..services.files import FileService
 from ..services.media import MediaService
 from ..services.tasks import TaskRunner
-from ..services.urlguard import check_url
-from ..services.webhooks import SIGNATURE_HEADER, sign
+from ..services.urlguard import Resolver, check_url, guarded_transport
+from ..services.webhooks import WebhookSender
 from ..telemetry import tracing
 from .chats import ChatStore
 from .config import AgentConfig, ToolSpec
@@ -35,17 +35,24 @@ class ServerTools:
         media: MediaService,
         files: FileService,
         tasks: TaskRunner,
+        webhooks: WebhookSender,
         *,
         secrets: dict[str, str],
         allow_private: bool = False,
+        resolver: Resolver | None = None,
     ) -> None:
-        """``secrets``: what webhook tools sign with; ``allow_private``: tools may call private addresses."""
+        """``webhooks``: signs webhook tools' calls (Standard Webhooks); ``secrets``: the named
+        secrets a tool may sign with instead; ``allow_private``: tools may call private addresses;
+        ``resolver``: how skill and tool hosts are looked up (None: the system's). Every fetch
+        connects through the URL guard, to the address it checked."""
         self.chats = chats
         self.media = media
         self.files = files
         self.tasks = tasks
+        self.webhooks = webhooks
         self.secrets = secrets
         self.allow_private = allow_private
+        self.resolver = resolver
         self._skill_cache: dict[str, str] = {}
 
     async def run(
@@ -107,13 +114,18 @@ class ServerTools:
             url = skill.get("url")
             if url:
                 if url not in self._skill_cache:
-                    await check_url(url, allow_private=self.allow_private, field="skill url")
-                    async with httpx.AsyncClient(timeout=10) as http:
+                    await check_url(url, allow_private=self.allow_private, field="skill url", resolver=self.resolver)
+                    async with self._http(10) as http:
                         resp = await http.get(url)
                         resp.raise_for_status()
                         self._skill_cache[url] = resp.text
                 return {"name": name, "content": self._skill_cache[url]}
         return {"error": "unknown_skill", "message": f"no skill named {name!r}"}
+
+    def _http(self, timeout_s: float) -> httpx.AsyncClient:
+        """A client whose every connection goes through the URL guard (no redirects followed)."""
+        transport = guarded_transport(allow_private=self.allow_private, resolver=self.resolver)
+        return httpx.AsyncClient(timeout=timeout_s, transport=transport, follow_redirects=False)
 
     async def _app_tool(
         self, spec: ToolSpec, args: dict[str, Any], api_key_id: str | None, call: dict[str, Any]
@@ -133,18 +145,20 @@ class ServerTools:
 
     async def _webhook_tool(self, spec: ToolSpec, args: dict[str, Any], call: dict[str, Any]) -> Any:
         assert spec.url
-        url = await check_url(spec.url, allow_private=self.allow_private, field="tool url")
+        url = await check_url(spec.url, allow_private=self.allow_private, field="tool url", resolver=self.resolver)
         body = orjson.dumps({"tool": spec.name, "call_id": call["id"], "arguments": args})
-        headers = {"Content-Type": "application/json"}
+        secret = self.webhooks.config.secret
         if spec.secret:
-            secret = self.secrets.get(spec.secret)
-            if secret is None:
+            secret = self.secrets.get(spec.secret, "")
+            if not secret:
                 return {"error": "secret_not_found", "message": f"secret {spec.secret!r} is not configured"}
-            headers[SIGNATURE_HEADER] = sign(secret, body)
+        headers = {"Content-Type": "application/json"}
+        if secret:  # the tool's named secret, else the gateway's webhook secret
+            headers = self.webhooks.signed_headers(body, "tool.call", secret=secret)
         parent = tracing.traceparent()  # the execute_tool span, for the receiver's trace
         if parent is not None:
             headers["traceparent"] = parent
-        async with httpx.AsyncClient(timeout=spec.timeout_s, follow_redirects=False) as http:
+        async with self._http(spec.timeout_s) as http:
             resp = await http.post(url, content=body, headers=headers)
         if resp.status_code >= 400:
             return {"error": "webhook_failed", "status": resp.status_code, "message": resp.text[:500]}

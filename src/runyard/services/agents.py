@@ -23,15 +23,18 @@ class AgentService:
         self.loop = loop
         self.preflight = preflight
 
-    async def create_template(self, name: str, config: Any) -> dict[str, Any]:
+    async def create_template(
+        self, name: str, config: Any, *, viewer: str | None = None, created_by: str | None = None
+    ) -> dict[str, Any]:
+        """``viewer``: the caller's workspace (None: sees all); see :class:`ChatStore`."""
         self.preflight.check_agent_model(parse_config(config).model)  # refused here, not at the first message
-        return await self.chats.create_template(name, config)
+        return await self.chats.create_template(name, config, viewer=viewer, created_by=created_by)
 
-    async def get_template(self, ref: str) -> dict[str, Any]:
-        return await self.chats.get_template(ref)
+    async def get_template(self, ref: str, *, viewer: str | None = None) -> dict[str, Any]:
+        return await self.chats.get_template(ref, viewer=viewer)
 
-    async def list_versions(self, name: str) -> list[dict[str, Any]]:
-        return await self.chats.list_versions(name)
+    async def list_versions(self, name: str, *, viewer: str | None = None) -> list[dict[str, Any]]:
+        return await self.chats.list_versions(name, viewer=viewer)
 
     async def create_chat(
         self,

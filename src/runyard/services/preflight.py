@@ -26,7 +26,7 @@ class Preflight:
         *,
         resolve_model: Callable[[str], Any],
         resolve_app: Callable[[str], Any],
-        get_template: Callable[[str], Awaitable[Any]],
+        get_template: Callable[..., Awaitable[Any]],  # (ref, *, viewer): 404 for another workspace's
         modules: list[str],
     ) -> None:
         self.resolve_model = resolve_model
@@ -34,8 +34,9 @@ class Preflight:
         self.get_template = get_template
         self.modules = modules
 
-    async def workflow_problems(self, definition: dict[str, Any]) -> list[dict[str, str]]:
-        """One ``{block, code, message}`` per thing the definition names that this gateway lacks."""
+    async def workflow_problems(self, definition: dict[str, Any], *, viewer: str | None = None) -> list[dict[str, str]]:
+        """One ``{block, code, message}`` per thing the definition names that this gateway lacks
+        (``viewer``: the caller's workspace, for whom another workspace's agent template is unknown)."""
         problems: list[dict[str, str]] = []
         for bid, block in _blocks(definition.get("blocks") or []):
             kind = block.get("kind")
@@ -47,7 +48,7 @@ class Preflight:
                 elif kind == "app" and _static(block.get("app")):
                     self.resolve_app(block["app"])
                 elif kind == "agent":
-                    await self._check_agent(block.get("agent"))
+                    await self._check_agent(block.get("agent"), viewer)
             except RunyardError as err:
                 problems.append({"block": bid, "code": err.code, "message": err.message})
         return problems
@@ -61,12 +62,12 @@ class Preflight:
         except RunyardError as err:
             raise ValidationError(f"agent model {model!r}: {err.message}", code="model_not_found") from None
 
-    async def _check_agent(self, spec: Any) -> None:
+    async def _check_agent(self, spec: Any, viewer: str | None) -> None:
         if isinstance(spec, dict):
             model = spec.get("model")
             self.check_agent_model(model if isinstance(model, str) else None)
         elif _static(spec):
-            await self.get_template(spec)
+            await self.get_template(spec, viewer=viewer)
 
 
 def _blocks(blocks: list[Any]) -> Iterator[tuple[str, dict[str, Any]]]:

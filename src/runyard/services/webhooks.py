@@ -53,8 +53,10 @@ class WebhookSender:
         self._tasks.add(job)
         job.add_done_callback(self._tasks.discard)
 
-    def signed_headers(self, body: bytes, event: str) -> dict[str, str]:
-        """Standard Webhooks headers (the same ``webhook-id`` on every retry), plus the old one."""
+    def signed_headers(self, body: bytes, event: str, *, secret: str | None = None) -> dict[str, str]:
+        """Standard Webhooks headers (the same ``webhook-id`` on every retry), plus the old one;
+        signed with ``secret`` (default: ``webhooks.secret``)."""
+        secret = self.config.secret if secret is None else secret
         msg_id = f"msg_{uuid.uuid4().hex}"
         timestamp = int(time.time())
         return {
@@ -64,8 +66,8 @@ class WebhookSender:
             "X-Runyard-Delivery": msg_id,
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": standard.sign(self.config.secret, msg_id, timestamp, body),
-            SIGNATURE_HEADER: sign(self.config.secret, body),
+            "webhook-signature": standard.sign(secret, msg_id, timestamp, body),
+            SIGNATURE_HEADER: sign(secret, body),
         }
 
     async def deliver(self, url: str, task: dict[str, Any]) -> bool:

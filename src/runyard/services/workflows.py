@@ -33,20 +33,22 @@ class WorkflowService:
         self.exists = store.exists
         self.estimated_duration = store.estimated_duration
 
-    async def publish(self, name: str, *, alias: str | None = "main") -> dict[str, Any]:
+    async def publish(self, name: str, *, alias: str | None = "main", viewer: str | None = None) -> dict[str, Any]:
         """The next version of ``name``'s draft, once what it names resolves on this gateway."""
-        draft = (await self.store.status(name))["draft"]  # 404 workflow_not_found
-        if problems := await self.preflight.workflow_problems(draft):
+        draft = (await self.store.get(name, viewer=viewer, write=True)).draft  # 404 workflow_not_found
+        draft = {k: v for k, v in draft.items() if not k.startswith("_")}
+        if problems := await self.preflight.workflow_problems(draft, viewer=viewer):
             raise definition_error(problems)  # refused before it can run
-        return await self.store.publish(name, alias=alias)
+        return await self.store.publish(name, alias=alias, viewer=viewer)
 
-    async def validate_ref(self, ref: str) -> dict[str, Any]:
+    async def validate_ref(self, ref: str, *, viewer: str | None = None) -> dict[str, Any]:
         """The store's check of ``ref``, plus what its definition names that this gateway lacks."""
-        report = await self.store.validate_ref(ref)
+        report = await self.store.validate_ref(ref, viewer=viewer)
         if report["version"] is not None:
             found = await self.store.resolve(ref)
             stored = {k: v for k, v in found.definition.items() if not k.startswith("_")}
-            report["problems"] = [*report["problems"], *await self.preflight.workflow_problems(stored)]
+            problems = await self.preflight.workflow_problems(stored, viewer=viewer)
+            report["problems"] = [*report["problems"], *problems]
             report["valid"] = not report["problems"]
         return report
 

@@ -20,7 +20,7 @@ from ..inference import ChatRequest
 from ..services.ai import AIService
 from ..services.files import FileService
 from ..services.tasks import TaskRunner
-from ..services.urlguard import check_url
+from ..services.urlguard import Resolver, check_url, guarded_transport
 
 if TYPE_CHECKING:
     from .engine import Run
@@ -53,6 +53,7 @@ class BlockServices:
     files: FileService | None
     modules: list[str]  # function blocks may import only these ([apps] modules)
     allow_private: bool  # http blocks may call private addresses
+    resolver: Resolver | None = None  # how http blocks' hosts are looked up (None: the system's)
 
 
 class AgentChats(Protocol):
@@ -241,12 +242,15 @@ async def _app(run: Run, block: dict[str, Any], ctx: dict[str, Any], span: dict[
 async def _http(run: Run, block: dict[str, Any], ctx: dict[str, Any], span: dict[str, Any]) -> Any:
     bid = block["id"]
     url = str(run.render(block["url"], ctx, bid))
-    await check_url(url, allow_private=run.services.allow_private, field="url")
+    allow_private, resolver = run.services.allow_private, run.services.resolver
+    await check_url(url, allow_private=allow_private, field="url", resolver=resolver)
     method = str(block.get("method", "GET")).upper()
     headers = {str(k): str(v) for k, v in run.render(block.get("headers") or {}, ctx, bid).items()}
     body = run.render(block.get("body"), ctx, bid) if "body" in block else None
     span["input_size"] = size(body)
-    async with httpx.AsyncClient(timeout=float(block.get("timeout") or 30), follow_redirects=False) as client:
+    transport = guarded_transport(allow_private=allow_private, resolver=resolver)  # connects to the checked address
+    timeout = float(block.get("timeout") or 30)
+    async with httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False) as client:
         response = await client.request(method, url, headers=headers, json=body)
     try:
         data: Any = response.json()

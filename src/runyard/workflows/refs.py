@@ -22,8 +22,8 @@ class WorkflowRefs:
     async def task_for(
         self, ref: str, input: dict[str, Any], *, api_key_id: str | None
     ) -> tuple[str, dict[str, Any]] | None:
-        """``(runyard/workflow, its input)`` when ``ref`` names a stored workflow, else ``None``."""
-        if not await self.store.exists(ref):
+        """``(runyard/workflow, its input)`` when ``ref`` names a stored workflow the key may run, else ``None``."""
+        if not await self.store.exists(ref, viewer=await self.store.namespaces.viewer(api_key_id)):
             return None
         return WORKFLOW_APP, await self.payload(ref, input, api_key_id=api_key_id)
 
@@ -40,9 +40,11 @@ class WorkflowRefs:
         """The ``runyard/workflow`` task's input for a run of ``ref``.
 
         Declared ``file`` inputs (and ``array`` of ``file``) are stored first and passed on as
-        their ``runyard://files/<id>`` refs (see :meth:`FileService.ingest`).
+        their ``runyard://files/<id>`` refs (see :meth:`FileService.ingest`). Another workspace's
+        workflow is 404 ``workflow_not_found`` for ``api_key_id``, as an unknown one is.
         """
-        found = await self.store.resolve(ref, version)
+        viewer = await self.store.namespaces.viewer(api_key_id)
+        found = await self.store.resolve(ref, version, viewer=viewer)
         return {
             "workflow": found.name,
             "version": found.version,

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..backends.schema import tasks as task_rows
 from ..backends.store import utcnow
 from ..errors import ConflictError, NotFoundError, RunyardError, ValidationError
+from ..services.namespaces import Namespaces, namespace_of
 from .definition import parse_definition, validate_definition
 
 __all__ = ["WORKFLOW_APP", "WorkflowRecord", "WorkflowStore", "WorkflowVersion", "definition_error"]
@@ -30,6 +31,8 @@ workflows = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("deployed_at", sa.DateTime(timezone=True)),
+    sa.Column("workspace", sa.String(255)),  # the namespace's owner; None: the operator's
+    sa.Column("created_by", sa.String(64)),  # the key that first saved it
 )
 versions = sa.Table(
     "workflow_versions",
@@ -78,6 +81,8 @@ class WorkflowRecord:
     created_at: datetime
     updated_at: datetime
     deployed_at: datetime | None = None
+    workspace: str | None = None  # the namespace's owner (None: the operator's)
+    created_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +94,17 @@ class WorkflowVersion:
     definition: dict[str, Any]
 
 
+def _not_found(name: str) -> NotFoundError:
+    return NotFoundError(f"workflow {name!r} not found", code="workflow_not_found")
+
+
 class WorkflowStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """``viewer`` (on every method): the caller's workspace, None for one who sees everything;
+    another workspace's namespace answers as an unknown name (see :mod:`runyard.services.namespaces`)."""
+
+    def __init__(self, engine: AsyncEngine, namespaces: Namespaces | None = None) -> None:
         self.engine = engine
+        self.namespaces = namespaces or Namespaces()
 
     # -- definitions ------------------------------------------------------------------
     @staticmethod
@@ -106,29 +119,45 @@ class WorkflowStore:
             raise definition_error(problems)
         return definition
 
-    async def save(self, data: str | bytes | dict[str, Any]) -> dict[str, Any]:
+    async def save(
+        self, data: str | bytes | dict[str, Any], *, viewer: str | None = None, created_by: str | None = None
+    ) -> dict[str, Any]:
+        """Save the draft; a new namespace becomes ``viewer``'s, 403 ``namespace_taken`` when it is another's."""
         definition = self.check(data)
         name, digest, now = definition["name"], _hash(definition), utcnow()
+        namespace = namespace_of(name)
+        c = workflows.c
+        in_namespace = sa.or_(c.name == namespace, c.name.startswith(namespace + "/", autoescape=True))
         async with self.engine.begin() as conn:
-            exists = (await conn.execute(sa.select(workflows.c.name).where(workflows.c.name == name))).first()
+            first = (await conn.execute(sa.select(c.workspace).where(in_namespace).limit(1))).first()
+            owner = first[0] if first else viewer
+            self.namespaces.check_claim(viewer, namespace, owner, exists=first is not None)
+            exists = (await conn.execute(sa.select(c.name).where(c.name == name))).first()
             values = {"draft": definition, "draft_hash": digest, "updated_at": now}
             if exists:
-                await conn.execute(workflows.update().where(workflows.c.name == name).values(**values))
+                await conn.execute(workflows.update().where(c.name == name).values(**values))
             else:
-                await conn.execute(workflows.insert().values(name=name, created_at=now, **values))
+                await conn.execute(
+                    workflows.insert().values(
+                        name=name, created_at=now, workspace=owner, created_by=created_by, **values
+                    )
+                )
         return await self.status(name)
 
-    async def get(self, name: str) -> WorkflowRecord:
-        """The saved workflow; 404 ``workflow_not_found``."""
+    async def get(self, name: str, *, viewer: str | None = None, write: bool = False) -> WorkflowRecord:
+        """The saved workflow; 404 ``workflow_not_found`` (also for another workspace's)."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(workflows).where(workflows.c.name == name))).first()
         if row is None:
-            raise NotFoundError(f"workflow {name!r} not found", code="workflow_not_found")
-        return WorkflowRecord(**{str(k): v for k, v in row._mapping.items()})
+            raise _not_found(name)
+        record = WorkflowRecord(**{str(k): v for k, v in row._mapping.items()})
+        check = self.namespaces.check_write if write else self.namespaces.check_read
+        check(viewer, namespace_of(name), record.workspace, _not_found(name))
+        return record
 
-    async def publish(self, name: str, *, alias: str | None = "main") -> dict[str, Any]:
+    async def publish(self, name: str, *, alias: str | None = "main", viewer: str | None = None) -> dict[str, Any]:
         """Freeze the draft as the next version; ``alias`` (default ``main``) moves to it."""
-        row = await self.get(name)
+        row = await self.get(name, viewer=viewer, write=True)
         now = utcnow()
         async with self.engine.begin() as conn:
             latest = (
@@ -144,8 +173,8 @@ class WorkflowStore:
             await self.set_alias(name, alias, version)
         return {**(await self.status(name)), "published_version": version}
 
-    async def set_alias(self, name: str, alias: str, version: int) -> dict[str, Any]:
-        await self.get(name)
+    async def set_alias(self, name: str, alias: str, version: int, *, viewer: str | None = None) -> dict[str, Any]:
+        await self.get(name, viewer=viewer, write=True)
         now = utcnow()
         async with self.engine.begin() as conn:
             found = (
@@ -164,8 +193,8 @@ class WorkflowStore:
                 await conn.execute(workflows.update().where(workflows.c.name == name).values(deployed_at=now))
         return await self.status(name)
 
-    async def status(self, name: str) -> dict[str, Any]:
-        row = await self.get(name)
+    async def status(self, name: str, *, viewer: str | None = None) -> dict[str, Any]:
+        row = await self.get(name, viewer=viewer)
         async with self.engine.connect() as conn:
             vrows = (
                 await conn.execute(
@@ -196,11 +225,11 @@ class WorkflowStore:
             "updated_at": _iso(row.updated_at),
         }
 
-    async def validate_ref(self, ref: str) -> dict[str, Any]:
+    async def validate_ref(self, ref: str, *, viewer: str | None = None) -> dict[str, Any]:
         """Can ``ref`` run as it stands? Its resolved version re-checked, and its deployment.
         Unknown workflows are 404; not deployed / unknown alias / bad definition → ``valid: false``."""
         name = ref.partition("@")[0]
-        status = await self.status(name)  # 404 workflow_not_found
+        status = await self.status(name, viewer=viewer)  # 404 workflow_not_found
         out: dict[str, Any] = {"name": name, "version": None, "is_deployed": status["is_deployed"]}
         try:
             found = await self.resolve(ref)
@@ -213,23 +242,29 @@ class WorkflowStore:
         _, problems = validate_definition({k: v for k, v in found.definition.items() if not k.startswith("_")})
         return {**out, "version": found.version, "valid": not problems, "problems": problems}
 
-    async def list_all(self) -> list[dict[str, Any]]:
+    async def list_all(self, *, viewer: str | None = None) -> list[dict[str, Any]]:
+        """Every workflow ``viewer`` may read."""
+        query = sa.select(workflows.c.name, workflows.c.workspace).order_by(workflows.c.name)
         async with self.engine.connect() as conn:
-            names = [r[0] for r in await conn.execute(sa.select(workflows.c.name).order_by(workflows.c.name))]
+            rows = (await conn.execute(query)).all()
         out = []
-        for name in names:
+        for name, owner in rows:
+            if not self.namespaces.readable(viewer, namespace_of(name), owner):
+                continue
             st = await self.status(name)
             st.pop("draft")
             out.append(st)
         return out
 
-    async def resolve(self, ref: str, version: int | str | None = None) -> WorkflowVersion:
+    async def resolve(
+        self, ref: str, version: int | str | None = None, *, viewer: str | None = None
+    ) -> WorkflowVersion:
         """The version named by ``ns/name@alias|vN|N`` (default ``@main``); 409
         ``workflow_not_deployed`` when nothing was published/deployed."""
         name, _, suffix = ref.partition("@")
         if version is not None:
             suffix = str(version)
-        await self.get(name)
+        await self.get(name, viewer=viewer)
         suffix = suffix or "main"
         async with self.engine.connect() as conn:
             if suffix.lstrip("v").isdigit():
@@ -256,10 +291,12 @@ class WorkflowStore:
         assert number is not None
         return WorkflowVersion(name, int(number), dict(row[0]))
 
-    async def exists(self, ref: str) -> bool:
+    async def exists(self, ref: str, *, viewer: str | None = None) -> bool:
+        """Whether ``ref`` names a workflow ``viewer`` may read."""
+        name = ref.partition("@")[0]
         async with self.engine.connect() as conn:
-            query = sa.select(workflows.c.name).where(workflows.c.name == ref.partition("@")[0])
-            return (await conn.execute(query)).first() is not None
+            row = (await conn.execute(sa.select(workflows.c.workspace).where(workflows.c.name == name))).first()
+        return row is not None and self.namespaces.readable(viewer, namespace_of(name), row[0])
 
     async def estimated_duration(self, name: str) -> float | None:
         """Mean duration (ms) of the workflow's last 20 completed runs, read from the task store

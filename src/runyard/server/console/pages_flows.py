@@ -12,10 +12,12 @@ from starlette.responses import Response
 from ...agents.chats import AWAIT_APPROVAL
 from ...errors import InvalidRequestError, NotFoundError, RunyardError
 from ...services.agents import AgentService
+from ...services.namespaces import namespace_of
 from ...services.workflows import WORKFLOW_APP
 from ...workflows import validate_definition
 from ..access import check_chat, check_task, scope_workspace
 from ..http import gateway
+from ..routes.audit import audit
 from . import queries, svg
 from .gate import form_handler, redirect
 from .render import Pages
@@ -29,7 +31,7 @@ def _pages(request: Request) -> Pages:
 
 
 async def workflow_list(request: Request) -> Response:
-    flows = await gateway(request).workflows.list_all()
+    flows = await gateway(request).workflows.list_all(viewer=scope_workspace(request))
     return _pages(request).render(request, "workflows.html", flows=flows[:500])
 
 
@@ -43,10 +45,11 @@ async def _runs_of(request: Request, name: str, limit: int = 20) -> list[dict[st
 async def workflow_detail(request: Request) -> Response:
     name = request.query_params.get("name") or ""
     service = gateway(request).workflows
-    status = await service.status(name)  # 404 workflow_not_found
+    viewer = scope_workspace(request)
+    status = await service.status(name, viewer=viewer)  # 404 workflow_not_found (also another workspace's)
     shown = request.query_params.get("version")
     if shown and shown.isdigit():
-        resolved = await service.resolve(name, int(shown))
+        resolved = await service.resolve(name, int(shown), viewer=viewer)
         definition, label = resolved.definition, f"v{resolved.version}"
     else:
         definition, label = status["draft"], "draft"
@@ -73,7 +76,8 @@ async def move_alias(request: Request, form: FormData) -> Response:
         raise InvalidRequestError("moving an alias needs confirmation", code="confirmation_required")
     if not alias or len(alias) > 64 or not raw.isdigit():
         raise InvalidRequestError("give an alias and a version number", code="invalid_alias")
-    await gateway(request).workflows.set_alias(name, alias, int(raw))
+    await gateway(request).workflows.set_alias(name, alias, int(raw), viewer=scope_workspace(request))
+    await audit(request, "workflow.alias_moved", target=name, details={"alias": alias, "version": int(raw)})
     note = f"{alias} now points to v{raw}"
     return redirect("/ui/workflow?" + urlencode({"name": name, "note": note}))
 
@@ -125,14 +129,20 @@ def _agents(request: Request) -> AgentService:
 async def agent_list(request: Request) -> Response:
     q = request.query_params
     awaiting = q.get("awaiting") == "1"
-    store = gateway(request).store
+    store, viewer = gateway(request).store, scope_workspace(request)
+    namespaces = _agents(request).chats.namespaces
+    templates = [
+        t
+        for t in await queries.agent_template_list(store)
+        if namespaces.readable(viewer, namespace_of(t["name"]), t["workspace"])
+    ]
     chats = await queries.chat_page(
         store, workspace=scope_workspace(request), awaiting=awaiting, cursor=q.get("cursor") or None
     )
     return _pages(request).render(
         request,
         "agents.html",
-        templates=await queries.agent_template_list(store),
+        templates=templates,
         chats=chats,
         awaiting=awaiting,
         next_query={"awaiting": "1" if awaiting else "", "cursor": chats["next_cursor"]},
@@ -141,7 +151,7 @@ async def agent_list(request: Request) -> Response:
 
 async def agent_detail(request: Request) -> Response:
     name = f"{request.path_params['ns']}/{request.path_params['name']}"
-    versions = await _agents(request).list_versions(name)
+    versions = await _agents(request).list_versions(name, viewer=scope_workspace(request))
     if not versions:
         raise NotFoundError(f"agent {name!r} not found", code="agent_not_found")
     chats = await queries.chat_page(gateway(request).store, workspace=scope_workspace(request), agent=name, limit=20)
@@ -169,7 +179,10 @@ async def chat_approval(request: Request, form: FormData) -> Response:
     key = request.scope["state"].get("api_key")
     by = key.name if key is not None else "console"
     reason = str(form.get("reason") or "") or None
-    await svc.decide(chat_id, call_id, decision == "approve", by=by, reason=reason, api_key_id=key.id if key else None)
+    approved = decision == "approve"
+    await svc.decide(chat_id, call_id, approved, by=by, reason=reason, api_key_id=key.id if key else None)
+    details = {"chat_id": chat_id, "call_id": call_id, "approved": approved, "by": by, "reason": reason}
+    await audit(request, "approval.given", target=call_id, details=details)
     return redirect(
         f"/ui/chats/{quote(chat_id)}?note=" + quote(f"{'approved' if decision == 'approve' else 'denied'} {call_id}")
     )

@@ -109,10 +109,15 @@ async def live_workers(store: Store) -> int:
 
 
 async def agent_template_list(store: Store, limit: int = 200) -> list[dict[str, Any]]:
-    """Each template's name, latest version and when that was created, by name."""
+    """Each template's name, latest version, when that was created and its namespace's owner, by name."""
     t = agent_templates.c
     query = (
-        sa.select(t.name, sa.func.max(t.version).label("latest"), sa.func.max(t.created_at).label("created_at"))
+        sa.select(
+            t.name,
+            sa.func.max(t.version).label("latest"),
+            sa.func.max(t.created_at).label("created_at"),
+            sa.func.max(t.workspace).label("workspace"),
+        )
         .group_by(t.name)
         .order_by(t.name)
         .limit(limit)

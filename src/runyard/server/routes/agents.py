@@ -12,9 +12,10 @@ from starlette.routing import Route
 
 from ...errors import InvalidRequestError, RunyardError
 from ...services.agents import AgentService, Emit
-from ..access import check_chat, check_file_refs
+from ..access import check_chat, check_file_refs, scope_workspace
 from ..http import DONE, gateway, json_response, read_body, sse_error, sse_event, sse_response
 from ..openapi import ANY_OBJECT, SSE, Operation
+from .audit import audit
 
 _running: set[asyncio.Task[None]] = set()
 
@@ -56,15 +57,19 @@ async def create_agent(request: Request) -> Response:
         config = {k: v for k, v in body.items() if k != "name"}
     if not isinstance(name, str) or config is None:
         raise InvalidRequestError("send {name, config} (or {name, yaml})", code="invalid_agent_config")
-    return json_response(await _agents(request).create_template(name, config), status=201)
+    made = await _agents(request).create_template(
+        name, config, viewer=scope_workspace(request), created_by=_key(request)
+    )
+    await audit(request, "agent.published", target=made["id"], details={"version": made["version"]})
+    return json_response(made, status=201)
 
 
 async def get_agent(request: Request) -> Response:
-    return json_response(await _agents(request).get_template(_ref(request)))
+    return json_response(await _agents(request).get_template(_ref(request), viewer=scope_workspace(request)))
 
 
 async def agent_versions(request: Request) -> Response:
-    data = await _agents(request).list_versions(_ref(request))
+    data = await _agents(request).list_versions(_ref(request), viewer=scope_workspace(request))
     return json_response({"object": "list", "data": data})
 
 
@@ -159,6 +164,8 @@ async def approval(request: Request) -> Response:
 
         raise ConflictError(f"tool call {call_id} is not pending approval", code="approval_not_pending")
     by, reason = body.get("by"), body.get("reason")
+    details = {"chat_id": chat_id, "call_id": call_id, "approved": approved, "by": by, "reason": reason}
+    await audit(request, "approval.given", target=call.get("name"), details=details)
     return await _answer(
         body, lambda emit: svc.decide(chat_id, call_id, approved, by=by, reason=reason, emit=emit, api_key_id=key)
     )

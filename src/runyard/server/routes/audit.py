@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -29,6 +30,23 @@ def actor(request: Request) -> str:
     """Who is calling, for an audit entry: ``key:<id>`` or ``anonymous`` (keys off)."""
     key_id = (request.scope.get("state") or {}).get("api_key_id")
     return f"key:{key_id}" if key_id else "anonymous"
+
+
+async def audit(
+    request: Request,
+    action: str,
+    *,
+    target: str | None = None,
+    workspace: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record ``action`` by the caller (ids and names only, never a secret); ``workspace``
+    defaults to the caller's own."""
+    if workspace is None:
+        key = (request.scope.get("state") or {}).get("api_key")
+        workspace = None if key is None or key.admin else key.workspace
+    log = AuditLog(gateway(request).store)
+    await log.record(action, actor=actor(request), target=target, workspace=workspace, details=details)
 
 
 async def list_audit(request: Request) -> Response:

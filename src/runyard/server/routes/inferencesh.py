@@ -24,6 +24,7 @@ from ..access import check_chat, check_file_refs, check_session, check_task
 from ..http import gateway, parse_object, read_body
 from ..inferencesh_runs import InferenceshRuns, Run
 from ..protocols import inferencesh as ish
+from .audit import audit
 
 PREFIX = "/inferencesh"
 HEARTBEAT_S = 5.0
@@ -298,8 +299,18 @@ async def tool_result(request: Request, runs: InferenceshRuns) -> Response:
     )
 
 
+async def _audit_decision(request: Request, approved: bool, reason: Any = None) -> None:
+    chat_id, call_id = ish.split_invocation(request.path_params["inv_id"])
+    call = _agents(request)._call(await _chat(request, chat_id), call_id)  # 404 before it is recorded
+    if call["status"] != "awaiting_approval":
+        return
+    details = {"chat_id": chat_id, "call_id": call_id, "approved": approved, "reason": reason}
+    await audit(request, "approval.given", target=call.get("name"), details=details)
+
+
 async def tool_approve(request: Request, runs: InferenceshRuns) -> Response:
     svc, key = _agents(request), getattr(request.state, "api_key_id", None)
+    await _audit_decision(request, True)
     return await _tool_action(request, runs, lambda c, i, emit: svc.decide(c, i, True, emit=emit, api_key_id=key))
 
 
@@ -307,6 +318,7 @@ async def tool_reject(request: Request, runs: InferenceshRuns) -> Response:
     body = await body_of(request)
     svc, key = _agents(request), getattr(request.state, "api_key_id", None)
     reason = body.get("reason")
+    await _audit_decision(request, False, reason)
     return await _tool_action(
         request, runs, lambda c, i, emit: svc.decide(c, i, False, reason=reason, emit=emit, api_key_id=key)
     )

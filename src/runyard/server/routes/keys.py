@@ -20,6 +20,7 @@ from ...services.auth import KeyLimits, create_key, revoke_key
 from ..access import caller
 from ..http import gateway, json_response, read_object, validate
 from ..openapi import ANY_OBJECT, Operation, Param
+from .audit import audit
 
 
 def require_admin(request: Request) -> None:
@@ -42,6 +43,8 @@ async def keys_create(request: Request) -> Response:
     spec = validate(KeyLimits, await read_object(request))
     gw = gateway(request)
     secret, row = await create_key(gw.store, gw.auth, spec)
+    details = {"name": row.get("name")}
+    await audit(request, "key.created", target=str(row["id"]), workspace=row.get("workspace"), details=details)
     return json_response({**key_json(row), "key": secret}, status=201)
 
 
@@ -56,6 +59,8 @@ async def keys_revoke(request: Request) -> Response:
     require_admin(request)
     gw = gateway(request)
     row = await revoke_key(gw.store, gw.auth, request.path_params["key_id"])
+    details = {"name": row.get("name")}
+    await audit(request, "key.revoked", target=str(row["id"]), workspace=row.get("workspace"), details=details)
     return json_response(key_json(row))
 
 

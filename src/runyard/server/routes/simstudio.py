@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from ...backends.queue import TERMINAL
 from ...services.limits import ASYNC, SYNC
-from ..access import check_file_refs, check_task
+from ..access import check_file_refs, check_task, scope_workspace
 from ..http import gateway, json_response, parse_object, read_body
 from ..openapi import ANY_OBJECT, Operation
 from ..protocols import simstudio as sim
@@ -56,7 +56,7 @@ async def get_run(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
-    st = await gateway(request).workflows.status(request.path_params["wid"])
+    st = await gateway(request).workflows.status(request.path_params["wid"], viewer=scope_workspace(request))
     return json_response({k: st[k] for k in sim.STATUS_KEYS})
 
 

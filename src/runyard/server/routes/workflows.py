@@ -18,10 +18,11 @@ from ...backends.queue import TERMINAL
 from ...errors import InvalidRequestError, RunyardError
 from ...services.limits import ASYNC, SYNC
 from ...services.workflows import EVENT, WorkflowService
-from ..access import check_file_refs, check_task
+from ..access import check_file_refs, check_task, scope_workspace
 from ..http import DONE, gateway, json_response, parse_object, read_body, sse_error, sse_event, sse_response, validate
 from ..openapi import ANY_OBJECT, Operation
 from ..ratelimit import enforce
+from .audit import audit
 
 MAX_SYNC_WAIT_S = 300.0
 
@@ -45,7 +46,10 @@ async def _definition_body(request: Request) -> str | bytes | dict[str, Any]:
 
 
 async def save_workflow(request: Request) -> Response:
-    return json_response(await _service(request).save(await _definition_body(request)), status=201)
+    body = await _definition_body(request)
+    key_id = getattr(request.state, "api_key_id", None)
+    saved = await _service(request).save(body, viewer=scope_workspace(request), created_by=key_id)
+    return json_response(saved, status=201)
 
 
 async def validate_workflow(request: Request) -> Response:
@@ -56,15 +60,16 @@ async def validate_workflow(request: Request) -> Response:
 
 async def validate_stored(request: Request) -> Response:
     """``POST /v1/workflows/{id}[@alias]/validate``: can the stored workflow run as it stands?"""
-    return json_response(await _service(request).validate_ref(request.path_params["wid"]))
+    report = await _service(request).validate_ref(request.path_params["wid"], viewer=scope_workspace(request))
+    return json_response(report)
 
 
 async def list_workflows(request: Request) -> Response:
-    return json_response({"object": "list", "data": await _service(request).list_all()})
+    return json_response({"object": "list", "data": await _service(request).list_all(viewer=scope_workspace(request))})
 
 
 async def get_workflow(request: Request) -> Response:
-    return json_response(await _service(request).status(request.path_params["wid"]))
+    return json_response(await _service(request).status(request.path_params["wid"], viewer=scope_workspace(request)))
 
 
 class PublishBody(BaseModel):
@@ -76,7 +81,11 @@ class PublishBody(BaseModel):
 async def publish_workflow(request: Request) -> Response:
     raw = await read_body(request)
     body = validate(PublishBody, parse_object(raw) if raw.strip() else {})
-    return json_response(await _service(request).publish(request.path_params["wid"], alias=body.alias), status=201)
+    wid = request.path_params["wid"]
+    published = await _service(request).publish(wid, alias=body.alias, viewer=scope_workspace(request))
+    details = {"version": published["published_version"], "alias": body.alias}
+    await audit(request, "workflow.published", target=wid, details=details)
+    return json_response(published, status=201)
 
 
 class AliasBody(BaseModel):
@@ -88,11 +97,13 @@ class AliasBody(BaseModel):
 async def set_alias(request: Request) -> Response:
     body = validate(AliasBody, parse_object(await read_body(request)))
     wid, alias = request.path_params["wid"], request.path_params["alias"]
-    return json_response(await _service(request).set_alias(wid, alias, body.version))
+    status = await _service(request).set_alias(wid, alias, body.version, viewer=scope_workspace(request))
+    await audit(request, "workflow.alias_moved", target=wid, details={"alias": alias, "version": body.version})
+    return json_response(status)
 
 
 async def workflow_status(request: Request) -> Response:
-    status = await _service(request).status(request.path_params["wid"])
+    status = await _service(request).status(request.path_params["wid"], viewer=scope_workspace(request))
     status.pop("draft")
     return json_response(status)
 
