@@ -13,7 +13,6 @@ import base64
 import re
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -81,7 +80,7 @@ class AgentLoop:
                 raise ConflictError(
                     f"tool call {call_id} is {call['status']}, not awaiting a result", code="tool_call_not_awaiting"
                 )
-            with spans.tool_call(call["name"], call_id, "client", datetime.fromisoformat(call["created_at"])):
+            with spans.tool_call(call["name"], call_id, "client", call.get("created_at")):
                 _finish_call(call, result)  # a client tool ran from the model's request to this result
             await self._resume(chat, emit, api_key_id)
             return chat

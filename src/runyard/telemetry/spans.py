@@ -92,11 +92,10 @@ def agent_chat(agent: str, chat_id: str | None = None, model: str | None = None)
     )
 
 
-def tool_call(
-    tool: str, call_id: str | None = None, tool_type: str | None = None, started: datetime | None = None
-) -> Span:
+def tool_call(tool: str, call_id: str | None = None, tool_type: str | None = None, started: str | None = None) -> Span:
     """One tool call of an agent (GenAI ``execute_tool``); ``tool_type``: client, app, agent,
-    webhook or internal; ``started``: when the model asked for it (a client tool's result comes later)."""
+    webhook or internal; ``started``: when the model asked for it, ISO 8601 (a client tool's
+    result comes in a later request)."""
     return tracing.span(
         f"execute_tool {tool}",
         {
@@ -105,7 +104,7 @@ def tool_call(
             "gen_ai.tool.call.id": call_id,
             "gen_ai.tool.type": tool_type,
         },
-        start_ns=_ns(started) if started is not None and tracing.enabled() else None,
+        start_ns=_ns(datetime.fromisoformat(started)) if started is not None and tracing.enabled() else None,
     )
 
 
