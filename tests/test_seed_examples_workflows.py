@@ -22,6 +22,7 @@ from runyard import Client
 from support.gateway import GatewayProcess
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ADMIN_KEY = {"sim": "sim-example-key"}  # the demo key whose hash examples/sim/runyard.toml holds
 
 # script -> lines its output must contain
 SPEEDPIX = {
@@ -32,7 +33,19 @@ SPEEDPIX = {
     "dict_forms.py": ["方式1: test", "方式2: test /path/to/ref.png"],
     "upload.py": ["处理后的图片已保存"],
 }
-SIM: dict[str, list[str]] = {}
+SIM = {
+    "quickstart.py": ["Workflow executed successfully: WorkflowExecutionResult(success=True"],
+    "error_handling.py": ["success: True", "Invalid API key"],
+    "context_manager.py": ["Result: WorkflowExecutionResult(success=True"],
+    "batch.py": [
+        "Workflow workflow-1: Success",
+        "output: {'handled': 'analysis:sample1'}",
+        "Workflow workflow-2: Success",
+    ],
+    "usage.py": ["  Limit: 60", "Limit: $10.00", "Plan: pro", "Usage: 0.0%"],
+    "environment.py": ["deployed: True"],
+    "stream_raw.py": ['"chunk": "Generate', '"event": "done"', "Execution complete: {'duration':"],
+}
 
 
 def _serve(system: str, tmp: Path) -> Iterator[tuple[GatewayProcess, Path]]:
@@ -40,7 +53,7 @@ def _serve(system: str, tmp: Path) -> Iterator[tuple[GatewayProcess, Path]]:
     shutil.copytree(EXAMPLES / system, folder)
     server = GatewayProcess(folder / "runyard.toml", env={"RUNYARD_DATA": str(folder)}).start()
     try:
-        with Client(base_url=server.url, max_retries=0) as admin:
+        with Client(base_url=server.url, api_key=ADMIN_KEY.get(system), max_retries=0) as admin:
             for definition in sorted((folder / "workflows").glob("*.yaml")):
                 name = admin.workflows.save(definition.read_text())["name"]
                 admin.workflows.publish(name)
@@ -67,7 +80,8 @@ def _run(script: Path, cwd: Path, env: dict[str, str]) -> str:
         [sys.executable, str(script)], env={**full_env, **env}, capture_output=True, text=True, timeout=90, cwd=cwd
     )
     assert out.returncode == 0, f"{script.name} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
-    assert "发生错误" not in out.stdout and "Error:" not in out.stdout, out.stdout  # the docs' catch-alls
+    for failure in ("发生错误", "Error:", "Error checking", "failed:"):  # the docs' catch-alls
+        assert failure not in out.stdout, out.stdout
     return out.stdout
 
 
