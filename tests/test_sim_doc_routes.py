@@ -109,9 +109,9 @@ def test_spent_usage_limit_is_402_and_not_retried(server: GatewayProcess) -> Non
     with _sim(server, key) as sim:
         started = time.monotonic()
         with pytest.raises(simstudio.SimStudioError) as info:
-            sim.execute_with_retry("story", {"message": "x"}, max_retries=3, initial_delay=1.0)
+            sim.execute_with_retry("story", {"message": "x"}, max_retries=3, initial_delay=10.0)
         assert info.value.code == "USAGE_LIMIT_EXCEEDED" and info.value.status == 402
-        assert time.monotonic() - started < 1.0  # refused at once, never slept on
+        assert time.monotonic() - started < 7.5  # not retried (a retry would sleep 10 s +-25% first)
     raw = requests.post(f"{server.url}/api/workflows/story/execute", json={"message": "x"}, headers={"X-API-Key": key})
     assert raw.status_code == 402 and raw.json() == {"error": raw.json()["error"], "code": "USAGE_LIMIT_EXCEEDED"}
 
@@ -130,8 +130,7 @@ def test_rate_limit_is_429_rate_limit_exceeded(server: GatewayProcess) -> None:
 def test_failed_run_reports_execution_error(server: GatewayProcess) -> None:
     with _sim(server) as sim:
         result = sim.execute_workflow("broken", {"x": 1})
-    assert result.success is False
-    assert result.error is not None and result.error.startswith("") and "boom" in json.dumps(result.error)
+    assert result.success is False and "kaboom" in str(result.error)
     with _sim(server) as sim:
         queued = sim.execute_workflow("broken", {"x": 1}, async_execution=True)
         run = _poll(lambda: sim.get_workflow_run("broken", queued.run_id))
