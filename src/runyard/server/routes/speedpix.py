@@ -92,7 +92,7 @@ async def comfy_prompt(request: Request) -> Response:
     try:
         workflow = str(body.get("workflow_id") or "")
         if isinstance(body.get("inputs"), dict) and "input" in body["inputs"]:
-            draft = (await gw.workflows.store.get(workflow)).draft  # 404 workflow_not_found
+            draft = (await gw.workflows.status(workflow))["draft"]  # 404 workflow_not_found
             body = sp.unwrap_call(body, sp.declared_inputs(draft))
         version = body.get("version_id")
         alias = body.get("alias_id") or "main"
