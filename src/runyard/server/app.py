@@ -41,6 +41,7 @@ from .routes import (
     metrics,
     native,
     openai,
+    sim_execute,
     simstudio,
     speedpix,
     tasks,
@@ -66,6 +67,7 @@ OPERATIONS: list[Operation] = [
     *key_routes.operations,
     *workflow_routes.operations,
     *simstudio.operations,
+    *sim_execute.operations,
     *speedpix.operations,
     *agents.operations,
     *inferencesh_api.operations,
@@ -119,7 +121,11 @@ def create_app(
                     if redis is not None:
                         await redis.aclose()
 
-    guard = Guard.for_gateway(gateway, signed={"/scc/": speedpix.authenticate, metrics.PATH: metrics.authenticate})
+    guard = Guard.for_gateway(
+        gateway,
+        signed={"/scc/": speedpix.authenticate, metrics.PATH: metrics.authenticate},
+        dialects={"/api/": simstudio.refusal},
+    )
     app = RunyardApp(
         hot_routes=[*openai.hot_routes, *native.hot_routes],
         guard=guard,
@@ -138,6 +144,7 @@ def create_app(
             *key_routes.routes,
             *workflow_routes.routes,
             *simstudio.routes,
+            *sim_execute.routes,
             *speedpix.routes,
             *agents.routes,
             *inferencesh.routes(inferencesh_runs),

@@ -8,6 +8,8 @@ wraps ``send`` for them only when the caller has limits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,21 +18,29 @@ from ..gateway import Gateway
 from .auth import Authenticator, SignedAuth, auth_refusal
 from .ratelimit import RateLimiter
 
+# A protocol's rewording of a refusal (path, Runyard's error response) -> the response to send.
+Dialect = Callable[[str, Response], Response]
+
 
 class Guard:
     """Authenticates a request and admits it under the caller's limits."""
 
-    def __init__(self, authenticator: Authenticator, limiter: RateLimiter) -> None:
+    def __init__(
+        self, authenticator: Authenticator, limiter: RateLimiter, dialects: dict[str, Dialect] | None = None
+    ) -> None:
         self.authenticate = authenticator.authenticate
         self.limit = limiter.admit
+        self.dialects = tuple((dialects or {}).items())  # path prefix -> how a protocol words a refusal
 
     @classmethod
-    def for_gateway(cls, gateway: Gateway, signed: dict[str, SignedAuth] | None = None) -> Guard:
+    def for_gateway(
+        cls, gateway: Gateway, signed: dict[str, SignedAuth] | None = None, dialects: dict[str, Dialect] | None = None
+    ) -> Guard:
         """The guard over ``gateway``'s API keys and limits; ``signed``: path prefix -> a signed
-        protocol's authenticator."""
+        protocol's authenticator; ``dialects``: path prefix -> a protocol's rewording of refusals."""
         per_ip = gateway.config.limits.unauthenticated == "per_ip"
         authenticator = Authenticator(gateway, gateway.auth, gateway.limits, per_ip=per_ip, signed=signed or {})
-        return cls(authenticator, RateLimiter(gateway.limits))
+        return cls(authenticator, RateLimiter(gateway.limits), dialects)
 
     async def admit(self, scope: Scope) -> Response | None:
         """Fill ``scope["state"]`` (``api_key_id``, ``api_key``; with limits ``limit_policy`` and
@@ -39,10 +49,19 @@ class Guard:
         try:
             policy = await self.authenticate(scope, state)
         except AuthenticationError as err:
-            return auth_refusal(err)
+            return self._worded(scope, auth_refusal(err))
         if policy is None or not policy.limited:
             return None
-        return await self.limit(scope, state, policy)
+        refusal = await self.limit(scope, state, policy)
+        return None if refusal is None else self._worded(scope, refusal)
+
+    def _worded(self, scope: Scope, refusal: Response) -> Response:
+        """``refusal`` in the words of the protocol that owns the path, if one does (refusals only)."""
+        path = scope["path"]
+        for prefix, dialect in self.dialects:
+            if path.startswith(prefix):
+                return dialect(path, refusal)
+        return refusal
 
 
 class GuardMiddleware:

@@ -92,6 +92,7 @@ class TaskRunner(Protocol):
         *,
         setup: dict[str, Any] | None = None,
         webhook: str | None = None,
+        pool: str | None = None,
         api_key_id: str | None = None,
     ) -> dict[str, Any]: ...
 

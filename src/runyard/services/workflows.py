@@ -62,9 +62,10 @@ class WorkflowService:
         selected_outputs: list[str] | None = None,
         webhook: str | None = None,
         api_key_id: str | None = None,
+        pool: str | None = None,
     ) -> dict[str, Any]:
-        """Queue a run as a task of the ``runyard/workflow`` app; the task as created."""
+        """Queue a run as a task of the ``runyard/workflow`` app (``pool``: default the app's); the task."""
         payload = await self.refs.payload(
             ref, input, version=version, stream=stream, selected_outputs=selected_outputs, api_key_id=api_key_id
         )
-        return await self.tasks.create(WORKFLOW_APP, payload, webhook=webhook, api_key_id=api_key_id)
+        return await self.tasks.create(WORKFLOW_APP, payload, webhook=webhook, api_key_id=api_key_id, pool=pool)

@@ -52,7 +52,7 @@ class HttpTelemetry:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), id_header]
-            elif status == 429 and metrics is not None and message["type"] == "http.response.body":
+            elif status in (429, 402) and metrics is not None and message["type"] == "http.response.body":
                 limit = limit_of(message.get("body", b""))
                 if limit is not None:
                     metrics.observe_rate_limited(limit)
@@ -100,10 +100,16 @@ _LIMIT_CODES = {"RATE_LIMIT_EXCEEDED", "USAGE_LIMIT_EXCEEDED"}
 
 
 def limit_of(body: bytes) -> str | None:
-    """Which limit refused a 429 answer: rpm_sync, rpm_async, tpm or spend (None: not a limit's)."""
+    """Which limit refused a 429 (or Sim's 402) answer: rpm_sync, rpm_async, tpm or spend (None: not a
+    limit's). Reads ``{"error": {"code", "message"}}`` and Sim's legacy ``{"error": "...", "code"}``."""
     try:
-        error = orjson.loads(body).get("error") or {}
+        answer = orjson.loads(body)
+        error = answer.get("error") or {}
     except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if isinstance(error, str):
+        error = {"code": answer.get("code"), "message": error}
+    if not isinstance(error, dict):
         return None
     code, message = error.get("code"), str(error.get("message", ""))
     if code not in _LIMIT_CODES:

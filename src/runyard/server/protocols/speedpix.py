@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...config import RunyardConfig
-from ...errors import AuthenticationError, RunyardError
+from ...errors import AuthenticationError, InvalidRequestError, RunyardError
 from ...files import file_uri, parse_file_ref
 
 SIGNED = ("x-ca-key", "x-ca-nonce", "x-ca-signature-method", "x-ca-timestamp")
@@ -45,6 +45,52 @@ def apps_of(config: RunyardConfig) -> dict[str, SpeedPixApp]:
         else:
             out[str(key)] = SpeedPixApp(str(key), str(value), None)
     return {k: app for k, app in out.items() if app.secret}
+
+
+def resources_of(config: RunyardConfig) -> dict[str, str]:
+    """Dedicated resources: ``resource_config_id`` -> worker pool (``[apps.integrations.speedpix.resources]``)."""
+    integration = config.apps.integrations.get("speedpix") or {}
+    return {str(k): str(v) for k, v in (integration.get("resources") or {}).items()}
+
+
+def pool_for(resource_id: str | None, resources: dict[str, str]) -> str | None:
+    """The worker pool of a ``resource_config_id`` (None: shared resources, the default); 400
+    ``unknown_resource_config`` for an id that is not configured."""
+    if not resource_id or resource_id == "default":
+        return None
+    if resource_id not in resources:
+        known = ", ".join(sorted(resources)) or "none configured"
+        raise InvalidRequestError(
+            f"unknown resource_config_id {resource_id!r} (known: {known})", code="unknown_resource_config"
+        )
+    return resources[resource_id]
+
+
+CALL_OPTIONS = ("alias_id", "version_id", "resource_config_id")  # honoured inside the dict call form
+CLIENT_ONLY = ("wait", "polling_interval", "file_encoding_strategy", "return_temp_files")
+
+
+def declared_inputs(definition: dict[str, Any]) -> set[str]:
+    """The input names a workflow definition declares."""
+    blocks = definition.get("blocks") or []
+    return {str(n) for b in blocks if b.get("kind") == "input" for n in (b.get("inputs") or {})}
+
+
+def unwrap_call(body: dict[str, Any], declared: set[str]) -> dict[str, Any]:
+    """The doc's dict call form, ``run("wf", {"input": {...}, "alias_id": "main", "wait": False})``,
+    sends that whole dict as ``inputs``: unwrap ``input`` and take ``alias_id`` / ``version_id`` /
+    ``resource_config_id`` from it (client-side options such as ``wait`` are dropped). Left as sent
+    when the workflow itself declares an input named ``input``, or ``input`` is not an object."""
+    inputs = body.get("inputs")
+    if not isinstance(inputs, dict) or "input" in declared or not isinstance(inputs.get("input"), dict):
+        return body
+    out = {**body, "inputs": inputs["input"]}
+    for option in CALL_OPTIONS:
+        if inputs.get(option) is not None:
+            out[option] = inputs[option]
+    if inputs.get("version_id") is not None and inputs.get("alias_id") is None:
+        out["alias_id"] = None  # the client filled in "main"; a version named inside wins
+    return out
 
 
 def verify(headers: Mapping[str, str], path: str, apps: dict[str, SpeedPixApp]) -> SpeedPixApp:

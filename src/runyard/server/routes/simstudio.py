@@ -3,25 +3,61 @@
 ``POST /api/v2/workflows/{id}/execute`` (sync; ``async`` → 202 ``{data: {runId, statusUrl}}``;
 ``stream`` → the sync JSON, as this client reads one JSON body), ``GET /api/v2/workflows/{id}/runs/{runId}``,
 ``GET /api/workflows/{id}/status``, ``GET /api/jobs/{id}``. Auth is the gateway's (``X-API-Key``);
-``/api/users/me/usage-limits`` lives in :mod:`.usage`.
+``/api/users/me/usage-limits`` lives in :mod:`.usage`, the raw ``POST /api/workflows/{id}/execute``
+in :mod:`.sim_execute`. Errors on these paths, the guard's refusals included (:func:`refusal`),
+speak Sim's vocabulary and shapes (:func:`..protocols.simstudio.sim_error`).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ...backends.queue import TERMINAL
+from ...errors import RunyardError
 from ...services.limits import ASYNC, SYNC
 from ..access import check_file_refs, check_task, scope_workspace
-from ..http import gateway, json_response, parse_object, read_body
+from ..http import error_response, gateway, json_response, parse_object, read_body
 from ..openapi import ANY_OBJECT, Operation
 from ..protocols import simstudio as sim
 from ..ratelimit import enforce
 from .workflows import MAX_SYNC_WAIT_S, _result, get_job
+
+Handler = Callable[[Request], Awaitable[Response]]
+_REPLACED = frozenset({b"content-length", b"content-type"})
+
+
+def refusal(path: str, response: Response) -> Response:
+    """``response`` (a Runyard error answer) in Sim's vocabulary and shape for ``path``; for the
+    guard's refusals on Sim's paths (only refusals pay for it) and these routes' errors."""
+    try:
+        error = orjson.loads(bytes(response.body))["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return response
+    status, sim_code = sim.sim_error(response.status_code, code)
+    answer = json_response(sim.error_body(path, sim_code, message), status=status)
+    answer.raw_headers.extend((k, v) for k, v in response.raw_headers if k not in _REPLACED)
+    return answer
+
+
+def speaks_sim(handler: Handler) -> Handler:
+    """``handler`` with its errors answered in Sim's vocabulary and shape."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except RunyardError as err:
+            return refusal(request.url.path, error_response(err))
+
+    return wrapped
 
 
 async def execute(request: Request) -> Response:
@@ -61,10 +97,10 @@ async def status(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/v2/workflows/{wid:path}/execute", execute, methods=["POST"]),
-    Route("/api/v2/workflows/{wid:path}/runs/{run_id}", get_run, methods=["GET"]),
-    Route("/api/workflows/{wid:path}/status", status, methods=["GET"]),
-    Route("/api/jobs/{task_id}", get_job, methods=["GET"]),
+    Route("/api/v2/workflows/{wid:path}/execute", speaks_sim(execute), methods=["POST"]),
+    Route("/api/v2/workflows/{wid:path}/runs/{run_id}", speaks_sim(get_run), methods=["GET"]),
+    Route("/api/workflows/{wid:path}/status", speaks_sim(status), methods=["GET"]),
+    Route("/api/jobs/{task_id}", speaks_sim(get_job), methods=["GET"]),
 ]
 
 # The API description (server/openapi): one declaration per route.

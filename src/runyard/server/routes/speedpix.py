@@ -15,7 +15,12 @@ with ``err_code`` (the client raises on any non-2xx). Uploads: the sign call han
 ``upload_url`` (PUT, unsigned, expires) for a reserved file id; its ``access_url`` serves the
 stored file and, passed back as a workflow input, is taken as that file (``runyard://files/<id>``).
 Both are HMAC-signed for the app, so no server-side state is kept. Output ``runyard://files/<id>``
-refs become URLs signed for the app that read the result.
+refs become URLs signed for the app that read the result. The doc's dict call form
+(``run("wf", {"input": {...}, "alias_id": "main"})``) is unwrapped; ``resource_config_id``
+("dedicated resources") picks a worker pool::
+
+    [apps.integrations.speedpix.resources]
+    gpu-a = "gpu"                                      # resource_config_id -> [pools.gpu]
 """
 
 from __future__ import annotations
@@ -83,23 +88,29 @@ def _base(request: Request) -> str:
 
 async def comfy_prompt(request: Request) -> Response:
     body = await _signed_body(request)
+    gw = gateway(request)
     try:
         workflow = str(body.get("workflow_id") or "")
+        if isinstance(body.get("inputs"), dict) and "input" in body["inputs"]:
+            draft = (await gw.workflows.status(workflow))["draft"]  # 404 workflow_not_found
+            body = sp.unwrap_call(body, sp.declared_inputs(draft))
         version = body.get("version_id")
         alias = body.get("alias_id") or "main"
         ref = workflow if version else f"{workflow}@{alias}"
+        resource = body.get("resource_config_id") or request.headers.get("x-sp-resource-config-id")
+        pool = sp.pool_for(resource, sp.resources_of(gw.config))
         inputs = body.get("inputs") or {}
         if not isinstance(inputs, dict):
             inputs = {"input": inputs}
-        inputs = sp.own_file_refs(inputs, _base(request), sp.apps_of(gateway(request).config))
+        inputs = sp.own_file_refs(inputs, _base(request), sp.apps_of(gw.config))
         state = request.scope.get("state") or {}
-        task = await gateway(request).workflows.submit(
-            ref, inputs, version=version or None, api_key_id=state.get("api_key_id")
+        task = await gw.workflows.submit(
+            ref, inputs, version=version or None, api_key_id=state.get("api_key_id"), pool=pool
         )
     except RunyardError as err:
         return _fail(err)
     data = {"task_id": task["id"], "status": "waiting"}
-    estimate = await gateway(request).workflows.estimated_duration(workflow)
+    estimate = await gw.workflows.estimated_duration(workflow)
     if estimate is not None:
         data["estimated_duration_in_seconds"] = round(estimate / 1000, 3)
     return json_response(sp.answer(data))

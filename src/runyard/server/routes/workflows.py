@@ -226,9 +226,15 @@ async def get_job(request: Request) -> Response:
         "output": result.get("output") if result else None,
         "error": (result.get("error") if result else None) or task.get("error"),
         "trace_spans": result.get("trace_spans") if result else None,
-        "estimatedDuration": await _service(request).estimated_duration(name) if name else None,
+        "estimatedDuration": await _estimate_ms(request, name),
     }
     return json_response(body)
+
+
+async def _estimate_ms(request: Request, name: str | None) -> int | None:
+    """The workflow's estimated duration in whole milliseconds (as Sim's clients read it)."""
+    estimate = await _service(request).estimated_duration(name) if name else None
+    return None if estimate is None else round(estimate)
 
 
 routes = [
