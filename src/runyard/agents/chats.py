@@ -59,15 +59,21 @@ def describe(name: str, version: int, cfg: AgentConfig) -> dict[str, Any]:
 
 
 class ChatStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, aliases: dict[str, dict[str, int]] | None = None, web_search: bool = False
+    ) -> None:
+        """``aliases``: per template name, label -> version (``[agents.aliases]``); ``web_search``:
+        whether a search provider is configured (configs may ask for the tool)."""
         self.engine = engine
+        self.aliases = aliases or {}
+        self.web_search = web_search
 
     # -- templates ----------------------------------------------------------------------------
     async def create_template(self, name: str, config: Any) -> dict[str, Any]:
         """The next version of template ``name`` (``org/name``)."""
         if not TEMPLATE_NAME.match(name or ""):
             raise ValidationError("agent names look like 'org/name'", code="invalid_agent_name")
-        cfg = parse_config(config)
+        cfg = parse_config(config, web_search=self.web_search)
         async with self.engine.begin() as conn:
             q = sa.select(sa.func.max(agent_templates.c.version)).where(agent_templates.c.name == name)
             version = int((await conn.execute(q)).scalar() or 0) + 1
@@ -79,13 +85,20 @@ class ChatStore:
         return describe(name, version, cfg)
 
     async def get_template(self, ref: str) -> dict[str, Any]:
-        """``org/name``, ``org/name@3`` or ``org/name@latest``; 404 ``agent_not_found``."""
+        """``org/name``, ``org/name@3`` (or ``@v3``), ``org/name@latest`` or ``org/name@<alias>``;
+        404 ``agent_not_found``, 422 ``invalid_agent_ref`` for a label that is none of these."""
         name, _, version = ref.partition("@")
         q = sa.select(agent_templates).where(agent_templates.c.name == name)
         if version and version != "latest":
-            if not version.isdigit():
-                raise InvalidRequestError(f"bad agent version {version!r}", code="invalid_agent_ref")
-            q = q.where(agent_templates.c.version == int(version))
+            number = self.aliases.get(name, {}).get(version)
+            if number is None and re.fullmatch(r"[vV]?\d+", version):
+                number = int(version.lstrip("vV"))
+            if number is None:
+                raise InvalidRequestError(
+                    f"bad agent version {version!r}: a number, v<number>, 'latest' or an alias",
+                    code="invalid_agent_ref",
+                )
+            q = q.where(agent_templates.c.version == number)
         q = q.order_by(agent_templates.c.version.desc()).limit(1)
         async with self.engine.connect() as conn:
             row = (await conn.execute(q)).first()
@@ -115,7 +128,7 @@ class ChatStore:
             tpl = await self.get_template(agent)
             ref, config = tpl["id"], tpl["config"]
         else:
-            ref, config = None, parse_config(agent).model_dump(exclude_none=True)
+            ref, config = None, parse_config(agent, web_search=self.web_search).model_dump(exclude_none=True)
         now = utcnow()
         chat = {
             "id": new_id(),

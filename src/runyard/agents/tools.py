@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import base64
 import time
+import uuid
 from typing import Any
 
 import httpx
 import orjson
 
+from .. import webhooks as standard
 from ..inference import ImageRequest
 from ..services.files import FileService
 from ..services.media import MediaService
 from ..services.tasks import TaskRunner
-from ..services.urlguard import check_url
+from ..services.urlguard import check_url, guarded_session
 from ..services.webhooks import SIGNATURE_HEADER, sign
 from .chats import ChatStore
 from .config import AgentConfig, ToolSpec
 from .sandbox import run_code
+from .web_search import SearxngSearch
 
 __all__ = ["ServerTools"]
 
@@ -37,8 +40,11 @@ class ServerTools:
         *,
         secrets: dict[str, str],
         allow_private: bool = False,
+        search: SearxngSearch | None = None,
     ) -> None:
-        """``secrets``: what webhook tools sign with; ``allow_private``: tools may call private addresses."""
+        """``secrets``: what webhook tools sign with; ``allow_private``: tools may call private addresses;
+        ``search``: the ``web_search`` provider (none configured: the tool is not offered)."""
+        self.search = search
         self.chats = chats
         self.media = media
         self.files = files
@@ -78,6 +84,10 @@ class ServerTools:
             return await self._load_skill(chat, str(args.get("name", "")))
         if name == "image_generation":
             return await self._image(chat, call, str(args.get("prompt", "")))
+        if name == "web_search":
+            if self.search is None:
+                return {"error": "web_search_unavailable", "message": "no web search provider is configured"}
+            return await self.search.search(str(args.get("query", "")))
         return {"error": "unknown_tool", "message": f"no tool named {name!r}"}
 
     async def _image(self, chat: dict[str, Any], call: dict[str, Any], prompt: str) -> Any:
@@ -131,20 +141,36 @@ class ServerTools:
         return {"error": f"task_{done['status']}", "message": str(done.get("error") or done["status"])}
 
     async def _webhook_tool(self, spec: ToolSpec, args: dict[str, Any], call: dict[str, Any]) -> Any:
+        """POST the call to the tool's URL (through the URL guard), signed with its named secret the
+        Standard Webhooks way (plus the older ``X-Runyard-Signature``); the answer is the result."""
         assert spec.url
         url = await check_url(spec.url, allow_private=self.allow_private, field="tool url")
         body = orjson.dumps({"tool": spec.name, "call_id": call["id"], "arguments": args})
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", "User-Agent": "runyard-agents"}
         if spec.secret:
             secret = self.secrets.get(spec.secret)
             if secret is None:
                 return {"error": "secret_not_found", "message": f"secret {spec.secret!r} is not configured"}
-            headers[SIGNATURE_HEADER] = sign(secret, body)
-        async with httpx.AsyncClient(timeout=spec.timeout_s, follow_redirects=False) as http:
-            resp = await http.post(url, content=body, headers=headers)
-        if resp.status_code >= 400:
-            return {"error": "webhook_failed", "status": resp.status_code, "message": resp.text[:500]}
+            headers.update(hook_headers(secret, body))
+        async with guarded_session(allow_private=self.allow_private, timeout_s=spec.timeout_s) as http:
+            async with http.post(url, data=body, headers=headers, allow_redirects=False) as resp:
+                text = await resp.text()
+                status = resp.status
+        if status >= 400:
+            return {"error": "webhook_failed", "status": status, "message": text[:500]}
         try:
-            return resp.json()
-        except ValueError:
-            return resp.text
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return text
+
+
+def hook_headers(secret: str, body: bytes) -> dict[str, str]:
+    """Standard Webhooks headers (``webhook-id``/``-timestamp``/``-signature``) for ``body``."""
+    msg_id = f"msg_{uuid.uuid4().hex}"
+    timestamp = int(time.time())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": standard.sign(secret, msg_id, timestamp, body),
+        SIGNATURE_HEADER: sign(secret, body),
+    }

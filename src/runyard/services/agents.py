@@ -24,7 +24,9 @@ class AgentService:
         self.preflight = preflight
 
     async def create_template(self, name: str, config: Any) -> dict[str, Any]:
-        self.preflight.check_agent_model(parse_config(config).model)  # refused here, not at the first message
+        self.preflight.check_agent_model(
+            parse_config(config, web_search=self.chats.web_search).model
+        )  # refused here, not at the first message
         return await self.chats.create_template(name, config)
 
     async def get_template(self, ref: str) -> dict[str, Any]:
