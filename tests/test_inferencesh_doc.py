@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,18 @@ def test_infra_picks_a_pool(infsh: Any, server: GatewayProcess) -> None:
     with pytest.raises(APIError) as err:
         infsh.run({"app": "echo@1.0.0", "input": {"text": "x"}, "infra": "moon"})
     assert err.value.status_code == 400 and err.value.code == "invalid_infra"
+
+
+def test_bare_names_without_a_default_namespace_take_the_one_app_of_that_name(tmp_path: Path) -> None:
+    from runyard.config import parse_config
+    from runyard.errors import NotFoundError
+    from runyard.services.apps import AppRegistry
+
+    registry = AppRegistry(parse_config({"apps": {"modules": ["apps.demo", "apps.agent_images"]}}))
+    registry.load()
+    assert registry.resolve("image-gen").ref == "tests/image-gen@1.0.0"
+    assert registry.resolve("echo@1.0.0").ref == "tests/echo@1.0.0"
+    registry.register(replace(registry.resolve("image-gen"), name="other/image-gen"))
+    with pytest.raises(NotFoundError) as err:
+        registry.resolve("image-gen")
+    assert err.value.code == "ambiguous_app" and "tests/image-gen" in err.value.message
