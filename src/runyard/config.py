@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from .agent_settings import AgentsConfig
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -220,25 +222,6 @@ class AppsConfig(_Strict):
     secrets: dict[str, str] = Field(default_factory=dict, description="secrets apps may require (ctx.secrets)")
     integrations: dict[str, dict[str, Any]] = Field(default_factory=dict)
     default_namespace: str | None = Field(default=None, description="where a bare app name ('my-app') is looked up")
-
-
-class WebSearchConfig(_Strict):
-    """``[agents.web_search]``: the search API behind agents' ``web_search`` tool."""
-
-    kind: Literal["searxng"] = "searxng"
-    url: str = Field(description="the instance's base URL (its /search answers format=json)")
-    max_results: int = Field(default=5, ge=1, le=50)
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
-
-
-class AgentsConfig(_Strict):
-    """``[agents]``: server-side agent settings."""
-
-    web_search: WebSearchConfig | None = Field(default=None, description="absent: web_search is not offered")
-    image_model: str | None = Field(default=None, description="image_generation's model when a config names none")
-    aliases: dict[str, dict[str, int]] = Field(
-        default_factory=dict, description='{"org/name": {"stable": 2}}: org/name@stable is version 2'
-    )
 
 
 class WorkersConfig(_Strict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import WebSearchConfig
+from ..agent_settings import WebSearchConfig
 from ..services.urlguard import guarded_session
 
 __all__ = ["SearxngSearch"]
