@@ -39,7 +39,15 @@ def problem(err: RunyardError) -> Response:
     ``RequirementsNotMetError``)."""
     if isinstance(err, RequirementsNotMetError):
         errors = [{**e, "message": f"missing {e.get('type')} {e.get('key')!r}"} for e in err.errors]
-        body = {"success": False, "title": err.code, "detail": err.message, "status": 412, "errors": errors}
+        body = {
+            "success": False,
+            "type": f"https://runyard.dev/errors/{err.code}",
+            "title": err.code,
+            "detail": err.message,
+            "status": 412,
+            "error": {"code": err.code, "message": err.message},
+            "errors": errors,
+        }
         return Response(orjson.dumps(body), status_code=412, media_type="application/problem+json")
     body = {
         "success": False,
