@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from .agent_settings import AgentsConfig
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -223,6 +225,7 @@ class AppsConfig(_Strict):
     )
     secrets: dict[str, str] = Field(default_factory=dict, description="secrets apps may require (ctx.secrets)")
     integrations: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    default_namespace: str | None = Field(default=None, description="where a bare app name ('my-app') is looked up")
 
 
 class WorkersConfig(_Strict):
@@ -324,6 +327,7 @@ class RunyardConfig(_Strict):
     metrics: dict[str, MetricConfig] = Field(default_factory=dict)
     files: FilesConfig = Field(default_factory=FilesConfig)
     apps: AppsConfig = Field(default_factory=AppsConfig)
+    agents: AgentsConfig = Field(default_factory=AgentsConfig)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
     pools: dict[str, PoolConfig] = Field(default_factory=dict)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from .agents.chats import ChatStore
 from .agents.loop import AgentLoop
 from .agents.tools import ServerTools
+from .agents.web_search import SearxngSearch
 from .backends.queue import SQLTaskQueue
 from .backends.recorder import InferenceRecorder
 from .backends.store import Store
@@ -75,7 +76,9 @@ class Gateway:
             files=self.files,
             refs=workflow_refs,  # a ref that names no app may name a workflow
         )
-        chats = ChatStore(self.store.engine, namespaces)
+        search_cfg = config.agents.web_search
+        search = SearxngSearch(search_cfg, allow_private=allow_private) if search_cfg else None
+        chats = ChatStore(self.store.engine, namespaces, aliases=config.agents.aliases, web_search=search is not None)
         preflight = Preflight(  # what a definition names, checked when it is saved, not when it runs
             resolve_model=self.ai.resolve,
             resolve_app=self.apps.resolve,
@@ -90,6 +93,7 @@ class Gateway:
             self.tasks.webhooks,
             secrets=config.apps.secrets,
             allow_private=allow_private,
+            search=search,
         )
         self.agents = AgentService(chats, AgentLoop(chats, self.ai, self.files, tools), preflight)
         blocks = BlockServices(

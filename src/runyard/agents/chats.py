@@ -65,9 +65,20 @@ class ChatStore:
     """Templates take ``viewer`` (the caller's workspace, None for one who sees everything):
     another workspace's namespace answers as an unknown name (see :mod:`runyard.services.namespaces`)."""
 
-    def __init__(self, engine: AsyncEngine, namespaces: Namespaces | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        namespaces: Namespaces | None = None,
+        *,
+        aliases: dict[str, dict[str, int]] | None = None,
+        web_search: bool = False,
+    ) -> None:
+        """``aliases``: per template name, label -> version (``[agents.aliases]``); ``web_search``:
+        whether a search provider is configured (configs may ask for the tool)."""
         self.engine = engine
         self.namespaces = namespaces or Namespaces()
+        self.aliases = aliases or {}
+        self.web_search = web_search
 
     # -- templates ----------------------------------------------------------------------------
     async def create_template(
@@ -77,7 +88,7 @@ class ChatStore:
         ``viewer``'s, 403 ``namespace_taken`` when it is another's."""
         if not TEMPLATE_NAME.match(name or ""):
             raise ValidationError("agent names look like 'org/name'", code="invalid_agent_name")
-        cfg = parse_config(config)
+        cfg = parse_config(config, web_search=self.web_search)
         namespace, t = namespace_of(name), agent_templates.c
         async with self.engine.begin() as conn:
             first = (
@@ -100,14 +111,21 @@ class ChatStore:
         return describe(name, version, cfg)
 
     async def get_template(self, ref: str, *, viewer: str | None = None) -> dict[str, Any]:
-        """``org/name``, ``org/name@3`` or ``org/name@latest``; 404 ``agent_not_found`` (also for
-        another workspace's)."""
+        """``org/name``, ``org/name@3`` (or ``@v3``), ``org/name@latest`` or ``org/name@<alias>``;
+        404 ``agent_not_found`` (also for another workspace's), 422 ``invalid_agent_ref`` for a label
+        that is none of these."""
         name, _, version = ref.partition("@")
         q = sa.select(agent_templates).where(agent_templates.c.name == name)
         if version and version != "latest":
-            if not version.isdigit():
-                raise InvalidRequestError(f"bad agent version {version!r}", code="invalid_agent_ref")
-            q = q.where(agent_templates.c.version == int(version))
+            number = self.aliases.get(name, {}).get(version)
+            if number is None and re.fullmatch(r"[vV]?\d+", version):
+                number = int(version.lstrip("vV"))
+            if number is None:
+                raise InvalidRequestError(
+                    f"bad agent version {version!r}: a number, v<number>, 'latest' or an alias",
+                    code="invalid_agent_ref",
+                )
+            q = q.where(agent_templates.c.version == number)
         q = q.order_by(agent_templates.c.version.desc()).limit(1)
         async with self.engine.connect() as conn:
             row = (await conn.execute(q)).first()
@@ -145,7 +163,7 @@ class ChatStore:
             tpl = await self.get_template(agent, viewer=await self.namespaces.viewer(api_key_id))
             ref, config = tpl["id"], tpl["config"]
         else:
-            ref, config = None, parse_config(agent).model_dump(exclude_none=True)
+            ref, config = None, parse_config(agent, web_search=self.web_search).model_dump(exclude_none=True)
         now = utcnow()
         chat = {
             "id": new_id(),

@@ -49,7 +49,7 @@ class InternalTools(BaseModel):
     plan: bool = False
     memory: bool = False
     code_execution: bool = False
-    web_search: bool = False  # pluggable; no provider is configured yet, so asking for it is refused
+    web_search: bool = False  # needs a provider ([agents.web_search]); without one, asking for it is refused
     image_generation: ImageGeneration | None = None
 
 
@@ -91,12 +91,13 @@ class AgentConfig(BaseModel):
     description: str = ""
 
 
-def check_tools(config: AgentConfig) -> None:
-    """422 ``invalid_tool_schema`` / ``invalid_tool`` for tools that cannot work."""
+def check_tools(config: AgentConfig, *, web_search: bool = False) -> None:
+    """422 ``invalid_tool_schema`` / ``invalid_tool`` for tools that cannot work; ``web_search``:
+    whether a search provider is configured."""
     gen = config.internal_tools.image_generation
     if gen is not None and bool(gen.app) == bool(gen.model):
         raise ValidationError("image_generation needs exactly one of 'app' or 'model'", code="invalid_internal_tool")
-    if config.internal_tools.web_search:
+    if config.internal_tools.web_search and not web_search:
         raise ValidationError(
             "internal tool web_search is not available: no web search provider is configured",
             code="web_search_unavailable",
@@ -196,6 +197,10 @@ INTERNAL_SCHEMAS: dict[str, dict[str, Any]] = {
         "description": "Generate an image from a text prompt; returns the image file(s).",
         "parameters": {"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]},
     },
+    "web_search": {
+        "description": "Search the web; returns the top results (title, url, snippet).",
+        "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+    },
     "load_skill": {
         "description": "Load the full instructions of one of the skills listed in the system prompt.",
         "parameters": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
@@ -203,7 +208,8 @@ INTERNAL_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-def parse_config(data: Any) -> AgentConfig:
+def parse_config(data: Any, *, web_search: bool = False) -> AgentConfig:
+    """``data`` (an object or YAML) checked; ``web_search``: whether a search provider is configured."""
     if isinstance(data, str):
         try:
             data = yaml.safe_load(data)
@@ -219,13 +225,13 @@ def parse_config(data: Any) -> AgentConfig:
         raise ValidationError(
             f"invalid agent config: {summary}", code="invalid_agent_config", details=problems
         ) from None
-    check_tools(config)
+    check_tools(config, web_search=web_search)
     return config
 
 
 def internal_enabled(cfg: AgentConfig) -> set[str]:
     """The internal tools this config turns on."""
-    names = {n for n in ("plan", "memory", "code_execution") if getattr(cfg.internal_tools, n)}
+    names = {n for n in ("plan", "memory", "code_execution", "web_search") if getattr(cfg.internal_tools, n)}
     if cfg.internal_tools.image_generation is not None:
         names.add("image_generation")
     if cfg.skills:

@@ -70,13 +70,17 @@ class AgentLoop:
     async def submit_tool_result(
         self, chat_id: str, call_id: str, result: Any, *, emit: Emit | None, api_key_id: str | None
     ) -> Chat:
-        """A client tool's result; the turn goes on once the step's calls all have one."""
+        """A client tool's result (or, for a call awaiting approval, the caller's answer in its place:
+        the call is resolved without running); the turn goes on once the step's calls all have one."""
         async with self.lock(chat_id):
             chat = await self.chats.get_chat(chat_id)
             call = find_call(chat, call_id)
             if call["status"] == "done":
                 raise ConflictError(f"tool call {call_id} already has a result", code="tool_result_already_submitted")
-            if call["status"] != "awaiting_result":
+            if call["status"] == "awaiting_approval":  # the caller decided and answers in the tool's place
+                by = api_key_id or "anonymous"
+                call["approval"] = {"approved": None, "by": by, "reason": "resolved by a tool result", "at": _now()}
+            elif call["status"] != "awaiting_result":
                 raise ConflictError(
                     f"tool call {call_id} is {call['status']}, not awaiting a result", code="tool_call_not_awaiting"
                 )

@@ -24,6 +24,7 @@ from ..telemetry import tracing
 from .chats import ChatStore
 from .config import AgentConfig, ToolSpec
 from .sandbox import run_code
+from .web_search import SearxngSearch
 
 __all__ = ["ServerTools"]
 
@@ -40,11 +41,14 @@ class ServerTools:
         secrets: dict[str, str],
         allow_private: bool = False,
         resolver: Resolver | None = None,
+        search: SearxngSearch | None = None,
     ) -> None:
         """``webhooks``: signs webhook tools' calls (Standard Webhooks); ``secrets``: the named
         secrets a tool may sign with instead; ``allow_private``: tools may call private addresses;
         ``resolver``: how skill and tool hosts are looked up (None: the system's). Every fetch
-        connects through the URL guard, to the address it checked."""
+        connects through the URL guard, to the address it checked. ``search``: the ``web_search``
+        provider (none configured: the tool is not offered)."""
+        self.search = search
         self.chats = chats
         self.media = media
         self.files = files
@@ -86,6 +90,10 @@ class ServerTools:
             return await self._load_skill(chat, str(args.get("name", "")))
         if name == "image_generation":
             return await self._image(chat, call, str(args.get("prompt", "")))
+        if name == "web_search":
+            if self.search is None:
+                return {"error": "web_search_unavailable", "message": "no web search provider is configured"}
+            return await self.search.search(str(args.get("query", "")))
         return {"error": "unknown_tool", "message": f"no tool named {name!r}"}
 
     async def _image(self, chat: dict[str, Any], call: dict[str, Any], prompt: str) -> Any:
@@ -144,6 +152,8 @@ class ServerTools:
         return {"error": f"task_{done['status']}", "message": str(done.get("error") or done["status"])}
 
     async def _webhook_tool(self, spec: ToolSpec, args: dict[str, Any], call: dict[str, Any]) -> Any:
+        """POST the call to the tool's URL (through the URL guard), signed with its named secret the
+        Standard Webhooks way (plus the older ``X-Runyard-Signature``); the answer is the result."""
         assert spec.url
         url = await check_url(spec.url, allow_private=self.allow_private, field="tool url", resolver=self.resolver)
         body = orjson.dumps({"tool": spec.name, "call_id": call["id"], "arguments": args})
@@ -163,6 +173,6 @@ class ServerTools:
         if resp.status_code >= 400:
             return {"error": "webhook_failed", "status": resp.status_code, "message": resp.text[:500]}
         try:
-            return resp.json()
-        except ValueError:
+            return orjson.loads(resp.content)
+        except orjson.JSONDecodeError:
             return resp.text

@@ -27,7 +27,8 @@ class AgentService:
         self, name: str, config: Any, *, viewer: str | None = None, created_by: str | None = None
     ) -> dict[str, Any]:
         """``viewer``: the caller's workspace (None: sees all); see :class:`ChatStore`."""
-        self.preflight.check_agent_model(parse_config(config).model)  # refused here, not at the first message
+        cfg = parse_config(config, web_search=self.chats.web_search)
+        self.preflight.check_agent_model(cfg.model)  # refused here, not at the first message
         return await self.chats.create_template(name, config, viewer=viewer, created_by=created_by)
 
     async def get_template(self, ref: str, *, viewer: str | None = None) -> dict[str, Any]:

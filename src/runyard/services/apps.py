@@ -84,6 +84,7 @@ class AppRegistry:
     def resolve(self, ref: str) -> AppDefinition:
         """The app a ref names; 404 ``app_not_found`` / ``version_not_found`` / ``alias_not_found``."""
         name, _, suffix = ref.strip().partition("@")
+        name = self.qualify(name)
         newest = self.versions(name)[0]
         if suffix in ("", "latest"):
             return newest
@@ -101,6 +102,23 @@ class AppRegistry:
             known = ", ".join(d.version for d in self.versions(name))
             raise NotFoundError(f"app {name} has no version {suffix} (known: {known})", code="version_not_found")
         raise NotFoundError(f"app {name} has no alias {suffix!r}", code="alias_not_found")
+
+    def qualify(self, name: str) -> str:
+        """A bare name (``my-app``) in ``[apps] default_namespace``; unset, the one loaded app of that
+        name in any namespace (several: 404 ``ambiguous_app``). Names with a namespace stay as they are."""
+        if "/" in name or not name:
+            return name
+        namespace = self.config.apps.default_namespace
+        if namespace:
+            return f"{namespace}/{name}"
+        found = [n for n in self._apps if n.rpartition("/")[2] == name]
+        if len(found) > 1:
+            raise NotFoundError(
+                f"app name {name!r} is in several namespaces ({', '.join(sorted(found))}): give one, "
+                "or set [apps] default_namespace",
+                code="ambiguous_app",
+            )
+        return found[0] if found else name
 
     def all(self) -> list[AppDefinition]:
         return [self.versions(name)[0] for name in self.names()]

@@ -5,9 +5,13 @@ the adapter's run state) are server/routes/inferencesh.py.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
-from ...errors import NotFoundError
+from ...errors import InvalidRequestError, NotFoundError
+
+log = logging.getLogger("runyard.inferencesh")
 
 STATUS = {"queued": 2, "processing": 7, "completed": 10, "failed": 11, "cancelled": 12}
 TERMINAL = {10, 11, 12, 13}
@@ -31,6 +35,16 @@ def task_dto(task: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def pool_for(infra: Any, pools: dict[str, int]) -> str | None:
+    """The pool an ``infra`` choice runs in: ``cloud`` / ``private`` name a pool of that name when
+    one is configured (``[pools.private]``), else the app's own; anything else is 422 ``invalid_infra``."""
+    if infra is None:
+        return None
+    if infra not in ("cloud", "private"):
+        raise InvalidRequestError(f"infra must be 'cloud' or 'private', not {infra!r}", code="invalid_infra")
+    return infra if infra in pools else None
+
+
 def rewrite_uploads(value: Any, uploads: dict[str, dict[str, Any]]) -> Any:
     """``inferencesh-upload://<token>`` URIs of finished uploads → ``runyard://files/<id>`` refs."""
     if isinstance(value, str) and value.startswith(UPLOAD_SCHEME):
@@ -44,34 +58,88 @@ def rewrite_uploads(value: Any, uploads: dict[str, dict[str, Any]]) -> Any:
     return value
 
 
-def agent_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """An inference.sh ``agent_config`` as ours."""
+AppSchema = Callable[[str], dict[str, Any]]
+AGENT_PARAMS = {  # 0.36 sends an agent tool without parameters: the sub-agent gets one message
+    "type": "object",
+    "properties": {"message": {"type": "string", "description": "what to ask the agent"}},
+    "required": ["message"],
+}
+TOOL_KINDS = {"client": "client", "app": "app", "agent": "agent", "hook": "webhook", "webhook": "webhook"}
+
+
+def agent_config(
+    cfg: dict[str, Any], *, app_schema: AppSchema, web_search: bool = False, image_model: str | None = None
+) -> dict[str, Any]:
+    """An inference.sh ``agent_config`` as ours. ``app_schema(ref)``: an app's input schema (app
+    tools sent without parameters take theirs from it); ``web_search``: a search provider is
+    configured (else the tool is dropped, and logged); ``image_model``: what ``image_generation``
+    without an ``app_ref`` uses."""
     core = cfg.get("core_app") or {}
-    tools = []
-    for t in cfg.get("tools") or []:
-        if not isinstance(t, dict):
-            continue
-        kind = t.get("type", "client")
-        spec: dict[str, Any] = {
-            "name": t["name"],
-            "description": t.get("description") or "",
-            "require_approval": bool(t.get("require_approval")),
-        }
-        if kind == "app":
-            app = t.get("app") or {}
-            spec.update(type="app", app=app.get("ref"), setup=app.get("setup") or {}, input=app.get("input") or {})
-        else:
-            spec["type"] = "client"
-        spec["parameters"] = ((t.get(kind) or {}).get("input_schema")) or {"type": "object", "properties": {}}
-        tools.append(spec)
+    tools = [_tool(t, app_schema) for t in cfg.get("tools") or [] if isinstance(t, dict)]
     internal = cfg.get("internal_tools") or {}
-    return {
+    ours: dict[str, Any] = {k: bool(internal.get(k)) for k in ("plan", "memory", "code_execution") if k in internal}
+    if internal.get("web_search"):
+        if web_search:
+            ours["web_search"] = True
+        else:
+            log.warning(
+                "agent_config asks for web_search, but no [agents.web_search] provider is configured: not offered"
+            )
+    gen = internal.get("image_generation")
+    if gen is True or (isinstance(gen, dict) and gen.get("enabled", True)):
+        gen = gen if isinstance(gen, dict) else {}
+        app_ref = gen.get("app_ref") or gen.get("app")
+        ours["image_generation"] = {"app": app_ref} if app_ref else {"model": gen.get("model") or image_model}
+    out: dict[str, Any] = {
         "model": cfg.get("model") or core.get("ref"),
         "system_prompt": cfg.get("system_prompt") or "",
         "tools": tools,
-        "internal_tools": {k: bool(internal.get(k)) for k in ("plan", "memory", "code_execution") if k in internal},
+        "internal_tools": ours,
         "skills": [s for s in cfg.get("skills") or [] if isinstance(s, dict) and "name" in s],
     }
+    for key in ("temperature", "max_tokens"):
+        if cfg.get(key) is not None:
+            out[key] = cfg[key]
+    return out
+
+
+def _tool(t: dict[str, Any], app_schema: AppSchema) -> dict[str, Any]:
+    """One inference.sh tool definition as our ToolSpec fields (unknown kinds stay client tools)."""
+    kind = str(t.get("type") or "client")
+    spec: dict[str, Any] = {
+        "name": t.get("name"),
+        "description": t.get("description") or "",
+        "require_approval": bool(t.get("require_approval")),
+        "type": TOOL_KINDS.get(kind, "client"),
+    }
+    raw = t.get(kind)
+    body: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    schema = body.get("input_schema")
+    if spec["type"] == "app":
+        setup, fixed = body.get("setup") or {}, body.get("input") or {}
+        spec.update(app=body.get("ref"), setup=setup, input=fixed)
+        if not schema and isinstance(body.get("ref"), str):
+            schema = open_params(app_schema(body["ref"]), {*fixed, *setup})
+    elif spec["type"] == "agent":
+        spec["agent"] = body.get("ref")
+        schema = schema or AGENT_PARAMS
+    elif spec["type"] == "webhook":
+        spec.update(url=body.get("url"), secret=body.get("secret"))
+    spec["parameters"] = schema or {"type": "object", "properties": {}}
+    return spec
+
+
+def open_params(schema: dict[str, Any], hidden: set[str]) -> dict[str, Any]:
+    """An app's input schema as a tool's parameters: the ``hidden`` keys (fixed by ``.input()``,
+    given by ``.setup()``) taken out of its properties and ``required``."""
+    props = {k: v for k, v in (schema.get("properties") or {}).items() if k not in hidden}
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    required = [r for r in schema.get("required") or [] if r not in hidden]
+    if required:
+        out["required"] = required
+    if schema.get("$defs"):
+        out["$defs"] = schema["$defs"]
+    return out
 
 
 def invocation_id(chat_id: str, call: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from ...errors import InvalidRequestError, NotFoundError, RunyardError
+from ...errors import ConflictError, InvalidRequestError, NotFoundError, RequirementsNotMetError, RunyardError
 from ...services.agents import AgentService
 from ..access import check_chat, check_file_refs, check_session, check_task
 from ..http import gateway, parse_object, read_body
@@ -36,6 +36,20 @@ def ok(data: Any, status: int = 200) -> Response:
 
 
 def problem(err: RunyardError) -> Response:
+    """``err`` as problem+json; unmet requirements are 412 with ``errors`` (the client's
+    ``RequirementsNotMetError``)."""
+    if isinstance(err, RequirementsNotMetError):
+        errors = [{**e, "message": f"missing {e.get('type')} {e.get('key')!r}"} for e in err.errors]
+        body = {
+            "success": False,
+            "type": f"https://runyard.dev/errors/{err.code}",
+            "title": err.code,
+            "detail": err.message,
+            "status": 412,
+            "error": {"code": err.code, "message": err.message},
+            "errors": errors,
+        }
+        return Response(orjson.dumps(body), status_code=412, media_type="application/problem+json")
     body = {
         "success": False,
         "type": f"https://runyard.dev/errors/{err.code}",
@@ -84,6 +98,7 @@ async def run_app(request: Request, runs: InferenceshRuns) -> Response:
         setup=body.get("setup"),
         session=session,
         session_timeout=body.get("session_timeout"),
+        pool=ish.pool_for(body.get("infra"), gateway(request).tasks.pools()),
         api_key_id=getattr(request.state, "api_key_id", None),
     )
     return ok(ish.task_dto(task))
@@ -216,7 +231,14 @@ async def agents_run(request: Request, runs: InferenceshRuns) -> Response:
         if isinstance(body.get("agent"), str):
             chat = await svc.create_chat(body["agent"], api_key_id=key)
         elif isinstance(body.get("agent_config"), dict):
-            chat = await svc.create_chat(ish.agent_config(body["agent_config"]), api_key_id=key)
+            gw = gateway(request)
+            config = ish.agent_config(
+                body["agent_config"],
+                app_schema=lambda ref: gw.apps.resolve(ref).input_schema(),
+                web_search=svc.chats.web_search,
+                image_model=gw.config.agents.image_model,
+            )
+            chat = await svc.create_chat(config, api_key_id=key)
         else:
             raise InvalidRequestError("send 'agent' (a template ref) or 'agent_config'", code="invalid_request")
         chat_id = chat["id"]
@@ -291,9 +313,11 @@ async def tool_result(request: Request, runs: InferenceshRuns) -> Response:
     chat_id, call_id = ish.split_invocation(request.path_params["inv_id"])
     call = svc._call(await _chat(request, chat_id), call_id)
     if call["status"] == "done":
-        from ...errors import ConflictError
-
         raise ConflictError(f"tool call {call_id} already has a result", code="tool_result_already_submitted")
+    if call["status"] not in ("awaiting_result", "awaiting_approval"):
+        raise ConflictError(
+            f"tool call {call_id} is {call['status']}, not awaiting a result", code="tool_call_not_awaiting"
+        )
     return await _tool_action(
         request, runs, lambda c, i, emit: svc.submit_tool_result(c, i, result, emit=emit, api_key_id=key)
     )
