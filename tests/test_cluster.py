@@ -141,10 +141,6 @@ async def test_tasks_complete_exactly_once_through_kills(cluster: Cluster, postg
     assert all(outputs[i] is not None for i in ids)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the gateway passes RedisLimitBackend to LimitService after the service-layer refactor (phase 2)",
-)
 async def test_a_key_limit_holds_across_both_gateways(cluster: Cluster, postgres_url: str) -> None:
     limit = 10
     store = Store(postgres_url)
@@ -169,10 +165,6 @@ async def test_a_key_limit_holds_across_both_gateways(cluster: Cluster, postgres
     assert codes.count(200) == limit
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the gateway passes RedisIdempotency to the HTTP layer after the service-layer refactor (phase 2)",
-)
 async def test_one_idempotency_key_to_both_gateways_calls_upstream_once(
     cluster: Cluster, mock_openai: MockOpenAI
 ) -> None:
