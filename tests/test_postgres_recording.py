@@ -1,9 +1,10 @@
 """Inference recording on Postgres through a real ``runyard serve``: ``async`` rows wait in the
-buffer and a SIGTERM drains them (``sync``: tests/test_postgres_store.py)."""
+buffer and a SIGTERM drains them; ``sync`` rows are in before the answer leaves."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 
 import httpx
@@ -42,3 +43,24 @@ def test_async_recording_drains_on_sigterm(tmp_path: Path, postgres_url: str) ->
     finally:
         server.stop()  # SIGTERM: the shutdown writes what is buffered
     assert _count(postgres_url) == 5
+
+
+def test_sync_recording_keeps_every_answered_id_through_sigkill(tmp_path: Path, postgres_url: str) -> None:
+    """``recording = "sync"``: the writer would wait 10 minutes, yet each answer leaves only once
+    its row is in, so a SIGKILL right after the answers loses none of the ids the client holds."""
+    server = _serve(tmp_path, postgres_url, "sync")
+    try:
+        ids = []
+        for _ in range(5):
+            r = httpx.post(server.url + "/v1/chat/completions", json=CHAT, timeout=10)
+            assert r.status_code == 200
+            ids.append(r.headers.get("x-inference-id") or r.json()["id"])
+    finally:
+        proc = server._proc
+        assert proc is not None
+        proc.send_signal(signal.SIGKILL)  # no shutdown: nothing buffered could be drained
+        proc.wait(timeout=10)
+        server._proc = None
+        server.stop()
+    assert _count(postgres_url) == 5
+    assert len(set(ids)) == 5

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from runyard.backends.queue import SQLTaskQueue
 from runyard.backends.recorder import InferenceRecorder
+from runyard.backends.records import TaskRecord
 from runyard.backends.store import Store, new_id, utcnow
 from runyard.backends.usage import aggregate, key_spend
 from runyard.config import ConfigError, parse_config
@@ -62,24 +63,26 @@ def _inference(i: int, key: str | None = None, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _task(pool: str = "shared") -> dict[str, Any]:
-    return {
-        "id": new_id(),
-        "app": "t/app",
-        "version": "1.0.0",
-        "status": "queued",
-        "pool": pool,
-        "input": {"x": 1},
-        "setup": None,
-        "session_id": None,
-        "webhook": None,
-        "attempts": 0,
-        "max_attempts": 3,
-        "affinity": None,
-        "cancel_requested": False,
-        "api_key_id": None,
-        "created_at": utcnow(),
-    }
+def _task(pool: str = "shared") -> TaskRecord:
+    return TaskRecord(
+        **{
+            "id": new_id(),
+            "app": "t/app",
+            "version": "1.0.0",
+            "status": "queued",
+            "pool": pool,
+            "input": {"x": 1},
+            "setup": None,
+            "session_id": None,
+            "webhook": None,
+            "attempts": 0,
+            "max_attempts": 3,
+            "affinity": None,
+            "cancel_requested": False,
+            "api_key_id": None,
+            "created_at": utcnow(),
+        }
+    )
 
 
 def test_concurrent_starts_migrate_once(postgres_url: str) -> None:
@@ -134,7 +137,7 @@ async def test_skip_locked_claims_each_task_once_across_concurrent_claimers(post
     ids = []
     for _ in range(200):
         row = _task()
-        ids.append(row["id"])
+        ids.append(row.id)
         await queue.enqueue(row)
     stores = [Store(postgres_url, pool_size=2) for _ in range(8)]
 
@@ -142,8 +145,8 @@ async def test_skip_locked_claims_each_task_once_across_concurrent_claimers(post
         q = SQLTaskQueue(stores[n])
         got = []
         while (task := await q.claim("shared", f"w{n}", 30.0)) is not None:
-            got.append(task["id"])
-            assert await q.finish(task["id"], f"w{n}", "completed", output={"ok": n})
+            got.append(task.id)
+            assert await q.finish(task.id, f"w{n}", "completed", output={"ok": n})
         return got
 
     try:

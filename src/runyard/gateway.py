@@ -9,6 +9,7 @@ from .agents.tools import ServerTools
 from .agents.web_search import SearxngSearch
 from .backends.queue import SQLTaskQueue
 from .backends.recorder import InferenceRecorder
+from .backends.shared_state import shared_state
 from .backends.store import Store
 from .config import RunyardConfig
 from .services.agents import AgentService
@@ -17,7 +18,6 @@ from .services.apps import AppRegistry
 from .services.auth import ApiKeyAuth
 from .services.feedback import FeedbackService
 from .services.files import FileService
-from .services.idempotency import IdempotencyCache
 from .services.limits import LimitService
 from .services.media import MediaService
 from .services.namespaces import Namespaces
@@ -43,7 +43,10 @@ class Gateway:
         ``telemetry``: the AI service's metrics and spans (built by the app from ``[telemetry]``)."""
         self.config = config
         storage = config.storage
-        self.store = Store(storage.url)
+        self.store = Store.from_config(storage)
+        # limits, response cache, idempotency, nonces, task bus, chat locks: in this process, or on
+        # Redis when ``[redis]`` is set (several gateways and workers share them)
+        self.shared = shared_state(config)
         self.recorder = (
             InferenceRecorder(
                 self.store,
@@ -54,14 +57,21 @@ class Gateway:
             if storage.record_inferences
             else None
         )
-        self.limits = LimitService(config.limits, self.store)
-        self.ai = AIService(config, self.recorder, usage_observers=[self.limits.observe], telemetry=telemetry)
+        self.limits = LimitService(config.limits, self.store, self.shared.limits)
+        self.ai = AIService(
+            config,
+            self.recorder,
+            usage_observers=[self.limits.observe],
+            telemetry=telemetry,
+            shared_cache=self.shared.cache,
+        )
         self.media = MediaService(self.ai, self.recorder)  # tts, asr, images, vision
         self.feedback = FeedbackService(self.store, self.recorder, config.metrics)
         self.auth = ApiKeyAuth(
             config.server.api_keys, self.store, self.limits, refresh_s=config.server.api_key_refresh_s
         )
-        self.idempotency = IdempotencyCache(config.server.idempotency_ttl_s)
+        self.idempotency = self.shared.idempotency
+        self.nonces = self.shared.nonces  # None: SpeedPix keeps its per-process nonce map
         self.files = FileService.from_config(self.store, config.files)
         self.apps = AppRegistry(config)
         allow_private = config.webhooks.allow_private_webhooks
@@ -75,6 +85,7 @@ class Gateway:
             WebhookSender(config.webhooks),
             files=self.files,
             refs=workflow_refs,  # a ref that names no app may name a workflow
+            bus=self.shared.bus,
         )
         search_cfg = config.agents.web_search
         search = SearxngSearch(search_cfg, allow_private=allow_private) if search_cfg else None
@@ -95,7 +106,7 @@ class Gateway:
             allow_private=allow_private,
             search=search,
         )
-        self.agents = AgentService(chats, AgentLoop(chats, self.ai, self.files, tools), preflight)
+        self.agents = AgentService(chats, AgentLoop(chats, self.ai, self.files, tools, self.shared.locks), preflight)
         blocks = BlockServices(
             ai=self.ai,
             agents=self.agents,
@@ -124,6 +135,7 @@ class Gateway:
 
     async def start(self) -> None:
         await self.store.start()
+        await self.shared.start()
         await self.auth.start()
         await self.files.start()
         if self.recorder is not None:
@@ -143,7 +155,7 @@ class Gateway:
                 await self.recorder.aclose()
         finally:
             await self.auth.aclose()
-            await self.limits.aclose()
             await self.ai.aclose()
             await self.files.aclose()
+            await self.shared.aclose()
             await self.store.aclose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from ..backends.redis_lock import LocalLocks, Locks
 from ..backends.store import utcnow
 from ..errors import ConflictError, NotFoundError, RunyardError
 from ..files import parse_file_ref
@@ -36,16 +38,20 @@ Call = dict[str, Any]
 
 
 class AgentLoop:
-    def __init__(self, chats: ChatStore, ai: AIService, files: FileService, tools: ServerTools) -> None:
+    def __init__(
+        self, chats: ChatStore, ai: AIService, files: FileService, tools: ServerTools, locks: Locks | None = None
+    ) -> None:
+        """``locks``: per-chat locks (:class:`runyard.backends.redis_lock.RedisLocks` across gateways;
+        default one process's)."""
         self.chats = chats
         self.ai = ai
         self.files = files
         self.tools = tools
-        self._locks: dict[str, asyncio.Lock] = {}
+        self.locks: Locks = locks if locks is not None else LocalLocks()
 
-    def lock(self, chat_id: str) -> asyncio.Lock:
-        """Turns of one chat run one at a time (in this process)."""
-        return self._locks.setdefault(chat_id, asyncio.Lock())
+    def lock(self, chat_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Turns of one chat run one at a time (across gateways when the locks are shared)."""
+        return self.locks.hold("chat:" + chat_id)
 
     # -- turns --------------------------------------------------------------------------------
     async def send_message(

@@ -90,11 +90,16 @@ class RedisTaskBus:
         return event
 
     # -- lifecycle -------------------------------------------------------------------
-    async def start(self) -> None:
-        """Subscribe (returns once subscribed, so no wake-up published after it is missed)."""
+    async def start(self, timeout_s: float = 5.0) -> None:
+        """Subscribe (returns once subscribed, so no wake-up published after it is missed). With
+        Redis down it returns after ``timeout_s`` and keeps trying: waiters poll the store meanwhile
+        (``/readyz`` says Redis is down)."""
         if self._listener is None:
             self._listener = asyncio.create_task(self._listen(), name="runyard-bus")
-            await asyncio.wait_for(self._subscribed.wait(), 10)
+            try:
+                await asyncio.wait_for(self._subscribed.wait(), timeout_s)
+            except TimeoutError:
+                log.warning("task bus not subscribed yet (Redis unreachable); wake-ups wait for it")
 
     async def aclose(self) -> None:
         if self._listener is not None:

@@ -19,7 +19,7 @@ from ..telemetry import tracing
 from ..telemetry.inference import InferenceTelemetry
 from ..telemetry.tracing import NOOP, Span
 from .breaker import CircuitBreakers
-from .cache import MemoryCache, ResponseCache, cache_key
+from .cache import AsyncResponseCache, MemoryCache, ResponseCache, cache_key
 from .catalog import Catalog, Choice, required_capabilities
 from .fallback import first_delta, first_success, with_attempts
 from .recording import InferenceFiler
@@ -93,7 +93,9 @@ class AIService:
         *,
         usage_observers: list[UsageObserver] | None = None,
         telemetry: InferenceTelemetry | None = None,
+        shared_cache: AsyncResponseCache | None = None,
     ) -> None:
+        """``shared_cache``: the replicas' response cache (Redis); None keeps an in-process LRU."""
         self.config = config
         self.recorder = recorder
         self.filer = InferenceFiler(recorder)  # the inferences' rows (services/recording.py)
@@ -102,6 +104,8 @@ class AIService:
         self.catalog = Catalog(config)
         self.breakers = CircuitBreakers(config.routing.breaker_failures, config.routing.breaker_cooldown_s)
         self.cache: ResponseCache = MemoryCache(config.cache.ttl_s, config.cache.max_entries)
+        self.shared_cache = shared_cache
+        self.sync_recording = config.storage.recording == "sync"
         # Called after every successful inference (cheap and synchronous: limits, metrics).
         self.usage_observers: list[UsageObserver] = list(usage_observers or ())
         self._resolved: dict[tuple[str, bool], list[Route]] = {}
@@ -247,7 +251,7 @@ class AIService:
         key = None
         if (options.cache_strategy or self.config.cache.strategy) == "runyard":
             key = cache_key(plan.routes[0].name, request)
-            hit = self.cache.get(key)
+            hit = self.cache.get(key) if self.shared_cache is None else await self.shared_cache.get(key)
             self.telemetry.cache_lookup(hit is not None)
             if hit is not None:
                 hit.cache_hit, hit.cost, hit.attempts, hit.route_reason = True, 0.0, [], plan.reason
@@ -273,8 +277,13 @@ class AIService:
         result.cost = _cost(route.price, result.usage)
         self._stamp(result, ctx)
         if key is not None:
-            self.cache.put(key, result)
+            if self.shared_cache is None:
+                self.cache.put(key, result)
+            else:
+                await self.shared_cache.put(key, result)
         self._finish_chat(request, result, ctx, ttft_ms=None, status="ok", error=None, span=span)
+        if self.sync_recording and self.recorder is not None:
+            await self.recorder.persist(result.inference_id)  # the row is in before the answer leaves
         return result
 
     async def open_stream(

@@ -93,8 +93,11 @@ def unwrap_call(body: dict[str, Any], declared: set[str]) -> dict[str, Any]:
     return out
 
 
-def verify(headers: Mapping[str, str], path: str, apps: dict[str, SpeedPixApp]) -> SpeedPixApp:
-    """The calling app once its request signature checks out; 401 otherwise."""
+def verify(
+    headers: Mapping[str, str], path: str, apps: dict[str, SpeedPixApp], *, local_nonces: bool = True
+) -> SpeedPixApp:
+    """The calling app once its request signature checks out; 401 otherwise. ``local_nonces``
+    False: the caller checks :func:`nonce_of` on the replicas' shared guard instead."""
     h = headers
     key = h.get("x-ca-key")
     app = apps.get(key or "")
@@ -113,14 +116,19 @@ def verify(headers: Mapping[str, str], path: str, apps: dict[str, SpeedPixApp]) 
     digest = hmac.new(app.secret.encode(), "\n".join(lines).encode(), hashlib.sha256).digest()
     if not hmac.compare_digest(base64.b64encode(digest).decode(), given):
         raise AuthenticationError("request signature does not match", code="invalid_signature")
-    _fresh(h.get("x-ca-timestamp", ""), key + ":" + h.get("x-ca-nonce", ""))
+    _fresh(h.get("x-ca-timestamp", ""), nonce_of(h), local=local_nonces)
     return app
+
+
+def nonce_of(headers: Mapping[str, str]) -> str:
+    """The replay-guard key of a signed request: ``<app key>:<nonce>``."""
+    return headers.get("x-ca-key", "") + ":" + headers.get("x-ca-nonce", "")
 
 
 _seen_nonces: dict[str, float] = {}  # app key:nonce -> when it stops mattering (per process)
 
 
-def _fresh(timestamp: str, nonce: str) -> None:
+def _fresh(timestamp: str, nonce: str, *, local: bool = True) -> None:
     """Replay guard: the signed timestamp within ``SIGNATURE_WINDOW_S`` of now and each nonce used
     once in that window (401 ``signature_expired`` / ``nonce_reused``)."""
     now = time.time()
@@ -130,8 +138,10 @@ def _fresh(timestamp: str, nonce: str) -> None:
         age = float("inf")
     if age > SIGNATURE_WINDOW_S:
         raise AuthenticationError("request timestamp is missing or too far from now", code="signature_expired")
-    if nonce.endswith(":") or _seen_nonces.get(nonce, 0.0) > now:
+    if nonce.endswith(":") or (local and _seen_nonces.get(nonce, 0.0) > now):
         raise AuthenticationError("request nonce is missing or was used already", code="nonce_reused")
+    if not local:
+        return
     if len(_seen_nonces) > 100_000:
         for old in [n for n, until in _seen_nonces.items() if until <= now]:
             del _seen_nonces[old]

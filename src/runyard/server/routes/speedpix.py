@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -56,7 +57,7 @@ async def authenticate(gw: Gateway, scope: Scope) -> tuple[str, str, Policy] | N
     None for the unsigned upload and file URLs (their own signatures guard them)."""
     if scope["path"] not in sp.SIGNED_PATHS:
         return None
-    app = sp.verify(Headers(scope=scope), scope["path"], sp.apps_of(gw.config))
+    app = await _verify(gw, Headers(scope=scope), scope["path"])
     if app.api_key_id is None:
         subject = "speedpix:" + app.key
         return app.key, subject, gw.limits.policy(subject)
@@ -66,14 +67,20 @@ async def authenticate(gw: Gateway, scope: Scope) -> tuple[str, str, Policy] | N
     return app.key, key.id, key.policy
 
 
+async def _verify(gw: Gateway, headers: Mapping[str, str], path: str) -> sp.SpeedPixApp:
+    """:func:`sp.verify`, each nonce once across replicas when they share a guard (``[redis]``)."""
+    app = sp.verify(headers, path, sp.apps_of(gw.config), local_nonces=gw.nonces is None)
+    if gw.nonces is not None and not await gw.nonces.first_use(sp.nonce_of(headers), 2 * sp.SIGNATURE_WINDOW_S):
+        raise AuthenticationError("request nonce is missing or was used already", code="nonce_reused")
+    return app
+
+
 async def _signed_body(request: Request) -> dict[str, Any]:
     state = request.scope.get("state") or {}
     if "signed_caller" in state:  # verified by the auth middleware (authenticate below)
         request.state.speedpix_key = state["signed_caller"]
     else:
-        request.state.speedpix_key = sp.verify(
-            request.headers, request.url.path, sp.apps_of(gateway(request).config)
-        ).key
+        request.state.speedpix_key = (await _verify(gateway(request), request.headers, request.url.path)).key
     raw = await read_body(request)
     return parse_object(raw) if raw.strip() else {}
 
