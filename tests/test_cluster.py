@@ -63,7 +63,11 @@ class Cluster:
 def cluster(tmp_path: Path, postgres_url: str, redis_prefix: str, mock_openai: MockOpenAI) -> Iterator[Cluster]:
     toml = tasks_toml(tmp_path, lease_s=2.0, max_attempts=5)
     toml += f'\n[providers.mock]\nkind = "openai"\nbase_url = "{mock_openai.url}"\n'
-    toml = toml.replace(f'url = "sqlite+aiosqlite:///{tmp_path / "runyard.db"}"', f'url = "{postgres_url}"')
+    # four processes on one Postgres (max_connections 100 by default): at most 4 x (5 + 10) connections
+    toml = toml.replace(
+        f'url = "sqlite+aiosqlite:///{tmp_path / "runyard.db"}"',
+        f'url = "{postgres_url}"\npool_size = 5\nmax_overflow = 10',
+    )
     toml += f'\n[redis]\nurl = "{redis_url()}"\nprefix = "{redis_prefix}"\n'
     config = tmp_path / "runyard.toml"
     config.write_text(toml.replace("concurrency = 8", "concurrency = 16", 1))

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -260,9 +261,10 @@ async def test_async_stream_final(client: AsyncClient, upstream: Upstream) -> No
 
 
 async def test_cache_strategy_infrai_is_runyards_cache(client: AsyncClient, upstream: Upstream) -> None:
-    first = await client.ai.chat("same question", model="up::m", cache_strategy="infrai")
+    question = f"same question {uuid.uuid4()}"  # the shared (Redis) cache outlives a test in a scale-out run
+    first = await client.ai.chat(question, model="up::m", cache_strategy="infrai")
     upstream.seen.pop("chat")
-    again = await client.ai.chat("same question", model="up::m", cache_strategy="infrai")
+    again = await client.ai.chat(question, model="up::m", cache_strategy="infrai")
     assert "chat" not in upstream.seen  # served from the cache
     assert again.metadata["cache_hit"] is True and again.content == first.content
-    assert (await client.ai.chat("same question", model="up::m", cache_strategy="infrai", temperature=0.5)).content
+    assert (await client.ai.chat(question, model="up::m", cache_strategy="infrai", temperature=0.5)).content

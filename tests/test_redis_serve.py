@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +25,14 @@ def _config(path: Path, storage_url: str, redis: str | None, prefix: str = "") -
 def test_several_workers_without_redis_are_refused(tmp_path: Path) -> None:
     config = _config(tmp_path / "runyard.toml", f"sqlite+aiosqlite:///{tmp_path / 'r.db'}", None)
     command = ["serve", "--config", str(config), "--port", str(free_port()), "--workers", "3"]
+    # (without the scale-out test run's settings, which would give this config a [redis] table)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNYARD_TEST_")}
     proc = subprocess.run(
         [sys.executable, "-m", "runyard", *command],
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

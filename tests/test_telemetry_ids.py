@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 
 from support.gateway import GatewayProcess
 from support.openai_mock import B, MockOpenAI
+from support.store_rows import inference_rows
 from support.telemetry_config import ADMIN_KEY, gateway_env, write_config
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -59,8 +59,7 @@ def test_request_ids_agree_in_headers_bodies_logs_and_rows(
     assert failed.status_code == 502 and failed.json()["error"]["request_id"] == "client-id-2"
     gw.stop()  # flushes the recorder; the log is complete
 
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT request_id, status, model, provider FROM inferences ORDER BY created_at").fetchall()
+    rows = inference_rows(db, "request_id", "status", "model", "provider")
     assert rows == [
         ("client-id-1", "ok", "gpt", "mock"),
         (made_id, "ok", "gpt", "mock"),

@@ -3,7 +3,6 @@ the protobuf payloads) gives the expected span trees, parent links and GenAI att
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from runyard.workflows import Workflow
 from support.gateway import GatewayProcess
 from support.openai_mock import B, MockOpenAI
 from support.otlp_receiver import OtlpReceiver, ReceivedSpan, children, named
+from support.store_rows import inference_rows
 from support.tasks_e2e import WorkerProcess
 from support.telemetry_config import ADMIN_KEY, gateway_env, write_config
 
@@ -101,8 +101,7 @@ def test_chat_with_a_failed_attempt_and_fallback_under_the_callers_trace(
     assert sent == [f"00-{CALLER_TRACE}-{failed.span_id}-01", f"00-{CALLER_TRACE}-{served.span_id}-01"]
     # the inference row keeps the trace id and the request id
     gw.stop()
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT status, trace_id, request_id FROM inferences ORDER BY created_at").fetchall()
+    rows = inference_rows(db, "status", "trace_id", "request_id")
     assert rows == [("ok", CALLER_TRACE, resp.headers["x-request-id"])]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,7 +97,7 @@ def create_key(config: Path, name: str, *args: str) -> str:
         capture_output=True,
         text=True,
         check=True,
-        env=gateway_env(),
+        env={**os.environ, **gateway_env()},  # the whole environment (a scale-out test run's store too)
         cwd=config.parent,
     )
     return out.stdout.strip().splitlines()[-1]

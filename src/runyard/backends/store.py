@@ -61,6 +61,13 @@ class Store:
             pool_timeout_s=storage.pool_timeout_s,
         )
 
+    def exists(self) -> bool:
+        """Whether the store is there already (a SQLite file not yet created is not; a server is)."""
+        database = self.url.database
+        if self.url.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+            return True
+        return Path(database).expanduser().is_file()
+
     @property
     def is_postgres(self) -> bool:
         return self.url.get_backend_name() == "postgresql"

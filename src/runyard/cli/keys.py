@@ -6,7 +6,6 @@ import argparse
 import json
 import secrets
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..config import hash_api_key, load_config
@@ -71,18 +70,14 @@ def with_store(config_path: str | None, work: Any, *, create: bool = True) -> An
     ``create=False``: a SQLite file that does not exist yet is not created; ``work`` gets None."""
     import asyncio
 
-    from sqlalchemy.engine import make_url
-
     from ..backends.store import Store
 
     config = load_config(config_path)
-    url = make_url(config.storage.url)
-    if not create and url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        if not Path(url.database).is_file():
-            return work(None)
+    store = Store.from_config(config.storage)
+    if not create and not store.exists():
+        return work(None)
 
     async def run() -> Any:
-        store = Store(config.storage.url)
         try:
             await store.start()
             return await work(store)

@@ -7,6 +7,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -16,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..backends.redis_conn import connect as connect_redis
 from ..config import RunyardConfig
-from ..errors import InternalServerError, RunyardError, error_for_status
+from ..errors import InternalServerError, RunyardError, ServiceUnavailableError, error_for_status
 from ..gateway import Gateway
 from ..telemetry.http import UNMATCHED, HttpTelemetry
 from ..telemetry.logs import secrets_of
@@ -216,9 +218,8 @@ class RunyardApp(Starlette):
             response = error_response(err)
         except ClientDisconnect:
             return  # the caller left while sending its request: nobody to answer
-        except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            response = error_response(InternalServerError("internal error; see the server log", code="internal_error"))
+        except Exception as exc:
+            response = error_response(unexpected_error(exc, scope))
         extra = scope["state"].get("rate_limit")
         if extra:
             response.raw_headers.extend(extra)
@@ -226,6 +227,17 @@ class RunyardApp(Starlette):
             await response(scope, receive, send)
         except Exception:  # the answer had started (streams handle their own errors): log only
             log.exception("error while sending the answer to %s %s", scope["method"], scope["path"])
+
+
+def unexpected_error(exc: Exception, scope: Scope) -> RunyardError:
+    """What to answer for an exception no handler turned into a RunyardError: the store being out
+    of reach (connections refused or exhausted, a pool timeout) is a 503 ``store_unavailable`` the
+    caller may retry; anything else is a bug, logged, and a 500."""
+    if isinstance(exc, OperationalError | InterfaceError | SQLAlchemyTimeoutError):
+        log.warning("store unavailable on %s %s: %s", scope.get("method"), scope.get("path"), type(exc).__name__)
+        return ServiceUnavailableError("the store is unavailable; retry shortly", code="store_unavailable")
+    log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+    return InternalServerError("internal error; see the server log", code="internal_error")
 
 
 async def _runyard_error(_request: Request, exc: Exception) -> Response:
@@ -276,9 +288,8 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+        except Exception as exc:
+            err = unexpected_error(exc, scope)
             if started or scope["type"] != "http":
                 return
-            err = InternalServerError("internal error; see the server log", code="internal_error")
             await error_response(err)(scope, receive, send)

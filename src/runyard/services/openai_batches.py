@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from ..errors import ConflictError
 from .files import FileRecord, FileService
 from .openai_records import OpenAIRecords
 from .tasks import TaskService
@@ -61,7 +62,11 @@ class OpenAIBatches:
     async def cancel(self, row: dict[str, Any]) -> dict[str, Any]:
         task = await self.tasks.get(row["task_id"])
         if task["status"] not in ("completed", "failed", "cancelled"):
-            await self.tasks.cancel(row["task_id"])
+            try:
+                await self.tasks.cancel(row["task_id"])
+            except ConflictError as err:  # it finished in between: the batch is answered as it ended
+                if err.code != "task_finished":
+                    raise
         return await self.describe(row)
 
     async def describe(self, row: dict[str, Any]) -> dict[str, Any]:
