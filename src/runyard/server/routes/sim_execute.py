@@ -26,7 +26,7 @@ from ..http import DONE, gateway, json_response, parse_object, read_body, sse_ev
 from ..openapi import ANY_OBJECT, Operation
 from ..protocols import simstudio as sim
 from ..ratelimit import enforce
-from .simstudio import speaks_sim
+from .simstudio import SIM_ERROR, speaks_sim
 from .workflows import MAX_SYNC_WAIT_S, _result
 
 CONTROL_KEYS = frozenset({"stream", "selectedOutputs"})  # the rest of the body is the workflow's input
@@ -112,5 +112,6 @@ operations = [
         response=ANY_OBJECT,
         also=(202,),
         stream=True,
+        errors=SIM_ERROR,
     )
 ]

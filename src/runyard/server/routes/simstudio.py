@@ -24,7 +24,7 @@ from ...errors import RunyardError
 from ...services.limits import ASYNC, SYNC
 from ..access import check_file_refs, check_task, scope_workspace
 from ..http import error_response, gateway, json_response, parse_object, read_body
-from ..openapi import ANY_OBJECT, Operation
+from ..openapi import ANY_OBJECT, ErrorShape, Operation
 from ..protocols import simstudio as sim
 from ..ratelimit import enforce
 from .workflows import MAX_SYNC_WAIT_S, _result, get_job
@@ -104,6 +104,28 @@ routes = [
 ]
 
 # The API description (server/openapi): one declaration per route.
+# Sim's two error bodies: ``{"error": {"code", "message"}}`` (v2) and ``{"error": "...", "code": "..."}`` (legacy).
+SIM_ERROR = ErrorShape(
+    "SimError",
+    {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "oneOf": [
+                    {"type": "string"},
+                    {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    },
+                ]
+            },
+            "code": {"type": "string"},
+        },
+    },
+)
+
 operations = [
     Operation(
         "POST",
@@ -115,9 +137,16 @@ operations = [
         body_required=False,
         response=ANY_OBJECT,
         also=(202,),
+        errors=SIM_ERROR,
     ),
     Operation(
-        "GET", "/api/v2/workflows/{wid:path}/runs/{run_id}", "Sim: a run", "sim", "simGetRun", response=ANY_OBJECT
+        "GET",
+        "/api/v2/workflows/{wid:path}/runs/{run_id}",
+        "Sim: a run",
+        "sim",
+        "simGetRun",
+        response=ANY_OBJECT,
+        errors=SIM_ERROR,
     ),
     Operation(
         "GET",
@@ -126,6 +155,7 @@ operations = [
         "sim",
         "simWorkflowStatus",
         response=ANY_OBJECT,
+        errors=SIM_ERROR,
     ),
-    Operation("GET", "/api/jobs/{task_id}", "Sim: a job", "sim", "simGetJob", response=ANY_OBJECT),
+    Operation("GET", "/api/jobs/{task_id}", "Sim: a job", "sim", "simGetJob", response=ANY_OBJECT, errors=SIM_ERROR),
 ]
