@@ -25,7 +25,7 @@ audit_log = sa.Table(  # created by migration 0010_audit_log
     sa.Column("actor", sa.String(255), nullable=False),
     sa.Column("action", sa.String(64), nullable=False),
     sa.Column("target", sa.String(255)),
-    sa.Column("workspace", sa.String(64)),
+    sa.Column("workspace", sa.String(255)),  # as api_keys.workspace
     sa.Column("details", sa.JSON),
 )
 MAX_PAGE = 500

@@ -21,7 +21,7 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(255), nullable=False),
         sa.Column("action", sa.String(64), nullable=False),
         sa.Column("target", sa.String(255)),
-        sa.Column("workspace", sa.String(64)),
+        sa.Column("workspace", sa.String(255)),  # as api_keys.workspace
         sa.Column("details", sa.JSON),
     )
     op.create_index("ix_audit_log_at", "audit_log", ["at"])
