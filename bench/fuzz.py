@@ -27,7 +27,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--max-examples", type=int, default=200, help="examples per operation and phase")
     parser.add_argument("--phases", default="examples,coverage,fuzzing,stateful")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)  # see run_fuzz: threads + CPython 3.11
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--max-time", type=int, default=None, help="time budget in seconds")
     args = parser.parse_args()

@@ -106,12 +106,17 @@ def run_fuzz(
     *,
     max_examples: int,
     phases: str = "examples,coverage,fuzzing,stateful",
-    workers: int = 2,
+    workers: int = 1,
     seed: int | None = None,
     max_time: int | None = None,
     timeout_s: float = 600,
 ) -> FuzzResult:
-    """Run schemathesis; the counts come from its JSON report."""
+    """Run schemathesis; the counts come from its JSON report.
+
+    One worker by default: on CPython 3.11 concurrent ``ast.parse`` calls in threads (hypothesis
+    describes lambdas with it) can fail with ``SystemError: AST constructor recursion depth
+    mismatch`` (cpython#106905), a tool error reported against whichever operation it hit.
+    """
     report = report_dir / "report.json"
     settings = report_dir / "schemathesis.toml"
     settings.write_text(schemathesis_toml())

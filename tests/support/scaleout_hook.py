@@ -54,7 +54,7 @@ def postgres_url_for(sqlite_url: str) -> str:
     return make_url(admin).set(database=name).render_as_string(hide_password=False)
 
 
-_TEMPLATE_LOCK = 0x72756E79  # pg_advisory_lock key held while the session's template is made
+_TEMPLATE_LOCK = 0x72756E79  # pg_advisory_lock key held while a database is made from the template
 
 
 async def _clone(admin: str, name: str) -> None:
@@ -67,6 +67,8 @@ async def _clone(admin: str, name: str) -> None:
     template = database_prefix() + "template"
     conn = await asyncpg.connect(_dsn(admin), timeout=10)
     try:
+        # One lock for the template and the copy: processes naming the same file race to create
+        # it (a unique violation in pg_database), and a copy fails while another reads the template.
         await conn.execute("SELECT pg_advisory_lock($1)", _TEMPLATE_LOCK)
         try:
             if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", template):
@@ -76,12 +78,11 @@ async def _clone(admin: str, name: str) -> None:
                     await store.start()
                 finally:
                     await store.aclose()
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                # the server, its workers and the test share one (whoever came first made it)
+                await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _TEMPLATE_LOCK)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        except asyncpg.DuplicateDatabaseError:
-            pass  # the server, its workers and the test share one (whoever came first made it)
     finally:
         await conn.close()
 
