@@ -188,27 +188,45 @@ class RunyardApp(Starlette):
         self.console: ASGIApp | None = None  # the web console: /ui, its own cookie sign-in (server/console)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":  # request id, metrics, access log, server span (telemetry/http.py)
-            await self.telemetry.serve(scope, receive, send, self._serve)
-        else:
+        if scope["type"] != "http":
             await super().__call__(scope, receive, send)
+            return
+        # request id, metrics, access log, server span: telemetry/http.py
+        handler = self.hot.get((scope["method"], scope["path"]))
+        if handler is None:
+            await self.telemetry.serve(scope, receive, send, self._serve)
+            return
+        exchange = self.telemetry.begin(scope)
+        try:
+            response = await self._answer(scope, receive, handler)
+            if response is None:
+                return  # the caller left while sending its request: nobody to answer
+            response.raw_headers.append(exchange.id_header)
+            exchange.status = status = response.status_code
+            if status == 429 or status == 402:
+                self.telemetry.refused(status, getattr(response, "body", b""))
+            try:
+                await response(scope, receive, send)
+            except Exception:  # the answer had started (streams handle their own errors): log only
+                log.exception("error while sending the answer to %s %s", scope["method"], scope["path"])
+        finally:
+            self.telemetry.end(exchange, scope, scope["path"])
 
     def _route_of(self, scope: Scope) -> str:
         """The route template a request matched (a metric label: never the raw path)."""
-        if (scope["method"], scope["path"]) in self.hot:
-            return str(scope["path"])
         route = scope.get("route")
         return str(getattr(route, "path", UNMATCHED)) if route is not None else UNMATCHED
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self.hot.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
-        if handler is None:
-            path = scope.get("path", "")
-            if self.console is not None and (path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")):
-                await self.console(scope, receive, send)
-                return
-            await super().__call__(scope, receive, send)
+        """Every route but the hot ones: the console, else Starlette's router."""
+        path = scope.get("path", "")
+        if self.console is not None and (path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")):
+            await self.console(scope, receive, send)
             return
+        await super().__call__(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive, handler: Any) -> Response | None:
+        """A hot route's response: the guard's refusal, the handler's answer or the error's."""
         scope["app"] = self
         try:
             response = await self.guard.admit(scope)
@@ -217,16 +235,13 @@ class RunyardApp(Starlette):
         except RunyardError as err:
             response = error_response(err)
         except ClientDisconnect:
-            return  # the caller left while sending its request: nobody to answer
+            return None
         except Exception as exc:
             response = error_response(unexpected_error(exc, scope))
         extra = scope["state"].get("rate_limit")
         if extra:
             response.raw_headers.extend(extra)
-        try:
-            await response(scope, receive, send)
-        except Exception:  # the answer had started (streams handle their own errors): log only
-            log.exception("error while sending the answer to %s %s", scope["method"], scope["path"])
+        return response
 
 
 def unexpected_error(exc: Exception, scope: Scope) -> RunyardError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import Token
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from . import tracing
 from .ids import REQUEST_ID_HEADER, RequestInfo, current_request, request_id_from
 from .logs import AccessLog
 from .metrics import Metrics
+from .tracing import Span
 
 ASGICall = Callable[[Scope, Receive, Send], Awaitable[None]]
 RouteOf = Callable[[Scope], str]
@@ -23,8 +25,24 @@ RouteOf = Callable[[Scope], str]
 UNMATCHED = "unmatched"
 
 
+class Exchange:
+    """One request's telemetry between :meth:`HttpTelemetry.begin` and :meth:`HttpTelemetry.end`."""
+
+    __slots__ = ("id_header", "info", "span", "started", "status", "token")
+
+    def __init__(self, started: float, info: RequestInfo, token: Token[RequestInfo | None], span: Span) -> None:
+        self.started = started
+        self.info = info
+        self.token = token
+        self.span = span
+        self.status = 500  # until an answer starts
+        self.id_header = (REQUEST_ID_HEADER, info.request_id.encode())
+
+
 class HttpTelemetry:
-    """``serve(scope, receive, send, app)`` runs ``app`` under the request's telemetry.
+    """A request's telemetry: ``begin`` it, answer, ``end`` it (the app's hot routes, which add
+    ``id_header`` to the response they build), or ``serve(scope, receive, send, app)`` around
+    any ASGI app (every other route: ``send`` is wrapped to add the header and see the status).
 
     ``route_of`` names the route template a served scope matched (label values are templates,
     never raw paths); ``access_log`` None: no access log."""
@@ -34,49 +52,64 @@ class HttpTelemetry:
         self.access_log = access_log
         self.route_of = route_of
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send, app: ASGICall) -> None:
+    def begin(self, scope: Scope) -> Exchange:
+        """The request id (the caller's when well formed) in the context; the server span open."""
         started = time.perf_counter()
-        headers = scope["headers"]
         raw_id = None
-        for name, value in headers:
+        for name, value in scope["headers"]:
             if name == REQUEST_ID_HEADER:
                 raw_id = value
         info = RequestInfo(request_id_from(raw_id))
         token = current_request.set(info)
-        status = 500
-        id_header = (b"x-request-id", info.request_id.encode())
-        metrics = self.metrics
+        if tracing.enabled():
+            span = tracing.span(scope["method"], _server_attrs(scope, info), kind="server", parent=_parent(scope))
+            span.__enter__()
+        else:
+            span = tracing.NOOP
+        return Exchange(started, info, token, span)
+
+    def end(self, exchange: Exchange, scope: Scope, route: str, exc: BaseException | None = None) -> None:
+        """Close the span, then count the request and write its access-log line."""
+        status = exchange.status
+        span = exchange.span
+        if span is not tracing.NOOP:
+            span.rename(f"{scope['method']} {route}")
+            span.set("http.route", route)
+            span.set("http.response.status_code", status)
+            span.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+        current_request.reset(exchange.token)
+        seconds = time.perf_counter() - exchange.started
+        if self.metrics is not None:
+            self.metrics.observe_request(route, status, seconds)
+        if self.access_log is not None:
+            key_id = scope.get("state", {}).get("api_key_id")
+            self.access_log.line(scope["method"], scope["path"], status, seconds, exchange.info, key_id)
+
+    def refused(self, status: int, body: bytes) -> None:
+        """Count a 429 / 402 answer that one of our limits gave (see :func:`limit_of`)."""
+        if self.metrics is not None and status in (429, 402):
+            limit = limit_of(body)
+            if limit is not None:
+                self.metrics.observe_rate_limited(limit)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, app: ASGICall) -> None:
+        exchange = self.begin(scope)
+        id_header = exchange.id_header
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
+                exchange.status = message["status"]
                 message["headers"] = [*message.get("headers", ()), id_header]
-            elif status in (429, 402) and metrics is not None and message["type"] == "http.response.body":
-                limit = limit_of(message.get("body", b""))
-                if limit is not None:
-                    metrics.observe_rate_limited(limit)
+            elif exchange.status in (429, 402) and message["type"] == "http.response.body":
+                self.refused(exchange.status, message.get("body", b""))
             await send(message)
 
-        span = tracing.span(scope["method"], _server_attrs(scope, info), kind="server", parent=_parent(scope))
-        route = UNMATCHED
         try:
-            with span:
-                try:
-                    await app(scope, receive, send_with_id)
-                finally:
-                    route = self.route_of(scope)
-                    span.rename(f"{scope['method']} {route}")
-                    span.set("http.route", route)
-                    span.set("http.response.status_code", status)
-        finally:
-            current_request.reset(token)
-            seconds = time.perf_counter() - started
-            if metrics is not None:
-                metrics.observe_request(route, status, seconds)
-            if self.access_log is not None:
-                key_id = scope.get("state", {}).get("api_key_id")
-                self.access_log.line(scope["method"], scope["path"], status, seconds, info, key_id)
+            await app(scope, receive, send_with_id)
+        except BaseException as exc:
+            self.end(exchange, scope, self.route_of(scope), exc)
+            raise
+        self.end(exchange, scope, self.route_of(scope))
 
 
 def _parent(scope: Scope) -> Any:

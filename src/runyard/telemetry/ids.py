@@ -8,7 +8,7 @@ body, iterated in a task of its own, still reaches it).
 
 from __future__ import annotations
 
-import os
+import random
 import re
 from contextvars import ContextVar
 
@@ -36,8 +36,11 @@ current_request: ContextVar[RequestInfo | None] = ContextVar("runyard_request", 
 
 
 def new_request_id() -> str:
-    """A fresh id: ``req_`` and 24 hex digits (96 random bits)."""
-    return "req_" + os.urandom(12).hex()
+    """A fresh id: ``req_`` and 24 hex digits (96 random bits).
+
+    From ``random`` (reseeded in each forked process), not ``os.urandom``: an id must be unique,
+    not secret, and a ``getrandom`` system call per request measured 3% of the hot path's CPU."""
+    return f"req_{random.getrandbits(96):024x}"
 
 
 def request_id_from(raw: bytes | None) -> str:
