@@ -117,6 +117,20 @@ async def test_batch_mode_goes_through_the_batch_api_at_the_batch_price(
     assert recorded["cost"] == pytest.approx(live_recorded["cost"] / 2)  # half the live price
 
 
+async def test_cancelling_the_task_cancels_the_upstream_batch(client: AsyncClient, upstream: BatchUpstream) -> None:
+    upstream.hold = True
+    task = await client.ai.chat("hi", model="gpt-x", batch_mode=True)
+    for _ in range(200):
+        if upstream.batches and upstream.batches[next(iter(upstream.batches))]["polls"]:
+            break
+        await asyncio.sleep(0.05)
+    await task.cancel()
+    with pytest.raises(TaskFailedError):
+        await task.wait(polling_interval=0.05, timeout=30)
+    assert task.status == "cancelled"
+    assert upstream.cancelled == list(upstream.batches) and upstream.live == []
+
+
 @pytest.mark.parametrize(
     ("model", "code"),
     [("fail-x", "batch_failed"), ("expire-x", "batch_expired"), ("reject-x", "upstream_rejected_request")],

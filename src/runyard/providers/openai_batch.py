@@ -77,7 +77,7 @@ class OpenAIBatchMixin:
         batch_id = self._field(batch, "id")
         try:
             batch = await self._wait(batch, batch_id, progress)
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled (``progress`` raises when the task is), or polling failed
             await self._cancel(batch_id)
             raise
         outcome = await self._answer(batch, batch_id, custom_id, model)

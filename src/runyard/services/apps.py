@@ -219,10 +219,12 @@ class ModelChat:
 
 
 def _batch_progress(ctx: AppContext) -> Callable[[float, str], None]:
-    """A batch's progress on the task: each poll as progress, each new state also a log line."""
+    """A batch's progress on the task: each poll as progress, each new state also a log line; a
+    cancelled task raises here, which cancels the upstream batch."""
     said: list[str] = []
 
     def report(fraction: float, message: str) -> None:
+        ctx.check_cancelled()
         ctx.progress(fraction, message)
         if not said or said[-1] != message:
             said.append(message)

@@ -385,7 +385,8 @@ operations = [
         body=_PlainChat,
         response=ANY_OBJECT,
         stream=True,
-        description="Also takes `prompt` (a string or messages), `vendor` and `batch_mode` (202: a task).",
+        description="Also takes `prompt` (a string or messages), `vendor` and `batch_mode` (202: a task, run "
+        "through the provider's batch API at its batch price).",
     ),
     Operation("POST", "/v1/ai/embed", "Embeddings (native)", "ai", "aiEmbed", body=_EmbedBody, response=ANY_OBJECT),
     Operation(
