@@ -70,11 +70,13 @@ TaskTag = Literal["general", "reasoning", "coding", "long_context"]
 
 
 class PriceConfig(_Strict):
-    """USD per 1M tokens; ``cached`` prices cached input tokens (defaults to ``input``)."""
+    """USD per 1M tokens; ``cached`` prices cached input tokens (defaults to ``input``); ``batch``
+    is the price of the same call through the provider's batch API (``batch_mode``), if it has one."""
 
     input: float = Field(ge=0)
     output: float = Field(default=0.0, ge=0)
     cached: float | None = Field(default=None, ge=0)
+    batch: PriceConfig | None = Field(default=None, description="the batch API's price (e.g. half the live one)")
 
     def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> float:
         """Exact cost: uncached input, cached input and output (reasoning tokens are output)."""

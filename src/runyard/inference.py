@@ -176,6 +176,7 @@ class ChatOutcome(Outcome):
     cost: float | None = None  # USD from the catalog's prices; None when the model has no price
     cache_hit: bool = False
     route_reason: str | None = None
+    batch_id: str | None = None  # the provider's batch that answered it (``batch_mode``); None: a live call
 
 
 @dataclass(slots=True)

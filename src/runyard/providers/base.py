@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..config import ProviderConfig
@@ -52,6 +52,14 @@ class Provider:
 
     def stream_chat(self, request: ChatRequest, model: str) -> AsyncIterator[ChatDelta]:
         raise self._unsupported("chat")
+
+    async def batch_chat(
+        self, request: ChatRequest, model: str, progress: Callable[[float, str], None] | None = None
+    ) -> ChatOutcome:
+        """``batch_mode``: through the provider's batch API (the outcome's ``batch_id`` set, priced at
+        the batch price), reporting ``progress(fraction, message)`` while it waits. Providers without
+        one (this default) call live: same answer, live price."""
+        return await self.chat(request, model)
 
     async def embed(self, texts: list[str], model: str, dimensions: int | None = None) -> EmbedOutcome:
         raise self._unsupported("embeddings")

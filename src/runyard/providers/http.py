@@ -118,6 +118,25 @@ class UpstreamClient:
         except Exception as err:
             raise self.transport_error(err) from err
 
+    async def call(
+        self, method: str, url: URL, data: Any = None, content_type: str | None = None
+    ) -> tuple[int, bytes, Any]:
+        """Any request (``aiohttp.FormData`` for multipart): ``(status, body, headers)`` whatever the
+        status, for callers that read some statuses themselves; transport failures are typed errors."""
+        try:
+            if isinstance(data, aiohttp.FormData):
+                payload = data()
+                content_type = payload.content_type
+                data = payload
+            headers = {"Content-Type": content_type} if content_type else {}
+            tp = tracing.traceparent()
+            if tp:
+                headers["traceparent"] = tp
+            async with self._get_session().request(method, url, data=data, headers=headers) as resp:
+                return resp.status, await resp.read(), resp.headers
+        except Exception as err:
+            raise self.transport_error(err) from err
+
     async def post_stream(self, url: URL, body: bytes) -> AsyncGenerator[bytes, None]:
         """POST and yield the body as it arrives (for SSE: see :func:`runyard.sse.aiter_sse`);
         failures become typed errors."""

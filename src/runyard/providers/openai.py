@@ -14,11 +14,12 @@ from ..inference import ChatDelta, ChatOutcome, ChatRequest, EmbedOutcome, Model
 from ..sse import DONE, aiter_sse
 from .base import Provider
 from .http import UpstreamClient, endpoint
+from .openai_batch import OpenAIBatchMixin
 from .openai_media import MEDIA_CAPABILITIES, OpenAIMediaMixin
 
 
-class OpenAIProvider(OpenAIMediaMixin, Provider):
-    capabilities = frozenset({"chat", "tools", "json_schema", "vision", "embed", *MEDIA_CAPABILITIES})
+class OpenAIProvider(OpenAIMediaMixin, OpenAIBatchMixin, Provider):
+    capabilities = frozenset({"chat", "tools", "json_schema", "vision", "embed", "batch", *MEDIA_CAPABILITIES})
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         super().__init__(name, config)
@@ -51,6 +52,16 @@ class OpenAIProvider(OpenAIMediaMixin, Provider):
         raw = await self._http.post_json(self._chat_url, self._body(request, model, stream=False))
         try:
             data = orjson.loads(raw)
+        except orjson.JSONDecodeError as err:
+            raise UpstreamError(
+                f"{self.name}: unreadable chat response ({type(err).__name__}: {err})",
+                code="upstream_invalid_response",
+            ) from None
+        return self.parse_chat(data, model)
+
+    def parse_chat(self, data: Any, model: str) -> ChatOutcome:
+        """A ``chat.completion`` object (live, or a batch's answer line) as a :class:`ChatOutcome`."""
+        try:
             choice = data["choices"][0]
             message = choice["message"]
             tool_calls = [
@@ -67,7 +78,7 @@ class OpenAIProvider(OpenAIMediaMixin, Provider):
                 provider=self.name,
                 provider_model=data.get("model") or model,
             )
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as err:
+        except (KeyError, IndexError, TypeError, AttributeError) as err:
             raise UpstreamError(
                 f"{self.name}: unreadable chat response ({type(err).__name__}: {err})",
                 code="upstream_invalid_response",

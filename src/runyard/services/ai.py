@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..backends.recorder import InferenceRecorder
@@ -60,6 +60,8 @@ class ChatOptions:
     vendor: str | None = None
     max_cost_multiplier: float | None = None
     cache_strategy: str | None = None  # None: the config's default
+    batch: bool = False  # ``batch_mode``: through the provider's batch API where it has one
+    batch_progress: Callable[[float, str], None] | None = None  # told while a batch waits upstream
 
 
 @dataclass(slots=True)
@@ -255,6 +257,7 @@ class AIService:
             self.telemetry.cache_lookup(hit is not None)
             if hit is not None:
                 hit.cache_hit, hit.cost, hit.attempts, hit.route_reason = True, 0.0, [], plan.reason
+                hit.batch_id = None
                 hit.latency_ms = (time.perf_counter() - started) * 1000
                 self._stamp(hit, ctx)
                 self._finish_chat(request, hit, ctx, ttft_ms=None, status="ok", error=None, span=span)
@@ -262,9 +265,14 @@ class AIService:
         routes = self._open_routes(plan, attempts)
         if tracing.enabled():
             self.telemetry.routed(span, plan.reason, [r.key for r in routes], attempts)
+        batch = options.batch
         result, route = await first_success(
             routes,
-            lambda r: r.provider.chat(request, r.model),
+            lambda r: (
+                r.provider.batch_chat(request, r.model, options.batch_progress)
+                if batch
+                else r.provider.chat(request, r.model)
+            ),
             attempts,
             self.breakers,
             on_error=lambda r, err: self._record_failure(request, r.name, ctx, attempts, err, started, span),
@@ -274,14 +282,17 @@ class AIService:
         result.attempts = attempts
         result.route_reason = plan.reason
         result.latency_ms = (time.perf_counter() - started) * 1000
-        result.cost = _cost(route.price, result.usage)
+        result.cost = _cost(route.price, result.usage, batch=result.batch_id is not None)
         self._stamp(result, ctx)
+        filed = ctx
+        if result.batch_id is not None:  # filed with the upstream batch's id among its tags
+            filed = replace(ctx, tags={**(ctx.tags or {}), "batch_id": result.batch_id})
         if key is not None:
             if self.shared_cache is None:
                 self.cache.put(key, result)
             else:
                 await self.shared_cache.put(key, result)
-        self._finish_chat(request, result, ctx, ttft_ms=None, status="ok", error=None, span=span)
+        self._finish_chat(request, result, filed, ttft_ms=None, status="ok", error=None, span=span)
         if self.sync_recording and self.recorder is not None:
             await self.recorder.persist(result.inference_id)  # the row is in before the answer leaves
         return result
@@ -458,5 +469,8 @@ class BoundAI:
         return await self.service.embed(texts, model, dimensions=dimensions, ctx=ctx or self.ctx)
 
 
-def _cost(price: PriceConfig | None, usage: TokenUsage) -> float | None:
+def _cost(price: PriceConfig | None, usage: TokenUsage, *, batch: bool = False) -> float | None:
+    """USD at the route's price (its batch price for a batch API answer, where the catalog has one)."""
+    if batch and price is not None and price.batch is not None:
+        price = price.batch
     return None if price is None else price.cost(usage.input_tokens, usage.output_tokens, usage.cached_tokens)

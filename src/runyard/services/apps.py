@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,6 +20,7 @@ from ..config import ConfigError, RunyardConfig
 from ..errors import NotFoundError, RequirementsNotMetError
 from ..files import File
 from ..inference import ChatRequest, Message
+from .ai import ChatOptions
 
 __all__ = ["AppRegistry", "import_app_module"]
 
@@ -155,6 +157,7 @@ class ChatInput(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
+    batch_mode: bool = Field(default=False, description="through the provider's batch API, at its batch price")
 
 
 class ChatOutput(BaseModel):
@@ -165,6 +168,9 @@ class ChatOutput(BaseModel):
     model: str
     provider: str
     inference_id: str
+    cost: float | None = Field(default=None, description="USD, at the batch price when a batch answered")
+    batch_id: str | None = Field(default=None, description="the provider's batch that answered (batch_mode)")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="as a chat's _metadata")
 
 
 @app("runyard/chat", version="1.0.0", description="Chat with any configured model.")
@@ -187,7 +193,17 @@ class ModelChat:
                 "tools": input.tools,
             }
         )
-        result = await ctx.ai.chat(request)
+        options = ChatOptions(batch=True, batch_progress=_batch_progress(ctx)) if input.batch_mode else None
+        result = await ctx.ai.chat(request, options=options)
+        metadata = {
+            "request_id": result.inference_id,
+            "vendor": result.provider,
+            "model": result.model,
+            "provider_model": result.provider_model,
+            "cost": result.cost,
+            "batch_id": result.batch_id,
+            "latency_ms": round(result.latency_ms, 3),
+        }
         return ChatOutput(
             content=result.content,
             tool_calls=[tc.to_openai() for tc in result.tool_calls],
@@ -196,7 +212,25 @@ class ModelChat:
             model=result.model,
             provider=result.provider,
             inference_id=result.inference_id,
+            cost=result.cost,
+            batch_id=result.batch_id,
+            metadata=metadata,
         )
+
+
+def _batch_progress(ctx: AppContext) -> Callable[[float, str], None]:
+    """A batch's progress on the task: each poll as progress, each new state also a log line; a
+    cancelled task raises here, which cancels the upstream batch."""
+    said: list[str] = []
+
+    def report(fraction: float, message: str) -> None:
+        ctx.check_cancelled()
+        ctx.progress(fraction, message)
+        if not said or said[-1] != message:
+            said.append(message)
+            ctx.log(message)
+
+    return report
 
 
 class EmbedInput(BaseModel):

@@ -186,12 +186,14 @@ async def within(deadline: float | None, call: Awaitable[T]) -> T:
 
 
 async def _queue_chat(request: Request, key: str | None, raw: bytes, chat_request: ChatRequest) -> Response:
-    """``batch_mode``: the chat runs later as a ``runyard/chat`` task; answer 202 with the task."""
+    """``batch_mode``: the chat runs later as a ``runyard/chat`` task, through the provider's batch
+    API where it has one (priced at the catalog's batch price); answer 202 with the task."""
     if not chat_request.model or chat_request.stream:
         raise InvalidRequestError("batch_mode needs a 'model' and no 'stream'", code="invalid_batch_request")
     tasks = gateway(request).tasks
     chat_input = chat_request.model_dump(mode="json", exclude_none=True, exclude={"stream", "stream_options"})
     await check_file_refs(request, chat_input)
+    chat_input["batch_mode"] = True  # the task goes through the provider's batch API (services/apps.py)
 
     async def produce() -> Response:
         task = await tasks.create("runyard/chat", chat_input, api_key_id=request.state.api_key_id)
@@ -383,7 +385,8 @@ operations = [
         body=_PlainChat,
         response=ANY_OBJECT,
         stream=True,
-        description="Also takes `prompt` (a string or messages), `vendor` and `batch_mode` (202: a task).",
+        description="Also takes `prompt` (a string or messages), `vendor` and `batch_mode` (202: a task, run "
+        "through the provider's batch API at its batch price).",
     ),
     Operation("POST", "/v1/ai/embed", "Embeddings (native)", "ai", "aiEmbed", body=_EmbedBody, response=ANY_OBJECT),
     Operation(
