@@ -211,6 +211,14 @@ class RunyardApp(Starlette):
             return
         scope["app"] = self
         try:
+            await self._answer(handler, scope, receive, send)
+        finally:
+            state = scope.get("state")
+            if state and "limit_policy" in state:
+                self.guard.done(state)  # the request ended: its spend reservation goes back
+
+    async def _answer(self, handler: Any, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
             response = await self.guard.admit(scope)
             if response is None:
                 response = await handler(Request(scope, receive))

@@ -30,6 +30,7 @@ class Guard:
     ) -> None:
         self.authenticate = authenticator.authenticate
         self.limit = limiter.admit
+        self.done = limiter.done  # call when the request ended (once admitted under limits)
         self.dialects = tuple((dialects or {}).items())  # path prefix -> how a protocol words a refusal
 
     @classmethod
@@ -91,4 +92,7 @@ class GuardMiddleware:
                     message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
-        await self.app(scope, receive, send_with_limits)
+        try:
+            await self.app(scope, receive, send_with_limits)
+        finally:
+            self.guard.done(state)

@@ -31,10 +31,14 @@ class RateLimiter:
         state["limit_policy"] = policy
         kind = classify(scope["method"], scope["path"])
         try:
-            state["rate_limit"] = await self.limits.check(policy, NOT_METERED if kind == DEFERRED else kind)
+            state["rate_limit"] = await self.limits.check(policy, NOT_METERED if kind == DEFERRED else kind, state)
         except RateLimitError as err:
             return rate_limit_refusal(err)
         return None
+
+    def done(self, state: dict[str, Any]) -> None:
+        """The request ended: give back what its admission holds (a spend reservation)."""
+        self.limits.release(state)
 
 
 def rate_limit_refusal(err: RateLimitError) -> Response:
@@ -55,7 +59,7 @@ async def enforce(request: Request, kind: int) -> None:
     if policy is None:
         return
     try:
-        state["rate_limit"] = await gateway(request).limits.check(policy, kind)
+        state["rate_limit"] = await gateway(request).limits.check(policy, kind, state)
     except RateLimitError as err:
         state["rate_limit"] = err.headers
         raise

@@ -27,7 +27,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..backends.limits import ADMITTED, OVER_SPEND, OVER_TOKENS, InProcessLimitBackend, LimitBackend, period_bounds
+from ..backends.limits import (
+    ADMITTED,
+    OVER_SPEND,
+    OVER_TOKENS,
+    SPEND_PENDING,
+    InProcessLimitBackend,
+    LimitBackend,
+    period_bounds,
+)
 from ..config import LimitsConfig
 from ..errors import RateLimitError, UsageLimitError
 
@@ -42,6 +50,7 @@ NOT_METERED = 0
 DEFERRED = 3  # the route decides sync/async (POST /v1/runs) and calls enforce()
 
 Headers = list[tuple[bytes, bytes]]
+_RESERVATION = "spend_reservation"  # the request state's (subject, reservation) while in flight
 
 _NOT_METERED_PATHS = frozenset(
     {
@@ -148,10 +157,11 @@ class LimitService:
         return p if p.limited else None
 
     # -- the hot path -------------------------------------------------------------
-    async def check(self, p: Policy, kind: int) -> Headers:
+    async def check(self, p: Policy, kind: int, state: dict[str, Any] | None = None) -> Headers:
         """Admit one request of ``kind`` (SYNC/ASYNC; NOT_METERED only peeks) and return the
         rate-limit headers; raises RateLimitError (RATE_LIMIT_EXCEEDED, USAGE_LIMIT_EXCEEDED)
-        with ``headers`` set. One backend call (on Redis, one round trip)."""
+        with ``headers`` set. One backend call (on Redis, one round trip). Under a spend limit
+        the admitted request holds a reservation in ``state`` until :meth:`release`."""
         if kind == ASYNC:
             limit, rk = p.rpm_async, p.rk_async
         else:
@@ -163,6 +173,11 @@ class LimitService:
         a = await self.backend.admit(p.subject, rk, limit, self.window_s, p.tpm, p.spend_limit, p.period)
         headers = _headers(limit, a.remaining, a.reset) if limit is not None else []
         if a.verdict == ADMITTED:
+            if a.reservation is not None:
+                if state is None:  # nobody would give it back: at once, then
+                    self.backend.release(p.subject, a.reservation)
+                else:
+                    state[_RESERVATION] = (p.subject, a.reservation)
             return headers
         err: RateLimitError
         if a.verdict == OVER_TOKENS:
@@ -172,6 +187,13 @@ class LimitService:
                 retry_after=a.usage_reset,
             )
             headers = [*headers, (b"x-ratelimit-limit-tokens", str(p.tpm).encode())]
+        elif a.verdict == SPEND_PENDING:
+            err = UsageLimitError(
+                f"usage limit nearly reached: ${a.cost:.4f} of ${p.spend_limit:g} spent this {p.period}, "
+                "and requests in flight may spend the rest; retry when they finish",
+                code="USAGE_LIMIT_EXCEEDED",
+                retry_after=1.0,
+            )
         elif a.verdict == OVER_SPEND:
             err = UsageLimitError(
                 f"usage limit exceeded: ${a.cost:.4f} of ${p.spend_limit:g} spent this {p.period}",
@@ -187,6 +209,13 @@ class LimitService:
             )
         err.headers = headers
         raise err
+
+    def release(self, state: dict[str, Any]) -> None:
+        """The request admitted with ``state`` ended (its usage recorded): give back its spend
+        reservation, if it holds one."""
+        held = state.pop(_RESERVATION, None)
+        if held is not None:
+            self.backend.release(*held)
 
     async def _usage(self, subject: str, period: float | Literal["day", "month"]) -> tuple[int, float, float]:
         return await self.backend.get_usage(subject, period)

@@ -243,7 +243,9 @@ class TaskService:
         found = await self.queue.get_session(session)
         if found is None or found.status == "ended":
             raise SessionNotFoundError(f"session {session} not found")
-        if found.status != "active" or (found.expires_at is not None and found.expires_at < time.time()):
+        now = time.time()
+        lapsed = [found.expires_at, found.lease_until]  # idle too long; its worker gone
+        if found.status != "active" or any(t is not None and t < now for t in lapsed):
             raise SessionExpiredError(f"session {session} expired")
         if found.app.partition("@")[0] != definition.name:
             raise InvalidRequestError(f"session {session} belongs to {found.app}", code="session_app_mismatch")
