@@ -76,6 +76,8 @@ def spend_verdict(cost: float, spend_limit: float, in_flight: int, largest: floa
 
 
 class LimitBackend(ABC):
+    reads_with_admit = False  # admit_reading takes an admission and reads keys in one round trip
+
     @abstractmethod
     async def hit(self, key: str, limit: int, window_s: float, cost: int = 1) -> tuple[bool, int, float]: ...
 
@@ -116,6 +118,21 @@ class LimitBackend(ABC):
             if not allowed and verdict == ADMITTED:
                 verdict = OVER_RATE
         return Admission(verdict, tokens, usage_reset, cost, period_reset, remaining, reset)
+
+    async def admit_reading(
+        self,
+        reads: list[str],
+        subject: str,
+        rk: str,
+        limit: int | None,
+        window_s: float,
+        tpm: int | None,
+        spend_limit: float | None,
+        period: Literal["day", "month"],
+    ) -> tuple[Admission, list[bytes | None]]:
+        """:meth:`admit`, and the values at the (store) keys ``reads`` in the same round trip
+        (when ``reads_with_admit``)."""
+        raise NotImplementedError
 
     def release(self, key: str, reservation: str) -> None:  # noqa: B027 - optional hook
         """Give back a reservation ``admit`` took (after the request's usage was added)."""

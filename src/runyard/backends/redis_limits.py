@@ -14,7 +14,7 @@ Keys (under ``[redis] prefix``):
 
 :meth:`RedisLimitBackend.admit` runs tokens, spend and the bucket in one script: one round trip
 per request. ``add_usage`` is called synchronously by the usage observer and ``release`` when a
-request ends: both queue, and one background flush sends everything queued in one pipeline
+request ends: both queue, and one background flush sends everything queued in one script call
 (usage before the reservations it releases).
 """
 
@@ -24,7 +24,9 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Literal
+from typing import Any, Literal
+
+from redis.exceptions import NoScriptError
 
 from .limits import ADMITTED, RESERVATION_TTL_S, Admission, LimitBackend, Period, period_bounds
 from .redis_conn import RedisHandle
@@ -138,30 +140,39 @@ return {verdict, tokens, tostring(usage_reset), tostring(cost), g[1], g[2], g[3]
 """
 )
 
-# KEYS: token window, day totals, month totals. ARGV: tokens, cost, slice_s, horizon_s, day_ttl,
-# month_ttl, the largest single cost among them.
+# One flush in one call. KEYS: token window, day totals, month totals of each usage entry, then
+# the in-flight set of each release. ARGV: slice_s, horizon_s, the number of usage entries, then
+# per entry tokens, cost, day_ttl, month_ttl, its largest single cost; then the released ids.
 ADD = (
     _NOW
     + """
-local tokens, cost, slice_s = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local slice_s, horizon = tonumber(ARGV[1]), tonumber(ARGV[2])
+local entries = tonumber(ARGV[3])
 local slice = math.floor(now / slice_s)
-redis.call('HINCRBY', KEYS[1], 't' .. slice, tokens)
-redis.call('HINCRBYFLOAT', KEYS[1], 'c' .. slice, cost)
-redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4])) + 1)
-for i, ttl in ipairs({ARGV[5], ARGV[6]}) do
-  redis.call('HINCRBY', KEYS[i + 1], 't', tokens)
-  redis.call('HINCRBYFLOAT', KEYS[i + 1], 'c', cost)
-  local largest = redis.call('HGET', KEYS[i + 1], 'm')
-  if not largest or tonumber(ARGV[7]) > tonumber(largest) then redis.call('HSET', KEYS[i + 1], 'm', ARGV[7]) end
-  redis.call('EXPIRE', KEYS[i + 1], ttl)
-end
--- drop slices older than the horizon now and then
-if math.random(32) == 1 then
-  local oldest = math.floor((now - tonumber(ARGV[4])) / slice_s)
-  local fields = redis.call('HKEYS', KEYS[1])
-  for _, f in ipairs(fields) do
-    if tonumber(string.sub(f, 2)) < oldest then redis.call('HDEL', KEYS[1], f) end
+local oldest = math.floor((now - horizon) / slice_s)
+for e = 0, entries - 1 do
+  local k, a = e * 3, 4 + e * 5
+  local tokens, cost, largest = tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 4]
+  redis.call('HINCRBY', KEYS[k + 1], 't' .. slice, tokens)
+  redis.call('HINCRBYFLOAT', KEYS[k + 1], 'c' .. slice, cost)
+  redis.call('EXPIRE', KEYS[k + 1], math.ceil(horizon) + 1)
+  for i, ttl in ipairs({ARGV[a + 2], ARGV[a + 3]}) do
+    local totals = KEYS[k + 1 + i]
+    redis.call('HINCRBY', totals, 't', tokens)
+    redis.call('HINCRBYFLOAT', totals, 'c', cost)
+    local seen = redis.call('HGET', totals, 'm')
+    if not seen or tonumber(largest) > tonumber(seen) then redis.call('HSET', totals, 'm', largest) end
+    redis.call('EXPIRE', totals, ttl)
   end
+  -- drop slices older than the horizon now and then
+  if math.random(32) == 1 then
+    for _, f in ipairs(redis.call('HKEYS', KEYS[k + 1])) do
+      if tonumber(string.sub(f, 2)) < oldest then redis.call('HDEL', KEYS[k + 1], f) end
+    end
+  end
+end
+for r = entries * 3 + 1, #KEYS do
+  redis.call('ZREM', KEYS[r], ARGV[4 + entries * 5 + r - entries * 3 - 1])
 end
 return 1
 """
@@ -178,6 +189,15 @@ return 1
 """
 
 _PERIOD_GRACE_S = 3600  # period totals outlive their period by this much
+
+
+def _admission(reply: list[Any], period_reset: float, reservation: str) -> Admission:
+    """ADMIT's reply as an Admission (holding ``reservation`` when admitted under a spend limit)."""
+    verdict, tokens, usage_reset, cost, _, remaining, reset = reply
+    held = reservation if reservation and int(verdict) == ADMITTED else None
+    return Admission(
+        int(verdict), int(tokens), float(usage_reset), float(cost), period_reset, int(remaining), float(reset), held
+    )
 
 
 class RedisLimitBackend(LimitBackend):
@@ -206,6 +226,8 @@ class RedisLimitBackend(LimitBackend):
         allowed, remaining, reset = await self._hit(keys=[self.redis.key("rl", key)], args=[limit, window_s, cost])
         return bool(allowed), int(remaining), float(reset)
 
+    reads_with_admit = True
+
     async def admit(
         self,
         subject: str,
@@ -216,16 +238,51 @@ class RedisLimitBackend(LimitBackend):
         spend_limit: float | None,
         period: Literal["day", "month"],
     ) -> Admission:
+        keys, args, period_reset = self._admit_call(subject, rk, limit, window_s, tpm, spend_limit, period)
+        return _admission(await self._admit(keys=keys, args=args), period_reset, args[5])
+
+    async def admit_reading(
+        self,
+        reads: list[str],
+        subject: str,
+        rk: str,
+        limit: int | None,
+        window_s: float,
+        tpm: int | None,
+        spend_limit: float | None,
+        period: Literal["day", "month"],
+    ) -> tuple[Admission, list[bytes | None]]:
+        """The admission script and ``GET`` of each of ``reads``, pipelined: one round trip."""
+        keys, args, period_reset = self._admit_call(subject, rk, limit, window_s, tpm, spend_limit, period)
+        async with self.redis.client.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._admit.sha, len(keys), *keys, *args)
+            for key in reads:
+                pipe.get(key)
+            replies = await pipe.execute(raise_on_error=False)
+        verdict = replies[0]
+        if isinstance(verdict, NoScriptError):  # Redis lost its scripts (a restart): load it, once
+            verdict = await self._admit(keys=keys, args=args)
+        for reply in replies:
+            if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
+                raise reply
+        return _admission(verdict, period_reset, args[5]), replies[1:]
+
+    def _admit_call(
+        self,
+        subject: str,
+        rk: str,
+        limit: int | None,
+        window_s: float,
+        tpm: int | None,
+        spend_limit: float | None,
+        period: Literal["day", "month"],
+    ) -> tuple[list[str], list[Any], float]:
+        """The ADMIT script's keys and arguments, and the seconds until ``period`` ends."""
         period_key, period_reset = self._period_key(subject, period, time.time())
         keys = [self.redis.key("rl", rk), self.redis.key("tw", subject), period_key, self.redis.key("fl", subject)]
         spend = -1 if spend_limit is None else spend_limit
         reservation = uuid.uuid4().hex if spend_limit is not None else ""
-        args = [limit or 0, window_s, tpm or 0, spend, self.slice_s, reservation, RESERVATION_TTL_S]
-        verdict, tokens, usage_reset, cost, _, remaining, reset = await self._admit(keys=keys, args=args)
-        held = reservation if reservation and int(verdict) == ADMITTED else None
-        return Admission(
-            int(verdict), int(tokens), float(usage_reset), float(cost), period_reset, int(remaining), float(reset), held
-        )
+        return keys, [limit or 0, window_s, tpm or 0, spend, self.slice_s, reservation, RESERVATION_TTL_S], period_reset
 
     def add_usage(self, key: str, tokens: int = 0, cost: float = 0.0) -> None:
         pending = self._pending.get(key)
@@ -261,19 +318,20 @@ class RedisLimitBackend(LimitBackend):
                 return
 
     async def _send(self, batch: dict[str, list[float]], releases: list[tuple[str, str]]) -> bool:
+        """One script call (one round trip): the usage, then the releases."""
         now = time.time()
+        keys: list[str] = []
+        args: list[object] = [self.slice_s, self.horizon_s, len(batch)]
+        for key, (tokens, cost, largest) in batch.items():
+            day_key, day_left = self._period_key(key, "day", now)
+            month_key, month_left = self._period_key(key, "month", now)
+            keys += [self.redis.key("tw", key), day_key, month_key]
+            ttls = [int(day_left) + _PERIOD_GRACE_S, int(month_left) + _PERIOD_GRACE_S]
+            args += [int(tokens), repr(float(cost)), *ttls, repr(float(largest))]
+        keys += [self.redis.key("fl", key) for key, _ in releases]
+        args += [reservation for _, reservation in releases]
         try:
-            async with self.redis.client.pipeline(transaction=False) as pipe:
-                for key, (tokens, cost, largest) in batch.items():
-                    day_key, day_left = self._period_key(key, "day", now)
-                    month_key, month_left = self._period_key(key, "month", now)
-                    keys = [self.redis.key("tw", key), day_key, month_key]
-                    ttls = [int(day_left) + _PERIOD_GRACE_S, int(month_left) + _PERIOD_GRACE_S]
-                    args = [int(tokens), repr(float(cost)), self.slice_s, self.horizon_s, *ttls, repr(float(largest))]
-                    await self._add(keys=keys, args=args, client=pipe)
-                for key, reservation in releases:
-                    pipe.zrem(self.redis.key("fl", key), reservation)
-                await pipe.execute()
+            await self._add(keys=keys, args=args)
         except Exception:
             log.warning("could not record usage on Redis; will retry", exc_info=True)
             return False

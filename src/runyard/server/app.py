@@ -219,13 +219,17 @@ class RunyardApp(Starlette):
 
     async def _answer(self, handler: Any, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            response = await self.guard.admit(scope)
+            response = await self.guard.admit(scope, defer=True)
             if response is None:
                 response = await handler(Request(scope, receive))
         except RunyardError as err:
             response = error_response(err)
         except ClientDisconnect:
             return  # the caller left while sending its request: nobody to answer
+        except Exception as exc:
+            response = error_response(unexpected_error(exc, scope))
+        try:
+            response = await self.guard.settle(scope) or response  # a deferred admission, not yet taken
         except Exception as exc:
             response = error_response(unexpected_error(exc, scope))
         extra = scope["state"].get("rate_limit")
