@@ -4,11 +4,12 @@ the replies to one request are not counted apart)."""
 
 from __future__ import annotations
 
-import select
 import socket
 import socketserver
 import threading
 from urllib.parse import urlsplit
+
+from support.connect_proxy import relay
 
 
 class RoundTripCounter:
@@ -40,28 +41,15 @@ class RoundTripCounter:
 
     def _relay(self, client: socket.socket, server: socket.socket) -> None:
         replied = True  # the next bytes from the client start a round trip
-        try:
-            while True:
-                ready, _, _ = select.select([client, server], [], [], 60)
-                if not ready:
-                    return
-                for src in ready:
-                    data = src.recv(65536)
-                    if not data:
-                        return
-                    if src is client:
-                        if replied:
-                            with self._lock:
-                                self.round_trips += 1
-                        replied = False
-                        server.sendall(data)
-                    else:
-                        replied = True
-                        client.sendall(data)
-        except OSError:
-            return
-        finally:
-            server.close()
+
+        def seen(from_client: bool) -> None:
+            nonlocal replied
+            if from_client and replied:
+                with self._lock:
+                    self.round_trips += 1
+            replied = not from_client
+
+        relay(client, server, seen, idle_s=60)
 
     def start(self) -> RoundTripCounter:
         self._thread.start()
