@@ -39,7 +39,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
 from time import monotonic
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 Period = Union[float, Literal["day", "month"]]
 
@@ -119,19 +119,9 @@ class LimitBackend(ABC):
                 verdict = OVER_RATE
         return Admission(verdict, tokens, usage_reset, cost, period_reset, remaining, reset)
 
-    async def admit_reading(
-        self,
-        reads: list[str],
-        subject: str,
-        rk: str,
-        limit: int | None,
-        window_s: float,
-        tpm: int | None,
-        spend_limit: float | None,
-        period: Literal["day", "month"],
-    ) -> tuple[Admission, list[bytes | None]]:
-        """:meth:`admit`, and the values at the (store) keys ``reads`` in the same round trip
-        (when ``reads_with_admit``)."""
+    async def admit_reading(self, reads: list[str], *admit: Any) -> tuple[Admission, list[bytes | None]]:
+        """:meth:`admit` (``admit``: its arguments), and the values at the (store) keys ``reads``
+        in the same round trip (when ``reads_with_admit``)."""
         raise NotImplementedError
 
     def release(self, key: str, reservation: str) -> None:  # noqa: B027 - optional hook

@@ -241,19 +241,9 @@ class RedisLimitBackend(LimitBackend):
         keys, args, period_reset = self._admit_call(subject, rk, limit, window_s, tpm, spend_limit, period)
         return _admission(await self._admit(keys=keys, args=args), period_reset, args[5])
 
-    async def admit_reading(
-        self,
-        reads: list[str],
-        subject: str,
-        rk: str,
-        limit: int | None,
-        window_s: float,
-        tpm: int | None,
-        spend_limit: float | None,
-        period: Literal["day", "month"],
-    ) -> tuple[Admission, list[bytes | None]]:
+    async def admit_reading(self, reads: list[str], *admit: Any) -> tuple[Admission, list[bytes | None]]:
         """The admission script and ``GET`` of each of ``reads``, pipelined: one round trip."""
-        keys, args, period_reset = self._admit_call(subject, rk, limit, window_s, tpm, spend_limit, period)
+        keys, args, period_reset = self._admit_call(*admit)
         async with self.redis.client.pipeline(transaction=False) as pipe:
             pipe.evalsha(self._admit.sha, len(keys), *keys, *args)
             for key in reads:
