@@ -3,8 +3,9 @@
 
 1,000 short tasks submitted round robin at concurrency 50 all complete exactly once while one
 worker and one gateway are SIGKILLed and restarted midway: none lost, none stuck in processing.
-A key's limit and an idempotency key hold across both gateways; a task submitted to one streams
-from the other as it runs.
+A key's request limit and spend cap and an idempotency key hold across both gateways; a task
+submitted to one streams from the other as it runs; an agent chat started on one is approved on
+the other; a session's runs reach its worker from either gateway and end, typed, when it dies.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +23,20 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from runyard.agents import app_tool, string
 from runyard.backends.store import Store
+from runyard.backends.usage import key_spend
 from runyard.config import hash_api_key
 from support.gateway import GatewayProcess
 from support.mock_server import Delay
-from support.openai_mock import MockOpenAI
+from support.openai_mock import B, MockOpenAI
 from support.scaleout import redis_url
 from support.tasks_e2e import WorkerProcess, app_env, tasks_toml
 
 TASKS = 1_000
 CONCURRENCY = 50
+PRICE_IN, PRICE_OUT = 1000.0, 2000.0  # USD per 1M tokens
+CALL_COST = (3 * PRICE_IN + 4 * PRICE_OUT) / 1e6  # "one two three" -> "echo: one two three": $0.011
 
 
 class Cluster:
@@ -63,6 +69,8 @@ class Cluster:
 def cluster(tmp_path: Path, postgres_url: str, redis_prefix: str, mock_openai: MockOpenAI) -> Iterator[Cluster]:
     toml = tasks_toml(tmp_path, lease_s=2.0, max_attempts=5)
     toml += f'\n[providers.mock]\nkind = "openai"\nbase_url = "{mock_openai.url}"\n'
+    toml += '\n[models.gpt]\nroutes = ["mock::gpt-test"]\n'
+    toml += f'\n[models.priced]\nroutes = ["dummy::echo"]\nprice = {{input = {PRICE_IN}, output = {PRICE_OUT}}}\n'
     # four processes on one Postgres (max_connections 100 by default): at most 4 x (5 + 10) connections
     toml = toml.replace(
         f'url = "sqlite+aiosqlite:///{tmp_path / "runyard.db"}"',
@@ -150,16 +158,22 @@ async def test_tasks_complete_exactly_once_through_kills(cluster: Cluster, postg
     assert all(outputs[i] is not None for i in ids)
 
 
-async def test_a_key_limit_holds_across_both_gateways(cluster: Cluster, postgres_url: str) -> None:
-    limit = 10
+async def _add_key(cluster: Cluster, postgres_url: str, name: str, key: str, **limits: Any) -> str:
+    """A key with ``limits``; the gateways restart (keys switch authentication on at start)."""
     store = Store(postgres_url)
     try:
-        await store.add_api_key("limited", hash_api_key("ry_cluster_key"), rpm_sync=limit)
+        key_id = await store.add_api_key(name, hash_api_key(key), **limits)
     finally:
         await store.aclose()
-    for i in range(2):  # keys switch authentication on when a gateway starts
+    for i in range(2):
         cluster.gateways[i].stop()
         await asyncio.to_thread(cluster.restart_gateway, i)
+    return key_id
+
+
+async def test_a_key_limit_holds_across_both_gateways(cluster: Cluster, postgres_url: str) -> None:
+    limit = 10
+    await _add_key(cluster, postgres_url, "limited", "ry_cluster_key", rpm_sync=limit)
     headers = {"Authorization": "Bearer ry_cluster_key"}
     body = {"model": "dummy::echo", "messages": [{"role": "user", "content": "hi"}]}
     async with httpx.AsyncClient(timeout=30) as client:
@@ -221,3 +235,116 @@ async def test_a_task_run_through_one_gateway_streams_from_the_other(cluster: Cl
     first = [i for i, (_, e) in enumerate(on_b) if e["type"] == "log"][1]
     lags = [abs(at_b - at_a) for (at_a, _), (at_b, _) in zip(on_a[first:], on_b[first:], strict=True)]
     assert max(lags) <= 0.05, lags
+
+
+async def test_a_spend_cap_holds_across_both_gateways(cluster: Cluster, postgres_url: str) -> None:
+    """Rounds of concurrent requests on both gateways until the cap is reached: the admitted ones
+    spend at most the cap plus one request's cost; the others get the typed usage error."""
+    cap = 2.5 * CALL_COST
+    key_id = await _add_key(cluster, postgres_url, "capped", "ry_cluster_cap", spend_limit=cap, period="day")
+    headers = {"Authorization": "Bearer ry_cluster_cap"}
+    body = {"model": "priced", "messages": [{"role": "user", "content": "one two three"}]}
+    allowed = 0
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def round_of(n: int) -> list[httpx.Response]:
+            urls = [cluster.gateways[i % 2].url + "/v1/chat/completions" for i in range(n)]
+            return await asyncio.gather(*(client.post(url, json=body, headers=headers) for url in urls))
+
+        for _ in range(40):
+            answers = await round_of(20)
+            allowed += sum(a.status_code == 200 for a in answers)
+            refused = [a for a in answers if a.status_code != 200]
+            assert all(a.status_code == 429 for a in refused), [a.text for a in refused]
+            assert {a.json()["error"]["code"] for a in refused} <= {"USAGE_LIMIT_EXCEEDED"}
+            limits = (await client.get(cluster.gateways[0].url + "/v1/usage/limits", headers=headers)).json()
+            if limits["usage"]["isExceeded"]:
+                break
+            await asyncio.sleep(0.05)
+        assert [a.status_code for a in await round_of(10)] == [429] * 10
+    assert allowed == 3  # $0.022 spent < the $0.0275 cap admits the third; $0.033 is within one request
+    store = Store(postgres_url)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # recording is asynchronous: wait for the rows
+            day = (await key_spend(store, key_id, datetime(2000, 1, 1, tzinfo=timezone.utc), _today()))[1]
+            if day >= allowed * CALL_COST - 1e-9 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await store.aclose()
+    assert cap <= day <= cap + CALL_COST + 1e-9
+
+
+def _today() -> datetime:
+    now = datetime.now(timezone.utc)
+    return datetime(now.year, now.month, now.day, tzinfo=timezone.utc)
+
+
+async def test_an_agent_chat_started_on_one_gateway_is_approved_on_the_other(
+    cluster: Cluster, mock_openai: MockOpenAI
+) -> None:
+    """The chat pauses for approval on A; B's approval resumes it (the tool runs as a task on a
+    worker) and the turn finishes; A reads the finished chat."""
+    a, b = cluster.gateways
+    deploy = app_tool("deploy", "tests/echo@1.0.0").param("text", string()).require_approval().build()
+    mock_openai.script(B.reply(tool_calls=[{"id": "call_d1", "name": "deploy", "arguments": {"text": "v1"}}]))
+    async with httpx.AsyncClient(timeout=30) as client:
+        made = await client.post(a.url + "/v1/chats", json={"agent": {"model": "gpt", "tools": [deploy]}})
+        assert made.status_code == 201, made.text
+        chat_id = made.json()["id"]
+        paused = await client.post(f"{a.url}/v1/chats/{chat_id}/messages", json={"text": "deploy v1"})
+        assert paused.status_code == 200, paused.text
+        assert paused.json()["status"] == "awaiting_approval"
+        approval = {"call_id": "call_d1", "approved": True, "by": "alice"}
+        done = await client.post(f"{b.url}/v1/chats/{chat_id}/approvals", json=approval)
+        assert done.status_code == 200, done.text
+        again = await client.post(f"{a.url}/v1/chats/{chat_id}/approvals", json=approval)
+        seen_on_a = (await client.get(f"{a.url}/v1/chats/{chat_id}")).json()
+    chat = done.json()
+    call = chat["tool_calls"][0]
+    assert chat["status"] == "idle"
+    assert call["approval"]["approved"] is True and call["approval"]["by"] == "alice"
+    assert call["result"]["text"] == "v1"  # the app ran on a worker
+    assert chat["messages"][-1]["role"] == "assistant"  # the model answered after the tool
+    assert len(mock_openai.requests) == 2
+    assert again.status_code == 409 and again.json()["error"]["code"] == "approval_not_pending"
+    assert seen_on_a["status"] == "idle" and seen_on_a["messages"] == chat["messages"]
+
+
+async def test_a_session_lives_in_one_worker_and_ends_typed_when_it_dies(cluster: Cluster) -> None:
+    """A session's runs reach the worker holding its instance from either gateway; once that worker
+    is SIGKILLed, a run for it ends with SESSION_EXPIRED within a bounded time (its lease, 2 s,
+    plus a sweep), never a hang, and later runs are refused at once."""
+    run = {"app": "tests/counter", "wait": 30}
+    async with httpx.AsyncClient(timeout=60) as client:
+        first = await client.post(
+            cluster.gateways[0].url + "/v1/runs",
+            json={**run, "input": {"add": 2}, "session": "new", "session_timeout": 600},
+        )
+        assert first.status_code == 200 and first.json()["status"] == "completed", first.text
+        session, pid = first.json()["session_id"], first.json()["output"]["pid"]
+        for n in range(4):
+            r = await client.post(
+                cluster.gateways[n % 2].url + "/v1/runs", json={**run, "input": {"add": 1}, "session": session}
+            )
+            assert r.status_code == 200 and r.json()["output"] == {"total": 3 + n, "pid": pid}, r.text
+        holder = next(w for w in cluster.workers if w.pid == pid)
+        holder.kill()
+        started = time.monotonic()
+        r = await client.post(
+            cluster.gateways[1].url + "/v1/runs", json={**run, "input": {"add": 1}, "session": session}
+        )
+        elapsed = time.monotonic() - started
+        if r.status_code == 200:  # queued before the sweeper saw the lease lapse: failed by it
+            assert r.json()["status"] == "failed", r.text
+            code = r.json()["error"]["code"]
+        else:
+            assert r.status_code == 410, r.text
+            code = r.json()["error"]["code"]
+        assert code == "SESSION_EXPIRED"
+        assert elapsed < 8, elapsed
+        later = await client.post(
+            cluster.gateways[0].url + "/v1/runs", json={**run, "input": {"add": 1}, "session": session}
+        )
+    assert later.status_code == 410 and later.json()["error"]["code"] == "SESSION_EXPIRED"

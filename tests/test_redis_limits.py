@@ -1,6 +1,6 @@
 """Limits on a real Redis: two gateway replicas (two LimitServices, each with its own connection)
 sharing one Redis admit exactly ``limit`` requests between them; tokens and spend are shared
-counters, seeded from the store once."""
+counters, seeded from the store once; a spend cap's reservations (both backends)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from runyard.backends.limits import ADMITTED, OVER_SPEND, SPEND_PENDING, Admission, InProcessLimitBackend, LimitBackend
 from runyard.backends.redis_conn import connect
 from runyard.backends.redis_limits import RedisLimitBackend
 from runyard.config import LimitsConfig, RedisConfig
@@ -80,3 +81,48 @@ async def test_peek_does_not_consume(replicas: list[LimitService]) -> None:
         allowed, remaining, _reset = await a.backend.hit("peek", 2, 60.0, 0)
         assert allowed and remaining == 2
     assert (await a.backend.hit("peek", 2, 60.0))[:2] == (True, 1)
+
+
+@pytest.fixture(params=["in-process", "redis"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[LimitBackend]:
+    if request.param == "in-process":
+        yield InProcessLimitBackend()
+        return
+    prefix = request.getfixturevalue("redis_prefix")
+    redis = connect(RedisConfig(url=redis_url(), prefix=prefix))
+    shared = RedisLimitBackend(redis)
+    yield shared
+    await shared.aclose()
+    await redis.aclose()
+
+
+async def _settled(backend: LimitBackend) -> None:
+    if isinstance(backend, RedisLimitBackend):
+        await backend.drain()
+
+
+async def test_a_spend_cap_admits_requests_in_flight_only_while_they_fit(backend: LimitBackend) -> None:
+    """Each request admitted under a spend cap holds a reservation until it ends: while the spend so
+    far plus the largest single cost for each one in flight could reach the cap, more are refused
+    (SPEND_PENDING); so the cap is overshot by one request's cost at most."""
+
+    async def admit() -> Admission:
+        return await backend.admit("k", "k:s", None, 60, None, 1.0, "day")
+
+    first = await admit()
+    assert first.verdict == ADMITTED and first.reservation is not None
+    assert (await admit()).verdict == SPEND_PENDING  # no cost known yet: one at a time
+    backend.add_usage("k", 10, 0.3)
+    backend.release("k", first.reservation)
+    await _settled(backend)
+    held = [await admit() for _ in range(4)]  # $0.3 spent, $0.3 a request: 0.3 + 2 x 0.3 < 1 <= 0.3 + 3 x 0.3
+    assert [a.verdict for a in held] == [ADMITTED, ADMITTED, ADMITTED, SPEND_PENDING]
+    for a in held[:3]:
+        backend.add_usage("k", 10, 0.3)
+        assert a.reservation is not None
+        backend.release("k", a.reservation)
+    await _settled(backend)
+    over = await admit()  # $1.2 spent: within one request's cost of the cap
+    assert over.verdict == OVER_SPEND and over.cost == pytest.approx(1.2) and over.reservation is None
+    # a key without a spend cap takes no reservations
+    assert (await backend.admit("free", "free:s", 5, 60, None, None, "day")).reservation is None

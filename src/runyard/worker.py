@@ -5,7 +5,9 @@ heartbeated every ``lease_s / 3``; the heartbeat also carries cancel requests fr
 processes (in-process cancels arrive at once through the bus). Sync apps run in a thread
 pool sized to the total concurrency. Class-app instances are cached per (app, setup) and,
 for sessions, kept per session id **in this process**: a session lives and dies with the
-worker that created it.
+worker that created it. Runs for a session go back to the queue pinned to that worker, from
+whichever gateway they came; the worker renews the leases of its sessions, and once a dead
+worker's lapse the sweeper ends them (their runs fail ``SESSION_EXPIRED``).
 """
 
 from __future__ import annotations
@@ -284,7 +286,7 @@ class Worker:
     ) -> tuple[_Session | None, dict[str, Any] | None]:
         session_id = task.session_id
         assert session_id is not None  # only tasks of a session come here
-        owner = await self.queue.own_session(session_id, self.worker_id)
+        owner = await self.queue.own_session(session_id, self.worker_id, self.config.lease_s)
         if owner is not None and owner != self.worker_id:
             await self.queue.release(task.id, self.worker_id, owner)
             raise _Released()
@@ -309,8 +311,16 @@ class Worker:
         self._sessions.pop(session_id, None)
 
     async def _reap_sessions(self) -> None:
+        """Renew the leases of the sessions held here (a dead worker's run out: the sweeper ends
+        them) and drop the instances of sessions that ended or sat idle too long."""
+        interval = min(self.config.session_sweep_s, self.config.lease_s / 3)
         while True:
-            await asyncio.sleep(self.config.session_sweep_s)
+            await asyncio.sleep(interval)
+            if self._sessions:
+                try:
+                    await asyncio.shield(self.queue.renew_sessions(self.worker_id, self.config.lease_s))
+                except Exception:
+                    log.exception("session lease renewal failed")
             for session_id in list(self._sessions):
                 try:
                     info = await self.queue.get_session(session_id)

@@ -6,6 +6,7 @@ import select
 import socket
 import socketserver
 import threading
+from collections.abc import Callable
 
 
 class ConnectProxy:
@@ -36,7 +37,7 @@ class ConnectProxy:
                     client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
                     return
                 client.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                _relay(client, upstream)
+                relay(client, upstream)
 
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
@@ -55,16 +56,20 @@ class ConnectProxy:
         self.server.server_close()
 
 
-def _relay(a: socket.socket, b: socket.socket) -> None:
+def relay(a: socket.socket, b: socket.socket, seen: Callable[[bool], None] | None = None, idle_s: float = 30) -> None:
+    """Relay bytes both ways until either side closes (or ``idle_s`` passes); ``seen(from_a)``
+    is told of each chunk before it is passed on."""
     try:
         while True:
-            ready, _, _ = select.select([a, b], [], [], 30)
+            ready, _, _ = select.select([a, b], [], [], idle_s)
             if not ready:
                 return
             for src in ready:
                 data = src.recv(65536)
                 if not data:
                     return
+                if seen is not None:
+                    seen(src is a)
                 (b if src is a else a).sendall(data)
     except OSError:
         return

@@ -21,6 +21,14 @@ replicas) plugs in behind the same four methods:
 - ``seed_usage(key, period, tokens, cost)`` — initialise a period's totals from the
   persisted inferences (once per key and process, before its first use); a backend that
   persists totals itself keeps its own when it already has the period.
+
+A spend cap is exact to within one request's cost under concurrent load: ``admit`` counts the
+key's requests in flight (a *reservation* each, given back by ``release`` once the request's
+usage is recorded) and refuses one (SPEND_PENDING) while the recorded spend plus, for each in
+flight, the largest single cost seen could reach the cap (until the key's first cost is known,
+while any is in flight). So every admitted request found room for all those still running,
+and the cap is overshot by at most one request's cost (an inference's: a request that makes
+several, an agent's turn, may overshoot by its own total).
 """
 
 from __future__ import annotations
@@ -31,13 +39,14 @@ from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
 from time import monotonic
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 Period = Union[float, Literal["day", "month"]]
 
 __all__ = ["Admission", "InProcessLimitBackend", "LimitBackend", "Period", "period_bounds"]
 
-ADMITTED, OVER_TOKENS, OVER_SPEND, OVER_RATE = 0, 1, 2, 3
+ADMITTED, OVER_TOKENS, OVER_SPEND, OVER_RATE, SPEND_PENDING = 0, 1, 2, 3, 4
+RESERVATION_TTL_S = 120  # a reservation its gateway never released (it died) lapses after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +63,21 @@ class Admission:
     period_reset: float = 0.0
     remaining: int = 0
     reset: float = 0.0
+    reservation: str | None = None  # taken when admitted under a spend limit: ``release`` it after
+
+
+def spend_verdict(cost: float, spend_limit: float, in_flight: int, largest: float | None) -> int:
+    """ADMITTED, OVER_SPEND, or SPEND_PENDING (the requests in flight could reach the cap)."""
+    if cost >= spend_limit:
+        return OVER_SPEND
+    if in_flight and (largest is None or cost + in_flight * largest >= spend_limit):
+        return SPEND_PENDING
+    return ADMITTED
 
 
 class LimitBackend(ABC):
+    reads_with_admit = False  # admit_reading takes an admission and reads keys in one round trip
+
     @abstractmethod
     async def hit(self, key: str, limit: int, window_s: float, cost: int = 1) -> tuple[bool, int, float]: ...
 
@@ -97,6 +118,14 @@ class LimitBackend(ABC):
             if not allowed and verdict == ADMITTED:
                 verdict = OVER_RATE
         return Admission(verdict, tokens, usage_reset, cost, period_reset, remaining, reset)
+
+    async def admit_reading(self, reads: list[str], *admit: Any) -> tuple[Admission, list[bytes | None]]:
+        """:meth:`admit` (``admit``: its arguments), and the values at the (store) keys ``reads``
+        in the same round trip (when ``reads_with_admit``)."""
+        raise NotImplementedError
+
+    def release(self, key: str, reservation: str) -> None:  # noqa: B027 - optional hook
+        """Give back a reservation ``admit`` took (after the request's usage was added)."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections (a networked backend)."""
@@ -155,6 +184,8 @@ class InProcessLimitBackend(LimitBackend):
         self.resolution_s = resolution_s if resolution_s is not None else horizon_s / 100
         self._tat: dict[str, float] = {}  # GCRA theoretical arrival time per key
         self._usage: dict[str, _KeyUsage] = {}
+        self._in_flight: dict[str, int] = {}  # spend reservations per key
+        self._largest: dict[str, float] = {}  # the largest single cost seen per key
         self._hits = 0
         self._day = self._month = ""
         self._period_end = self._day_end = self._month_end = 0.0
@@ -176,13 +207,25 @@ class InProcessLimitBackend(LimitBackend):
             verdict = OVER_TOKENS if tokens >= tpm else ADMITTED
         if spend_limit is not None and verdict == ADMITTED:
             _, cost, period_reset = self.usage_now(subject, period)
-            verdict = OVER_SPEND if cost >= spend_limit else ADMITTED
-        if limit is None:
-            return Admission(verdict, tokens, usage_reset, cost, period_reset)
-        allowed, remaining, reset = self.hit_now(rk, limit, window_s, 1 if verdict == ADMITTED else 0)
-        if not allowed and verdict == ADMITTED:
-            verdict = OVER_RATE
-        return Admission(verdict, tokens, usage_reset, cost, period_reset, remaining, reset)
+            in_flight = self._in_flight.get(subject, 0)
+            verdict = spend_verdict(cost, spend_limit, in_flight, self._largest.get(subject))
+        remaining, reset = 0, 0.0
+        if limit is not None:
+            allowed, remaining, reset = self.hit_now(rk, limit, window_s, 1 if verdict == ADMITTED else 0)
+            if not allowed and verdict == ADMITTED:
+                verdict = OVER_RATE
+        reservation = None
+        if spend_limit is not None and verdict == ADMITTED:
+            self._in_flight[subject] = self._in_flight.get(subject, 0) + 1
+            reservation = subject
+        return Admission(verdict, tokens, usage_reset, cost, period_reset, remaining, reset, reservation)
+
+    def release(self, key: str, reservation: str) -> None:
+        left = self._in_flight.get(key, 0) - 1
+        if left > 0:
+            self._in_flight[key] = left
+        else:
+            self._in_flight.pop(key, None)
 
     # -- request rates (GCRA) ------------------------------------------------
     async def hit(self, key: str, limit: int, window_s: float, cost: int = 1) -> tuple[bool, int, float]:
@@ -242,6 +285,8 @@ class InProcessLimitBackend(LimitBackend):
             u.w_cost -= cost
 
     def add_usage(self, key: str, tokens: int = 0, cost: float = 0.0) -> None:
+        if cost > self._largest.get(key, -1.0):  # known from the first inference on, even a free one
+            self._largest[key] = cost
         now = time.time()
         u = self._state(key, now)
         u.day_tokens += tokens

@@ -132,11 +132,17 @@ class SQLTaskQueue:
         return True
 
     async def requeue_expired(self) -> list[str]:
-        """Handle leases that ran out; returns the ids of tasks this made terminal."""
+        """Handle leases that ran out; returns the ids of tasks this made terminal. A session
+        whose worker stopped renewing its lease ends first (its queued runs then fail)."""
         now = time.time()
         expired = sa.and_(tasks.c.status == "processing", tasks.c.lease_until < now)
         finalized: list[str] = []
         async with self._lock, self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(sessions)
+                .where(sessions.c.status == "active", sessions.c.lease_until < now)
+                .values(status="expired")
+            )
             steps: list[tuple[Any, str, dict[str, Any] | None]] = [
                 (sa.and_(expired, tasks.c.cancel_requested.is_(True)), "cancelled", None),
                 (
@@ -287,16 +293,26 @@ class SQLTaskQueue:
             row = (await conn.execute(query)).first()
         return None if row is None else row[0]
 
-    async def own_session(self, session_id: str, worker_id: str) -> str | None:
-        """Bind an unowned session to ``worker_id``; returns its owner (maybe another worker)."""
+    async def own_session(self, session_id: str, worker_id: str, lease_s: float) -> str | None:
+        """Bind an unowned session to ``worker_id`` (leased for ``lease_s``, renewed by
+        :meth:`renew_sessions`); returns its owner (maybe another worker)."""
         async with self._lock, self.engine.begin() as conn:
             await conn.execute(
                 sa.update(sessions)
                 .where(sessions.c.id == session_id, sessions.c.worker_id.is_(None))
-                .values(worker_id=worker_id)
+                .values(worker_id=worker_id, lease_until=time.time() + lease_s)
             )
             row = (await conn.execute(sa.select(sessions.c.worker_id).where(sessions.c.id == session_id))).first()
         return None if row is None else row[0]
+
+    async def renew_sessions(self, worker_id: str, lease_s: float) -> None:
+        """Extend the lease of every active session ``worker_id`` holds (it is alive)."""
+        async with self._lock, self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(sessions)
+                .where(sessions.c.worker_id == worker_id, sessions.c.status == "active")
+                .values(lease_until=time.time() + lease_s)
+            )
 
     async def touch_session(self, session_id: str, expires_at: float) -> None:
         async with self._lock, self.engine.begin() as conn:

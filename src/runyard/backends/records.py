@@ -75,7 +75,8 @@ class TaskEvent:
 
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
-    """A class app's session: the worker holding its instance, and when it expires."""
+    """A class app's session: the worker holding its instance, when it expires (idle), and until
+    when that worker is known alive (``lease_until``, renewed while it runs)."""
 
     id: str
     app: str
@@ -84,6 +85,7 @@ class SessionRecord:
     created_at: datetime
     worker_id: str | None = None
     expires_at: float | None = None
+    lease_until: float | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> SessionRecord:

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from ..services.tasks import TaskBus
 from .redis_conn import RedisHandle
 
 log = logging.getLogger("runyard.bus")
@@ -50,15 +51,14 @@ class _CancelHooks(dict[str, Callable[[], None]]):
         return hook if hook is not None else (lambda: self._publish(task_id))
 
 
-class RedisTaskBus:
-    """Drop-in for ``TaskBus`` (same attributes and methods) plus ``start``/``aclose``."""
+class RedisTaskBus(TaskBus):
+    """``TaskBus`` (its watchers, here) that also publishes, plus ``start``/``aclose``."""
 
     def __init__(self, redis: RedisHandle) -> None:
+        super().__init__()
         self.redis = redis
         self.channel = redis.key("bus")
         self.origin = uuid.uuid4().hex
-        self._watchers: dict[str, set[asyncio.Event]] = {}
-        self.pool_signals: dict[str, asyncio.Event] = {}
         self.cancel_hooks: dict[str, Callable[[], None]] = _CancelHooks(lambda t: self._publish("cancel", t))
         self.session_hooks: list[Callable[[str], None]] = [self._session_ended_here]
         self._sending: set[asyncio.Task[Any]] = set()
@@ -67,21 +67,8 @@ class RedisTaskBus:
 
     # -- TaskBus ---------------------------------------------------------------------
     def notify(self, task_id: str) -> None:
-        self._wake(task_id)
+        super().notify(task_id)
         self._publish("task", task_id)
-
-    @contextlib.contextmanager
-    def watch(self, task_id: str) -> Iterator[asyncio.Event]:
-        event = asyncio.Event()
-        self._watchers.setdefault(task_id, set()).add(event)
-        try:
-            yield event
-        finally:
-            watchers = self._watchers.get(task_id)
-            if watchers is not None:
-                watchers.discard(event)
-                if not watchers:
-                    del self._watchers[task_id]
 
     def pool_signal(self, pool: str) -> asyncio.Event:
         event = self.pool_signals.get(pool)
@@ -111,10 +98,6 @@ class RedisTaskBus:
             await asyncio.gather(*self._sending, return_exceptions=True)
 
     # -- plumbing --------------------------------------------------------------------
-    def _wake(self, task_id: str) -> None:
-        for event in self._watchers.get(task_id, ()):
-            event.set()
-
     def _session_ended_here(self, session_id: str) -> None:
         self._publish("session", session_id)
 
@@ -132,7 +115,7 @@ class RedisTaskBus:
 
     def _deliver(self, kind: str, value: str) -> None:
         if kind == "task":
-            self._wake(value)
+            TaskBus.notify(self, value)  # here only: it came from the bus
         elif kind == "pool":
             event = self.pool_signal(value)
             assert isinstance(event, SharedEvent)

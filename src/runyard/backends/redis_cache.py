@@ -40,8 +40,14 @@ class RedisResponseCache:
         self.hits = 0
         self.misses = 0
 
-    async def get(self, key: str) -> ChatOutcome | None:
-        raw = await self.redis.client.get(self.redis.key("cache", key))
+    async def get(self, key: str, admission: Any = None) -> ChatOutcome | None:
+        """The cached answer; with ``admission`` (a request's deferred one, see ``services/limits``)
+        not yet taken, it is taken in the same round trip (a refusal raises its 429)."""
+        entry = self.redis.key("cache", key)
+        if admission is not None and not admission.taken:
+            (raw,) = await admission.take([entry])
+        else:
+            raw = await self.redis.client.get(entry)
         if raw is None:
             self.misses += 1
             return None

@@ -6,12 +6,16 @@ Keys (under ``[redis] prefix``):
   so replicas' clocks do not matter); expires once the bucket is full again.
 - ``tw:<key>`` — a hash of token/cost counts per time slice (``horizon_s / 60``) for the sliding
   token window; expires after the horizon.
-- ``use:<key>:<day or month id>`` — a hash: ``t`` tokens, ``c`` cost, ``s`` set once seeded from
-  the store (the first replica to seed wins; the others keep the counters).
+- ``use:<key>:<day or month id>`` — a hash: ``t`` tokens, ``c`` cost, ``m`` the largest single
+  cost seen, ``s`` set once seeded from the store (the first replica to seed wins; the others
+  keep the counters).
+- ``fl:<key>`` — a spend-limited key's requests in flight: a sorted set of reservation ids,
+  scored by when they lapse (``RESERVATION_TTL_S``, should a gateway die holding one).
 
 :meth:`RedisLimitBackend.admit` runs tokens, spend and the bucket in one script: one round trip
-per request. ``add_usage`` is called synchronously by the usage observer: it queues the amounts
-and one background flush sends everything queued in one pipeline.
+per request. ``add_usage`` is called synchronously by the usage observer and ``release`` when a
+request ends: both queue, and one background flush sends everything queued in one script call
+(usage before the reservations it releases).
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Literal
+import uuid
+from typing import Any, Literal
 
-from .limits import Admission, LimitBackend, Period, period_bounds
+from redis.exceptions import NoScriptError
+
+from .limits import ADMITTED, RESERVATION_TTL_S, Admission, LimitBackend, Period, period_bounds
 from .redis_conn import RedisHandle
 
 log = logging.getLogger("runyard.limits")
@@ -90,8 +97,9 @@ return {u[1], tostring(u[2]), tostring(u[3])}
 """
 )
 
-# KEYS: bucket, token window, period totals. ARGV: limit (0: none), window_s, tpm (0: none),
-# spend (-1: none), slice_s. Returns {verdict, tokens, usage_reset, cost, allowed, remaining, reset}.
+# KEYS: bucket, token window, period totals, in-flight set. ARGV: limit (0: none), window_s,
+# tpm (0: none), spend (-1: none), slice_s, reservation id, reservation ttl_s.
+# Returns {verdict, tokens, usage_reset, cost, allowed, remaining, reset} (verdicts: limits.py).
 ADMIT = (
     _NOW
     + _GCRA
@@ -106,8 +114,15 @@ if tpm > 0 then
   if tokens >= tpm then verdict = 1 end
 end
 if spend >= 0 and verdict == 0 then
-  cost = tonumber(redis.call('HGET', KEYS[3], 'c') or '0')
-  if cost >= spend then verdict = 2 end
+  local totals = redis.call('HMGET', KEYS[3], 'c', 'm')
+  cost = tonumber(totals[1] or '0')
+  if cost >= spend then
+    verdict = 2
+  else
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+    local n = redis.call('ZCARD', KEYS[4])
+    if n > 0 and (not totals[2] or cost + n * tonumber(totals[2]) >= spend) then verdict = 4 end
+  end
 end
 local g = {1, 0, '0'}
 if limit > 0 then
@@ -116,31 +131,48 @@ if limit > 0 then
   g = gcra(KEYS[1], limit, window_s, take)
   if g[1] == 0 and verdict == 0 then verdict = 3 end
 end
+if spend >= 0 and verdict == 0 then
+  local ttl = tonumber(ARGV[7])
+  redis.call('ZADD', KEYS[4], now + ttl, ARGV[6])
+  redis.call('EXPIRE', KEYS[4], ttl)
+end
 return {verdict, tokens, tostring(usage_reset), tostring(cost), g[1], g[2], g[3]}
 """
 )
 
-# KEYS: token window, day totals, month totals. ARGV: tokens, cost, slice_s, horizon_s, day_ttl, month_ttl.
+# One flush in one call. KEYS: token window, day totals, month totals of each usage entry, then
+# the in-flight set of each release. ARGV: slice_s, horizon_s, the number of usage entries, then
+# per entry tokens, cost, day_ttl, month_ttl, its largest single cost; then the released ids.
 ADD = (
     _NOW
     + """
-local tokens, cost, slice_s = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local slice_s, horizon = tonumber(ARGV[1]), tonumber(ARGV[2])
+local entries = tonumber(ARGV[3])
 local slice = math.floor(now / slice_s)
-redis.call('HINCRBY', KEYS[1], 't' .. slice, tokens)
-redis.call('HINCRBYFLOAT', KEYS[1], 'c' .. slice, cost)
-redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4])) + 1)
-for i, ttl in ipairs({ARGV[5], ARGV[6]}) do
-  redis.call('HINCRBY', KEYS[i + 1], 't', tokens)
-  redis.call('HINCRBYFLOAT', KEYS[i + 1], 'c', cost)
-  redis.call('EXPIRE', KEYS[i + 1], ttl)
-end
--- drop slices older than the horizon now and then
-if math.random(32) == 1 then
-  local oldest = math.floor((now - tonumber(ARGV[4])) / slice_s)
-  local fields = redis.call('HKEYS', KEYS[1])
-  for _, f in ipairs(fields) do
-    if tonumber(string.sub(f, 2)) < oldest then redis.call('HDEL', KEYS[1], f) end
+local oldest = math.floor((now - horizon) / slice_s)
+for e = 0, entries - 1 do
+  local k, a = e * 3, 4 + e * 5
+  local tokens, cost, largest = tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 4]
+  redis.call('HINCRBY', KEYS[k + 1], 't' .. slice, tokens)
+  redis.call('HINCRBYFLOAT', KEYS[k + 1], 'c' .. slice, cost)
+  redis.call('EXPIRE', KEYS[k + 1], math.ceil(horizon) + 1)
+  for i, ttl in ipairs({ARGV[a + 2], ARGV[a + 3]}) do
+    local totals = KEYS[k + 1 + i]
+    redis.call('HINCRBY', totals, 't', tokens)
+    redis.call('HINCRBYFLOAT', totals, 'c', cost)
+    local seen = redis.call('HGET', totals, 'm')
+    if not seen or tonumber(largest) > tonumber(seen) then redis.call('HSET', totals, 'm', largest) end
+    redis.call('EXPIRE', totals, ttl)
   end
+  -- drop slices older than the horizon now and then
+  if math.random(32) == 1 then
+    for _, f in ipairs(redis.call('HKEYS', KEYS[k + 1])) do
+      if tonumber(string.sub(f, 2)) < oldest then redis.call('HDEL', KEYS[k + 1], f) end
+    end
+  end
+end
+for r = entries * 3 + 1, #KEYS do
+  redis.call('ZREM', KEYS[r], ARGV[4 + entries * 5 + r - entries * 3 - 1])
 end
 return 1
 """
@@ -159,6 +191,15 @@ return 1
 _PERIOD_GRACE_S = 3600  # period totals outlive their period by this much
 
 
+def _admission(reply: list[Any], period_reset: float, reservation: str) -> Admission:
+    """ADMIT's reply as an Admission (holding ``reservation`` when admitted under a spend limit)."""
+    verdict, tokens, usage_reset, cost, _, remaining, reset = reply
+    held = reservation if reservation and int(verdict) == ADMITTED else None
+    return Admission(
+        int(verdict), int(tokens), float(usage_reset), float(cost), period_reset, int(remaining), float(reset), held
+    )
+
+
 class RedisLimitBackend(LimitBackend):
     """:class:`LimitBackend` shared by every replica using the same Redis and prefix."""
 
@@ -172,7 +213,8 @@ class RedisLimitBackend(LimitBackend):
         self._admit = client.register_script(ADMIT)
         self._add = client.register_script(ADD)
         self._seed = client.register_script(SEED)
-        self._pending: dict[str, list[float]] = {}  # key -> [tokens, cost] not yet sent
+        self._pending: dict[str, list[float]] = {}  # key -> [tokens, cost, largest cost] not yet sent
+        self._releases: list[tuple[str, str]] = []  # (key, reservation) not yet given back
         self._flushing: asyncio.Task[None] | None = None
 
     def _period_key(self, key: str, period: Literal["day", "month"], now: float) -> tuple[str, float]:
@@ -184,6 +226,8 @@ class RedisLimitBackend(LimitBackend):
         allowed, remaining, reset = await self._hit(keys=[self.redis.key("rl", key)], args=[limit, window_s, cost])
         return bool(allowed), int(remaining), float(reset)
 
+    reads_with_admit = True
+
     async def admit(
         self,
         subject: str,
@@ -194,46 +238,94 @@ class RedisLimitBackend(LimitBackend):
         spend_limit: float | None,
         period: Literal["day", "month"],
     ) -> Admission:
+        keys, args, period_reset = self._admit_call(subject, rk, limit, window_s, tpm, spend_limit, period)
+        return _admission(await self._admit(keys=keys, args=args), period_reset, args[5])
+
+    async def admit_reading(self, reads: list[str], *admit: Any) -> tuple[Admission, list[bytes | None]]:
+        """The admission script and ``GET`` of each of ``reads``, pipelined: one round trip."""
+        keys, args, period_reset = self._admit_call(*admit)
+        async with self.redis.client.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._admit.sha, len(keys), *keys, *args)
+            for key in reads:
+                pipe.get(key)
+            replies = await pipe.execute(raise_on_error=False)
+        verdict = replies[0]
+        if isinstance(verdict, NoScriptError):  # Redis lost its scripts (a restart): load it, once
+            verdict = await self._admit(keys=keys, args=args)
+        for reply in replies:
+            if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
+                raise reply
+        return _admission(verdict, period_reset, args[5]), replies[1:]
+
+    def _admit_call(
+        self,
+        subject: str,
+        rk: str,
+        limit: int | None,
+        window_s: float,
+        tpm: int | None,
+        spend_limit: float | None,
+        period: Literal["day", "month"],
+    ) -> tuple[list[str], list[Any], float]:
+        """The ADMIT script's keys and arguments, and the seconds until ``period`` ends."""
         period_key, period_reset = self._period_key(subject, period, time.time())
-        keys = [self.redis.key("rl", rk), self.redis.key("tw", subject), period_key]
-        args = [limit or 0, window_s, tpm or 0, -1 if spend_limit is None else spend_limit, self.slice_s]
-        verdict, tokens, usage_reset, cost, _, remaining, reset = await self._admit(keys=keys, args=args)
-        return Admission(
-            int(verdict), int(tokens), float(usage_reset), float(cost), period_reset, int(remaining), float(reset)
-        )
+        keys = [self.redis.key("rl", rk), self.redis.key("tw", subject), period_key, self.redis.key("fl", subject)]
+        spend = -1 if spend_limit is None else spend_limit
+        reservation = uuid.uuid4().hex if spend_limit is not None else ""
+        return keys, [limit or 0, window_s, tpm or 0, spend, self.slice_s, reservation, RESERVATION_TTL_S], period_reset
 
     def add_usage(self, key: str, tokens: int = 0, cost: float = 0.0) -> None:
         pending = self._pending.get(key)
         if pending is None:
-            self._pending[key] = [tokens, cost]
+            self._pending[key] = [tokens, cost, cost]
         else:
             pending[0] += tokens
             pending[1] += cost
+            pending[2] = max(pending[2], cost)
+        self._schedule()
+
+    def release(self, key: str, reservation: str) -> None:
+        self._releases.append((key, reservation))
+        self._schedule()
+
+    def _schedule(self) -> None:
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.get_running_loop().create_task(self.flush())
 
     async def flush(self) -> None:
-        """Send the queued usage (one pipeline); on failure it stays queued for the next flush."""
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, {}
+        """Send the queued usage, then the queued releases (one pipeline a round, until nothing
+        is left); on failure they stay queued for the next flush."""
+        while self._pending or self._releases:
+            batch, self._pending = self._pending, {}
+            releases, self._releases = self._releases, []
+            if not await self._send(batch, releases):
+                for key, (tokens, cost, largest) in batch.items():
+                    pending = self._pending.setdefault(key, [0, 0.0, 0.0])
+                    pending[0] += tokens
+                    pending[1] += cost
+                    pending[2] = max(pending[2], largest)
+                self._releases[:0] = releases
+                return
+
+    async def _send(self, batch: dict[str, list[float]], releases: list[tuple[str, str]]) -> bool:
+        """One script call (one round trip): the usage, then the releases."""
         now = time.time()
+        keys: list[str] = []
+        args: list[object] = [self.slice_s, self.horizon_s, len(batch)]
+        for key, (tokens, cost, largest) in batch.items():
+            day_key, day_left = self._period_key(key, "day", now)
+            month_key, month_left = self._period_key(key, "month", now)
+            keys += [self.redis.key("tw", key), day_key, month_key]
+            ttls = [int(day_left) + _PERIOD_GRACE_S, int(month_left) + _PERIOD_GRACE_S]
+            args += [int(tokens), repr(float(cost)), *ttls, repr(float(largest))]
+        keys += [self.redis.key("fl", key) for key, _ in releases]
+        args += [reservation for _, reservation in releases]
         try:
-            async with self.redis.client.pipeline(transaction=False) as pipe:
-                for key, (tokens, cost) in batch.items():
-                    day_key, day_left = self._period_key(key, "day", now)
-                    month_key, month_left = self._period_key(key, "month", now)
-                    keys = [self.redis.key("tw", key), day_key, month_key]
-                    ttls = [int(day_left) + _PERIOD_GRACE_S, int(month_left) + _PERIOD_GRACE_S]
-                    args = [int(tokens), repr(float(cost)), self.slice_s, self.horizon_s, *ttls]
-                    await self._add(keys=keys, args=args, client=pipe)
-                await pipe.execute()
+            await self._add(keys=keys, args=args)
         except Exception:
             log.warning("could not record usage on Redis; will retry", exc_info=True)
-            for key, (tokens, cost) in batch.items():
-                pending = self._pending.setdefault(key, [0, 0.0])
-                pending[0] += tokens
-                pending[1] += cost
+            return False
+        return True
 
     async def get_usage(self, key: str, period: Period) -> tuple[int, float, float]:
         if isinstance(period, str):
@@ -247,7 +339,11 @@ class RedisLimitBackend(LimitBackend):
         period_key, left = self._period_key(key, period, time.time())
         await self._seed(keys=[period_key], args=[int(tokens), repr(float(cost)), int(left) + _PERIOD_GRACE_S])
 
-    async def aclose(self) -> None:
+    async def drain(self) -> None:
+        """Wait until everything queued so far is on Redis (in order: after the flush under way)."""
         if self._flushing is not None:
             await self._flushing
         await self.flush()
+
+    async def aclose(self) -> None:
+        await self.drain()

@@ -118,6 +118,7 @@ sessions = sa.Table(
     sa.Column("timeout_s", sa.Integer, nullable=False),
     sa.Column("expires_at", sa.Float),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("lease_until", sa.Float),  # the holding worker renews it (migration 0012_session_lease)
 )
 
 # -- files (migration 0002) ----------------------------------------------------

@@ -210,6 +210,9 @@ class RunyardApp(Starlette):
             except Exception:  # the answer had started (streams handle their own errors): log only
                 log.exception("error while sending the answer to %s %s", scope["method"], scope["path"])
         finally:
+            state = scope.get("state")
+            if state and "limit_policy" in state:
+                self.guard.done(state)  # the request ended: its spend reservation goes back
             self.telemetry.end(exchange, scope, scope["path"])
 
     def _route_of(self, scope: Scope) -> str:
@@ -229,13 +232,17 @@ class RunyardApp(Starlette):
         """A hot route's response: the guard's refusal, the handler's answer or the error's."""
         scope["app"] = self
         try:
-            response = await self.guard.admit(scope)
+            response = await self.guard.admit(scope, defer=True)
             if response is None:
                 response = await handler(Request(scope, receive))
         except RunyardError as err:
             response = error_response(err)
         except ClientDisconnect:
             return None
+        except Exception as exc:
+            response = error_response(unexpected_error(exc, scope))
+        try:
+            response = await self.guard.settle(scope) or response  # a deferred admission, not yet taken
         except Exception as exc:
             response = error_response(unexpected_error(exc, scope))
         extra = scope["state"].get("rate_limit")

@@ -30,6 +30,8 @@ class Guard:
     ) -> None:
         self.authenticate = authenticator.authenticate
         self.limit = limiter.admit
+        self.done = limiter.done  # call when the request ended (once admitted under limits)
+        self._settle = limiter.settle
         self.dialects = tuple((dialects or {}).items())  # path prefix -> how a protocol words a refusal
 
     @classmethod
@@ -42,9 +44,11 @@ class Guard:
         authenticator = Authenticator(gateway, gateway.auth, gateway.limits, per_ip=per_ip, signed=signed or {})
         return cls(authenticator, RateLimiter(gateway.limits), dialects)
 
-    async def admit(self, scope: Scope) -> Response | None:
-        """Fill ``scope["state"]`` (``api_key_id``, ``api_key``; with limits ``limit_policy`` and
-        ``rate_limit``, the X-RateLimit-* headers) and return None; or the refusal to send."""
+    async def admit(self, scope: Scope, defer: bool = False) -> Response | None:
+        r"""Fill ``scope["state"]`` (``api_key_id``, ``api_key``; with limits ``limit_policy`` and
+        ``rate_limit``, the X-RateLimit-* headers) and return None; or the refusal to send.
+        ``defer``: a hot call may take its admission with its cache lookup; its caller then
+        calls :meth:`settle` before answering."""
         state = scope.setdefault("state", {})
         try:
             policy = await self.authenticate(scope, state)
@@ -52,7 +56,15 @@ class Guard:
             return self._worded(scope, auth_refusal(err))
         if policy is None or not policy.limited:
             return None
-        refusal = await self.limit(scope, state, policy)
+        refusal = await self.limit(scope, state, policy, defer)
+        return None if refusal is None else self._worded(scope, refusal)
+
+    async def settle(self, scope: Scope) -> Response | None:
+        """The refusal to send instead of the answer, if a deferred admission not taken yet refuses."""
+        state = scope.get("state")
+        if not state or "admission" not in state:
+            return None
+        refusal = await self._settle(state)
         return None if refusal is None else self._worded(scope, refusal)
 
     def _worded(self, scope: Scope, refusal: Response) -> Response:
@@ -91,4 +103,7 @@ class GuardMiddleware:
                     message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
-        await self.app(scope, receive, send_with_limits)
+        try:
+            await self.app(scope, receive, send_with_limits)
+        finally:
+            self.guard.done(state)

@@ -36,6 +36,11 @@ def caller_key_id(request: Request) -> str | None:
     return key_id
 
 
+def pending_admission(request: Request) -> Any:
+    """The request's admission the guard left to its cache lookup (``services/limits.py``), or None."""
+    return request.scope.get("state", {}).get("admission")
+
+
 class JSONBytes(Response):
     """A response whose body is JSON already encoded (headers made directly: Starlette's generic
     header assembly was a visible share of a hot route's CPU)."""

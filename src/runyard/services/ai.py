@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from ..backends.recorder import InferenceRecorder
 from ..backends.store import new_id
@@ -49,6 +49,16 @@ class CallContext:
     api_key_id: str | None = None
     tags: dict[str, str] | None = None
     dryrun: bool = False  # TensorZero's ``dryrun``: answer (and charge the key) but store nothing
+    admission: DeferredAdmission | None = None  # the caller's, left to the cache lookup (services/limits.py)
+
+
+class DeferredAdmission(Protocol):
+    """A request's admission under its limits, still to be taken (:class:`runyard.services.limits.
+    PendingAdmission`): before any upstream call, with the shared cache's lookup when there is one."""
+
+    taken: bool
+
+    async def take(self, reads: list[str] | None = None) -> list[bytes | None]: ...
 
 
 @dataclass(slots=True)
@@ -253,7 +263,8 @@ class AIService:
         key = None
         if (options.cache_strategy or self.config.cache.strategy) == "runyard":
             key = cache_key(plan.routes[0].name, request)
-            hit = self.cache.get(key) if self.shared_cache is None else await self.shared_cache.get(key)
+            shared = self.shared_cache
+            hit = self.cache.get(key) if shared is None else await shared.get(key, admission=ctx.admission)
             self.telemetry.cache_lookup(hit is not None)
             if hit is not None:
                 hit.cache_hit, hit.cost, hit.attempts, hit.route_reason = True, 0.0, [], plan.reason
@@ -262,6 +273,8 @@ class AIService:
                 self._stamp(hit, ctx)
                 self._finish_chat(request, hit, ctx, ttft_ms=None, status="ok", error=None, span=span)
                 return hit
+        if ctx.admission is not None and not ctx.admission.taken:
+            await ctx.admission.take()
         routes = self._open_routes(plan, attempts)
         if tracing.enabled():
             self.telemetry.routed(span, plan.reason, [r.key for r in routes], attempts)
@@ -308,6 +321,8 @@ class AIService:
         ctx = ctx or CallContext()
         options = options or ChatOptions()
         started = time.perf_counter()
+        if ctx.admission is not None and not ctx.admission.taken:
+            await ctx.admission.take()
         span = self.telemetry.inference_span("chat", request.model, detached=True)  # ended by ChatStream
         try:
             with span.current():

@@ -7,7 +7,7 @@ import copy
 import hashlib
 import time
 from collections import OrderedDict
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -21,9 +21,9 @@ class ResponseCache(Protocol):
 
 class AsyncResponseCache(Protocol):
     """A cache shared by replicas (:class:`runyard.backends.redis_cache.RedisResponseCache`): the
-    same two methods, awaited."""
+    same two methods, awaited; ``get`` takes the caller's deferred admission with the lookup."""
 
-    async def get(self, key: str) -> ChatOutcome | None: ...
+    async def get(self, key: str, admission: Any = None) -> ChatOutcome | None: ...
     async def put(self, key: str, result: ChatOutcome) -> None: ...
 
 

@@ -27,7 +27,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..backends.limits import ADMITTED, OVER_SPEND, OVER_TOKENS, InProcessLimitBackend, LimitBackend, period_bounds
+from ..backends.limits import (
+    ADMITTED,
+    OVER_SPEND,
+    OVER_TOKENS,
+    SPEND_PENDING,
+    Admission,
+    InProcessLimitBackend,
+    LimitBackend,
+    period_bounds,
+)
 from ..config import LimitsConfig
 from ..errors import RateLimitError, UsageLimitError
 
@@ -42,6 +51,8 @@ NOT_METERED = 0
 DEFERRED = 3  # the route decides sync/async (POST /v1/runs) and calls enforce()
 
 Headers = list[tuple[bytes, bytes]]
+_RESERVATION = "spend_reservation"  # the request state's (subject, reservation) while in flight
+_PENDING = "admission"  # the request state's PendingAdmission (LimitService.defer)
 
 _NOT_METERED_PATHS = frozenset(
     {
@@ -56,6 +67,8 @@ _NOT_METERED_PATHS = frozenset(
     }
 )
 _DEFERRED_PATHS = frozenset({"/v1/runs"})
+# Calls whose admission, on a backend that can, is taken with their cache lookup (LimitService.defer)
+CACHED_PATHS = frozenset({"/v1/chat/completions"})
 _ASYNC_PATHS = frozenset({"/v1/ai/batch", "/scc/comfy_prompt"})  # queued submissions whatever the body says
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -148,10 +161,11 @@ class LimitService:
         return p if p.limited else None
 
     # -- the hot path -------------------------------------------------------------
-    async def check(self, p: Policy, kind: int) -> Headers:
+    async def check(self, p: Policy, kind: int, state: dict[str, Any] | None = None) -> Headers:
         """Admit one request of ``kind`` (SYNC/ASYNC; NOT_METERED only peeks) and return the
         rate-limit headers; raises RateLimitError (RATE_LIMIT_EXCEEDED, USAGE_LIMIT_EXCEEDED)
-        with ``headers`` set. One backend call (on Redis, one round trip)."""
+        with ``headers`` set. One backend call (on Redis, one round trip). Under a spend limit
+        the admitted request holds a reservation in ``state`` until :meth:`release`."""
         if kind == ASYNC:
             limit, rk = p.rpm_async, p.rk_async
         else:
@@ -161,8 +175,46 @@ class LimitService:
         if p.spend_limit is not None and p.subject not in self._seeded:
             await self.seed(p.subject)
         a = await self.backend.admit(p.subject, rk, limit, self.window_s, p.tpm, p.spend_limit, p.period)
+        return self._verdict(p, kind, limit, a, state)
+
+    def defer(self, p: Policy, kind: int, state: dict[str, Any]) -> PendingAdmission | None:
+        """Leave a SYNC request's admission to the call that looks its answer up in the shared
+        cache (``state["admission"]``), which takes both in one round trip; None when the backend
+        cannot (in process). One nobody took is taken before the answer leaves (:meth:`settle`)."""
+        if kind != SYNC or not self.backend.reads_with_admit:
+            return None
+        pending = state[_PENDING] = PendingAdmission(self, p, state)
+        return pending
+
+    async def settle(self, state: dict[str, Any]) -> None:
+        """Take the request's deferred admission if its call did not (an invalid body, a replayed
+        idempotent answer): raises the 429 RateLimitError, as the guard would have."""
+        pending: PendingAdmission | None = state.get(_PENDING)
+        if pending is not None and not pending.taken:
+            await pending.take()
+
+    async def _take(self, p: Policy, state: dict[str, Any], reads: list[str]) -> list[bytes | None]:
+        if p.spend_limit is not None and p.subject not in self._seeded:
+            await self.seed(p.subject)
+        a, values = await self.backend.admit_reading(
+            reads, p.subject, p.rk_sync, p.rpm_sync, self.window_s, p.tpm, p.spend_limit, p.period
+        )
+        try:
+            state["rate_limit"] = self._verdict(p, SYNC, p.rpm_sync, a, state)
+        except RateLimitError as err:
+            state["rate_limit"] = err.headers
+            raise
+        return values
+
+    def _verdict(self, p: Policy, kind: int, limit: int | None, a: Admission, state: dict[str, Any] | None) -> Headers:
+        """The headers of an admitted request (its reservation kept in ``state``), or the refusal raised."""
         headers = _headers(limit, a.remaining, a.reset) if limit is not None else []
         if a.verdict == ADMITTED:
+            if a.reservation is not None:
+                if state is None:  # nobody would give it back: at once, then
+                    self.backend.release(p.subject, a.reservation)
+                else:
+                    state[_RESERVATION] = (p.subject, a.reservation)
             return headers
         err: RateLimitError
         if a.verdict == OVER_TOKENS:
@@ -172,6 +224,13 @@ class LimitService:
                 retry_after=a.usage_reset,
             )
             headers = [*headers, (b"x-ratelimit-limit-tokens", str(p.tpm).encode())]
+        elif a.verdict == SPEND_PENDING:
+            err = UsageLimitError(
+                f"usage limit nearly reached: ${a.cost:.4f} of ${p.spend_limit:g} spent this {p.period}, "
+                "and requests in flight may spend the rest; retry when they finish",
+                code="USAGE_LIMIT_EXCEEDED",
+                retry_after=1.0,
+            )
         elif a.verdict == OVER_SPEND:
             err = UsageLimitError(
                 f"usage limit exceeded: ${a.cost:.4f} of ${p.spend_limit:g} spent this {p.period}",
@@ -187,6 +246,13 @@ class LimitService:
             )
         err.headers = headers
         raise err
+
+    def release(self, state: dict[str, Any]) -> None:
+        """The request admitted with ``state`` ended (its usage recorded): give back its spend
+        reservation, if it holds one."""
+        held = state.pop(_RESERVATION, None)
+        if held is not None:
+            self.backend.release(*held)
 
     async def _usage(self, subject: str, period: float | Literal["day", "month"]) -> tuple[int, float, float]:
         return await self.backend.get_usage(subject, period)
@@ -268,6 +334,24 @@ class LimitService:
 
     async def aclose(self) -> None:
         await self.backend.aclose()
+
+
+class PendingAdmission:
+    """A request's admission left to be taken with its cache lookup (:meth:`LimitService.defer`)."""
+
+    __slots__ = ("_policy", "_service", "_state", "taken")
+
+    def __init__(self, service: LimitService, policy: Policy, state: dict[str, Any]) -> None:
+        self._service, self._policy, self._state = service, policy, state
+        self.taken = False
+
+    async def take(self, reads: list[str] | None = None) -> list[bytes | None]:
+        """Admit the request (raises the 429 RateLimitError) and return the values at the store
+        keys ``reads``, in one round trip. Once only: check ``taken`` before asking for reads."""
+        if self.taken:
+            return []
+        self.taken = True
+        return await self._service._take(self._policy, self._state, reads or [])
 
 
 def _headers(limit: int, remaining: int, reset_s: float, _now: Any = time.time, _ceil: Any = math.ceil) -> Headers:

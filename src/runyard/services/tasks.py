@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from pydantic import ValidationError as PydanticValidationError
 
@@ -35,9 +35,6 @@ from ..telemetry.tracing import Span
 from .apps import AppRegistry
 from .urlguard import check_url
 from .webhooks import WebhookSender
-
-if TYPE_CHECKING:
-    from ..backends.redis_bus import RedisTaskBus
 
 log = logging.getLogger("runyard.tasks")
 
@@ -118,15 +115,15 @@ class TaskService:
         *,
         files: InputFiles | None = None,
         refs: RefResolver | None = None,
-        bus: TaskBus | RedisTaskBus | None = None,
+        bus: TaskBus | None = None,
     ) -> None:
         """``refs``: asked about refs that name no app (workflows run as tasks of another app);
         ``bus``: the wake-ups shared by gateways and workers (:class:`runyard.backends.redis_bus.
-        RedisTaskBus`, same interface), default one in this process."""
+        RedisTaskBus`, a TaskBus that also publishes), default one in this process."""
         self.config = config
         self.queue = queue
         self.apps = apps
-        self.bus: TaskBus | RedisTaskBus = bus if bus is not None else TaskBus()
+        self.bus: TaskBus = bus if bus is not None else TaskBus()
         self.webhooks = webhooks
         self.files = files
         self.refs = refs
@@ -243,7 +240,9 @@ class TaskService:
         found = await self.queue.get_session(session)
         if found is None or found.status == "ended":
             raise SessionNotFoundError(f"session {session} not found")
-        if found.status != "active" or (found.expires_at is not None and found.expires_at < time.time()):
+        now = time.time()
+        lapsed = [found.expires_at, found.lease_until]  # idle too long; its worker gone
+        if found.status != "active" or any(t is not None and t < now for t in lapsed):
             raise SessionExpiredError(f"session {session} expired")
         if found.app.partition("@")[0] != definition.name:
             raise InvalidRequestError(f"session {session} belongs to {found.app}", code="session_app_mismatch")

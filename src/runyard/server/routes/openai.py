@@ -29,6 +29,7 @@ from ..http import (
     idempotency_key,
     idempotent,
     json_response,
+    pending_admission,
     read_body,
     sse_response,
     validate_json,
@@ -43,7 +44,7 @@ async def chat_completions(request: Request) -> Response:
         raise InvalidRequestError("'model' is required", code="missing_model")
     if chat_request.model_extra:
         check_chat_params(chat_request.model_extra)  # n, logprobs: refused, not dropped
-    ctx = CallContext(api_key_id=caller_key_id(request))
+    ctx = CallContext(api_key_id=caller_key_id(request), admission=pending_admission(request))
     service = gateway(request).ai
     if chat_request.stream:
         stream = await service.open_stream(chat_request, ctx)
