@@ -31,7 +31,7 @@ inferences = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("cost", sa.Float),  # USD, from the catalog's prices (0004)
     sa.Column("cache_hit", sa.Boolean, nullable=False, default=False),
-    sa.Column("request_id", sa.String(128), index=True),  # the HTTP request's X-Request-Id (0009)
+    sa.Column("request_id", sa.String(128)),  # the HTTP request's X-Request-Id (0009; unindexed: 0013)
     sa.Column("trace_id", sa.String(32)),  # its OpenTelemetry trace, when tracing
     sa.Index("ix_inferences_api_key_created", "api_key_id", "created_at"),
 )
