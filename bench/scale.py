@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,42 +100,39 @@ def _backlog(metrics: str) -> int:
     return int(float(found.group(1))) if found else 0
 
 
-async def _load(url: str, seconds: float, concurrency: int) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors = 0
-    peak = 0
-    stop = time.monotonic() + seconds
-    headers = {"Authorization": f"Bearer {KEY}"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30, limits=limits) as client:
+SHARED_BENCH = Path(os.environ.get("SHARED_BENCH", Path(__file__).resolve().parents[1].parent / "shared" / "bench"))
 
-        async def one() -> None:
-            nonlocal errors
-            while time.monotonic() < stop:
-                started = time.perf_counter()
-                r = await client.post("/v1/chat/completions", json=CHAT)
-                if r.status_code == 200:
-                    latencies.append(time.perf_counter() - started)
-                else:
-                    errors += 1
+
+async def _load(url: str, seconds: float, concurrency: int) -> dict[str, Any]:
+    """The shared harness's load generator (``loadgen.py``: asyncio + httptools, light on CPU, as
+    in ``overhead.py``; an httpx client here took more CPU than the gateway) while the recorder's
+    backlog is sampled from /metrics every 0.5 s."""
+    args = [
+        sys.executable, str(SHARED_BENCH / "loadgen.py"), "--base-url", f"{url}/v1", "--model", CHAT["model"],
+        "--mode", "chat", "-c", str(concurrency), "-d", str(seconds), "--warmup", "0", "--settle", "0",
+        "--engine", "py", "--no-precheck", "--header", f"Authorization: Bearer {KEY}",
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
+    peak = 0
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as client:
 
         async def sample() -> None:
             nonlocal peak
-            while time.monotonic() < stop:
+            while proc.returncode is None:
                 await asyncio.sleep(0.5)
                 peak = max(peak, _backlog((await client.get("/metrics")).text))
 
-        began = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(concurrency)), sample())
-        elapsed = time.perf_counter() - began
+        sampler = asyncio.create_task(sample())
+        out, _ = await proc.communicate()
+        sampler.cancel()
         end_backlog = _backlog((await client.get("/metrics")).text)
-    latencies.sort()
+    line = json.loads(out.decode().strip().splitlines()[-1])
     return {
-        "requests": len(latencies),
-        "errors": errors,
-        "rps": len(latencies) / elapsed,
-        "p50_ms": 1000 * statistics.median(latencies) if latencies else 0.0,
-        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else 0.0,
+        "requests": line["requests"],
+        "errors": sum(line["errors"].values()) if isinstance(line["errors"], dict) else line["errors"],
+        "rps": line["rps"],
+        "p50_ms": line["lat_ms"]["p50"],
+        "p99_ms": line["lat_ms"]["p99"],
         "backlog_end": end_backlog,
         "backlog_peak": max(peak, end_backlog),
     }
