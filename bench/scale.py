@@ -104,13 +104,13 @@ SHARED_BENCH = Path(os.environ.get("SHARED_BENCH", Path(__file__).resolve().pare
 
 
 async def _load(url: str, seconds: float, concurrency: int) -> dict[str, Any]:
-    """The shared harness's load generator (``loadgen.py``: asyncio + httptools, light on CPU, as
-    in ``overhead.py``; an httpx client here took more CPU than the gateway) while the recorder's
-    backlog is sampled from /metrics every 0.5 s."""
+    """The shared harness's load generator (``loadgen.py``: wrk when installed, else asyncio +
+    httptools, as in ``overhead.py``; an httpx client here took more CPU than the gateway) while
+    the recorder's backlog is sampled from /metrics every 0.5 s."""
     args = [
         sys.executable, str(SHARED_BENCH / "loadgen.py"), "--base-url", f"{url}/v1", "--model", CHAT["model"],
         "--mode", "chat", "-c", str(concurrency), "-d", str(seconds), "--warmup", "0", "--settle", "0",
-        "--engine", "py", "--no-precheck", "--header", f"Authorization: Bearer {KEY}",
+        "--engine", "auto", "--no-precheck", "--header", f"Authorization: Bearer {KEY}",
     ]  # fmt: skip
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
     peak = 0
