@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomli_w
 
 from runyard.client import AsyncClient
 from runyard.config import parse_config
 from runyard.errors import TaskFailedError
 from support.batch_upstream import BatchUpstream
-from support.gateway import GatewayProcess
+from support.gateway import client_for
 
 LIVE = {"input": 2.0, "output": 8.0}
 PRICE = {**LIVE, "batch": {"input": 1.0, "output": 4.0}}  # the batch API at half the live price
@@ -32,11 +31,8 @@ BATCH_COST = (1000 * 1.0 + 500 * 4.0) / 1e6
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[BatchUpstream]:
-    server = await BatchUpstream().start()
-    try:
+    async with BatchUpstream() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 def _config(tmp_path: Path, upstream: BatchUpstream) -> dict[str, Any]:
@@ -61,19 +57,8 @@ async def client(
     request: pytest.FixtureRequest, tmp_path: Path, upstream: BatchUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[AsyncClient]:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    config = _config(tmp_path, upstream)
-    if request.param == "embedded":
-        async with AsyncClient.embedded(config=parse_config(config)) as c:
-            yield c
-        return
-    path = tmp_path / "runyard.toml"
-    path.write_text(tomli_w.dumps(config))
-    server = await asyncio.to_thread(GatewayProcess(path).start)
-    try:
-        async with AsyncClient(base_url=server.url) as c:
-            yield c
-    finally:
-        await asyncio.to_thread(server.stop)
+    async with client_for(request.param, _config(tmp_path, upstream), tmp_path) as c:
+        yield c
 
 
 async def _inference(client: AsyncClient, inference_id: str) -> dict[str, Any]:

@@ -21,22 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomli_w
 
 from runyard.client import AsyncClient
 from runyard.config import parse_config
 from runyard.errors import CapabilityNotAvailableError, InvalidRequestError, TimeoutError
-from support.gateway import GatewayProcess
+from support.gateway import client_for
 from support.media_upstream import WAV, Upstream
 
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[Upstream]:
-    server = await Upstream().start()
-    try:
+    async with Upstream() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 def _config(tmp_path: Path, upstream: Upstream, **extra: Any) -> dict[str, Any]:
@@ -70,19 +66,8 @@ async def client(
     request: pytest.FixtureRequest, tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[AsyncClient]:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    config = _config(tmp_path, upstream)
-    if request.param == "embedded":
-        async with AsyncClient.embedded(config=parse_config(config)) as c:
-            yield c
-        return
-    path = tmp_path / "runyard.toml"
-    path.write_text(tomli_w.dumps(config))
-    server = await asyncio.to_thread(GatewayProcess(path).start)
-    try:
-        async with AsyncClient(base_url=server.url) as c:
-            yield c
-    finally:
-        await asyncio.to_thread(server.stop)
+    async with client_for(request.param, _config(tmp_path, upstream), tmp_path) as c:
+        yield c
 
 
 def test_module_level_ai_namespace_from_the_environment(tmp_path: Path) -> None:

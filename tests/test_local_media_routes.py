@@ -19,6 +19,7 @@ from runyard.client import AsyncClient
 from runyard.config import parse_config
 from runyard.errors import CapabilityNotAvailableError, ServiceUnavailableError
 from runyard.providers import llamacpp, piper, st_embeddings
+from support.aiohttp_loopback import AiohttpLoopback
 
 
 @pytest.fixture
@@ -118,15 +119,8 @@ async def upstream() -> AsyncIterator[dict[str, Any]]:
     app.router.add_post("/v1/audio/transcriptions", transcriptions)
     app.router.add_post("/v1/images/generations", images)
     app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield {"url": f"http://127.0.0.1:{port}/v1", "seen": seen}
-    finally:
-        await runner.cleanup()
+    async with AiohttpLoopback(app) as server:
+        yield {"url": server.url + "/v1", "seen": seen}
 
 
 async def test_media_through_an_openai_compatible_upstream(

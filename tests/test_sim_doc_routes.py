@@ -14,12 +14,10 @@ import pytest
 import requests
 
 from runyard import Client
-from runyard.config import hash_api_key
 from runyard.workflows import Workflow
 from support.gateway import GatewayProcess
 from support.openai_mock import MockOpenAI
-from support.tasks_e2e import app_env
-from test_workflows_simstudio import add_key
+from support.sim import add_key, sim_gateway
 
 simstudio = pytest.importorskip("simstudio")
 
@@ -29,34 +27,7 @@ ADMIN_KEY = "ry_sim_doc_admin"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, _mock_openai_server: MockOpenAI) -> Iterator[GatewayProcess]:
     root = tmp_path_factory.mktemp("sim-doc")
-    path = root / "runyard.toml"
-    path.write_text(f"""
-[server]
-api_keys = ["{hash_api_key(ADMIN_KEY)}"]
-api_key_refresh_s = 0.2
-
-[storage]
-url = "sqlite+aiosqlite:///{root / "runyard.db"}"
-
-[apps]
-modules = ["apps.flows"]
-
-[providers.mock]
-kind = "openai"
-base_url = "{_mock_openai_server.url}"
-
-[models.gpt]
-routes = ["mock::gpt-test"]
-
-[limits]
-window_s = 60
-
-[workers]
-concurrency = 4
-poll_interval_s = 0.1
-""")
-    gateway = GatewayProcess(path, env=app_env()).start()
-    try:
+    with sim_gateway(root, ADMIN_KEY, _mock_openai_server.url, window_s=60, concurrency=4) as gateway:
         with Client(base_url=gateway.url, api_key=ADMIN_KEY, max_retries=0) as admin:
             admin.workflows.save(
                 Workflow("story")
@@ -69,8 +40,6 @@ poll_interval_s = 0.1
             admin.workflows.save(Workflow("broken").input(x="integer").function("f", "apps.flows:boom").to_dict())
             admin.workflows.publish("broken")
         yield gateway
-    finally:
-        gateway.stop()
 
 
 def _sim(server: GatewayProcess, key: str = ADMIN_KEY) -> simstudio.SimStudioClient:

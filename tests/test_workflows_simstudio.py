@@ -4,20 +4,16 @@ run polling, stream (one JSON body), validate/status, usage limits, 401 on a bad
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from runyard import Client
-from runyard.backends.store import Store
-from runyard.config import hash_api_key, load_config
 from runyard.workflows import Workflow
 from support.gateway import GatewayProcess
 from support.openai_mock import MockOpenAI
-from support.tasks_e2e import app_env
+from support.sim import add_key, sim_gateway
 
 simstudio = pytest.importorskip("simstudio")
 
@@ -27,34 +23,7 @@ ADMIN_KEY = "ry_wf_admin_key"
 @pytest.fixture(scope="module")
 def sim_server(tmp_path_factory: pytest.TempPathFactory, _mock_openai_server: MockOpenAI) -> Iterator[GatewayProcess]:
     root = tmp_path_factory.mktemp("wf-sim")
-    path = root / "runyard.toml"
-    path.write_text(f"""
-[server]
-api_keys = ["{hash_api_key(ADMIN_KEY)}"]
-api_key_refresh_s = 0.2
-
-[storage]
-url = "sqlite+aiosqlite:///{root / "runyard.db"}"
-
-[apps]
-modules = ["apps.flows"]
-
-[providers.mock]
-kind = "openai"
-base_url = "{_mock_openai_server.url}"
-
-[models.gpt]
-routes = ["mock::gpt-test"]
-
-[limits]
-window_s = 2
-
-[workers]
-concurrency = 8
-poll_interval_s = 0.1
-""")
-    server = GatewayProcess(path, env=app_env()).start()
-    try:
+    with sim_gateway(root, ADMIN_KEY, _mock_openai_server.url, window_s=2, concurrency=8) as server:
         with Client(base_url=server.url, api_key=ADMIN_KEY, max_retries=0) as client:
             client.workflows.save(
                 Workflow("sim/hello")
@@ -67,25 +36,6 @@ poll_interval_s = 0.1
             client.workflows.publish("sim/hello")
             client.workflows.save(Workflow("sim/draft").function("f", "apps.flows:square", x=2).to_dict())
         yield server
-    finally:
-        server.stop()
-
-
-def add_key(server: GatewayProcess, **limits: Any) -> str:
-    cfg = load_config(server.config_path)
-    secret = f"ry_sim_{time.monotonic_ns()}"
-
-    async def create() -> None:
-        store = Store(cfg.storage.url)
-        try:
-            await store.start()
-            await store.add_api_key("sim", hash_api_key(secret), **limits)
-        finally:
-            await store.aclose()
-
-    asyncio.run(create())
-    time.sleep(0.5)  # the server refreshes its keys every 0.2 s
-    return secret
 
 
 def test_sim_sdk_sync_async_stream_status(sim_server: GatewayProcess) -> None:

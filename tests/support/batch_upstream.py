@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from support.aiohttp_loopback import AiohttpLoopback
+
 USAGE = {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}
 
 
@@ -25,40 +27,27 @@ def completion(model: str, content: str) -> dict[str, Any]:
             "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}  # fmt: skip
 
 
-class BatchUpstream:
+class BatchUpstream(AiohttpLoopback):
     """``live`` counts live chat calls; ``files`` and ``batches`` hold what was uploaded and made;
     ``hold`` keeps batches ``in_progress`` while it is true."""
 
     def __init__(self) -> None:
-        self.url = ""
+        super().__init__()
         self.live: list[dict[str, Any]] = []
         self.files: dict[str, dict[str, Any]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.cancelled: list[str] = []
         self.hold = False  # True: batches stay in_progress
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> BatchUpstream:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self.chat)
-        app.router.add_post("/nobatch/v1/chat/completions", self.chat)
-        app.router.add_post("/v1/files", self.upload)
-        app.router.add_get("/v1/files/{id}/content", self.content)
-        app.router.add_post("/v1/batches", self.create)
-        app.router.add_get("/v1/batches/{id}", self.poll)
-        app.router.add_post("/v1/batches/{id}/cancel", self.cancel)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/chat/completions", self.chat)
+        router.add_post("/nobatch/v1/chat/completions", self.chat)
+        router.add_post("/v1/files", self.upload)
+        router.add_get("/v1/files/{id}/content", self.content)
+        router.add_post("/v1/batches", self.create)
+        router.add_get("/v1/batches/{id}", self.poll)
+        router.add_post("/v1/batches/{id}/cancel", self.cancel)
 
     def _file(self, content: bytes, purpose: str) -> dict[str, Any]:
         file_id = f"file-{next(self._ids)}"

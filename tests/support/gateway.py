@@ -1,15 +1,24 @@
-"""A real ``runyard serve`` subprocess on 127.0.0.1 for end-to-end tests."""
+"""A real ``runyard serve`` subprocess on 127.0.0.1 for end-to-end tests, and :func:`client_for`,
+an SDK client on a config embedded or over HTTP against such a process."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, Literal
 
 import httpx
+import tomli_w
+
+from runyard.client import AsyncClient
+from runyard.config import parse_config
 
 
 def free_port() -> int:
@@ -79,3 +88,23 @@ class GatewayProcess:
             self._proc.kill()
             self._proc.wait(timeout=5)
         self._proc = None
+
+
+@asynccontextmanager
+async def client_for(
+    mode: Literal["embedded", "http"], config: dict[str, Any], tmp_path: Path
+) -> AsyncIterator[AsyncClient]:
+    """An :class:`AsyncClient` on ``config``: ``embedded``, or over HTTP against a real ``runyard
+    serve`` started on it (its TOML written to ``tmp_path``) and stopped after."""
+    if mode == "embedded":
+        async with AsyncClient.embedded(config=parse_config(config)) as client:
+            yield client
+        return
+    path = tmp_path / "runyard.toml"
+    path.write_text(tomli_w.dumps(config))
+    server = await asyncio.to_thread(GatewayProcess(path).start)
+    try:
+        async with AsyncClient(base_url=server.url) as client:
+            yield client
+    finally:
+        await asyncio.to_thread(server.stop)

@@ -10,38 +10,27 @@ from typing import Any
 
 from aiohttp import web
 
+from support.aiohttp_loopback import AiohttpLoopback
+
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(24)
 
 
-class Upstream:
+class Upstream(AiohttpLoopback):
     """An OpenAI-compatible upstream with chat (``slow-*`` models sleep 5 s), embeddings,
     audio, images and realtime sessions; ``seen`` keeps the last body per route."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.seen: dict[str, Any] = {}
-        self.url = ""
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> Upstream:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self.chat)
-        app.router.add_post("/v1/embeddings", self.embeddings)
-        app.router.add_post("/v1/audio/speech", self.speech)
-        app.router.add_post("/v1/audio/transcriptions", self.transcriptions)
-        app.router.add_post("/v1/images/generations", self.images)
-        app.router.add_post("/v1/realtime/sessions", self.realtime)
-        app.router.add_get("/clip.wav", self.clip)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+    def routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/chat/completions", self.chat)
+        router.add_post("/v1/embeddings", self.embeddings)
+        router.add_post("/v1/audio/speech", self.speech)
+        router.add_post("/v1/audio/transcriptions", self.transcriptions)
+        router.add_post("/v1/images/generations", self.images)
+        router.add_post("/v1/realtime/sessions", self.realtime)
+        router.add_get("/clip.wav", self.clip)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = self.seen["chat"] = await request.json()

@@ -7,36 +7,7 @@ Importing this package loads only the builder::
     from runyard.agents import tool, string, integer, app_tool, internal_tools
 """
 
-from .builder import (
-    ToolBuilder,
-    agent_tool,
-    app_tool,
-    array,
-    boolean,
-    enum_of,
-    integer,
-    internal_tools,
-    number,
-    obj,
-    optional,
-    string,
-    tool,
-    webhook_tool,
-)
+from . import builder
+from .builder import *  # noqa: F403 - the builder's public names (its __all__)
 
-__all__ = [
-    "ToolBuilder",
-    "agent_tool",
-    "app_tool",
-    "array",
-    "boolean",
-    "enum_of",
-    "integer",
-    "internal_tools",
-    "number",
-    "obj",
-    "optional",
-    "string",
-    "tool",
-    "webhook_tool",
-]
+__all__ = builder.__all__

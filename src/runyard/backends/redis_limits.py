@@ -257,17 +257,10 @@ class RedisLimitBackend(LimitBackend):
                 raise reply
         return _admission(verdict, period_reset, args[5]), replies[1:]
 
-    def _admit_call(
-        self,
-        subject: str,
-        rk: str,
-        limit: int | None,
-        window_s: float,
-        tpm: int | None,
-        spend_limit: float | None,
-        period: Literal["day", "month"],
-    ) -> tuple[list[str], list[Any], float]:
-        """The ADMIT script's keys and arguments, and the seconds until ``period`` ends."""
+    def _admit_call(self, *admit: Any) -> tuple[list[str], list[Any], float]:
+        """The ADMIT script's keys and arguments for :meth:`admit`'s arguments ``admit``, and the
+        seconds until its ``period`` ends."""
+        subject, rk, limit, window_s, tpm, spend_limit, period = admit
         period_key, period_reset = self._period_key(subject, period, time.time())
         keys = [self.redis.key("rl", rk), self.redis.key("tw", subject), period_key, self.redis.key("fl", subject)]
         spend = -1 if spend_limit is None else spend_limit

@@ -99,24 +99,10 @@ class UpstreamClient:
     async def post(self, url: URL, data: Any, content_type: str | None = None) -> tuple[bytes, str]:
         """POST any body (bytes, or ``aiohttp.FormData`` for multipart); the 2xx body and its
         content type. For audio and image APIs, whose answers are not always JSON."""
-        try:
-            if isinstance(data, aiohttp.FormData):
-                payload = data()
-                content_type = payload.content_type
-                data = payload
-            headers = {"Content-Type": content_type} if content_type else {}
-            tp = tracing.traceparent()
-            if tp:
-                headers["traceparent"] = tp
-            async with self._get_session().post(url, data=data, headers=headers) as resp:
-                body = await resp.read()
-                if resp.status >= 300:
-                    raise upstream_status_error(self.name, resp.status, body, resp.headers)
-                return body, resp.headers.get("Content-Type", "application/octet-stream")
-        except RunyardError:
-            raise
-        except Exception as err:
-            raise self.transport_error(err) from err
+        status, body, headers = await self.call("POST", url, data, content_type)
+        if status >= 300:
+            raise upstream_status_error(self.name, status, body, headers)
+        return body, headers.get("Content-Type", "application/octet-stream")
 
     async def call(
         self, method: str, url: URL, data: Any = None, content_type: str | None = None

@@ -54,6 +54,13 @@ async def check_task(request: Request, task_id: str) -> None:
         await require(request, task.api_key_id, NotFoundError(f"task {task_id} not found", code="task_not_found"))
 
 
+async def path_task_id(request: Request) -> str:
+    """The request's ``task_id`` path parameter, once :func:`check_task` has let it through."""
+    task_id: str = request.path_params["task_id"]
+    await check_task(request, task_id)
+    return task_id
+
+
 async def check_session(request: Request, session_id: str) -> None:
     """404 ``session_not_found`` for a session opened by another workspace's run."""
     if scope_workspace(request) is None:

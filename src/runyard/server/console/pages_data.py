@@ -20,15 +20,10 @@ from ..routes.native import _inference
 from ..routes.usage import _time
 from . import queries, svg
 from .gate import form_handler, redirect
-from .render import SECURITY_HEADERS, Pages
+from .render import SECURITY_HEADERS, error_page, render
 
 KINDS = ("chat", "embed", "tts", "asr", "image", "vision")
 MAX_KEY_CHOICES = 500  # the key filter's choices (newest); any id still works typed in the URL
-
-
-def _pages(request: Request) -> Pages:
-    pages: Pages = request.app.state.pages
-    return pages
 
 
 def _top(rows: list[dict[str, Any]], field: str, names: dict[str, Any] | None = None) -> list[tuple[str, float]]:
@@ -68,7 +63,7 @@ async def overview(request: Request) -> Response:
             "breakers": len(circuits),
             "recorder": gw.recorder.stats() if gw.recorder is not None else None,
         }
-    return _pages(request).render(
+    return render(
         request,
         "overview.html",
         windows=windows,
@@ -87,7 +82,7 @@ async def inference_list(request: Request) -> Response:
         filters = InferenceFilter.from_query(q)
         limit = page_limit(q.get("limit"))
     except RunyardError as err:
-        return _pages(request).render(request, "error.html", status=err.status or 400, error=err)
+        return error_page(request, err)
     if gw.recorder is not None:
         await gw.recorder.flush()
     cursor = q.get("cursor") or None
@@ -95,7 +90,7 @@ async def inference_list(request: Request) -> Response:
     names = await key_names(gw.store, list({r["api_key_id"] for r in page["data"] if r["api_key_id"]}))
     workspace = scope_workspace(request)
     keys = [k for k in await gw.store.list_api_keys() if workspace is None or k["workspace"] == workspace]
-    return _pages(request).render(
+    return render(
         request,
         "inferences.html",
         page=page,
@@ -114,7 +109,7 @@ async def inference_detail(request: Request) -> Response:
     feedback = await gw.store.list_feedback(row["id"])
     names = await key_names(gw.store, [row["api_key_id"]] if row.get("api_key_id") else [])
     metrics = ["comment", "demonstration", *sorted(gw.config.metrics)]
-    return _pages(request).render(
+    return render(
         request,
         "inference.html",
         inf=row,
@@ -182,13 +177,13 @@ async def usage(request: Request) -> Response:
     try:
         group, rows, since = await _usage_rows(request)
     except RunyardError as err:
-        return _pages(request).render(request, "error.html", status=err.status or 400, error=err)
+        return error_page(request, err)
 
     def label(row: dict[str, Any]) -> str:
         return str(row.get("key_name") or row[group] or "(none)")
 
     ordered = rows if group == "day" else sorted(rows, key=lambda r: r["requests"], reverse=True)
-    return _pages(request).render(
+    return render(
         request,
         "usage.html",
         group=group,
@@ -207,7 +202,7 @@ async def usage_csv(request: Request) -> Response:
     try:
         group, rows, _ = await _usage_rows(request)
     except RunyardError as err:
-        return _pages(request).render(request, "error.html", status=err.status or 400, error=err)
+        return error_page(request, err)
     out = io.StringIO()
     columns = [group, *(["key_name"] if group == "key" else []), "requests", "input_tokens", "output_tokens"]
     columns += ["cached_tokens", "reasoning_tokens", "cost", "cache_hits", "errors"]

@@ -15,24 +15,19 @@ from ...services.agents import AgentService
 from ...services.namespaces import namespace_of
 from ...services.workflows import WORKFLOW_APP
 from ...workflows import validate_definition
-from ..access import check_chat, check_task, scope_workspace
+from ..access import check_chat, path_task_id, scope_workspace
 from ..http import gateway
 from ..routes.audit import audit
 from . import queries, svg
 from .gate import form_handler, redirect
-from .render import Pages
+from .render import render
 
 RUNS_SCANNED = 200  # a workflow's recent runs are found among this many latest workflow tasks
 
 
-def _pages(request: Request) -> Pages:
-    pages: Pages = request.app.state.pages
-    return pages
-
-
 async def workflow_list(request: Request) -> Response:
     flows = await gateway(request).workflows.list_all(viewer=scope_workspace(request))
-    return _pages(request).render(request, "workflows.html", flows=flows[:500])
+    return render(request, "workflows.html", flows=flows[:500])
 
 
 async def _runs_of(request: Request, name: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -55,7 +50,7 @@ async def workflow_detail(request: Request) -> Response:
         definition, label = status["draft"], "draft"
     checked, _ = validate_definition({k: v for k, v in definition.items() if not k.startswith("_")})
     blocks = checked.get("blocks") or []
-    return _pages(request).render(
+    return render(
         request,
         "workflow.html",
         wf=status,
@@ -94,8 +89,7 @@ async def _result_of(request: Request, task_id: str) -> dict[str, Any] | None:
 
 
 async def run_detail(request: Request) -> Response:
-    task_id = request.path_params["task_id"]
-    await check_task(request, task_id)
+    task_id = await path_task_id(request)
     gw = gateway(request)
     task = await gw.tasks.get(task_id)
     if not task["app"].startswith(WORKFLOW_APP + "@"):
@@ -109,7 +103,7 @@ async def run_detail(request: Request) -> Response:
         pass  # the workflow was deleted: the spans still show
     result = await _result_of(request, task_id)
     spans = (result or {}).get("trace_spans") or []
-    return _pages(request).render(
+    return render(
         request,
         "run.html",
         task=task,
@@ -139,7 +133,7 @@ async def agent_list(request: Request) -> Response:
     chats = await queries.chat_page(
         store, workspace=scope_workspace(request), awaiting=awaiting, cursor=q.get("cursor") or None
     )
-    return _pages(request).render(
+    return render(
         request,
         "agents.html",
         templates=templates,
@@ -155,15 +149,13 @@ async def agent_detail(request: Request) -> Response:
     if not versions:
         raise NotFoundError(f"agent {name!r} not found", code="agent_not_found")
     chats = await queries.chat_page(gateway(request).store, workspace=scope_workspace(request), agent=name, limit=20)
-    return _pages(request).render(request, "agent.html", name=name, versions=versions, chats=chats)
+    return render(request, "agent.html", name=name, versions=versions, chats=chats)
 
 
 async def chat_detail(request: Request) -> Response:
     chat = await _agents(request).get_chat(request.path_params["chat_id"])
     await check_chat(request, chat)
-    return _pages(request).render(
-        request, "chat.html", chat=chat, awaiting=AWAIT_APPROVAL, note=request.query_params.get("note")
-    )
+    return render(request, "chat.html", chat=chat, awaiting=AWAIT_APPROVAL, note=request.query_params.get("note"))
 
 
 @form_handler

@@ -15,15 +15,10 @@ from ...backends.usage import key_spend
 from ...services.auth import KeyLimits, create_key, revoke_key
 from ..http import gateway, validation_error
 from .gate import form_handler, redirect, require_admin
-from .render import Pages
+from .render import render
 
 LIMIT_FIELDS = ("rpm_sync", "rpm_async", "tpm", "spend_limit", "period")
 MAX_KEYS_SHOWN = 500
-
-
-def _pages(request: Request) -> Pages:
-    pages: Pages = request.app.state.pages
-    return pages
 
 
 async def _usage(request: Request, rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -54,7 +49,7 @@ async def key_list(
         await gw.recorder.flush()  # spend includes what was just answered
     rows = (await gw.store.list_api_keys())[-MAX_KEYS_SHOWN:]
     rows.reverse()  # newest first
-    return _pages(request).render(
+    return render(
         request,
         "keys.html",
         status=400 if error else 200,

@@ -13,20 +13,15 @@ from ...errors import NotFoundError
 from ...files import parse_file_ref
 from ...services.files import FileRecord
 from ...services.tasks import TERMINAL
-from ..access import check_file, check_task, scope_workspace
+from ..access import check_file, path_task_id, scope_workspace
 from ..http import gateway
 from ..routes.tasks import STATUSES, _sse
 from .gate import form_handler, redirect
-from .render import Pages, file_refs
+from .render import file_refs, render
 
 PAGE = 50
 # Shown in the page (an <img>/<audio>/<video>); everything else only ever downloads.
 PREVIEW_TYPES = re.compile(r"image/(png|jpeg|gif|webp)|audio/[a-z0-9.+-]+|video/(mp4|webm|ogg)")
-
-
-def _pages(request: Request) -> Pages:
-    pages: Pages = request.app.state.pages
-    return pages
 
 
 async def task_list(request: Request) -> Response:
@@ -42,7 +37,7 @@ async def task_list(request: Request) -> Response:
         workspace=scope_workspace(request),
     )
     filters = {k: v for k, v in (("app", q.get("app")), ("status", status)) if v}
-    return _pages(request).render(
+    return render(
         request,
         "tasks.html",
         page=page,
@@ -66,13 +61,12 @@ async def _files(request: Request, ids: list[str]) -> list[FileRecord]:
 
 
 async def task_detail(request: Request) -> Response:
-    task_id = request.path_params["task_id"]
-    await check_task(request, task_id)
+    task_id = await path_task_id(request)
     gw = gateway(request)
     task = await gw.tasks.get(task_id)
     inputs = await _files(request, file_refs(task.get("input")))
     outputs = await _files(request, file_refs(task.get("output")))
-    return _pages(request).render(
+    return render(
         request,
         "task.html",
         task=task,
@@ -85,8 +79,7 @@ async def task_detail(request: Request) -> Response:
 
 async def task_events(request: Request) -> Response:
     """The API's task event stream (``/v1/tasks/{id}/events``), for the page's EventSource."""
-    task_id = request.path_params["task_id"]
-    await check_task(request, task_id)
+    task_id = await path_task_id(request)
     events = await gateway(request).tasks.events(task_id)
     return StreamingResponse(
         _sse(events), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -95,8 +88,7 @@ async def task_events(request: Request) -> Response:
 
 @form_handler
 async def task_cancel(request: Request, _form: FormData) -> Response:
-    task_id = request.path_params["task_id"]
-    await check_task(request, task_id)
+    task_id = await path_task_id(request)
     await gateway(request).tasks.cancel(task_id)
     return redirect(f"/ui/tasks/{quote(task_id)}")
 

@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from ...errors import RunyardError
 from ...files import parse_file_ref
 
 HERE = Path(__file__).parent
@@ -121,3 +122,14 @@ class Pages:
         }
         html = self.env.get_template(template).render(**base, **context)
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """:meth:`Pages.render` with the console's pages (``app.state.pages``)."""
+    pages: Pages = request.app.state.pages
+    return pages.render(request, template, status, **context)
+
+
+def error_page(request: Request, err: RunyardError) -> HTMLResponse:
+    """The error page for a request the page could not serve (its status, else 400)."""
+    return render(request, "error.html", status=err.status or 400, error=err)
