@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from runyard.backends.recorder import InferenceRecorder
-from runyard.backends.store import Store, new_id, utcnow
+from runyard.backends.store import Store, _sqlite_insert, new_id, utcnow
 
 
 def _row(inference_id: str) -> dict[str, Any]:
@@ -58,6 +58,20 @@ async def test_rows_written_in_multi_row_inserts_read_back_whole(tmp_path: Path)
             assert got[field] == sent[field], field
         assert bool(got["cache_hit"]) is sent["cache_hit"]
         assert got["created_at"].replace(tzinfo=None) == sent["created_at"].replace(tzinfo=None)
+    await store.aclose()
+
+
+async def test_batches_of_any_size_use_few_statement_shapes(tmp_path: Path) -> None:
+    """The driver keeps each distinct INSERT it prepared (128 per connection): batch sizes from 1 to
+    1,100 must come down to a handful of shapes, or that cache grows the process by ~100 MB."""
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    await store.start()
+    _sqlite_insert.cache_clear()
+    sizes = [*range(1, 130), 255, 256, 257, 499, 500, 501, 777, 1_100]
+    for n in sizes:
+        await store.insert_inferences([_row(new_id()) for _ in range(n)])
+    assert await store.count_inferences() == sum(sizes)
+    assert _sqlite_insert.cache_info().misses <= 10  # 500 and the powers of two below it
     await store.aclose()
 
 

@@ -8,6 +8,7 @@ import functools
 import operator
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from itertools import chain
 from pathlib import Path
@@ -115,11 +116,10 @@ class Store:
         # driver's thread, so they are as large as SQLite takes; and values are converted a slice
         # at a time, with a turn of the event loop between, not to hold requests up (bench/README.md).
         statements = []
-        for start in range(0, len(rows), _SQLITE_ROWS_PER_INSERT):
-            chunk = rows[start : start + _SQLITE_ROWS_PER_INSERT]
+        for first, chunk in enumerate(_sqlite_chunks(rows)):
             values: list[Any] = []
             for at in range(0, len(chunk), _SQLITE_CONVERT_SLICE):
-                if start or at:
+                if first or at:
                     await asyncio.sleep(0)
                 values.extend(chain.from_iterable(map(_sqlite_row, chunk[at : at + _SQLITE_CONVERT_SLICE])))
             statements.append((_sqlite_insert(len(chunk)), tuple(values)))
@@ -229,7 +229,25 @@ _SQLITE_ROWS_PER_INSERT = min(500, _SQLITE_MAX_PARAMS // len(_INFERENCE_COLUMNS)
 _SQLITE_CONVERT_SLICE = 100  # rows converted between turns of the event loop
 
 
-@functools.lru_cache(maxsize=64)
+def _sqlite_chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """``rows`` in INSERTs of :data:`_SQLITE_ROWS_PER_INSERT` rows, the rest in powers of two.
+
+    Each length is a statement the driver prepares and keeps (128 per connection): with any length
+    from 1 to 500, the cache held up to 128 multi-row INSERTs per connection and the gateway's RSS
+    grew by ~100 MB a quarter-minute under load (bench/README.md); with these, at most 10 shapes."""
+    start, left = 0, len(rows)
+    while left >= _SQLITE_ROWS_PER_INSERT:
+        yield rows[start : start + _SQLITE_ROWS_PER_INSERT]
+        start, left = start + _SQLITE_ROWS_PER_INSERT, left - _SQLITE_ROWS_PER_INSERT
+    size = 256
+    while left:
+        while size > left:
+            size //= 2
+        yield rows[start : start + size]
+        start, left = start + size, left - size
+
+
+@functools.lru_cache(maxsize=16)
 def _sqlite_insert(n_rows: int) -> str:
     """``INSERT INTO inferences (...) VALUES (?, ...), ...`` for ``n_rows`` rows."""
     row = "(" + ", ".join("?" for _ in _INFERENCE_COLUMNS) + ")"
