@@ -204,7 +204,7 @@ class RunyardApp(Starlette):
             response.raw_headers.append(exchange.id_header)
             exchange.status = status = response.status_code
             if status == 429 or status == 402:
-                self.telemetry.refused(status, getattr(response, "body", b""))
+                self.telemetry.refused(getattr(response, "body", b""))
             try:
                 await response(scope, receive, send)
             except Exception:  # the answer had started (streams handle their own errors): log only

@@ -85,9 +85,9 @@ class HttpTelemetry:
             key_id = scope.get("state", {}).get("api_key_id")
             self.access_log.line(scope["method"], scope["path"], status, seconds, exchange.info, key_id)
 
-    def refused(self, status: int, body: bytes) -> None:
-        """Count a 429 / 402 answer that one of our limits gave (see :func:`limit_of`)."""
-        if self.metrics is not None and status in (429, 402):
+    def refused(self, body: bytes) -> None:
+        """Count a 429 / 402 answer's body if one of our limits gave it (see :func:`limit_of`)."""
+        if self.metrics is not None:
             limit = limit_of(body)
             if limit is not None:
                 self.metrics.observe_rate_limited(limit)
@@ -101,7 +101,7 @@ class HttpTelemetry:
                 exchange.status = message["status"]
                 message["headers"] = [*message.get("headers", ()), id_header]
             elif exchange.status in (429, 402) and message["type"] == "http.response.body":
-                self.refused(exchange.status, message.get("body", b""))
+                self.refused(message.get("body", b""))
             await send(message)
 
         try:
