@@ -126,3 +126,42 @@ async def test_a_spend_cap_admits_requests_in_flight_only_while_they_fit(backend
     assert over.verdict == OVER_SPEND and over.cost == pytest.approx(1.2) and over.reservation is None
     # a key without a spend cap takes no reservations
     assert (await backend.admit("free", "free:s", 5, 60, None, None, "day")).reservation is None
+
+
+async def test_the_token_window_is_exact_while_admissions_read_its_kept_sum(redis_prefix: str) -> None:
+    """Admissions read the window's token sum kept per slice (``Ss``/``St``), not the slices:
+    usage flushed by another replica counts at once, and tokens leave once the window passes."""
+    services = [
+        LimitService(
+            LimitsConfig(window_s=2),
+            None,
+            RedisLimitBackend(connect(RedisConfig(url=redis_url(), prefix=redis_prefix)), horizon_s=2.0),
+        )
+        for _ in range(2)
+    ]
+    a, b = services
+    try:
+        policy = a.policy("key-w", {"tpm": 100})
+        await b.check(policy, SYNC)  # the sum is computed (0) and kept
+        for tokens, admitted in ((60, True), (30, True), (20, False)):
+            usage = SimpleNamespace(input_tokens=tokens, output_tokens=0)
+            a.observe(SimpleNamespace(api_key_id="key-w"), SimpleNamespace(usage=usage, cost=0.0, cache_hit=False))
+            await a.backend.flush()  # type: ignore[attr-defined]
+            if admitted:
+                await b.check(policy, SYNC)
+            else:
+                with pytest.raises(RateLimitError) as err:
+                    await b.check(policy, SYNC)
+                assert "110 of 100 tokens" in str(err.value)
+                assert err.value.retry_after is not None and 0 < err.value.retry_after <= 2.0
+        backend = b.backend
+        assert isinstance(backend, RedisLimitBackend)
+        kept = await backend.redis.client.hget(backend.redis.key("tw", "key-w"), "St")
+        assert int(kept) == 110
+        await asyncio.sleep(2.2)  # the window has passed: its tokens no longer count
+        await b.check(policy, SYNC)
+        assert int(await backend.redis.client.hget(backend.redis.key("tw", "key-w"), "St")) == 0
+    finally:
+        for s in services:
+            await s.aclose()
+            await s.backend.redis.aclose()  # type: ignore[attr-defined]

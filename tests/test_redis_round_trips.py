@@ -1,6 +1,6 @@
 """Redis round trips per chat completion with limits and the shared cache on, counted by a relay
 in front of the real Redis (``support.redis_proxy``): the admission and the cache lookup go
-in one pipeline, so a cache hit costs 2 round trips (that one; the usage, recorded after the
+in one script call, so a cache hit costs 2 round trips (that one; the usage, recorded after the
 answer) and a miss 3 (plus the cache write). Before they were combined: 4 and 5."""
 
 from __future__ import annotations

@@ -5,15 +5,18 @@ Keys (under ``[redis] prefix``):
 - ``rl:<bucket>`` — a GCRA bucket's theoretical arrival time (microseconds on Redis's clock,
   so replicas' clocks do not matter); expires once the bucket is full again.
 - ``tw:<key>`` — a hash of token/cost counts per time slice (``horizon_s / 60``) for the sliding
-  token window; expires after the horizon.
+  token window; expires after the horizon. Its fields ``Ss``/``St`` hold the tokens in the limits
+  window as of slice ``Ss``: the window's slices are the same throughout a slice, so admissions
+  read that sum (kept current by the usage flush) and add the slices up once a slice, not per
+  request (that loop was most of Redis's time per request).
 - ``use:<key>:<day or month id>`` — a hash: ``t`` tokens, ``c`` cost, ``m`` the largest single
   cost seen, ``s`` set once seeded from the store (the first replica to seed wins; the others
   keep the counters).
 - ``fl:<key>`` — a spend-limited key's requests in flight: a sorted set of reservation ids,
   scored by when they lapse (``RESERVATION_TTL_S``, should a gateway die holding one).
 
-:meth:`RedisLimitBackend.admit` runs tokens, spend and the bucket in one script: one round trip
-per request. ``add_usage`` is called synchronously by the usage observer and ``release`` when a
+:meth:`RedisLimitBackend.admit` runs tokens, spend and the bucket in one script: one command per
+request (which also reads the request's cache entry: :meth:`~RedisLimitBackend.admit_reading`). ``add_usage`` is called synchronously by the usage observer and ``release`` when a
 request ends: both queue, and one background flush sends everything queued in one script call
 (usage before the reservations it releases).
 """
@@ -68,8 +71,8 @@ local function window_usage(key, period, slice_s)
   local cutoff = now - period
   for i = 1, #fields, 2 do
     local kind, slice = string.sub(fields[i], 1, 1), tonumber(string.sub(fields[i], 2))
-    local start = slice * slice_s
-    if start > cutoff then
+    local start = (slice or 0) * slice_s
+    if kind ~= 'S' and start > cutoff then
       if kind == 't' then tokens = tokens + tonumber(fields[i + 1]) else cost = cost + tonumber(fields[i + 1]) end
       if first == nil or start < first then first = start end
     end
@@ -97,9 +100,10 @@ return {u[1], tostring(u[2]), tostring(u[3])}
 """
 )
 
-# KEYS: bucket, token window, period totals, in-flight set. ARGV: limit (0: none), window_s,
-# tpm (0: none), spend (-1: none), slice_s, reservation id, reservation ttl_s.
-# Returns {verdict, tokens, usage_reset, cost, allowed, remaining, reset} (verdicts: limits.py).
+# KEYS: bucket, token window, period totals, in-flight set, then keys to read. ARGV: limit
+# (0: none), window_s, tpm (0: none), spend (-1: none), slice_s, reservation id, reservation ttl_s.
+# Returns {verdict, tokens, usage_reset, cost, allowed, remaining, reset} (verdicts: limits.py),
+# then each read key's value (nil when refused: the caller raises instead of reading).
 ADMIT = (
     _NOW
     + _GCRA
@@ -109,9 +113,19 @@ local limit, window_s, tpm, spend, slice_s =
   tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local verdict, tokens, usage_reset, cost = 0, 0, 0, 0
 if tpm > 0 then
-  local u = window_usage(KEYS[2], window_s, slice_s)
-  tokens, usage_reset = u[1], u[3]
-  if tokens >= tpm then verdict = 1 end
+  local slice = math.floor(now / slice_s)
+  local cached = redis.call('HMGET', KEYS[2], 'Ss', 'St')
+  if tonumber(cached[1]) == slice then
+    tokens = tonumber(cached[2])
+  else
+    tokens = window_usage(KEYS[2], window_s, slice_s)[1]
+    redis.call('HSET', KEYS[2], 'Ss', slice, 'St', tokens)
+    if redis.call('TTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], math.ceil(window_s) + 1) end
+  end
+  if tokens >= tpm then
+    verdict = 1
+    usage_reset = window_usage(KEYS[2], window_s, slice_s)[3]
+  end
 end
 if spend >= 0 and verdict == 0 then
   local totals = redis.call('HMGET', KEYS[3], 'c', 'm')
@@ -136,7 +150,11 @@ if spend >= 0 and verdict == 0 then
   redis.call('ZADD', KEYS[4], now + ttl, ARGV[6])
   redis.call('EXPIRE', KEYS[4], ttl)
 end
-return {verdict, tokens, tostring(usage_reset), tostring(cost), g[1], g[2], g[3]}
+local reply = {verdict, tokens, tostring(usage_reset), tostring(cost), g[1], g[2], g[3]}
+for i = 5, #KEYS do
+  if verdict == 0 then reply[#reply + 1] = redis.call('GET', KEYS[i]) else reply[#reply + 1] = false end
+end
+return reply
 """
 )
 
@@ -155,6 +173,7 @@ for e = 0, entries - 1 do
   local tokens, cost, largest = tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 4]
   redis.call('HINCRBY', KEYS[k + 1], 't' .. slice, tokens)
   redis.call('HINCRBYFLOAT', KEYS[k + 1], 'c' .. slice, cost)
+  if tonumber(redis.call('HGET', KEYS[k + 1], 'Ss')) == slice then redis.call('HINCRBY', KEYS[k + 1], 'St', tokens) end
   redis.call('EXPIRE', KEYS[k + 1], math.ceil(horizon) + 1)
   for i, ttl in ipairs({ARGV[a + 2], ARGV[a + 3]}) do
     local totals = KEYS[k + 1 + i]
@@ -167,7 +186,8 @@ for e = 0, entries - 1 do
   -- drop slices older than the horizon now and then
   if math.random(32) == 1 then
     for _, f in ipairs(redis.call('HKEYS', KEYS[k + 1])) do
-      if tonumber(string.sub(f, 2)) < oldest then redis.call('HDEL', KEYS[k + 1], f) end
+      local at = tonumber(string.sub(f, 2))
+      if at and at < oldest then redis.call('HDEL', KEYS[k + 1], f) end
     end
   end
 end
@@ -193,7 +213,7 @@ _PERIOD_GRACE_S = 3600  # period totals outlive their period by this much
 
 def _admission(reply: list[Any], period_reset: float, reservation: str) -> Admission:
     """ADMIT's reply as an Admission (holding ``reservation`` when admitted under a spend limit)."""
-    verdict, tokens, usage_reset, cost, _, remaining, reset = reply
+    verdict, tokens, usage_reset, cost, _, remaining, reset = reply[:7]
     held = reservation if reservation and int(verdict) == ADMITTED else None
     return Admission(
         int(verdict), int(tokens), float(usage_reset), float(cost), period_reset, int(remaining), float(reset), held
@@ -211,6 +231,7 @@ class RedisLimitBackend(LimitBackend):
         self._hit = client.register_script(HIT)
         self._window = client.register_script(WINDOW)
         self._admit = client.register_script(ADMIT)
+        self._execute = client.execute_command
         self._add = client.register_script(ADD)
         self._seed = client.register_script(SEED)
         self._pending: dict[str, list[float]] = {}  # key -> [tokens, cost, largest cost] not yet sent
@@ -239,23 +260,22 @@ class RedisLimitBackend(LimitBackend):
         period: Literal["day", "month"],
     ) -> Admission:
         keys, args, period_reset = self._admit_call(subject, rk, limit, window_s, tpm, spend_limit, period)
-        return _admission(await self._admit(keys=keys, args=args), period_reset, args[5])
+        return _admission(await self._run_admit(keys, args), period_reset, args[5])
 
     async def admit_reading(self, reads: list[str], *admit: Any) -> tuple[Admission, list[bytes | None]]:
-        """The admission script and ``GET`` of each of ``reads``, pipelined: one round trip."""
+        """The admission script, reading each of ``reads`` too: one command, one round trip."""
         keys, args, period_reset = self._admit_call(*admit)
-        async with self.redis.client.pipeline(transaction=False) as pipe:
-            pipe.evalsha(self._admit.sha, len(keys), *keys, *args)
-            for key in reads:
-                pipe.get(key)
-            replies = await pipe.execute(raise_on_error=False)
-        verdict = replies[0]
-        if isinstance(verdict, NoScriptError):  # Redis lost its scripts (a restart): load it, once
-            verdict = await self._admit(keys=keys, args=args)
-        for reply in replies:
-            if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
-                raise reply
-        return _admission(verdict, period_reset, args[5]), replies[1:]
+        reply = await self._run_admit(keys + reads, args)
+        return _admission(reply, period_reset, args[5]), reply[7:]
+
+    async def _run_admit(self, keys: list[str], args: list[Any]) -> list[Any]:
+        """EVALSHA the ADMIT script directly (redis-py's Script wrapper and pipelines cost more
+        than the call); loads it once more if Redis lost its scripts (a restart)."""
+        try:
+            reply: list[Any] = await self._execute("EVALSHA", self._admit.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            reply = await self._admit(keys=keys, args=args)
+        return reply
 
     def _admit_call(self, *admit: Any) -> tuple[list[str], list[Any], float]:
         """The ADMIT script's keys and arguments for :meth:`admit`'s arguments ``admit``, and the
