@@ -5,8 +5,9 @@
 
 Creates a scratch database, writes ``--rows`` rows in batches of each size (one transaction per
 batch, as the recorder does), prints rows/s per batch size, and drops the database. Batch size 1
-is the row-at-a-time baseline; larger batches are one INSERT statement sent for many rows
-(SQLAlchemy's insertmanyvalues over asyncpg).
+is the row-at-a-time baseline; each batch is one binary COPY (asyncpg's copy_records_to_table; it
+was one executemany INSERT: 18,177 / 28,744 / 35,133 rows/s at 100 / 500 / 2,000 rows a batch,
+COPY 39,044 / 53,046 / 51,244 in the same session, 2026-12-06).
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from ..config import ProviderConfig
@@ -60,6 +59,8 @@ class OpenAIBatchMixin:
             "url": CHAT_ENDPOINT,
             "body": orjson.loads(self._body(request, model, False)),
         }
+        import aiohttp
+
         form = aiohttp.FormData()
         form.add_field("purpose", "batch")
         form.add_field(

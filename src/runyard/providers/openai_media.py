@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from ..config import ProviderConfig
@@ -70,6 +69,8 @@ class OpenAIMediaMixin:
         yield result.audio
 
     async def transcribe(self, request: TranscribeRequest, model: str) -> TranscribeOutcome:
+        import aiohttp
+
         form = aiohttp.FormData()
         form.add_field("file", request.audio, filename=request.filename, content_type=request.content_type)
         form.add_field("model", model)
