@@ -384,3 +384,73 @@ async def test_with_options_sets_retries_and_timeout_per_call(target: Target) ->
         await more.aclose()  # a view leaves the shared connections alone
         assert await client.request("POST", f"/flaky/{key()}?fails=0&status=503") == {"attempts": 1}
     assert len(target.state.attempts[patient]) == 3 and len(target.state.attempts[hasty]) == 1
+
+
+# --------------------------------------------------------------------------- in-process calls
+
+
+class _CountingASGITransport(ASGITransport):
+    """The real transport, counting the requests that came through httpx (not ``call``)."""
+
+    through_httpx = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.through_httpx += 1
+        return await super().handle_async_request(request)
+
+
+async def test_embedded_json_calls_skip_httpx_and_keep_its_behaviour() -> None:
+    """``request`` in embedded mode goes straight to the app (``ASGITransport.call``) with the
+    same headers, JSON encoding, retries, idempotency key, rate-limit bookkeeping and errors."""
+    seen: list[dict[str, object]] = []
+    after_response: list[str] = []
+
+    async def app(scope, receive, send) -> None:
+        message = await receive()
+        headers = dict(scope["headers"])
+        seen.append({"path": scope["path"], "headers": headers, "body": message["body"]})
+        if scope["path"] == "/v1/bad":
+            body, status, extra = b'{"error":{"code":"bad_thing","message":"no"}}', 400, []
+        elif scope["path"] == "/v1/slow":
+            try:
+                await asyncio.sleep(5)
+            finally:
+                after_response.append("slow cancelled")
+            return
+        elif len([s for s in seen if s["path"] == "/v1/thing"]) <= 2:
+            body, status, extra = b'{"error":"busy"}', 503, [(b"retry-after-ms", b"1")]
+        else:
+            body, status, extra = b'{"ok":true}', 200, [(b"x-ratelimit-limit", b"10"), (b"x-ratelimit-remaining", b"7")]
+        headers_out = [(b"content-type", b"application/json"), *extra]
+        await send({"type": "http.response.start", "status": status, "headers": headers_out})
+        await send({"type": "http.response.body", "body": body})
+        await asyncio.sleep(0.05)  # work after the response, as under a server
+        after_response.append(scope["path"])
+
+    transport = _CountingASGITransport(app)
+    client = AsyncClient("http://embedded.test", "sk-test", transport=RetryTransport(transport, initial_backoff=0.0))
+    assert await client.request("POST", "/v1/thing", json={"n": 1, "s": "é"}) == {"ok": True}
+    assert transport.through_httpx == 0
+    attempts = [s for s in seen if s["path"] == "/v1/thing"]
+    assert len(attempts) == 3
+    first = attempts[0]["headers"]
+    assert first[b"authorization"] == b"Bearer sk-test" and first[b"host"] == b"embedded.test"
+    assert first[b"content-type"] == b"application/json"
+    assert attempts[0]["body"] == '{"n":1,"s":"é"}'.encode()  # as httpx encodes JSON
+    assert len({s["headers"][b"idempotency-key"] for s in attempts}) == 1  # type: ignore[index]
+    assert [s["headers"].get(b"x-runyard-retry-count") for s in attempts] == [None, b"1", b"2"]  # type: ignore[attr-defined]
+    info = client.get_rate_limit_info()
+    assert info is not None and info.limit == 10 and info.remaining == 7
+    assert "/v1/thing" not in after_response  # the answer came back before the app's work after it
+
+    with pytest.raises(InvalidRequestError) as bad:
+        await client.request("POST", "/v1/bad", json={})
+    assert bad.value.code == "bad_thing"
+    with pytest.raises(APITimeoutError):
+        await client.with_options(timeout=0.1).request("GET", "/v1/slow")
+    with pytest.raises(ValueError):  # NaN is not JSON, as over HTTP
+        await client.request("POST", "/v1/thing", json={"x": float("nan")})
+    assert await client.request("GET", "/v1/thing", params={"q": "1"}) == {"ok": True}
+    assert transport.through_httpx == 1  # a query string goes the httpx way
+    await client.aclose()
+    assert after_response.count("/v1/thing") == 4 and "slow cancelled" in after_response

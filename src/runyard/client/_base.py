@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json as stdlib_json
+import logging
 import os
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -16,7 +19,13 @@ import orjson
 
 from runyard import __version__
 from runyard.client._streaming import AsyncStream
-from runyard.client._transports import RetryTransport, parse_retry_after
+from runyard.client._transports import (
+    IDEMPOTENT_METHODS,
+    RETRY_COUNT_HEADER,
+    ASGITransport,
+    RetryTransport,
+    parse_retry_after,
+)
 from runyard.client.limits import RateLimitInfo, parse_rate_limit
 from runyard.errors import (
     APITimeoutError,
@@ -42,6 +51,11 @@ CONNECT_HINT = (
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
 DEFAULT_MAX_RETRIES = 2
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# A path the in-process call can hand to the app as it is (nothing to escape, no query).
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9/_.~:@!$&'()*+,;=-]*")
+_RATE_HEADERS = (b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset", b"retry-after")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+logger = logging.getLogger("runyard.client")
 
 LifespanFactory = Callable[[], AbstractAsyncContextManager[Any]]
 
@@ -136,6 +150,13 @@ class AsyncAPIClient:
             transport=transport,
         )
         self._lifespan = _Lifespan(lifespan) if lifespan is not None else None
+        # Embedded mode: plain JSON calls go straight to the app (request(), _call_inprocess).
+        self._inprocess = transport.transport if isinstance(transport.transport, ASGITransport) else None
+        self._inprocess_headers = [(b"host", self._http.base_url.netloc)] + [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in self._http.headers.items()
+            if k.lower() not in ("accept-encoding", "connection")
+        ]
         self._closed = False
         self._options: dict[str, Any] = {}  # per-call overrides of a with_options() view
         # X-RateLimit-Limit/Remaining/Reset and Retry-After of the last response that had them.
@@ -249,28 +270,93 @@ class AsyncAPIClient:
         """
         all_headers = self._headers(method, idempotency_key, idempotent_post)
         all_headers.update(headers or {})
-        response = await self._send(
-            method,
-            path,
-            json=json,
-            params=params,
-            headers=all_headers,
-            stream=False,
-            content=content,
-            files=files,
-            data=data,
-            extensions=None if max_retries is None else {"max_retries": max_retries},
-        )
-        if response.status_code == 204 or not response.content:
+        if (
+            self._inprocess is not None
+            and content is None
+            and files is None
+            and data is None
+            and not any(v is not None for v in (params or {}).values())
+            and _PLAIN_PATH.fullmatch(path)
+        ):
+            status, body = await self._call_inprocess(self._inprocess, method, path, json, all_headers, max_retries)
+        else:
+            response = await self._send(
+                method,
+                path,
+                json=json,
+                params=params,
+                headers=all_headers,
+                stream=False,
+                content=content,
+                files=files,
+                data=data,
+                extensions=None if max_retries is None else {"max_retries": max_retries},
+            )
+            status, body = response.status_code, response.content
+        if status == 204 or not body:
             return None
         try:
-            return orjson.loads(response.content)  # ~6x faster than json on large bodies (embeddings)
+            return orjson.loads(body)  # ~6x faster than json on large bodies (embeddings)
         except ValueError as exc:
             raise InternalServerError(
-                f"unreadable response body from {method} {path}: {response.text[:200]!r}",
+                f"unreadable response body from {method} {path}: {body[:200].decode(errors='replace')!r}",
                 code="bad_response",
-                status=response.status_code,
+                status=status,
             ) from exc
+
+    async def _call_inprocess(
+        self,
+        app: ASGITransport,
+        method: str,
+        path: str,
+        json: Any,
+        headers: dict[str, str],
+        max_retries: int | None,
+    ) -> tuple[int, bytes]:
+        """``request`` in embedded mode: straight to the app, with the headers, retries, rate-limit
+        bookkeeping and errors of the httpx path (``_send``), ~200 us less a call."""
+        if self._closed:
+            raise RuntimeError("client is closed")
+        if self._lifespan is not None:
+            await self._lifespan.start()
+        raw = list(self._inprocess_headers)
+        raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        body = b""
+        if json is not None:  # encoded as httpx encodes it
+            body = stdlib_json.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            raw += [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+        elif method in _BODY_METHODS:
+            raw.append((b"content-length", b"0"))
+        timeout = self._options.get("timeout", self._http.timeout)
+        read_timeout = timeout.read if isinstance(timeout, httpx.Timeout) else timeout
+        retry = self.transport
+        if max_retries is None:
+            max_retries = int(self._options.get("max_retries", retry.max_retries))
+        replayable = method in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in headers)
+        attempt = 0
+        while True:
+            if attempt:
+                raw = [*raw, (RETRY_COUNT_HEADER.encode(), str(attempt).encode())]
+            try:
+                status, answer_headers, answer = await app.call(method, path, raw, body, read_timeout)
+            except httpx.TimeoutException as exc:
+                raise APITimeoutError(f"{method} {self.base_url}{path} timed out: {exc}") from exc
+            except httpx.TransportError as exc:
+                raise ConnectionError(f"{method} {self.base_url}{path} failed: {exc}") from exc
+            found = {k.lower().decode(): v.decode("latin-1") for k, v in answer_headers if k.lower() in _RATE_HEADERS}
+            if found.keys() - {"retry-after"}:
+                limit, remaining, reset, after = (found.get(name.decode()) for name in _RATE_HEADERS)
+                self._rate_limit = (limit, remaining, reset, after)
+            if 200 <= status < 300:
+                return status, answer
+            delay = None
+            if status in retry.retry_statuses:
+                delay = retry.delay_for(status, httpx.Headers(answer_headers), attempt, max_retries, replayable)
+            if delay is None:
+                raise _error_from_response(httpx.Response(status, headers=answer_headers, content=answer))
+            logger.debug("retrying %s %s after %d in %.2fs", method, path, status, delay)
+            attempt += 1
+            await asyncio.sleep(delay)
 
     async def stream(
         self,

@@ -19,7 +19,14 @@ from urllib.parse import unquote
 
 import httpx
 
-__all__ = ["RETRY_STATUSES", "ASGITransport", "RetryTransport", "parse_retry_after"]
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "RETRY_COUNT_HEADER",
+    "RETRY_STATUSES",
+    "ASGITransport",
+    "RetryTransport",
+    "parse_retry_after",
+]
 
 logger = logging.getLogger("runyard.client")
 
@@ -150,6 +157,64 @@ class _ASGIExchange:
             self.task.exception()  # retrieved: it was a cancelled exchange, or already reported
 
 
+class _WholeExchange:
+    """One exchange read to its end, without httpx objects: ``ended`` resolves to the status,
+    headers and whole body once the app sends its last chunk (its task may go on with work after
+    the response, as under a server), or fails with what stopped the app before that."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body: bytes | None = body
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.ended: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.over = asyncio.Event()  # ended, one way or another: receive() -> disconnect
+        self.ended.add_done_callback(lambda _: self.over.set())
+
+    async def run(self, app: ASGIApp, scope: Scope) -> None:
+        try:
+            await app(scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            if not self.ended.done():
+                self.ended.set_exception(httpx.ReadError("the in-process exchange was cancelled"))
+            raise
+        except BaseException as exc:
+            if not self.ended.done():
+                self.ended.set_exception(exc)
+            elif not self.ended.cancelled() and self.ended.exception() is None:
+                logger.error("ASGI app raised after completing its response", exc_info=exc)
+        finally:
+            if not self.ended.done():
+                self.ended.set_exception(RuntimeError("ASGI app returned without completing its response"))
+
+    async def receive(self) -> Message:
+        body, self._body = self._body, None
+        if body is not None:
+            return {"type": "http.request", "body": body, "more_body": False}
+        await self.over.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        if self.ended.done():
+            return  # the caller went away: drop the rest
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.status:
+                raise RuntimeError("ASGI app sent http.response.start twice")
+            self.status = int(message["status"])
+            self.headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
+        elif kind == "http.response.body":
+            if not self.status:
+                raise RuntimeError("ASGI app sent a body before http.response.start")
+            body = message.get("body", b"")
+            if body:
+                self.chunks.append(bytes(body))
+            if not message.get("more_body", False):
+                self.ended.set_result((self.status, self.headers, b"".join(self.chunks)))
+
+
 class _ASGIResponseStream(httpx.AsyncByteStream):
     def __init__(self, exchange: _ASGIExchange, read_timeout: float | None) -> None:
         self._exchange = exchange
@@ -185,6 +250,7 @@ class ASGITransport(httpx.AsyncBaseTransport):
         self.client = client
         self.server = server
         self._exchanges: set[_ASGIExchange] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # whole exchanges (call) still running
 
     def _scope(self, request: httpx.Request) -> Scope:
         return {
@@ -210,6 +276,47 @@ class ASGITransport(httpx.AsyncBaseTransport):
         status, headers = await exchange.wait_started(timeout)
         return httpx.Response(status, headers=headers, stream=_ASGIResponseStream(exchange, timeout))
 
+    async def call(
+        self, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes, timeout: float | None
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One whole exchange without httpx objects: ``(status, headers, body)``. The SDK sends its
+        plain JSON calls this way in embedded mode (``path``: no query, nothing to escape); going
+        through ``httpx.AsyncClient`` cost ~200 us more a call (bench/README.md "Embedded")."""
+        exchange = _WholeExchange(body)
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": self.root_path,
+            "headers": headers,
+            "server": self.server,
+            "client": self.client,
+        }
+        task = asyncio.create_task(exchange.run(self.app, scope))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        ended = exchange.ended
+        expiry = None
+        if timeout is not None:
+
+            def expire() -> None:
+                if not ended.done():
+                    ended.set_exception(httpx.ReadTimeout("ASGI app did not complete its response in time"))
+
+            expiry = asyncio.get_running_loop().call_later(timeout, expire)
+        try:
+            return await ended
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+            if not ended.done() or ended.cancelled() or ended.exception() is not None:
+                task.cancel()  # the caller gave up (or timed out): stop the app
+
     async def aclose(self) -> None:
         """Cancel unfinished exchanges; let finished ones (background tasks) complete."""
         for exchange in list(self._exchanges):
@@ -217,6 +324,8 @@ class ASGITransport(httpx.AsyncBaseTransport):
                 await asyncio.wait({exchange.task})
             else:
                 await exchange.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
 
 
 # --------------------------------------------------------------------------- retries
@@ -282,6 +391,18 @@ class RetryTransport(httpx.AsyncBaseTransport):
     def _replayable(request: httpx.Request) -> bool:
         return request.method in IDEMPOTENT_METHODS or "idempotency-key" in request.headers
 
+    def delay_for(
+        self, status: int, headers: httpx.Headers, attempt: int, max_retries: int, replayable: bool
+    ) -> float | None:
+        """Seconds to wait before retrying an answer with ``status`` after ``attempt`` retries,
+        or None to return it (also the in-process calls': ``AsyncAPIClient.request``)."""
+        if attempt >= max_retries or status not in self.retry_statuses or not (replayable or status == 429):
+            return None
+        hinted = parse_retry_after(headers)
+        if hinted is not None and hinted > self.max_retry_after:
+            return None  # e.g. a spending limit until the period ends: waiting is pointless
+        return self.retry_delay(attempt, headers)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         max_retries = int(request.extensions.get("max_retries", self.max_retries))
         if max_retries > 0 and not isinstance(request.stream, httpx.ByteStream):
@@ -301,12 +422,10 @@ class RetryTransport(httpx.AsyncBaseTransport):
                 logger.debug("retrying %s %s after %r in %.2fs", request.method, request.url, exc, delay)
             else:
                 status = response.status_code
-                if attempt >= max_retries or status not in self.retry_statuses or not (replayable or status == 429):
+                wait = self.delay_for(status, response.headers, attempt, max_retries, replayable)
+                if wait is None:
                     return response
-                hinted = parse_retry_after(response.headers)
-                if hinted is not None and hinted > self.max_retry_after:
-                    return response  # e.g. a spending limit until the period ends: waiting is pointless
-                delay = self.retry_delay(attempt, response.headers)
+                delay = wait
                 await _discard(response)
                 logger.debug("retrying %s %s after %d in %.2fs", request.method, request.url, status, delay)
             attempt += 1
