@@ -9,9 +9,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from .._json import kept
 from ..errors import ConflictError
 
 Answer = tuple[int, bytes]  # HTTP status, JSON body
+_ENTRY_OVERHEAD = 700  # bytes an entry takes besides its body (key, entry, future), measured
 
 
 class Idempotency(Protocol):
@@ -26,6 +28,7 @@ class _Entry:
     fingerprint: bytes
     answer: asyncio.Future[Answer]
     expires: float
+    size: int = 0  # the bytes it takes, once its answer is kept
 
 
 class IdempotencyCache:
@@ -35,16 +38,19 @@ class IdempotencyCache:
     409. Only successful answers are kept: after a failure the key may be used again.
     """
 
-    def __init__(self, ttl_s: float, max_entries: int = 50_000) -> None:
+    def __init__(self, ttl_s: float, max_entries: int = 50_000, max_bytes: int = 32 * 1024 * 1024) -> None:
+        """Keeps at most ``max_entries`` answers taking ``max_bytes`` (oldest go first)."""
         self._ttl = ttl_s
         self._max = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0  # answer bodies kept
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
 
     async def run(self, key: str, fingerprint: bytes, produce: Callable[[], Awaitable[Answer]]) -> Answer:
         now = time.monotonic()
         entry = self._entries.get(key)
         if entry is not None and entry.expires < now:
-            del self._entries[key]
+            self._drop(key, entry)
             entry = None
         if entry is not None:
             if entry.fingerprint != fingerprint:
@@ -54,18 +60,29 @@ class IdempotencyCache:
                 )
             return await asyncio.shield(entry.answer)
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._entries[key] = _Entry(fingerprint, future, now + self._ttl)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        entry = self._entries[key] = _Entry(fingerprint, future, now + self._ttl)
         try:
             answer = await produce()
         except BaseException as err:
-            self._entries.pop(key, None)
+            self._drop(key, entry)
             if not future.done():
                 future.set_exception(err)
                 future.exception()  # mark retrieved: waiters may not exist
             raise
-        future.set_result(answer)
         if answer[0] >= 300:
-            self._entries.pop(key, None)
+            future.set_result(answer)
+            self._drop(key, entry)
+            return answer
+        answer = (answer[0], kept(answer[1]))
+        future.set_result(answer)
+        if self._entries.get(key) is entry:
+            entry.size = len(answer[1]) + _ENTRY_OVERHEAD
+            self._bytes += entry.size
+            while self._entries and (len(self._entries) > self._max or self._bytes > self._max_bytes):
+                self._bytes -= self._entries.popitem(last=False)[1].size
         return answer
+
+    def _drop(self, key: str, entry: _Entry) -> None:
+        if self._entries.get(key) is entry:
+            del self._entries[key]
+            self._bytes -= entry.size

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .._json import dumps_kept
 from ..backends.recorder import InferenceRecorder
 from ..backends.store import new_id, utcnow
 from ..errors import RunyardError
@@ -49,7 +50,7 @@ def inference_row(
         "ttft_ms": ttft_ms,
         "status": status,
         "error": error,
-        "attempts": orjson.Fragment(orjson.dumps(attempts)),  # dataclasses, serialised by orjson in C
+        "attempts": orjson.Fragment(dumps_kept(attempts)),  # dataclasses, serialised by orjson in C
         "api_key_id": ctx.api_key_id,
         "tags": ctx.tags or {},
         "created_at": created,

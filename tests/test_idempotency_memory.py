@@ -1,0 +1,47 @@
+"""The in-process idempotency cache keeps its answers within a byte budget, each in an allocation
+of its own size (orjson's results otherwise hold ~4 KB each: 50,000 keys were ~200 MB)."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import orjson
+
+from runyard.services.idempotency import IdempotencyCache
+
+
+async def test_answers_past_the_byte_budget_are_forgotten_oldest_first() -> None:
+    cache = IdempotencyCache(ttl_s=3600, max_bytes=10_000)
+    runs: list[str] = []
+
+    def produce(key: str):
+        async def answer() -> tuple[int, bytes]:
+            runs.append(key)
+            return 200, b"x" * 1_000
+
+        return answer
+
+    for i in range(30):
+        await cache.run(f"k{i}", b"fp", produce(f"k{i}"))
+    assert await cache.run("k29", b"fp", produce("again-k29")) == (200, b"x" * 1_000)  # kept: not run
+    await cache.run("k0", b"fp", produce("again-k0"))  # forgotten: run again
+    assert runs[-1] == "again-k0" and "again-k29" not in runs
+
+
+async def test_kept_answers_are_the_size_of_their_bodies() -> None:
+    cache = IdempotencyCache(ttl_s=3600)
+    body = {"content": "y" * 500}
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(2_000):
+
+            async def answer() -> tuple[int, bytes]:
+                return 200, orjson.dumps(body)
+
+            await cache.run(f"key-{i}", b"fingerprint", answer)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 2_000 * 1_500, grown  # ~4 KB an answer before (the body alone is ~520 bytes)
