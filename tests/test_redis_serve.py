@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -74,3 +75,30 @@ def test_readyz_names_what_is_down(tmp_path: Path) -> None:
         assert body["checks"]["redis"].startswith("unreachable")
     finally:
         server.stop()
+
+
+def test_each_worker_process_logs_as_serve_was_told(tmp_path: Path, postgres_url: str, redis_prefix: str) -> None:
+    """``--log-format json --access-log`` and the redaction of configured secrets hold in every
+    gateway process of ``--workers 2``, not only in the supervisor that parsed the flags."""
+    secret = "sk-upstream-" + redis_prefix.strip(":").replace(":", "-")
+    config = _config(tmp_path / "runyard.toml", postgres_url, redis_url(), redis_prefix)
+    provider = '[providers.up]\nkind = "openai"\nbase_url = "http://127.0.0.1:9/v1"\napi_key_env = "UP_PROVIDER_KEY"\n'
+    config.write_text(config.read_text() + provider)
+    args = ["--workers", "2", "--no-worker", "--log-format", "json", "--access-log", "--log-level", "info"]
+    server = GatewayProcess(config, env={"UP_PROVIDER_KEY": secret}, args=args).start(timeout=60)
+    ids = [f"worker-log-{i}" for i in range(24)]
+    try:
+        for request_id in ids:
+            answer = httpx.post(
+                server.url + "/v1/chat/completions",
+                json={"model": "dummy::echo", "messages": [{"role": "user", "content": f"{secret} hi"}]},
+                headers={"X-Request-Id": request_id},
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
+    finally:
+        server.stop()
+    lines = server.log_path.read_text().splitlines()
+    access = [json.loads(line) for line in lines if line.startswith("{") and '"runyard.access"' in line]
+    assert {line["request_id"] for line in access} >= set(ids)  # every request, whichever process served it
+    assert secret not in server.log_path.read_text()

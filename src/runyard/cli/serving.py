@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 from typing import Any
@@ -65,6 +64,7 @@ def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from ..server.app import create_app
+    from ..server.factory import ready_to_serve
 
     config = load_config(args.config)
     if args.workers < 1:
@@ -73,12 +73,7 @@ def _serve(args: argparse.Namespace) -> None:
     if args.workers > 1:
         return _serve_processes(args, config, args.workers)
     app = create_app(config, worker=not getattr(args, "no_worker", False), on_started=on_started)
-    app.state.gateway.apps.load()  # a module that does not import is one line now, not a failed start-up
-    # Long-lived start-up objects leave the GC's view, and young-generation collections run
-    # less often: the collector was 15% of the gateway's CPU under load before this.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 50, 100)
+    ready_to_serve(app)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     uvicorn.run(
@@ -102,7 +97,7 @@ def _serve_processes(args: argparse.Namespace, config: RunyardConfig, workers: i
     die); each builds its own app from the same config (:mod:`runyard.server.factory`)."""
     import uvicorn
 
-    from ..server.factory import CONFIG_ENV, NO_WORKER_ENV, unshared_state
+    from ..server.factory import CONFIG_ENV, LOGGING_ENV, NO_WORKER_ENV, unshared_state
 
     problem = unshared_state(config)
     if problem:
@@ -110,6 +105,8 @@ def _serve_processes(args: argparse.Namespace, config: RunyardConfig, workers: i
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     os.environ[NO_WORKER_ENV] = "1" if getattr(args, "no_worker", False) else "0"
+    tc = config.telemetry  # as _serve_telemetry settled it from the flags
+    os.environ[LOGGING_ENV] = f"{tc.log_format}:{args.log_level}:{int(tc.access_log)}"
     uvicorn.run(
         "runyard.server.factory:app_from_env",
         factory=True,
