@@ -118,7 +118,7 @@ class Store:
             # pipelined INSERTs (SQLAlchemy's per-row parameter processing, Postgres's bind and
             # execute per row), measured by bench/pg_recorder.py.
             records = [_column_values(row) for row in rows]
-            async with self.engine.connect() as conn:
+            async with self.engine.begin() as conn:  # one COPY, one transaction
                 raw = await conn.get_raw_connection()
                 await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
                     "inferences", records=records, columns=_INFERENCE_COLUMNS
