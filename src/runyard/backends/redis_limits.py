@@ -6,7 +6,8 @@ Keys (under ``[redis] prefix``):
   so replicas' clocks do not matter); expires once the bucket is full again.
 - ``tw:<key>`` — a hash of token/cost counts per time slice (``horizon_s / 60``) for the sliding
   token window; expires after the horizon. Its fields ``Ss``/``St`` hold the tokens in the limits
-  window as of slice ``Ss``: the window's slices are the same throughout a slice, so admissions
+  window as of slice ``Ss``: the window is the horizon, 60 whole slices, so which slices it holds
+  changes only when a new slice starts; admissions
   read that sum (kept current by the usage flush) and add the slices up once a slice, not per
   request (that loop was most of Redis's time per request).
 - ``use:<key>:<day or month id>`` — a hash: ``t`` tokens, ``c`` cost, ``m`` the largest single

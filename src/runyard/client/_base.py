@@ -335,10 +335,9 @@ class AsyncAPIClient:
         replayable = method in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in headers)
         attempt = 0
         while True:
-            if attempt:
-                raw = [*raw, (RETRY_COUNT_HEADER.encode(), str(attempt).encode())]
+            sent = [*raw, (RETRY_COUNT_HEADER.encode(), str(attempt).encode())] if attempt else raw
             try:
-                status, answer_headers, answer = await app.call(method, path, raw, body, read_timeout)
+                status, answer_headers, answer = await app.call(method, path, sent, body, read_timeout)
             except httpx.TimeoutException as exc:
                 raise APITimeoutError(f"{method} {self.base_url}{path} timed out: {exc}") from exc
             except httpx.TransportError as exc:

@@ -166,7 +166,7 @@ async def _gc_frozen_after(lifespan: AbstractAsyncContextManager[Any]) -> AsyncI
     """Run ``lifespan``; once it has started, keep what start-up built out of the cyclic garbage
     collector's full passes (``gc.freeze()``, as ``runyard serve`` does) until it ends. Scanning
     those objects again and again paused the embedded gateway ~100 ms every few seconds under
-    load (async c=32: p99 106 -> 31 ms; bench/README.md "Embedded")."""
+    load (async c=32: p99 106 -> 31 ms; bench/README.md, "Figures 2026-12-06, second session")."""
     async with lifespan:
         gc.freeze()
         try:

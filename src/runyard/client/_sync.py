@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 def _new_loop() -> asyncio.AbstractEventLoop:
     """uvloop's loop where installed: the embedded gateway's I/O and each thread hand-off cost
-    less there (bench/README.md "Embedded")."""
+    less there (bench/README.md, "Figures 2026-12-06, second session")."""
     try:
         import uvloop
     except ImportError:  # Windows

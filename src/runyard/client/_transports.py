@@ -281,7 +281,8 @@ class ASGITransport(httpx.AsyncBaseTransport):
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """One whole exchange without httpx objects: ``(status, headers, body)``. The SDK sends its
         plain JSON calls this way in embedded mode (``path``: no query, nothing to escape); going
-        through ``httpx.AsyncClient`` cost ~200 us more a call (bench/README.md "Embedded")."""
+        through ``httpx.AsyncClient`` cost ~200 us more a call (bench/README.md, "Figures
+        2026-12-06, second session")."""
         exchange = _WholeExchange(body)
         scope = {
             "type": "http",
