@@ -7,9 +7,9 @@ Keys (under ``[redis] prefix``):
 - ``tw:<key>`` — a hash of token/cost counts per time slice (``horizon_s / 60``) for the sliding
   token window; expires after the horizon. Its fields ``Ss``/``St`` hold the tokens in the limits
   window as of slice ``Ss``: the window is the horizon, 60 whole slices, so which slices it holds
-  changes only when a new slice starts; admissions
-  read that sum (kept current by the usage flush) and add the slices up once a slice, not per
-  request (that loop was most of Redis's time per request).
+  changes only when a new slice starts; admissions read that sum (kept current by the usage
+  flush) and add the slices up once a slice, not per request (that loop was most of Redis's time
+  per request).
 - ``use:<key>:<day or month id>`` — a hash: ``t`` tokens, ``c`` cost, ``m`` the largest single
   cost seen, ``s`` set once seeded from the store (the first replica to seed wins; the others
   keep the counters).
