@@ -4,6 +4,7 @@ TLS with a throwaway CA; the proxy is a real CONNECT proxy on 127.0.0.1 (tests/s
 
 from __future__ import annotations
 
+import base64
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +83,21 @@ def test_upstream_calls_go_through_the_https_proxy(
     target = f"localhost:{tls_upstream.port}"
     assert proxy.tunnels.count(target) >= 2, proxy.tunnels  # one per client stack (each keeps its connection)
     assert set(proxy.tunnels) == {target}
+
+
+def test_proxy_credentials_in_the_url_are_sent_on_connect(
+    tmp_path: Path, tls_upstream: MockOpenAI, proxy: ConnectProxy, certs: tuple[Path, Path, Path]
+) -> None:
+    """``HTTPS_PROXY=http://user:pass@host:port``: both client stacks authenticate their CONNECT."""
+    with_credentials = proxy.url.replace("http://", "http://gw-user:s%3Dcret@")
+    server = _gateway(tmp_path, tls_upstream, {"HTTPS_PROXY": with_credentials}, certs[0])
+    try:
+        assert _calls(server) == [200, 200], server.log()
+        assert "s%3Dcret" not in server.log() and "s=cret" not in server.log()
+    finally:
+        server.stop()
+    expected = "Basic " + base64.b64encode(b"gw-user:s=cret").decode()
+    assert len(proxy.auths) >= 2 and set(proxy.auths) == {expected}, proxy.auths
 
 
 def test_no_proxy_hosts_are_reached_directly(

@@ -1,4 +1,5 @@
-"""A real, small HTTP CONNECT proxy on 127.0.0.1 (a thread per tunnel) that records each tunnel's target."""
+"""A real, small HTTP CONNECT proxy on 127.0.0.1 (a thread per tunnel) that records each tunnel's
+target and Proxy-Authorization."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ class ConnectProxy(RelayServer):
     def __init__(self) -> None:
         super().__init__()
         self.tunnels: list[str] = []
+        self.auths: list[str | None] = []  # each CONNECT's Proxy-Authorization, if any
         self.url = f"http://127.0.0.1:{self.port}"
 
     def handle(self, client: socket.socket) -> None:
@@ -27,6 +29,12 @@ class ConnectProxy(RelayServer):
             client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
             return
         host, _, port = target.decode().rpartition(":")
+        auth = [
+            line.split(b":", 1)[1].strip().decode()
+            for line in head.split(b"\r\n")[1:]
+            if line.lower().startswith(b"proxy-authorization:")
+        ]
+        self.auths.append(auth[0] if auth else None)
         self.tunnels.append(target.decode())
         try:
             upstream = socket.create_connection((host.strip("[]"), int(port)), timeout=5)

@@ -10,12 +10,13 @@ read timeouts and TCP_NODELAY. Streams use aiohttp (providers/http.py).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import socket
 import ssl
 from collections import deque
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httptools
 
@@ -263,14 +264,19 @@ class ConnectionPool:
         self._idle.clear()
 
 
-def _proxy_address(proxy: str) -> tuple[str, int]:
+def _proxy_address(proxy: str) -> tuple[str, int, str]:
+    """(host, port, the CONNECT's Proxy-Authorization line: credentials in the URL, or "")."""
     parts = urlsplit(proxy)
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"only http:// proxies are supported, got {proxy!r}")
-    return parts.hostname, parts.port or 80
+    auth = ""
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        auth = f"Proxy-Authorization: Basic {base64.b64encode(credentials).decode()}\r\n"
+    return parts.hostname, parts.port or 80, auth
 
 
-async def _tunnel(loop: asyncio.AbstractEventLoop, proxy: tuple[str, int], host: str, port: int) -> socket.socket:
+async def _tunnel(loop: asyncio.AbstractEventLoop, proxy: tuple[str, int, str], host: str, port: int) -> socket.socket:
     """A socket to ``host:port`` through an HTTP CONNECT proxy (the caller bounds the time)."""
     infos = await loop.getaddrinfo(proxy[0], proxy[1], type=socket.SOCK_STREAM)
     family, type_, proto, _, address = infos[0]
@@ -279,7 +285,7 @@ async def _tunnel(loop: asyncio.AbstractEventLoop, proxy: tuple[str, int], host:
     try:
         await loop.sock_connect(sock, address)
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        await loop.sock_sendall(sock, f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        await loop.sock_sendall(sock, f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{proxy[2]}\r\n".encode())
         reply = b""
         while b"\r\n\r\n" not in reply:
             chunk = await loop.sock_recv(sock, 4096)
