@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from runyard.client._base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, AsyncAPIClient
-from runyard.client._sync import Portal
+from runyard.client._sync import Portal, fast_loop
 from runyard.client._transports import ASGITransport
 from runyard.client.agents import Agent, Agents, AsyncAgent, AsyncAgents
 from runyard.client.ai import AI, AsyncAI
@@ -202,8 +202,8 @@ class Client:
             )
         )
 
-    def _start(self, factory: Callable[[], AsyncClient]) -> None:
-        self._portal = Portal()
+    def _start(self, factory: Callable[[], AsyncClient], *, in_process: bool = False) -> None:
+        self._portal = Portal(loop_factory=fast_loop if in_process else None)
 
         async def build() -> AsyncClient:
             return factory()
@@ -246,8 +246,9 @@ class Client:
 
     @classmethod
     def _from_factory(cls, factory: Callable[[], AsyncClient]) -> Client:
+        """A client around ``factory``'s in-process AsyncClient (from_app, embedded)."""
         self = cls.__new__(cls)
-        self._start(factory)
+        self._start(factory, in_process=True)
         return self
 
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Coroutine, Generator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 __all__ = ["Portal"]
@@ -13,9 +13,10 @@ __all__ = ["Portal"]
 T = TypeVar("T")
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop where installed: the embedded gateway's I/O and each thread hand-off cost
-    less there (bench/README.md, "Figures 2026-12-06, second session")."""
+def fast_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where installed, for a portal that runs an embedded gateway: its I/O and each
+    thread hand-off cost less there (bench/README.md, "Figures 2026-12-06, second session").
+    A client over HTTP keeps asyncio's loop, whose socket states httpx's pool was tested on."""
     try:
         import uvloop
     except ImportError:  # Windows
@@ -31,8 +32,10 @@ class Portal:
     iterator's items one at a time. ``close`` stops the loop and joins the thread.
     """
 
-    def __init__(self, name: str = "runyard-portal") -> None:
-        self._loop = _new_loop()
+    def __init__(
+        self, name: str = "runyard-portal", loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    ) -> None:
+        self._loop = (loop_factory or asyncio.new_event_loop)()
         self._closed = False
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
