@@ -453,7 +453,10 @@ async def test_embedded_json_calls_skip_httpx_and_keep_its_behaviour() -> None:
         await client.with_options(timeout=0.1).request("GET", "/v1/slow")
     with pytest.raises(ValueError):  # NaN is not JSON, as over HTTP
         await client.request("POST", "/v1/thing", json={"x": float("nan")})
+    await client.request("GET", "/v1/thing", headers={"Accept": "text/plain"})
+    accepts = [v for k, v in seen[-1]["scope_headers"] if k == b"accept"]  # type: ignore[attr-defined]
+    assert accepts == [b"text/plain"]  # the call's header replaces the client's default, as httpx merges them
     assert await client.request("GET", "/v1/thing", params={"q": "1"}) == {"ok": True}
     assert transport.through_httpx == 1  # a query string goes the httpx way
     await client.aclose()
-    assert after_response.count("/v1/thing") == 4 and "slow cancelled" in after_response
+    assert after_response.count("/v1/thing") == 5 and "slow cancelled" in after_response

@@ -45,3 +45,22 @@ async def test_kept_answers_are_the_size_of_their_bodies() -> None:
     finally:
         tracemalloc.stop()
     assert grown < 2_000 * 1_500, grown  # ~4 KB an answer before (the body alone is ~520 bytes)
+
+
+async def test_an_embedded_gateway_keeps_a_smaller_replay_budget_unless_configured(tmp_path) -> None:
+    from runyard import AsyncClient
+    from runyard.config import EMBEDDED_IDEMPOTENCY_MAX_BYTES, parse_config
+
+    def budget(client: AsyncClient) -> int:
+        app = client._inprocess.app  # type: ignore[union-attr]
+        return app.state.gateway.idempotency._max_bytes  # type: ignore[no-any-return]
+
+    store = {"storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"}}
+    default = parse_config(store)
+    assert default.server.idempotency_max_bytes == 32 * 1024 * 1024  # `runyard serve`
+    client = AsyncClient.embedded(default)
+    assert budget(client) == EMBEDDED_IDEMPOTENCY_MAX_BYTES == 4 * 1024 * 1024
+    await client.aclose()
+    client = AsyncClient.embedded(parse_config({**store, "server": {"idempotency_max_bytes": 1_000_000}}))
+    assert budget(client) == 1_000_000  # set in the file: kept
+    await client.aclose()

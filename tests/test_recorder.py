@@ -161,3 +161,22 @@ async def test_a_flush_cancelled_while_building_puts_its_rows_back(tmp_path: Pat
     await recorder.flush()
     assert await store.count_inferences() == 1_000
     await store.aclose()
+
+
+async def test_rows_arriving_steadily_are_written_a_whole_batch_at_a_time(tmp_path: Path) -> None:
+    """Under a steady trickle the writer waits for ``batch_size`` rows (or the interval): it used to
+    drain the buffer to empty, writing the few rows that came in during each write, without end."""
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    await store.start()
+    commits = []
+    sa.event.listen(store.engine.sync_engine, "commit", lambda _conn: commits.append(1))
+    recorder = InferenceRecorder(store, flush_interval_s=60, batch_size=50, max_buffer=100_000)
+    await recorder.start()
+    ids = [new_id() for _ in range(1_000)]
+    for inference_id in ids:
+        recorder.record(inference_id, None, lambda i=inference_id: _row(i))
+        await asyncio.sleep(0.0005)  # a request every half millisecond
+    assert len(commits) <= len(ids) // 50 + 1, len(commits)  # whole batches only (the last may wait)
+    await recorder.aclose()
+    assert await store.count_inferences() == 1_000
+    await store.aclose()

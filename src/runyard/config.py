@@ -191,12 +191,21 @@ def missing_driver(url: str, drivers: dict[str, tuple[str, str | None]]) -> str 
     return f"{scheme} needs the {module!r} package, which is not installed ({hint})"
 
 
+EMBEDDED_IDEMPOTENCY_MAX_BYTES = 4 * 1024 * 1024
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     api_keys: list[str] = Field(default_factory=list, description="hashed keys: 'sha256:<hex>'")
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
+    idempotency_max_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=0,
+        description="answers one process keeps for Idempotency-Key replays (oldest go first); "
+        "embedded clients keep 4 MiB unless this is set. Not used with [redis] (keys expire there)",
+    )
     api_key_refresh_s: float = Field(
         default=1.0, gt=0, le=60, description="how often store keys are reloaded: a revoked key fails within this"
     )
@@ -344,6 +353,15 @@ class RunyardConfig(_Strict):
     @property
     def source_dir(self) -> Path | None:
         return self._source_dir
+
+    def for_embedded(self) -> RunyardConfig:
+        """This config for a gateway inside its caller's process: that process is its only client,
+        so it keeps 4 MiB of answers for Idempotency-Key replays unless the file sets
+        ``[server] idempotency_max_bytes``."""
+        if "idempotency_max_bytes" in self.server.model_fields_set:
+            return self
+        server = self.server.model_copy(update={"idempotency_max_bytes": EMBEDDED_IDEMPOTENCY_MAX_BYTES})
+        return self.model_copy(update={"server": server})
 
     def model_post_init(self, __context: Any) -> None:
         merged = default_providers()

@@ -53,7 +53,10 @@ def shared_state(config: RunyardConfig) -> SharedState:
     ttl_s = config.server.idempotency_ttl_s
     if config.redis is None:
         return SharedState(
-            None, InProcessLimitBackend(horizon_s=config.limits.window_s), IdempotencyCache(ttl_s), LocalLocks()
+            None,
+            InProcessLimitBackend(horizon_s=config.limits.window_s),
+            IdempotencyCache(ttl_s, config.server.idempotency_max_bytes),
+            LocalLocks(),
         )
     from .redis_bus import RedisTaskBus
     from .redis_cache import RedisResponseCache

@@ -52,6 +52,7 @@ DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
 DEFAULT_MAX_RETRIES = 2
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # A path the in-process call can hand to the app as it is (nothing to escape, no query).
+_NOT_IN_PROCESS = frozenset({"accept-encoding", "connection"})  # transport headers: no meaning in process
 _PLAIN_PATH = re.compile(r"/[A-Za-z0-9/_.~:@!$&'()*+,;=-]*")
 _RATE_HEADERS = (b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset", b"retry-after")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -152,11 +153,6 @@ class AsyncAPIClient:
         self._lifespan = _Lifespan(lifespan) if lifespan is not None else None
         # Embedded mode: plain JSON calls go straight to the app (request(), _call_inprocess).
         self._inprocess = transport.transport if isinstance(transport.transport, ASGITransport) else None
-        self._inprocess_headers = [(b"host", self._http.base_url.netloc)] + [
-            (k.lower().encode("latin-1"), v.encode("latin-1"))
-            for k, v in self._http.headers.items()
-            if k.lower() not in ("accept-encoding", "connection")
-        ]
         self._closed = False
         self._options: dict[str, Any] = {}  # per-call overrides of a with_options() view
         # X-RateLimit-Limit/Remaining/Reset and Retry-After of the last response that had them.
@@ -319,8 +315,10 @@ class AsyncAPIClient:
             raise RuntimeError("client is closed")
         if self._lifespan is not None:
             await self._lifespan.start()
-        raw = list(self._inprocess_headers)
-        raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        merged = {k: v for k, v in self._http.headers.items() if k not in _NOT_IN_PROCESS}  # lower-case keys
+        merged.update((k.lower(), v) for k, v in headers.items())  # as httpx merges: the call's own win
+        raw = [(b"host", self._http.base_url.netloc)]
+        raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in merged.items()]
         body = b""
         if json is not None:  # encoded as httpx encodes it
             body = stdlib_json.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()

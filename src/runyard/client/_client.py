@@ -158,7 +158,7 @@ class AsyncClient(AsyncAPIClient):
         from runyard.server.app import create_app
 
         cfg = config if isinstance(config, RunyardConfig) else load_config(config)
-        return cls._over_app(create_app(cfg), api_key, kwargs, freeze=True)
+        return cls._over_app(create_app(cfg.for_embedded()), api_key, kwargs, freeze=True)
 
 
 @contextlib.asynccontextmanager
