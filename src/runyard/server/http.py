@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -11,8 +12,8 @@ import orjson
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Scope
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ..errors import InvalidRequestError, PayloadTooLargeError, RunyardError, ValidationError
 from ..gateway import Gateway
@@ -160,8 +161,52 @@ def validation_error(err: PydanticValidationError) -> ValidationError:
     return ValidationError(f"invalid request: {summary}", code="validation_error", details=problems)
 
 
-def sse_response(events: AsyncIterator[bytes]) -> StreamingResponse:
-    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+class EventStream(Response):
+    """A ``text/event-stream`` response: each chunk of ``events`` is sent as it comes.
+
+    Starlette's ``StreamingResponse`` minus its anyio task group (6% of a stream's CPU at c=1,
+    bench/README.md): one plain task waits for the client's ``http.disconnect`` and cancels
+    the stream, which then ends quietly, as Starlette's does."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, events: AsyncIterator[bytes]) -> None:
+        self.events = events
+        self.status_code = 200
+        self.background = None
+        self.init_headers(SSE_HEADERS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streaming = asyncio.current_task()
+        assert streaming is not None
+        state = {"sending": True, "gone": False}
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if state["sending"]:
+                state["gone"] = True
+                streaming.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async for chunk in self.events:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not state["gone"]:
+                raise
+            uncancel = getattr(streaming, "uncancel", None)  # Python 3.11+: the task is not cancelled after all
+            if uncancel is not None:
+                uncancel()
+        finally:
+            state["sending"] = False
+            watcher.cancel()
+
+
+def sse_response(events: AsyncIterator[bytes]) -> Response:
+    return EventStream(events)
 
 
 def sse_event(data: Any) -> bytes:
