@@ -182,8 +182,11 @@ class EventStream(Response):
         state = {"sending": True, "gone": False}
 
         async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            try:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+            except Exception:  # a server whose receive() fails: the stream just goes on
+                return
             if state["sending"]:
                 state["gone"] = True
                 streaming.cancel()
