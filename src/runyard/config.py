@@ -200,12 +200,9 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     api_keys: list[str] = Field(default_factory=list, description="hashed keys: 'sha256:<hex>'")
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
-    idempotency_max_bytes: int = Field(
-        default=32 * 1024 * 1024,
-        ge=0,
-        description="answers one process keeps for Idempotency-Key replays (oldest go first); "
-        "embedded clients keep 4 MiB unless this is set. Not used with [redis] (keys expire there)",
-    )
+    # answers one process keeps for Idempotency-Key replays, oldest dropped first (embedded: 4 MiB
+    # unless set, see RunyardConfig.for_embedded); with [redis] the answers expire there instead
+    idempotency_max_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
     api_key_refresh_s: float = Field(
         default=1.0, gt=0, le=60, description="how often store keys are reloaded: a revoked key fails within this"
     )
