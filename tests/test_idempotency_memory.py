@@ -52,8 +52,11 @@ async def test_an_embedded_gateway_keeps_a_smaller_replay_budget_unless_configur
     from runyard.config import EMBEDDED_IDEMPOTENCY_MAX_BYTES, parse_config
 
     def budget(client: AsyncClient) -> int:
-        app = client._inprocess.app  # type: ignore[union-attr]
-        return app.state.gateway.idempotency._max_bytes  # type: ignore[no-any-return]
+        gateway = client._inprocess.app.state.gateway  # type: ignore[union-attr]
+        configured: int = gateway.config.server.idempotency_max_bytes
+        if isinstance(gateway.idempotency, IdempotencyCache):  # in process (with [redis] keys expire there)
+            assert gateway.idempotency._max_bytes == configured
+        return configured
 
     store = {"storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"}}
     default = parse_config(store)
