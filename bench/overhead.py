@@ -589,10 +589,13 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         metavar="FILE",
         default=None,
-        help="after the rounds, py-spy record the gateway under chat c=32 load into FILE "
+        help="after the rounds, py-spy record the gateway under --profile-load into FILE "
         "(speedscope JSON; py-spy must be installed next to --python or on PATH)",
     )
     ap.add_argument("--profile-duration", type=float, default=10.0)
+    ap.add_argument(
+        "--profile-load", default="chat:32", metavar="MODE:C", help="the load --profile records (default chat:32)"
+    )
     a = ap.parse_args(argv)
     a.config = a.config or str(FEATURES_CONFIG if a.features else DEFAULT_CONFIG)
     telemetry_on = a.metrics or a.tracing
@@ -826,7 +829,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Raw loadgen lines: {out}  (summarize: {shared / 'summarize.py'} {out})")
 
         if a.profile:
-            profile(a, py, shared, gw, gw_url, work, gw_extra("chat") or [])
+            profile(a, py, shared, gw, gw_url, work, gw_extra(a.profile_load.split(":")[0]) or [])
 
         if attempted and failed == attempted:
             rc = 1
@@ -950,20 +953,25 @@ class RecorderWatch:
 
 
 def profile(a, py: str, shared: Path, gw: subprocess.Popen[bytes], gw_url: str, work: Path, extra: list[str]) -> None:
-    """py-spy record the gateway while loadgen drives chat c=32 (with --features' key and body)."""
+    """py-spy record the gateway while loadgen drives ``--profile-load`` (with --features' key and body)."""
     spy = shutil.which("py-spy", path=str(Path(py).parent)) or shutil.which("py-spy")
     if not spy:
         log("py-spy not found (pip install py-spy); skipping --profile")
         return
     dur = max(2.0, a.profile_duration)
+    mode, _, clients = a.profile_load.partition(":")
     load = subprocess.Popen(
         [
             py,
             str(shared / "loadgen.py"),
             "--base-url",
             gw_url,
+            "--mode",
+            mode,
+            "--model",
+            target_model("runyard", mode),
             "-c",
-            "32",
+            clients or "32",
             "-d",
             str(dur + 3),
             "--warmup",

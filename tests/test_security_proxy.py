@@ -1,5 +1,5 @@
 """Upstream provider calls honour ``HTTPS_PROXY`` / ``NO_PROXY`` and a custom CA bundle, on both
-client stacks (the JSON pool and aiohttp for streams). The upstream is the mock OpenAI server over
+client stacks (the pool for JSON and streams, aiohttp for other bodies). The upstream is the mock OpenAI server over
 TLS with a throwaway CA; the proxy is a real CONNECT proxy on 127.0.0.1 (tests/support)."""
 
 from __future__ import annotations
@@ -65,11 +65,16 @@ api_key_env = "UP_TEST_KEY"
 
 
 def _calls(server: GatewayProcess) -> list[int]:
+    """A chat and a streamed chat (the pool), then speech (aiohttp): the mock upstream has no speech
+    route: its 404 (a 400 to our caller) shows that call reached the upstream."""
     body = {"model": "up::gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-    plain = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=20)  # the JSON pool
-    streamed = httpx.post(f"{server.url}/v1/chat/completions", json={**body, "stream": True}, timeout=20)  # aiohttp
+    plain = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=20)
+    streamed = httpx.post(f"{server.url}/v1/chat/completions", json={**body, "stream": True}, timeout=20)
     assert b"data:" in streamed.content or streamed.status_code != 200
-    return [plain.status_code, streamed.status_code]
+    speech = {"model": "up::tts-1", "input": "hi", "voice": "alloy"}
+    spoken = httpx.post(f"{server.url}/v1/audio/speech", json=speech, timeout=20)
+    assert "no route POST /v1/audio/speech" in spoken.text, spoken.text  # the upstream's own words
+    return [plain.status_code, streamed.status_code, spoken.status_code]
 
 
 def test_upstream_calls_go_through_the_https_proxy(
@@ -77,7 +82,7 @@ def test_upstream_calls_go_through_the_https_proxy(
 ) -> None:
     server = _gateway(tmp_path, tls_upstream, {"HTTPS_PROXY": proxy.url}, certs[0])
     try:
-        assert _calls(server) == [200, 200], server.log()
+        assert _calls(server) == [200, 200, 400], server.log()
     finally:
         server.stop()
     target = f"localhost:{tls_upstream.port}"
@@ -92,7 +97,7 @@ def test_proxy_credentials_in_the_url_are_sent_on_connect(
     with_credentials = proxy.url.replace("http://", "http://gw-user:s%3Dcret@")
     server = _gateway(tmp_path, tls_upstream, {"HTTPS_PROXY": with_credentials}, certs[0])
     try:
-        assert _calls(server) == [200, 200], server.log()
+        assert _calls(server) == [200, 200, 400], server.log()
         assert "s%3Dcret" not in server.log() and "s=cret" not in server.log()
     finally:
         server.stop()
@@ -106,7 +111,7 @@ def test_no_proxy_hosts_are_reached_directly(
     env = {"HTTPS_PROXY": proxy.url, "NO_PROXY": "localhost,127.0.0.1"}
     server = _gateway(tmp_path, tls_upstream, env, certs[0])
     try:
-        assert _calls(server) == [200, 200], server.log()
+        assert _calls(server) == [200, 200, 400], server.log()
     finally:
         server.stop()
     assert proxy.tunnels == []
@@ -119,7 +124,7 @@ def test_ssl_cert_file_is_trusted_and_unknown_cas_are_not(
     (tmp_path / "b").mkdir()
     server = _gateway(tmp_path / "a", tls_upstream, {"SSL_CERT_FILE": str(certs[0])}, None)
     try:
-        assert _calls(server) == [200, 200], server.log()
+        assert _calls(server) == [200, 200, 400], server.log()
     finally:
         server.stop()
     untrusted = _gateway(tmp_path / "b", tls_upstream, {}, None)

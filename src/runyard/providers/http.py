@@ -1,5 +1,5 @@
 """The upstream HTTP client each HTTP provider owns: a lean keep-alive pool (providers/pool.py)
-for JSON calls, the hot path; aiohttp for streams and other bodies. Both chosen by measurement.
+for JSON calls and streams, the hot path; aiohttp for other bodies (multipart). Both chosen by measurement.
 aiohttp is imported on first use (9 MB and 0.2 s at start that a JSON-only gateway never needs)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .pool import ConnectionPool
 if TYPE_CHECKING:
     import aiohttp
 
-_SSE_ACCEPT = {"Accept": "text/event-stream"}
+_SSE_ACCEPT = b"Accept: text/event-stream\r\n"
 USER_AGENT = "runyard-gateway"
 
 
@@ -110,16 +110,9 @@ class UpstreamClient:
     async def post_json(self, url: URL, body: bytes) -> bytes:
         """POST a JSON body and return the 2xx body; every failure becomes a typed error."""
         try:
-            tp = tracing.traceparent()  # the attempt's span, when tracing (W3C Trace Context)
-            answer = await self._pool(url).post(
-                url.raw_path_qs, body, b"traceparent: %s\r\n" % tp.encode() if tp else b""
-            )
-        except ssl.SSLError as err:  # also a ValueError: not a broken answer, an untrusted upstream
-            raise UpstreamError(f"{self.name}: cannot reach upstream: {err}", code="upstream_unreachable") from err
-        except (ValueError, ConnectionResetError) as err:
-            raise UpstreamError(f"{self.name}: upstream answer broken: {err}", code="upstream_disconnected") from err
+            answer = await self._pool(url).post(url.raw_path_qs, body, _traceparent())
         except Exception as err:
-            raise self.transport_error(err) from err
+            raise self._pool_error(err) from err
         if answer.status >= 300:
             raise upstream_status_error(self.name, answer.status, answer.body, answer.headers)
         return answer.body
@@ -158,25 +151,26 @@ class UpstreamClient:
             raise self.transport_error(err) from err
 
     async def post_stream(self, url: URL, body: bytes) -> AsyncGenerator[bytes, None]:
-        """POST and yield the body as it arrives (for SSE: see :func:`runyard.sse.aiter_sse`);
-        failures become typed errors."""
+        """POST and yield the body as it arrives (for SSE: see :func:`runyard.sse.aiter_sse`), through
+        the same pool as JSON calls; failures become typed errors."""
         try:
-            tp = tracing.traceparent()
-            headers = {**_SSE_ACCEPT, "traceparent": tp} if tp else _SSE_ACCEPT
-            proxy, proxy_auth = self._proxy(url)
-            session = self._get_session()
-            async with session.post(url, data=body, headers=headers, proxy=proxy, proxy_auth=proxy_auth) as resp:
-                if resp.status >= 300:
-                    data = await resp.read()
-                    raise upstream_status_error(self.name, resp.status, data, resp.headers)
-                async for piece in resp.content.iter_any():
+            async with self._pool(url).stream(url.raw_path_qs, body, _SSE_ACCEPT + _traceparent()) as answer:
+                if answer.status >= 300:
+                    data = await answer.read_all()
+                    raise upstream_status_error(self.name, answer.status, data, answer.headers)
+                while piece := await answer.read():
                     yield piece
-        except RunyardError:
-            raise
-        except GeneratorExit:
+        except (RunyardError, GeneratorExit):
             raise
         except Exception as err:
-            raise self.transport_error(err) from err
+            raise self._pool_error(err) from err
+
+    def _pool_error(self, err: Exception) -> RunyardError:
+        if isinstance(err, ssl.SSLError):  # also a ValueError: not a broken answer, an untrusted upstream
+            return UpstreamError(f"{self.name}: cannot reach upstream: {err}", code="upstream_unreachable")
+        if isinstance(err, ValueError | ConnectionResetError):
+            return UpstreamError(f"{self.name}: upstream answer broken: {err}", code="upstream_disconnected")
+        return self.transport_error(err)
 
     def transport_error(self, err: BaseException) -> RunyardError:
         aiohttp = sys.modules.get("aiohttp")  # not imported yet: err is not one of its errors
@@ -187,6 +181,12 @@ class UpstreamClient:
         if isinstance(err, OSError) or (aiohttp and isinstance(err, aiohttp.ClientError)):
             return UpstreamError(f"{self.name}: cannot reach upstream: {err}", code="upstream_unreachable")
         return UpstreamError(f"{self.name}: upstream failure: {err!r}", code="upstream_error")
+
+
+def _traceparent() -> bytes:
+    """The attempt's span as a raw ``traceparent`` header line, when tracing (W3C Trace Context)."""
+    tp = tracing.traceparent()
+    return b"traceparent: %s\r\n" % tp.encode() if tp else b""
 
 
 def _nodelay_socket(addr_info: Any) -> socket.socket:

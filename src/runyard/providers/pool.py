@@ -4,7 +4,8 @@ Chosen by measurement: on the 2-core reference machine aiohttp's client spent ~1
 call at concurrency 32, this pool ~25 µs, and the client was the largest share of the gateway's
 CPU (bench/README.md). It does exactly one thing: POST a body and read one response (Content-Length
 or chunked, parsed by httptools — llhttp, Node's parser), over plain TCP or TLS, with connect and
-read timeouts and TCP_NODELAY. Streams use aiohttp (providers/http.py).
+read timeouts and TCP_NODELAY; whole (:meth:`ConnectionPool.post`) or as it arrives
+(:meth:`ConnectionPool.stream`, for SSE: aiohttp's stream reader took 19% of a stream's CPU).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import contextlib
 import socket
 import ssl
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import httptools
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+STREAM_BUFFER_BYTES = 256 * 1024  # a streamed body waiting for its reader beyond this pauses the socket
 
 
 @dataclass(slots=True)
@@ -33,6 +36,32 @@ class Answer:
     def headers(self) -> dict[str, str]:
         """Lower-cased names; made when asked (only error answers are read for headers)."""
         return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.raw_headers}
+
+
+class StreamedAnswer:
+    """An answer's status and headers, its body read as it arrives (:meth:`ConnectionPool.stream`)."""
+
+    __slots__ = ("_conn", "raw_headers", "status")
+
+    def __init__(self, head: Answer, conn: _Connection) -> None:
+        self.status, self.raw_headers, self._conn = head.status, head.raw_headers, conn
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return Answer(self.status, self.raw_headers, b"").headers
+
+    async def read(self) -> bytes:
+        """What arrived since the last read, waiting for some; b"" at the end of the body."""
+        return await self._conn.read()
+
+    async def read_all(self, limit: int = MAX_RESPONSE_BYTES) -> bytes:
+        """The rest of the body (an error answer's), at most ``limit`` bytes."""
+        parts: list[bytes] = []
+        size = 0
+        while size <= limit and (piece := await self._conn.read()):
+            parts.append(piece)
+            size += len(piece)
+        return b"".join(parts)[:limit]
 
 
 class StaleConnection(ConnectionError):
@@ -59,6 +88,14 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         self._got_bytes = False
         self.reused = False
+        # A streamed body (request(stream=True)): the head resolves the future, chunks wait here.
+        self._streaming = False
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._paused = False
+        self._ended = False
+        self._error: BaseException | None = None
+        self._reader: asyncio.Future[None] | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -74,6 +111,8 @@ class _Connection(asyncio.Protocol):
                 self._fail(StaleConnection("keep-alive connection closed by the upstream"))
             else:
                 self._fail(ConnectionResetError("upstream closed the connection before the response ended"))
+        elif self._streaming and not self._ended:
+            self._fail(ConnectionResetError("upstream closed the connection before the stream ended"))
 
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
@@ -90,7 +129,20 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
 
+    def on_headers_complete(self) -> None:
+        future = self._future
+        if self._streaming and future is not None and not future.done():
+            future.set_result(Answer(self._parser.get_status_code(), self._headers, b""))
+
     def on_body(self, body: bytes) -> None:
+        if self._streaming:
+            self._chunks.append(body)
+            self._buffered += len(body)
+            if self._buffered > STREAM_BUFFER_BYTES and not self._paused and self.transport is not None:
+                self._paused = True
+                self.transport.pause_reading()  # the reader is behind: let TCP push back upstream
+            self._wake()
+            return
         self._size += len(body)
         if self._size > self._max_bytes:
             self._fail(ResponseTooLarge(f"upstream response exceeds {self._max_bytes} bytes"))
@@ -98,6 +150,15 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._streaming:
+            self._ended = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._wake()
+            if not self._parser.should_keep_alive():
+                self.closed = True
+            return
         future = self._future
         if future is not None and not future.done():
             future.set_result(Answer(self._parser.get_status_code(), self._headers, b"".join(self._body)))
@@ -105,25 +166,62 @@ class _Connection(asyncio.Protocol):
             self.closed = True
 
     # -- requests -----------------------------------------------------------
-    def request(self, payload: bytes) -> asyncio.Future[Answer]:
+    def request(self, payload: bytes, *, stream: bool = False) -> asyncio.Future[Answer]:
+        """Send; the future holds the whole answer, or with ``stream`` its head (then :meth:`read`)."""
         assert self.transport is not None
         loop = self._loop
         self._future = loop.create_future()
         self._headers, self._body, self._size, self._got_bytes = [], [], 0, False
+        self._streaming = stream
+        if stream:
+            self._chunks.clear()
+            self._buffered, self._paused, self._ended, self._error = 0, False, False, None
         self._last_data = loop.time()
         self._timer = loop.call_later(self._timeout, self._expire)
         self.transport.write(payload)
         return self._future
+
+    async def read(self) -> bytes:
+        """The streamed body's bytes received since the last read (b"" at its end); waits for some."""
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self._ended:
+                return b""
+            self._reader = self._loop.create_future()
+            try:
+                await self._reader
+            finally:
+                self._reader = None
+        data = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self._last_data = self._loop.time()  # the pause was the reader's, not the upstream's idleness
+            self.transport.resume_reading()
+        return data
+
+    @property
+    def ended(self) -> bool:
+        """The streamed body was read to its end (the connection may serve another request)."""
+        return self._ended and not self._chunks
+
+    def _wake(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self._reader.set_result(None)
 
     def finish(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._future = None
+        self._streaming = False
+        self._chunks.clear()
 
     def _expire(self) -> None:
         """The read timer: fail if nothing came for the whole timeout, else wait out the rest."""
-        idle = self._loop.time() - self._last_data
+        idle = 0.0 if self._paused else self._loop.time() - self._last_data
         if idle < self._timeout:
             self._timer = self._loop.call_later(self._timeout - idle, self._expire)
             return
@@ -132,6 +230,9 @@ class _Connection(asyncio.Protocol):
     def _fail(self, err: BaseException) -> None:
         if self._future is not None and not self._future.done():
             self._future.set_exception(err)
+        elif self._streaming and self._error is None and not self._ended:
+            self._error = err
+            self._wake()
         self.closed = True
         if self.transport is not None:
             self.transport.close()
@@ -171,11 +272,14 @@ class ConnectionPool:
         self._waiters: deque[asyncio.Future[None]] = deque()  # callers queued for a slot, in order
         self._all: set[_Connection] = set()
 
-    async def post(self, path: str, body: bytes, extra_headers: bytes = b"") -> Answer:
-        """``extra_headers``: raw ``Name: value\\r\\n`` lines for this request (``traceparent``)."""
-        payload = b"POST %s HTTP/1.1\r\n%s%sContent-Length: %d\r\n\r\n%s" % (
+    def _payload(self, path: str, body: bytes, extra_headers: bytes) -> bytes:
+        return b"POST %s HTTP/1.1\r\n%s%sContent-Length: %d\r\n\r\n%s" % (
             path.encode(), self._head, extra_headers, len(body), body,
         )  # fmt: skip
+
+    async def post(self, path: str, body: bytes, extra_headers: bytes = b"") -> Answer:
+        """``extra_headers``: raw ``Name: value\\r\\n`` lines for this request (``traceparent``)."""
+        payload = self._payload(path, body, extra_headers)
         # At most ``limit`` at once, counted inline: asyncio.Semaphore's acquire and release ran
         # ~60 bytecodes of Python per call, a visible share of the hot path.
         if self._busy < self._limit and not self._waiters:
@@ -201,6 +305,41 @@ class ConnectionPool:
                     self._idle.append(conn)
                 return answer
             raise ConnectionResetError("upstream closed two connections in a row")
+        finally:
+            self._release_slot()
+
+    @contextlib.asynccontextmanager
+    async def stream(self, path: str, body: bytes, extra_headers: bytes = b"") -> AsyncIterator[StreamedAnswer]:
+        """POST; yields once the head is in, the body then read as it arrives. The connection goes
+        back to the pool when the body was read to its end, else (left early, failed) it is closed."""
+        payload = self._payload(path, body, extra_headers)
+        if self._busy < self._limit and not self._waiters:
+            self._busy += 1
+        else:
+            await self._wait_for_slot()
+        try:
+            for attempt in (0, 1):
+                conn = await self._checkout(fresh=attempt > 0)
+                try:
+                    head = await conn.request(payload, stream=True)
+                    break
+                except BaseException as err:
+                    conn.finish()
+                    self._discard(conn)
+                    if isinstance(err, StaleConnection):
+                        continue  # the upstream dropped an idle connection: once more on a new one
+                    raise
+            else:
+                raise ConnectionResetError("upstream closed two connections in a row")
+            try:
+                yield StreamedAnswer(head, conn)
+            finally:
+                reusable = conn.ended and not conn.closed
+                conn.finish()
+                if reusable:
+                    self._idle.append(conn)
+                else:
+                    self._discard(conn)
         finally:
             self._release_slot()
 
