@@ -174,7 +174,13 @@ def test_ctrl_c_in_run_names_the_task(tasks_server: GatewayProcess, tmp_path: Pa
     with Client(base_url=tasks_server.url) as client:
         before = {t["id"] for t in client.tasks.list(app="tests/slow", limit=200).data}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runyard", *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-m", "runyard", *args],
+            cwd=tmp_path,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+            # a suite started in the background (`cmd &`) ignores SIGINT, and children inherit that
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + 30
         running = None

@@ -65,6 +65,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     from ..server.app import create_app
     from ..server.factory import ready_to_serve
+    from ..server.wire import GatheringHttpToolsProtocol
 
     config = load_config(args.config)
     if args.workers < 1:
@@ -81,7 +82,7 @@ def _serve(args: argparse.Namespace) -> None:
         host=host,
         port=port,
         loop=_best_loop(),
-        http="httptools",
+        http=GatheringHttpToolsProtocol,  # httptools, an answer's writes sent as one (server/wire.py)
         access_log=False,
         server_header=False,
         proxy_headers=args.proxy_headers,  # off by default: its middleware costs CPU on every request
@@ -98,6 +99,7 @@ def _serve_processes(args: argparse.Namespace, config: RunyardConfig, workers: i
     import uvicorn
 
     from ..server.factory import CONFIG_ENV, LOGGING_ENV, NO_WORKER_ENV, unshared_state
+    from ..server.wire import GatheringHttpToolsProtocol
 
     problem = unshared_state(config)
     if problem:
@@ -114,7 +116,7 @@ def _serve_processes(args: argparse.Namespace, config: RunyardConfig, workers: i
         host=args.host or config.server.host,
         port=args.port if args.port is not None else config.server.port,
         loop=_best_loop(),
-        http="httptools",
+        http=GatheringHttpToolsProtocol,
         access_log=False,
         server_header=False,
         proxy_headers=args.proxy_headers,
