@@ -179,16 +179,17 @@ class EventStream(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         streaming = asyncio.current_task()
         assert streaming is not None
-        state = {"sending": True, "gone": False}
+        sending, gone = True, False
 
         async def watch() -> None:
+            nonlocal gone
             try:
                 while (await receive())["type"] != "http.disconnect":
                     pass
             except Exception:  # a server whose receive() fails: the stream just goes on
                 return
-            if state["sending"]:
-                state["gone"] = True
+            if sending:
+                gone = True
                 streaming.cancel()
 
         watcher = asyncio.ensure_future(watch())
@@ -198,13 +199,13 @@ class EventStream(Response):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not state["gone"]:
+            if not gone:
                 raise
             uncancel = getattr(streaming, "uncancel", None)  # Python 3.11+: the task is not cancelled after all
             if uncancel is not None:
                 uncancel()
         finally:
-            state["sending"] = False
+            sending = False
             watcher.cancel()
 
 
