@@ -63,6 +63,10 @@ class GatheringTransport:
         self.flush()  # what was written goes out before the FIN
         self._transport.close()
 
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
     def abort(self) -> None:
         self._pending = None
         self._transport.abort()
