@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from support.gateway import free_port
 from support.wire_app import BODY
 
 PROTOCOL = "gathering"
@@ -22,9 +23,7 @@ PROTOCOL = "gathering"
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """``host:port`` of tests/support/wire_app.py served with ``PROTOCOL``, in a process of its own."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     app = Path(__file__).parent / "support" / "wire_app.py"
     proc = subprocess.Popen([sys.executable, str(app), str(port), PROTOCOL])
     try:

@@ -280,31 +280,12 @@ class ConnectionPool:
     async def post(self, path: str, body: bytes, extra_headers: bytes = b"") -> Answer:
         """``extra_headers``: raw ``Name: value\\r\\n`` lines for this request (``traceparent``)."""
         payload = self._payload(path, body, extra_headers)
-        # At most ``limit`` at once, counted inline: asyncio.Semaphore's acquire and release ran
-        # ~60 bytecodes of Python per call, a visible share of the hot path.
-        if self._busy < self._limit and not self._waiters:
-            self._busy += 1
-        else:
+        if not self._take_slot():
             await self._wait_for_slot()
         try:
-            for attempt in (0, 1):
-                conn = await self._checkout(fresh=attempt > 0)
-                try:
-                    answer = await conn.request(payload)
-                except StaleConnection:
-                    self._discard(conn)
-                    continue  # the upstream dropped an idle connection: once more on a new one
-                except BaseException:
-                    self._discard(conn)
-                    raise
-                finally:
-                    conn.finish()
-                if conn.closed:
-                    self._discard(conn)
-                else:
-                    self._idle.append(conn)
-                return answer
-            raise ConnectionResetError("upstream closed two connections in a row")
+            conn, answer = await self._exchange(payload, stream=False)
+            self._give_back(conn, reusable=not conn.closed)
+            return answer
         finally:
             self._release_slot()
 
@@ -313,35 +294,45 @@ class ConnectionPool:
         """POST; yields once the head is in, the body then read as it arrives. The connection goes
         back to the pool when the body was read to its end, else (left early, failed) it is closed."""
         payload = self._payload(path, body, extra_headers)
-        if self._busy < self._limit and not self._waiters:
-            self._busy += 1
-        else:
+        if not self._take_slot():
             await self._wait_for_slot()
         try:
-            for attempt in (0, 1):
-                conn = await self._checkout(fresh=attempt > 0)
-                try:
-                    head = await conn.request(payload, stream=True)
-                    break
-                except BaseException as err:
-                    conn.finish()
-                    self._discard(conn)
-                    if isinstance(err, StaleConnection):
-                        continue  # the upstream dropped an idle connection: once more on a new one
-                    raise
-            else:
-                raise ConnectionResetError("upstream closed two connections in a row")
+            conn, head = await self._exchange(payload, stream=True)
             try:
                 yield StreamedAnswer(head, conn)
             finally:
-                reusable = conn.ended and not conn.closed
-                conn.finish()
-                if reusable:
-                    self._idle.append(conn)
-                else:
-                    self._discard(conn)
+                self._give_back(conn, reusable=conn.ended and not conn.closed)
         finally:
             self._release_slot()
+
+    async def _exchange(self, payload: bytes, *, stream: bool) -> tuple[_Connection, Answer]:
+        """Send ``payload`` on a pooled connection, once more on a new one if a kept-alive one turns
+        out closed; the connection and its answer (``stream``: the answer's head)."""
+        for attempt in (0, 1):
+            conn = await self._checkout(fresh=attempt > 0)
+            try:
+                return conn, await conn.request(payload, stream=stream)
+            except BaseException as err:
+                self._give_back(conn, reusable=False)
+                if not isinstance(err, StaleConnection):
+                    raise
+        raise ConnectionResetError("upstream closed two connections in a row")
+
+    def _give_back(self, conn: _Connection, *, reusable: bool) -> None:
+        """The request on ``conn`` is over: keep it for the next one, or close it."""
+        conn.finish()
+        if reusable:
+            self._idle.append(conn)
+        else:
+            self._discard(conn)
+
+    def _take_slot(self) -> bool:
+        """One of the ``limit`` slots, if one is free and nobody waits (counted inline:
+        asyncio.Semaphore's acquire and release ran ~60 bytecodes of Python per call)."""
+        if self._busy < self._limit and not self._waiters:
+            self._busy += 1
+            return True
+        return False
 
     async def _wait_for_slot(self) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
