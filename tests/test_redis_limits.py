@@ -128,6 +128,20 @@ async def test_a_spend_cap_admits_requests_in_flight_only_while_they_fit(backend
     assert (await backend.admit("free", "free:s", 5, 60, None, None, "day")).reservation is None
 
 
+async def test_a_key_with_no_cost_yet_is_estimated_by_the_largest_any_key_spent(backend: LimitBackend) -> None:
+    """A new key (or a key in a new period) is not held to one request at a time once any key has
+    spent: its requests in flight are counted at the largest single cost seen on any key."""
+    seen = await backend.admit("old", "old:s", None, 60, None, 10.0, "day")
+    assert seen.reservation is not None
+    backend.add_usage("old", 10, 0.25)
+    backend.add_usage("old", 10, 0.1)
+    backend.release("old", seen.reservation)
+    await _settled(backend)
+    verdicts = [(await backend.admit("new", "new:s", None, 60, None, 1.0, "day")).verdict for _ in range(5)]
+    # $0 spent, estimated $0.25 a request: 0 + 3 x 0.25 < 1 <= 0 + 4 x 0.25
+    assert verdicts == [ADMITTED, ADMITTED, ADMITTED, ADMITTED, SPEND_PENDING]
+
+
 async def test_the_token_window_is_exact_while_admissions_read_its_kept_sum(redis_prefix: str) -> None:
     """Admissions read the window's token sum kept per slice (``Ss``/``St``), not the slices:
     usage flushed by another replica counts at once, and tokens leave once the window passes."""

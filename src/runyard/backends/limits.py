@@ -25,8 +25,9 @@ replicas) plugs in behind the same four methods:
 A spend cap is exact to within one request's cost under concurrent load: ``admit`` counts the
 key's requests in flight (a *reservation* each, given back by ``release`` once the request's
 usage is recorded) and refuses one (SPEND_PENDING) while the recorded spend plus, for each in
-flight, the largest single cost seen could reach the cap (until the key's first cost is known,
-while any is in flight). So every admitted request found room for all those still running,
+flight, the largest single cost seen could reach the cap. A key with no cost yet is estimated by
+the largest any key has spent (a new key, a new period: not one request at a time); before any
+cost at all, one at a time. So every admitted request found room for all those still running,
 and the cap is overshot by at most one request's cost (an inference's: a request that makes
 several, an agent's turn, may overshoot by its own total).
 """
@@ -186,6 +187,7 @@ class InProcessLimitBackend(LimitBackend):
         self._usage: dict[str, _KeyUsage] = {}
         self._in_flight: dict[str, int] = {}  # spend reservations per key
         self._largest: dict[str, float] = {}  # the largest single cost seen per key
+        self._largest_any: float | None = None  # ... and by any key (a new key's estimate)
         self._hits = 0
         self._day = self._month = ""
         self._period_end = self._day_end = self._month_end = 0.0
@@ -208,7 +210,7 @@ class InProcessLimitBackend(LimitBackend):
         if spend_limit is not None and verdict == ADMITTED:
             _, cost, period_reset = self.usage_now(subject, period)
             in_flight = self._in_flight.get(subject, 0)
-            verdict = spend_verdict(cost, spend_limit, in_flight, self._largest.get(subject))
+            verdict = spend_verdict(cost, spend_limit, in_flight, self._largest.get(subject, self._largest_any))
         remaining, reset = 0, 0.0
         if limit is not None:
             allowed, remaining, reset = self.hit_now(rk, limit, window_s, 1 if verdict == ADMITTED else 0)
@@ -287,6 +289,8 @@ class InProcessLimitBackend(LimitBackend):
     def add_usage(self, key: str, tokens: int = 0, cost: float = 0.0) -> None:
         if cost > self._largest.get(key, -1.0):  # known from the first inference on, even a free one
             self._largest[key] = cost
+            if self._largest_any is None or cost > self._largest_any:
+                self._largest_any = cost
         now = time.time()
         u = self._state(key, now)
         u.day_tokens += tokens

@@ -13,6 +13,8 @@ Keys (under ``[redis] prefix``):
 - ``use:<key>:<day or month id>`` — a hash: ``t`` tokens, ``c`` cost, ``m`` the largest single
   cost seen, ``s`` set once seeded from the store (the first replica to seed wins; the others
   keep the counters).
+- ``lg`` — the largest single cost any key has spent: the estimate for a key with no cost in its
+  period yet (a new key, a new day or month), so it is not held to one request at a time.
 - ``fl:<key>`` — a spend-limited key's requests in flight: a sorted set of reservation ids,
   scored by when they lapse (``RESERVATION_TTL_S``, should a gateway die holding one).
 
@@ -102,7 +104,7 @@ return {u[1], tostring(u[2]), tostring(u[3])}
 """
 )
 
-# KEYS: bucket, token window, period totals, in-flight set, then keys to read. ARGV: limit
+# KEYS: bucket, token window, period totals, in-flight set, largest cost of any key, then keys to read. ARGV: limit
 # (0: none), window_s, tpm (0: none), spend (-1: none), slice_s, reservation id, reservation ttl_s.
 # Returns {verdict, tokens, usage_reset, cost, allowed, remaining, reset} (verdicts: limits.py),
 # then each read key's value (nil when refused: the caller raises instead of reading).
@@ -137,7 +139,9 @@ if spend >= 0 and verdict == 0 then
   else
     redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
     local n = redis.call('ZCARD', KEYS[4])
-    if n > 0 and (not totals[2] or cost + n * tonumber(totals[2]) >= spend) then verdict = 4 end
+    local largest = totals[2]
+    if n > 0 and not largest then largest = redis.call('GET', KEYS[5]) end
+    if n > 0 and (not largest or cost + n * tonumber(largest) >= spend) then verdict = 4 end
   end
 end
 local g = {1, 0, '0'}
@@ -153,7 +157,7 @@ if spend >= 0 and verdict == 0 then
   redis.call('EXPIRE', KEYS[4], ttl)
 end
 local reply = {verdict, tokens, tostring(usage_reset), tostring(cost), g[1], g[2], g[3]}
-for i = 5, #KEYS do
+for i = 6, #KEYS do
   if verdict == 0 then reply[#reply + 1] = redis.call('GET', KEYS[i]) else reply[#reply + 1] = false end
 end
 return reply
@@ -161,8 +165,9 @@ return reply
 )
 
 # One flush in one call. KEYS: token window, day totals, month totals of each usage entry, then
-# the in-flight set of each release. ARGV: slice_s, horizon_s, the number of usage entries, then
-# per entry tokens, cost, day_ttl, month_ttl, its largest single cost; then the released ids.
+# the in-flight set of each release, then the largest cost of any key. ARGV: slice_s, horizon_s,
+# the number of usage entries, then per entry tokens, cost, day_ttl, month_ttl, its largest single
+# cost; then the released ids.
 ADD = (
     _NOW
     + """
@@ -170,9 +175,11 @@ local slice_s, horizon = tonumber(ARGV[1]), tonumber(ARGV[2])
 local entries = tonumber(ARGV[3])
 local slice = math.floor(now / slice_s)
 local oldest = math.floor((now - horizon) / slice_s)
+local top = nil
 for e = 0, entries - 1 do
   local k, a = e * 3, 4 + e * 5
   local tokens, cost, largest = tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 4]
+  if not top or tonumber(largest) > tonumber(top) then top = largest end
   redis.call('HINCRBY', KEYS[k + 1], 't' .. slice, tokens)
   redis.call('HINCRBYFLOAT', KEYS[k + 1], 'c' .. slice, cost)
   if tonumber(redis.call('HGET', KEYS[k + 1], 'Ss')) == slice then redis.call('HINCRBY', KEYS[k + 1], 'St', tokens) end
@@ -193,8 +200,12 @@ for e = 0, entries - 1 do
     end
   end
 end
-for r = entries * 3 + 1, #KEYS do
+for r = entries * 3 + 1, #KEYS - 1 do
   redis.call('ZREM', KEYS[r], ARGV[4 + entries * 5 + r - entries * 3 - 1])
+end
+if top then
+  local any = redis.call('GET', KEYS[#KEYS])
+  if not any or tonumber(top) > tonumber(any) then redis.call('SET', KEYS[#KEYS], top) end
 end
 return 1
 """
@@ -236,6 +247,7 @@ class RedisLimitBackend(LimitBackend):
         self._execute = client.execute_command
         self._add = client.register_script(ADD)
         self._seed = client.register_script(SEED)
+        self._any = self.redis.key("lg")  # the largest single cost any key has spent
         self._pending: dict[str, list[float]] = {}  # key -> [tokens, cost, largest cost] not yet sent
         self._releases: list[tuple[str, str]] = []  # (key, reservation) not yet given back
         self._flushing: asyncio.Task[None] | None = None
@@ -284,7 +296,8 @@ class RedisLimitBackend(LimitBackend):
         seconds until its ``period`` ends."""
         subject, rk, limit, window_s, tpm, spend_limit, period = admit
         period_key, period_reset = self._period_key(subject, period, time.time())
-        keys = [self.redis.key("rl", rk), self.redis.key("tw", subject), period_key, self.redis.key("fl", subject)]
+        key = self.redis.key
+        keys = [key("rl", rk), key("tw", subject), period_key, key("fl", subject), self._any]
         spend = -1 if spend_limit is None else spend_limit
         reservation = uuid.uuid4().hex if spend_limit is not None else ""
         return keys, [limit or 0, window_s, tpm or 0, spend, self.slice_s, reservation, RESERVATION_TTL_S], period_reset
@@ -334,6 +347,7 @@ class RedisLimitBackend(LimitBackend):
             ttls = [int(day_left) + _PERIOD_GRACE_S, int(month_left) + _PERIOD_GRACE_S]
             args += [int(tokens), repr(float(cost)), *ttls, repr(float(largest))]
         keys += [self.redis.key("fl", key) for key, _ in releases]
+        keys.append(self._any)
         args += [reservation for _, reservation in releases]
         try:
             await self._add(keys=keys, args=args)
