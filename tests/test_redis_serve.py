@@ -50,6 +50,10 @@ def test_workers_share_one_port_and_report_ready(tmp_path: Path, postgres_url: s
         assert server._proc is not None
         children = Path(f"/proc/{server._proc.pid}/task/{server._proc.pid}/children").read_text().split()
         assert len(children) >= 2  # uvicorn's supervisor and its two gateway processes
+        port = int(server.url.rsplit(":", 1)[1])
+        listening = {pid: _listening_inodes(int(pid), port) for pid in children}
+        sockets = [inodes for inodes in listening.values() if inodes]
+        assert len(sockets) == 2 and not sockets[0] & sockets[1], listening  # one socket each (SO_REUSEPORT)
         for _ in range(20):
             answer = httpx.post(
                 server.url + "/v1/chat/completions",
@@ -59,6 +63,25 @@ def test_workers_share_one_port_and_report_ready(tmp_path: Path, postgres_url: s
             assert answer.status_code == 200, answer.text
     finally:
         server.stop()
+
+
+def _listening_inodes(pid: int, port: int) -> set[str]:
+    """The inodes of the TCP sockets listening on ``port`` that process ``pid`` holds."""
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            held.add(target[8:-1])
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                listening.add(fields[9])
+    return held & listening
 
 
 def test_readyz_names_what_is_down(tmp_path: Path) -> None:

@@ -94,11 +94,14 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _serve_processes(args: argparse.Namespace, config: RunyardConfig, workers: int) -> None:
-    """``--workers N``: uvicorn's supervisor runs N processes on one socket (restarting any that
-    die); each builds its own app from the same config (:mod:`runyard.server.factory`)."""
+    """``--workers N``: uvicorn's supervisor runs N processes (restarting any that die), each with
+    a listening socket of its own on the port (``SO_REUSEPORT``: :mod:`runyard.server.listeners`),
+    each building its own app from the same config (:mod:`runyard.server.factory`)."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from ..server.factory import CONFIG_ENV, LOGGING_ENV, NO_WORKER_ENV, unshared_state
+    from ..server.listeners import placeholder
     from ..server.wire import GatheringHttpToolsProtocol
 
     problem = unshared_state(config)
@@ -109,12 +112,14 @@ def _serve_processes(args: argparse.Namespace, config: RunyardConfig, workers: i
     os.environ[NO_WORKER_ENV] = "1" if getattr(args, "no_worker", False) else "0"
     tc = config.telemetry  # as _serve_telemetry settled it from the flags
     os.environ[LOGGING_ENV] = f"{tc.log_format}:{args.log_level}:{int(tc.access_log)}"
-    uvicorn.run(
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    server = uvicorn.Config(
         "runyard.server.factory:app_from_env",
         factory=True,
         workers=workers,
-        host=args.host or config.server.host,
-        port=args.port if args.port is not None else config.server.port,
+        host=host,
+        port=port,
         loop=_best_loop(),
         http=GatheringHttpToolsProtocol,
         access_log=False,
@@ -124,6 +129,16 @@ def _serve_processes(args: argparse.Namespace, config: RunyardConfig, workers: i
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
+    try:
+        sock = placeholder(host, port)
+    except OSError as err:
+        raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror or err}") from err
+    try:
+        Multiprocess(server, sockets=[sock]).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
 
 
 def _serve_telemetry(args: argparse.Namespace, config: RunyardConfig) -> Any:
