@@ -5,6 +5,7 @@ the kernel spreads connections across the processes instead of one shared accept
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import socket
 from collections import Counter
 
@@ -25,6 +26,14 @@ def test_the_placeholder_holds_the_port_without_taking_connections() -> None:
         with pytest.raises(OSError):  # a server without SO_REUSEPORT cannot take the port
             plain.bind(("127.0.0.1", port))
         plain.close()
+        worker = pickle.loads(pickle.dumps(sock))  # what a worker process gets: its own socket
+        assert worker.fileno() != sock.fileno() and worker.getsockname() == sock.getsockname()
+        worker.listen()
+        try:
+            with pytest.raises(OSError):  # a second supervisor would take half the connections
+                placeholder("127.0.0.1", port)
+        finally:
+            worker.close()
     finally:
         sock.close()
 

@@ -46,6 +46,17 @@ class ReusePortPlaceholder(socket.socket):
 
 
 def placeholder(host: str, port: int) -> ReusePortPlaceholder:
-    """The supervisor's socket for ``host:port`` (port 0: the one the system picked, for all)."""
+    """The supervisor's socket for ``host:port`` (port 0: the one the system picked, for all).
+
+    Raises OSError (address in use) when anything holds the port already, another ``--workers``
+    supervisor included: ``SO_REUSEPORT`` alone would let a second deployment share the port and
+    silently take half of the connections."""
+    if port:
+        probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no holder
+            probe.bind((host, port))
+        finally:
+            probe.close()
     plain = reuse_port_socket(host, port)
     return ReusePortPlaceholder(plain.family, plain.type, plain.proto, fileno=plain.detach())
