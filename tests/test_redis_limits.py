@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from runyard.backends.limits import ADMITTED, OVER_SPEND, SPEND_PENDING, Admission, InProcessLimitBackend, LimitBackend
 from runyard.backends.redis_conn import connect
 from runyard.backends.redis_limits import RedisLimitBackend
+from runyard.backends.store import Store, new_id, utcnow
 from runyard.config import LimitsConfig, RedisConfig
 from runyard.errors import RateLimitError, UsageLimitError
 from runyard.services.limits import SYNC, LimitService
@@ -140,6 +143,58 @@ async def test_a_key_with_no_cost_yet_is_estimated_by_the_largest_any_key_spent(
     verdicts = [(await backend.admit("new", "new:s", None, 60, None, 1.0, "day")).verdict for _ in range(5)]
     # $0 spent, estimated $0.25 a request: 0 + 3 x 0.25 < 1 <= 0 + 4 x 0.25
     assert verdicts == [ADMITTED, ADMITTED, ADMITTED, ADMITTED, SPEND_PENDING]
+
+
+async def test_a_restarted_gateway_estimates_a_key_by_its_largest_cost_in_the_store(
+    backend: LimitBackend, tmp_path: Path
+) -> None:
+    """After a restart a key's first requests are not held to one at a time: seeding reads its
+    largest single cost this month from the inferences table with its spend."""
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'seed.db'}")
+    await store.start()
+    try:
+        rows = [_inference("k", cost) for cost in (0.1, 0.3, 0.2)] + [_inference("other", 5.0)]
+        await store.insert_inferences(rows)
+        service = LimitService(LimitsConfig(window_s=60), store, backend)
+        policy = service.policy("k", {"spend_limit": 2.0})
+        states: list[dict[str, Any]] = [{} for _ in range(6)]
+        admitted = 0
+        for state in states:
+            try:
+                await service.check(policy, SYNC, state)
+                admitted += 1
+            except UsageLimitError as err:
+                assert err.code == "USAGE_LIMIT_EXCEEDED" and "in flight" in str(err)
+                break
+        assert admitted == 5  # $0.6 spent, $0.3 a request: 0.6 + 4 x 0.3 < 2 <= 0.6 + 5 x 0.3
+        for state in states:
+            service.release(state)
+    finally:
+        await store.aclose()
+
+
+def _inference(key: str, cost: float) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "kind": "chat",
+        "model": "m",
+        "provider": "p",
+        "provider_model": "m",
+        "input": {"messages": []},
+        "output": {"content": "x"},
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "latency_ms": 1.0,
+        "status": "ok",
+        "attempts": [],
+        "api_key_id": key,
+        "tags": {},
+        "created_at": utcnow(),
+        "cost": cost,
+        "cache_hit": False,
+    }
 
 
 async def test_the_token_window_is_exact_while_admissions_read_its_kept_sum(redis_prefix: str) -> None:

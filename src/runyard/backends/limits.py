@@ -18,9 +18,10 @@ replicas) plugs in behind the same four methods:
   cost in the last ``period`` seconds (``reset_s``: until the oldest of them leaves the
   window); for ``"day"`` or ``"month"``, the current UTC period's totals (``reset_s``: until
   it ends).
-- ``seed_usage(key, period, tokens, cost)`` — initialise a period's totals from the
-  persisted inferences (once per key and process, before its first use); a backend that
-  persists totals itself keeps its own when it already has the period.
+- ``seed_usage(key, period, tokens, cost, largest)`` — initialise a period's totals (and the
+  key's largest single cost, when it has one) from the persisted inferences (once per key and
+  process, before its first use); a backend that persists totals itself keeps its own when it
+  already has the period.
 
 A spend cap is exact to within one request's cost under concurrent load: ``admit`` counts the
 key's requests in flight (a *reservation* each, given back by ``release`` once the request's
@@ -89,7 +90,9 @@ class LimitBackend(ABC):
     async def get_usage(self, key: str, period: Period) -> tuple[int, float, float]: ...
 
     @abstractmethod
-    async def seed_usage(self, key: str, period: Literal["day", "month"], tokens: int, cost: float) -> None: ...
+    async def seed_usage(
+        self, key: str, period: Literal["day", "month"], tokens: int, cost: float, largest: float | None = None
+    ) -> None: ...
 
     async def admit(
         self,
@@ -342,7 +345,13 @@ class InProcessLimitBackend(LimitBackend):
                 cost += c
         return tokens, max(cost, 0.0), (first + period - now) if first else 0.0
 
-    async def seed_usage(self, key: str, period: Literal["day", "month"], tokens: int, cost: float) -> None:
+    async def seed_usage(
+        self, key: str, period: Literal["day", "month"], tokens: int, cost: float, largest: float | None = None
+    ) -> None:
+        if largest is not None and largest > self._largest.get(key, -1.0):
+            self._largest[key] = largest
+            if self._largest_any is None or largest > self._largest_any:
+                self._largest_any = largest
         u = self._state(key, time.time())
         if period == "day":
             u.day_tokens += tokens

@@ -211,11 +211,18 @@ return 1
 """
 )
 
-# KEYS: period totals. ARGV: tokens, cost, ttl. Adds the store's totals once (first seeder wins).
+# KEYS: period totals, largest cost of any key. ARGV: tokens, cost, ttl, largest single cost ('':
+# none). Adds the store's totals once (first seeder wins).
 SEED = """
 if redis.call('HSETNX', KEYS[1], 's', 1) == 1 then
   redis.call('HINCRBY', KEYS[1], 't', ARGV[1])
   redis.call('HINCRBYFLOAT', KEYS[1], 'c', ARGV[2])
+  if ARGV[4] ~= '' then
+    local seen = redis.call('HGET', KEYS[1], 'm')
+    if not seen or tonumber(ARGV[4]) > tonumber(seen) then redis.call('HSET', KEYS[1], 'm', ARGV[4]) end
+    local any = redis.call('GET', KEYS[2])
+    if not any or tonumber(ARGV[4]) > tonumber(any) then redis.call('SET', KEYS[2], ARGV[4]) end
+  end
   redis.call('EXPIRE', KEYS[1], ARGV[3])
 end
 return 1
@@ -364,9 +371,13 @@ class RedisLimitBackend(LimitBackend):
         tokens, cost, reset = await self._window(keys=[self.redis.key("tw", key)], args=[period, self.slice_s])
         return int(tokens), max(float(cost), 0.0), float(reset)
 
-    async def seed_usage(self, key: str, period: Literal["day", "month"], tokens: int, cost: float) -> None:
+    async def seed_usage(
+        self, key: str, period: Literal["day", "month"], tokens: int, cost: float, largest: float | None = None
+    ) -> None:
         period_key, left = self._period_key(key, period, time.time())
-        await self._seed(keys=[period_key], args=[int(tokens), repr(float(cost)), int(left) + _PERIOD_GRACE_S])
+        seen = "" if largest is None else repr(float(largest))
+        ttl = int(left) + _PERIOD_GRACE_S
+        await self._seed(keys=[period_key, self._any], args=[int(tokens), repr(float(cost)), ttl, seen])
 
     async def drain(self) -> None:
         """Wait until everything queued so far is on Redis (in order: after the flush under way)."""

@@ -100,6 +100,15 @@ async def key_spend(
     return float(row[0]), float(row[1]), int(row[2]), int(row[3])
 
 
+async def key_largest_cost(store: Store, key_id: str, since: datetime) -> float | None:
+    """The largest single cost recorded for one key since ``since`` (None: no inference)."""
+    col = inferences.c
+    query = sa.select(sa.func.max(col.cost)).where(col.api_key_id == key_id, col.created_at >= since)
+    async with store.engine.connect() as conn:
+        largest = (await conn.execute(query)).scalar()
+    return None if largest is None else float(largest)
+
+
 async def key_names(store: Store, key_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """id -> {name, workspace} for the store keys among ``key_ids``."""
     ids = [k for k in key_ids if k]

@@ -287,15 +287,16 @@ class LimitService:
 
     async def _load(self, subject: str) -> None:
         if self.store is not None:
-            from ..backends.usage import key_spend
+            from ..backends.usage import key_largest_cost, key_spend
 
             now = time.time()
             month_start = datetime.fromtimestamp(period_bounds("month", now)[1], timezone.utc)
             day_start = datetime.fromtimestamp(period_bounds("day", now)[1], timezone.utc)
             spend = await key_spend(self.store, subject, month_start, day_start)
             month_cost, day_cost, month_tokens, day_tokens = spend
-            await self.backend.seed_usage(subject, "month", month_tokens, month_cost)
-            await self.backend.seed_usage(subject, "day", day_tokens, day_cost)
+            largest = await key_largest_cost(self.store, subject, month_start)  # after a restart too
+            await self.backend.seed_usage(subject, "month", month_tokens, month_cost, largest)
+            await self.backend.seed_usage(subject, "day", day_tokens, day_cost, largest)
         self._seeded.add(subject)
 
     # -- reporting --------------------------------------------------------------
