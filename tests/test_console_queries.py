@@ -17,6 +17,7 @@ from runyard.backends.schema import tasks
 from runyard.backends.store import Store, new_id, utcnow
 from runyard.server.console import queries
 from runyard.server.routes.inferences import InferenceFilter, list_inferences
+from support.store_rows import inference_row
 
 PG_ADMIN = "postgresql://root@127.0.0.1:5432/postgres"
 
@@ -48,30 +49,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 def inference(key: str | None, model: str, latency: float, minutes_ago: float, status: str = "ok") -> dict[str, Any]:
-    return {
-        "id": new_id(),
-        "episode_id": None,
-        "kind": "chat",
-        "model": model,
-        "provider": "p",
-        "provider_model": model,
-        "input": {"messages": []},
-        "output": {"content": "x"},
-        "input_tokens": 10,
-        "output_tokens": 5,
-        "cached_tokens": 0,
-        "reasoning_tokens": 0,
-        "latency_ms": latency,
-        "ttft_ms": None,
-        "status": status,
-        "error": None,
-        "attempts": [],
-        "api_key_id": key,
-        "tags": {},
-        "created_at": utcnow() - timedelta(minutes=minutes_ago),
-        "cost": 0.5,
-        "cache_hit": False,
-    }
+    return inference_row(key, model=model, latency=latency, minutes_ago=minutes_ago, status=status)
 
 
 async def test_queries_agree_across_databases(store: Store) -> None:

@@ -15,11 +15,12 @@ import pytest
 from runyard.backends.limits import ADMITTED, OVER_SPEND, SPEND_PENDING, Admission, InProcessLimitBackend, LimitBackend
 from runyard.backends.redis_conn import connect
 from runyard.backends.redis_limits import RedisLimitBackend
-from runyard.backends.store import Store, new_id, utcnow
+from runyard.backends.store import Store
 from runyard.config import LimitsConfig, RedisConfig
 from runyard.errors import RateLimitError, UsageLimitError
 from runyard.services.limits import SYNC, LimitService
 from support.scaleout import redis_url
+from support.store_rows import inference_row
 
 
 @pytest.fixture
@@ -153,7 +154,7 @@ async def test_a_restarted_gateway_estimates_a_key_by_its_largest_cost_in_the_st
     store = Store(f"sqlite+aiosqlite:///{tmp_path / 'seed.db'}")
     await store.start()
     try:
-        rows = [_inference("k", cost) for cost in (0.1, 0.3, 0.2)] + [_inference("other", 5.0)]
+        rows = [inference_row("k", cost=cost) for cost in (0.1, 0.3, 0.2)] + [inference_row("other", cost=5.0)]
         await store.insert_inferences(rows)
         service = LimitService(LimitsConfig(window_s=60), store, backend)
         policy = service.policy("k", {"spend_limit": 2.0})
@@ -171,30 +172,6 @@ async def test_a_restarted_gateway_estimates_a_key_by_its_largest_cost_in_the_st
             service.release(state)
     finally:
         await store.aclose()
-
-
-def _inference(key: str, cost: float) -> dict[str, Any]:
-    return {
-        "id": new_id(),
-        "kind": "chat",
-        "model": "m",
-        "provider": "p",
-        "provider_model": "m",
-        "input": {"messages": []},
-        "output": {"content": "x"},
-        "input_tokens": 10,
-        "output_tokens": 5,
-        "cached_tokens": 0,
-        "reasoning_tokens": 0,
-        "latency_ms": 1.0,
-        "status": "ok",
-        "attempts": [],
-        "api_key_id": key,
-        "tags": {},
-        "created_at": utcnow(),
-        "cost": cost,
-        "cache_hit": False,
-    }
 
 
 async def test_the_token_window_is_exact_while_admissions_read_its_kept_sum(redis_prefix: str) -> None:
