@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -51,8 +52,13 @@ def test_workers_share_one_port_and_report_ready(tmp_path: Path, postgres_url: s
         children = Path(f"/proc/{server._proc.pid}/task/{server._proc.pid}/children").read_text().split()
         assert len(children) >= 2  # uvicorn's supervisor and its two gateway processes
         port = int(server.url.rsplit(":", 1)[1])
-        listening = {pid: _listening_inodes(int(pid), port) for pid in children}
-        sockets = [inodes for inodes in listening.values() if inodes]
+        deadline = time.monotonic() + 60  # /readyz answered from one process; the other may still start
+        while True:
+            listening = {pid: _listening_inodes(int(pid), port) for pid in children}
+            sockets = [inodes for inodes in listening.values() if inodes]
+            if len(sockets) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert len(sockets) == 2 and not sockets[0] & sockets[1], listening  # one socket each (SO_REUSEPORT)
         for _ in range(20):
             answer = httpx.post(
