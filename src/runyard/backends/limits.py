@@ -289,11 +289,15 @@ class InProcessLimitBackend(LimitBackend):
             u.w_tokens -= int(tokens)
             u.w_cost -= cost
 
-    def add_usage(self, key: str, tokens: int = 0, cost: float = 0.0) -> None:
-        if cost > self._largest.get(key, -1.0):  # known from the first inference on, even a free one
+    def _note_largest(self, key: str, cost: float) -> None:
+        """``cost`` as the key's (and any key's) largest single cost, if it is."""
+        if cost > self._largest.get(key, -1.0):
             self._largest[key] = cost
             if self._largest_any is None or cost > self._largest_any:
                 self._largest_any = cost
+
+    def add_usage(self, key: str, tokens: int = 0, cost: float = 0.0) -> None:
+        self._note_largest(key, cost)  # known from the first inference on, even a free one
         now = time.time()
         u = self._state(key, now)
         u.day_tokens += tokens
@@ -348,10 +352,8 @@ class InProcessLimitBackend(LimitBackend):
     async def seed_usage(
         self, key: str, period: Literal["day", "month"], tokens: int, cost: float, largest: float | None = None
     ) -> None:
-        if largest is not None and largest > self._largest.get(key, -1.0):
-            self._largest[key] = largest
-            if self._largest_any is None or largest > self._largest_any:
-                self._largest_any = largest
+        if largest is not None:
+            self._note_largest(key, largest)
         u = self._state(key, time.time())
         if period == "day":
             u.day_tokens += tokens
