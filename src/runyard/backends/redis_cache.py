@@ -7,12 +7,14 @@ orders them by insertion, and a put beyond ``max_entries`` evicts the oldest in 
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import orjson
 
 from ..inference import ChatOutcome, ModelToolCall, TokenUsage
 from .redis_conn import RedisHandle
+from .redis_pipe import Script
 
 # KEYS: entry, index. ARGV: value, ttl_ms, max_entries, now_ms, entry prefix length.
 PUT = """
@@ -28,6 +30,8 @@ end
 return 1
 """
 
+_PUT = Script.of(PUT)
+
 
 class RedisResponseCache:
     """Async twin of :class:`runyard.services.cache.MemoryCache` (see ``AsyncResponseCache``)."""
@@ -36,7 +40,8 @@ class RedisResponseCache:
         self.redis = redis
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._max = max_entries
-        self._put = redis.client.register_script(PUT)
+        self._execute = redis.pipe.execute
+        self._run = redis.pipe.run_script
         self.hits = 0
         self.misses = 0
 
@@ -47,7 +52,7 @@ class RedisResponseCache:
         if admission is not None and not admission.taken:
             (raw,) = await admission.take([entry])
         else:
-            raw = await self.redis.client.get(entry)
+            raw = await self._execute("GET", entry)
         if raw is None:
             self.misses += 1
             return None
@@ -55,16 +60,14 @@ class RedisResponseCache:
         return _decode(raw)
 
     async def put(self, key: str, result: ChatOutcome) -> None:
-        import time
-
         keys = [self.redis.key("cache", key), self.redis.key("cache-index")]
-        await self._put(keys=keys, args=[_encode(result), self._ttl_ms, self._max, int(time.time() * 1000)])
+        await self._run(_PUT, keys, [_encode(result), self._ttl_ms, self._max, int(time.time() * 1000)])
 
 
 def _encode(result: ChatOutcome) -> bytes:
-    data = dataclasses.asdict(result)
-    data["attempts"] = []  # a hit has no attempts of its own
-    return orjson.dumps(data)
+    """orjson writes the dataclasses itself (``dataclasses.asdict`` deep-copied every field:
+    3-4% of a request's CPU); a hit has no attempts of its own."""
+    return orjson.dumps(dataclasses.replace(result, attempts=[]))
 
 
 def _decode(raw: bytes) -> ChatOutcome:

@@ -7,14 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..config import RedisConfig
+    from .redis_pipe import PipelinedRedis
 
 
 @dataclass(frozen=True, slots=True)
 class RedisHandle:
-    """A ``redis.asyncio.Redis`` client plus the prefix that namespaces this deployment's keys."""
+    """A ``redis.asyncio.Redis`` client plus the prefix that namespaces this deployment's keys;
+    ``pipe``: the hot path's commands (admission, cache, usage) on one pipelined connection."""
 
     client: Any  # redis.asyncio.Redis (decode_responses=False: values are bytes)
     prefix: str
+    pipe: PipelinedRedis
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -23,6 +26,7 @@ class RedisHandle:
         return bool(await self.client.ping())
 
     async def aclose(self) -> None:
+        await self.pipe.aclose()
         await self.client.aclose()
 
 
@@ -30,7 +34,9 @@ def connect(config: RedisConfig, *, max_connections: int = 256) -> RedisHandle:
     """A pooled async client (hiredis parses replies when installed); connects lazily."""
     import redis.asyncio as aioredis
 
+    from .redis_pipe import PipelinedRedis
+
     client = aioredis.Redis.from_url(
         config.url, max_connections=max_connections, socket_connect_timeout=5, health_check_interval=30
     )
-    return RedisHandle(client, config.prefix)
+    return RedisHandle(client, config.prefix, PipelinedRedis(config.url))

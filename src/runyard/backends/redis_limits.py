@@ -28,15 +28,16 @@ the reservations it releases).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
+import secrets
 import time
-import uuid
 from typing import Any, Literal
-
-from redis.exceptions import NoScriptError
 
 from .limits import ADMITTED, RESERVATION_TTL_S, Admission, LimitBackend, Period, period_bounds
 from .redis_conn import RedisHandle
+from .redis_pipe import Arg, Script
 
 log = logging.getLogger("runyard.limits")
 
@@ -228,7 +229,17 @@ end
 return 1
 """
 
+_HIT, _WINDOW_SCRIPT, _ADMIT, _ADD, _SEED = map(Script.of, (HIT, WINDOW, ADMIT, ADD, SEED))
 _PERIOD_GRACE_S = 3600  # period totals outlive their period by this much
+
+# Reservation ids: this process's random origin and a serial (a uuid4 a request cost 2% of the CPU).
+_ORIGIN = [secrets.token_hex(8)]
+_SERIAL = itertools.count()
+os.register_at_fork(after_in_child=lambda: _ORIGIN.__setitem__(0, secrets.token_hex(8)))
+
+
+def _reservation_id() -> str:
+    return f"{_ORIGIN[0]}{next(_SERIAL):x}"
 
 
 def _admission(reply: list[Any], period_reset: float, reservation: str) -> Admission:
@@ -247,13 +258,7 @@ class RedisLimitBackend(LimitBackend):
         self.redis = redis
         self.horizon_s = horizon_s
         self.slice_s = horizon_s / 60
-        client = redis.client
-        self._hit = client.register_script(HIT)
-        self._window = client.register_script(WINDOW)
-        self._admit = client.register_script(ADMIT)
-        self._execute = client.execute_command
-        self._add = client.register_script(ADD)
-        self._seed = client.register_script(SEED)
+        self._run = redis.pipe.run_script
         self._any = self.redis.key("lg")  # the largest single cost any key has spent
         self._pending: dict[str, list[float]] = {}  # key -> [tokens, cost, largest cost] not yet sent
         self._releases: list[tuple[str, str]] = []  # (key, reservation) not yet given back
@@ -265,7 +270,7 @@ class RedisLimitBackend(LimitBackend):
         return self.redis.key("use", key, ident), end - now
 
     async def hit(self, key: str, limit: int, window_s: float, cost: int = 1) -> tuple[bool, int, float]:
-        allowed, remaining, reset = await self._hit(keys=[self.redis.key("rl", key)], args=[limit, window_s, cost])
+        allowed, remaining, reset = await self._run(_HIT, [self.redis.key("rl", key)], [limit, window_s, cost])
         return bool(allowed), int(remaining), float(reset)
 
     reads_with_admit = True
@@ -290,12 +295,7 @@ class RedisLimitBackend(LimitBackend):
         return _admission(reply, period_reset, args[5]), reply[7:]
 
     async def _run_admit(self, keys: list[str], args: list[Any]) -> list[Any]:
-        """EVALSHA the ADMIT script directly (redis-py's Script wrapper and pipelines cost more
-        than the call); loads it once more if Redis lost its scripts (a restart)."""
-        try:
-            reply: list[Any] = await self._execute("EVALSHA", self._admit.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            reply = await self._admit(keys=keys, args=args)
+        reply: list[Any] = await self._run(_ADMIT, keys, args)
         return reply
 
     def _admit_call(self, *admit: Any) -> tuple[list[str], list[Any], float]:
@@ -306,7 +306,7 @@ class RedisLimitBackend(LimitBackend):
         key = self.redis.key
         keys = [key("rl", rk), key("tw", subject), period_key, key("fl", subject), self._any]
         spend = -1 if spend_limit is None else spend_limit
-        reservation = uuid.uuid4().hex if spend_limit is not None else ""
+        reservation = _reservation_id() if spend_limit is not None else ""
         return keys, [limit or 0, window_s, tpm or 0, spend, self.slice_s, reservation, RESERVATION_TTL_S], period_reset
 
     def add_usage(self, key: str, tokens: int = 0, cost: float = 0.0) -> None:
@@ -346,7 +346,7 @@ class RedisLimitBackend(LimitBackend):
         """One script call (one round trip): the usage, then the releases."""
         now = time.time()
         keys: list[str] = []
-        args: list[object] = [self.slice_s, self.horizon_s, len(batch)]
+        args: list[Arg] = [self.slice_s, self.horizon_s, len(batch)]
         for key, (tokens, cost, largest) in batch.items():
             day_key, day_left = self._period_key(key, "day", now)
             month_key, month_left = self._period_key(key, "month", now)
@@ -357,7 +357,7 @@ class RedisLimitBackend(LimitBackend):
         keys.append(self._any)
         args += [reservation for _, reservation in releases]
         try:
-            await self._add(keys=keys, args=args)
+            await self._run(_ADD, keys, args)
         except Exception:
             log.warning("could not record usage on Redis; will retry", exc_info=True)
             return False
@@ -366,9 +366,9 @@ class RedisLimitBackend(LimitBackend):
     async def get_usage(self, key: str, period: Period) -> tuple[int, float, float]:
         if isinstance(period, str):
             period_key, left = self._period_key(key, period, time.time())
-            tokens, cost = await self.redis.client.hmget(period_key, ["t", "c"])
+            tokens, cost = await self.redis.pipe.execute("HMGET", period_key, "t", "c")
             return int(tokens or 0), float(cost or 0.0), left
-        tokens, cost, reset = await self._window(keys=[self.redis.key("tw", key)], args=[period, self.slice_s])
+        tokens, cost, reset = await self._run(_WINDOW_SCRIPT, [self.redis.key("tw", key)], [period, self.slice_s])
         return int(tokens), max(float(cost), 0.0), float(reset)
 
     async def seed_usage(
@@ -377,7 +377,7 @@ class RedisLimitBackend(LimitBackend):
         period_key, left = self._period_key(key, period, time.time())
         seen = "" if largest is None else repr(float(largest))
         ttl = int(left) + _PERIOD_GRACE_S
-        await self._seed(keys=[period_key, self._any], args=[int(tokens), repr(float(cost)), ttl, seen])
+        await self._run(_SEED, [period_key, self._any], [int(tokens), repr(float(cost)), ttl, seen])
 
     async def drain(self) -> None:
         """Wait until everything queued so far is on Redis (in order: after the flush under way)."""
