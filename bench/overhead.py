@@ -577,6 +577,19 @@ def main(argv: list[str] | None = None) -> int:
         help="also run TensorZero's gateway (an interpreter with the PyPI 'tensorzero' package, e.g. "
         "run_peers.sh's venv: /tmp/benchvenv/bin/python) in the same rounds, as the c=32 target's reference",
     )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="runyard serve --workers N (N > 1 puts the config's shared state on Redis: --redis)",
+    )
+    ap.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="add [redis] to the config (a fresh key prefix, deleted after): limits, cache and usage on "
+        "Redis; Redis's own CPU per request is reported (default redis://127.0.0.1:6379/0 with --workers > 1)",
+    )
     ap.add_argument("--python", default=sys.executable, help="interpreter for runyard, the mock and loadgen")
     ap.add_argument("--out", default=None, help="JSONL of raw loadgen lines (default in the temp dir)")
     ap.add_argument("--keep-db", action="store_true", help="keep the temporary SQLite store")
@@ -604,6 +617,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.with_base and not (a.features or telemetry_on):
         ap.error("--with-base goes with --features (--metrics/--tracing bring their own base)")
     a.with_base = a.with_base or telemetry_on
+    if a.workers > 1 and a.redis is None:
+        a.redis = "redis://127.0.0.1:6379/0"
     if a.with_tensorzero and not shutil.which(a.with_tensorzero):
         ap.error(f"--with-tensorzero: no interpreter at {a.with_tensorzero!r}")
 
@@ -636,11 +651,15 @@ def main(argv: list[str] | None = None) -> int:
     rc = 0
     base_config = DEFAULT_CONFIG
     sink = None
+    redis_state: RedisState | None = None
     try:
         if telemetry_on:  # the measured gateway with telemetry on, the base with it off: same config else
             if a.tracing:
                 sink = otlp_sink()
             a.config, base_config = telemetry_configs(Path(a.config), work, a.metrics, sink)
+        if a.redis:
+            redis_state = RedisState(a.redis)
+            a.config = redis_state.config(Path(a.config), work)
         # ---- mock upstream
         mock_port = free_port()
         mock_log = work / "mock.log"
@@ -670,7 +689,8 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, MOCK_BASE_URL=mock_url, RUNYARD_BENCH_DB=str(db))
         gw = procs.start(
             "runyard",
-            [*pin1, py, "-m", "runyard", "serve", "--config", a.config, "--host", "127.0.0.1", "--port", str(gw_port)],
+            [*pin1, py, "-m", "runyard", "serve", "--config", a.config, "--host", "127.0.0.1", "--port", str(gw_port)]
+            + (["--workers", str(a.workers)] if a.workers > 1 else []),
             env,
             gw_log,
         )
@@ -763,12 +783,15 @@ def main(argv: list[str] | None = None) -> int:
                     watch = None
                     if name in RUNYARD_TARGETS:  # the recorder's backlog, sampled while under load
                         watch = RecorderWatch(url, FEATURES_KEY if a.features and name == "runyard" else None)
+                    redis_before = redis_state.cpu_s() if redis_state and name == "runyard" else None
                     try:
                         rec = run_load(
                             py, shared, a, url, sc[0], sc[1], pid, name, r, out, a.duration, a.warmup, extra=extra
                         )
                     finally:
                         seen = watch.stop() if watch else None
+                    if rec is not None and redis_state is not None and redis_before is not None:
+                        redis_state.note(sc, rec, redis_state.cpu_s() - redis_before, a.duration + a.warmup)
                     if rec is None:
                         failed += 1
                         continue
@@ -811,6 +834,8 @@ def main(argv: list[str] | None = None) -> int:
             + (f"; '{BASE}': {base_config.name}, same rounds" if a.with_base else ""),
         ]
         lines += report(results, scenarios, a.rounds, a.duration)
+        if redis_state is not None:
+            lines += redis_state.report(scenarios, a.workers)
         if rates:
             lines += open_report(opened, rates, a.rounds)
         print("\n".join(lines), flush=True)
@@ -840,6 +865,8 @@ def main(argv: list[str] | None = None) -> int:
         procs.stop_all()
         if sink is not None:
             sink.shutdown()
+        if redis_state is not None:
+            redis_state.clean()
         if not a.keep_db:
             for suffix in ("", "-wal", "-shm"):
                 try:
@@ -848,6 +875,51 @@ def main(argv: list[str] | None = None) -> int:
                     pass
         log(f"logs: {work}")
     return rc
+
+
+class RedisState:
+    """``--redis``: the config with ``[redis]`` under a fresh prefix (its keys deleted after), and
+    the Redis server's CPU during runyard's runs (INFO cpu), which the gateway's own CPU omits."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.url = url
+        self.client = redis.Redis.from_url(url)
+        self.client.ping()
+        self.prefix = f"runyard-bench:{os.getpid()}:{int(time.time())}:"
+        self.per_req: dict[tuple[str, int], list[float]] = {}
+
+    def config(self, config: Path, work: Path) -> str:
+        text = config.read_text()
+        if "[redis]" in text:
+            raise SystemExit(f"overhead: {config} has its own [redis]; --redis sets it")
+        out = work / f"{config.stem}-redis.toml"
+        out.write_text(f'{text}\n[redis]\nurl = "{self.url}"\nprefix = "{self.prefix}"\n')
+        return str(out)
+
+    def cpu_s(self) -> float:
+        info = self.client.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+    def note(self, sc: tuple[str, int], rec: dict, cpu_s: float, seconds: float) -> None:
+        """Redis CPU over a run (warm-up included) per request at the run's rate."""
+        rate = float(rec.get("rps") or 0)
+        if rate > 0:
+            self.per_req.setdefault(sc, []).append(cpu_s * 1000 / (rate * seconds))
+
+    def report(self, scenarios: list[tuple[str, int]], workers: int) -> list[str]:
+        lines = ["", f"Redis ({self.url}) CPU per runyard request, {workers} gateway process(es), median of rounds:"]
+        for sc in scenarios:
+            vals = sorted(self.per_req.get(sc, []))
+            if vals:
+                lines.append(f"- {sc[0]} c={sc[1]}: {vals[len(vals) // 2]:.3f} ms")
+        return lines
+
+    def clean(self) -> None:
+        keys = list(self.client.scan_iter(match=self.prefix + "*", count=1000))
+        for at in range(0, len(keys), 500):
+            self.client.delete(*keys[at : at + 500])
 
 
 def telemetry_configs(config: Path, work: Path, metrics: bool, sink: Any) -> tuple[str, Path]:

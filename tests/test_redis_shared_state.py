@@ -42,17 +42,32 @@ async def test_response_cache_is_shared_with_ttl_and_bound(pair: tuple[RedisHand
         attempts=[Attempt(provider="p", model="m")],
         cost=0.01,
     )
-    await a.put("k0", result)
+
+    async def put(key: str) -> None:
+        """A put is queued: sent here (and any trim it started), so the other replica sees it."""
+        await a.put(key, result)
+        await pair[0].pipe.flush()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        await pair[0].pipe.flush()
+
+    await put("k0")
     got = await b.get("k0")
     assert got is not None and got.content == "hi" and got.tool_calls == result.tool_calls
     assert got.usage == result.usage and got.attempts == []
     for i in range(1, 4):
-        await a.put(f"k{i}", result)
+        await put(f"k{i}")
     assert await b.get("k0") is None  # the oldest of four made room (max_entries=3)
     assert await b.get("k3") is not None
+    index = pair[0].key("cache-index")
+    assert await pair[0].client.zcard(index) <= 3
+    for i in range(4, 40):
+        await put(f"k{i}")
+        assert await pair[0].client.zcard(index) <= 3  # never over the bound
+    assert await b.get("k39") is not None
     await asyncio.sleep(0.6)
     assert await b.get("k3") is None  # expired
-    assert b.misses == 2 and b.hits == 2
+    assert b.misses == 2 and b.hits == 3
 
 
 async def test_one_idempotency_key_on_two_replicas_runs_once(pair: tuple[RedisHandle, RedisHandle]) -> None:

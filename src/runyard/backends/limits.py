@@ -136,7 +136,19 @@ class LimitBackend(ABC):
 
 
 def period_bounds(period: Literal["day", "month"], now: float) -> tuple[str, float, float]:
-    """(id, start, end) of the UTC calendar ``period`` holding ``now`` (epoch seconds)."""
+    """(id, start, end) of the UTC calendar ``period`` holding ``now`` (epoch seconds); the last
+    answer per period is kept (every admission asks, and the answer changes once a day)."""
+    last = _LAST_BOUNDS.get(period)
+    if last is not None and last[1] <= now < last[2]:
+        return last
+    bounds = _LAST_BOUNDS[period] = _period_bounds(period, now)
+    return bounds
+
+
+_LAST_BOUNDS: dict[str, tuple[str, float, float]] = {}
+
+
+def _period_bounds(period: Literal["day", "month"], now: float) -> tuple[str, float, float]:
     t = time.gmtime(now)
     if period == "day":
         start = calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0))

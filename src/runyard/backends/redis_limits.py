@@ -231,6 +231,7 @@ return 1
 
 _HIT, _WINDOW_SCRIPT, _ADMIT, _ADD, _SEED = map(Script.of, (HIT, WINDOW, ADMIT, ADD, SEED))
 _PERIOD_GRACE_S = 3600  # period totals outlive their period by this much
+_KEYS_KEPT = 10_000  # ADMIT key lists kept (one per caller and period)
 
 # Reservation ids: this process's random origin and a serial (a uuid4 a request cost 2% of the CPU).
 _ORIGIN = [secrets.token_hex(8)]
@@ -260,6 +261,7 @@ class RedisLimitBackend(LimitBackend):
         self.slice_s = horizon_s / 60
         self._run = redis.pipe.run_script
         self._any = self.redis.key("lg")  # the largest single cost any key has spent
+        self._keys: dict[tuple[str, str, str], list[str]] = {}  # (subject, bucket, period id) -> ADMIT's keys
         self._pending: dict[str, list[float]] = {}  # key -> [tokens, cost, largest cost] not yet sent
         self._releases: list[tuple[str, str]] = []  # (key, reservation) not yet given back
         self._flushing: asyncio.Task[None] | None = None
@@ -302,9 +304,15 @@ class RedisLimitBackend(LimitBackend):
         """The ADMIT script's keys and arguments for :meth:`admit`'s arguments ``admit``, and the
         seconds until its ``period`` ends."""
         subject, rk, limit, window_s, tpm, spend_limit, period = admit
-        period_key, period_reset = self._period_key(subject, period, time.time())
-        key = self.redis.key
-        keys = [key("rl", rk), key("tw", subject), period_key, key("fl", subject), self._any]
+        ident, _, end = period_bounds(period, now := time.time())
+        period_reset = end - now
+        keys = self._keys.get((subject, rk, ident))
+        if keys is None:  # the key names, built once per caller and period
+            if len(self._keys) >= _KEYS_KEPT:
+                self._keys.clear()
+            key = self.redis.key
+            keys = [key("rl", rk), key("tw", subject), key("use", subject, ident), key("fl", subject), self._any]
+            self._keys[(subject, rk, ident)] = keys
         spend = -1 if spend_limit is None else spend_limit
         reservation = _reservation_id() if spend_limit is not None else ""
         return keys, [limit or 0, window_s, tpm or 0, spend, self.slice_s, reservation, RESERVATION_TTL_S], period_reset
@@ -357,7 +365,7 @@ class RedisLimitBackend(LimitBackend):
         keys.append(self._any)
         args += [reservation for _, reservation in releases]
         try:
-            await self._run(_ADD, keys, args)
+            await self._run(_ADD, keys, args, linger=True)  # sent with the next admission
         except Exception:
             log.warning("could not record usage on Redis; will retry", exc_info=True)
             return False

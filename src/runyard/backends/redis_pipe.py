@@ -5,12 +5,14 @@ redis-py's asyncio client each command cost 35 µs of the gateway's CPU (a poole
 timeout context, a drain, its parser's layers); here the commands issued in one loop turn leave
 in one ``write`` on one connection, and hiredis (the parser redis-py itself uses) reads the
 replies, which resolve the callers' futures in order: 2-3 µs a command (bench/README.md). The
-rest of the backends (pub/sub, locks, idempotency, seeding) keep redis-py.
+rest of the backends (pub/sub, locks, idempotency, seeding) keep redis-py. A write nobody waits
+on (a cache entry, the usage flush) may ``linger``: it goes out with the next command that is
+waited on, or after ``LINGER_S``, so under load it costs no ``write`` of its own.
 
 A command is sent once, never retried: a lost connection fails the commands in flight with
 ``redis.exceptions.ConnectionError`` and the next command connects again; a Redis that does not
 answer within ``timeout_s`` fails them with ``redis.exceptions.TimeoutError`` and drops the
-connection.
+connection. Commands issued while the connection opens wait in it and go out once it is open.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from redis.asyncio.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
 Arg = bytes | str | int | float
+LINGER_S = 0.002  # the longest a lingering command waits for a write to go out with
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,28 +46,44 @@ class Script:
 
 
 class _Protocol(asyncio.Protocol):
-    """The connection: commands out in one write a loop turn, replies matched to callers in order."""
+    """The connection: commands out in one write a loop turn, replies matched to callers in order.
+    Commands issued while it connects wait in it, behind the URL's AUTH and SELECT."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float, handshake: list[tuple[Arg, ...]]) -> None:
         self._loop = loop
         self._timeout_s = timeout_s
+        self._handshake = handshake
+        self._handshaking: set[asyncio.Future[Any]] = set()  # AUTH / SELECT not answered yet
         self._reader = hiredis.Reader()
         self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self._out: list[bytes] = []
+        self._soon = False  # a flush at the end of this loop turn is scheduled
+        self._later: asyncio.TimerHandle | None = None  # a lingering command's flush
         self._transport: asyncio.Transport | None = None
         self._watch: asyncio.TimerHandle | None = None
         self.lost: BaseException | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not asyncio's class
+        now = time.monotonic()
+        for args in reversed(self._handshake):  # first on the wire, first answered
+            future = self._loop.create_future()
+            self._handshaking.add(future)
+            self._waiting.appendleft((future, now))
+            self._out.insert(0, hiredis.pack_command(args))  # type: ignore[arg-type]
+        self._flush()
 
-    def call(self, args: tuple[Arg, ...]) -> asyncio.Future[Any]:
+    def call(self, args: tuple[Arg, ...], linger: bool = False) -> asyncio.Future[Any]:
         future = self._loop.create_future()
         if self.lost is not None:
-            future.set_exception(ConnectionError(f"Redis connection lost: {self.lost}"))
+            future.set_exception(self.lost)
             return future
-        if not self._out:
-            self._loop.call_soon(self._flush)
+        if not linger:
+            if not self._soon:
+                self._soon = True
+                self._loop.call_soon(self._flush)
+        elif not self._soon and self._later is None:
+            self._later = self._loop.call_later(LINGER_S, self._flush)
         self._out.append(hiredis.pack_command(args))  # type: ignore[arg-type]  # its stub types a 1-tuple
         if not self._waiting and self._watch is None:
             self._watch = self._loop.call_later(self._timeout_s, self._check)
@@ -72,8 +91,14 @@ class _Protocol(asyncio.Protocol):
         return future
 
     def _flush(self) -> None:
+        self._soon = False
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
+        if self._transport is None or self.lost is not None:
+            return  # still connecting: connection_made sends what waits
         out, self._out = self._out, []
-        if out and self._transport is not None and self.lost is None:
+        if out:
             self._transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def data_received(self, data: bytes) -> None:
@@ -85,6 +110,9 @@ class _Protocol(asyncio.Protocol):
                 if future.done():  # its caller was cancelled; the reply is dropped in order
                     continue
                 if isinstance(reply, hiredis.ReplyError):
+                    if future in self._handshaking:  # AUTH or SELECT refused: nothing behind it may run
+                        self._fail(_error(str(reply)))
+                        return
                     future.set_exception(_error(str(reply)))
                 else:
                     future.set_result(reply)
@@ -105,18 +133,27 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(ConnectionError(f"Redis connection lost: {exc or 'closed by the server'}"))
 
-    def _fail(self, err: Exception) -> None:
+    def _fail(self, err: BaseException) -> None:
+        """Fail every command waiting with ``err`` (the first failure is kept for later calls)."""
         if self.lost is None:
             self.lost = err
         if self._transport is not None:
             self._transport.abort()
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
+        for timer in (self._watch, self._later):
+            if timer is not None:
+                timer.cancel()
+        self._watch = self._later = None
+        self._out = []
         while self._waiting:
             future, _ = self._waiting.popleft()
             if not future.done():
                 future.set_exception(err)
+
+    async def settle(self, timeout_s: float) -> None:
+        """Send what is queued now and wait (up to ``timeout_s``) for every reply outstanding."""
+        self._flush()
+        if self._waiting:
+            await asyncio.wait([self._waiting[-1][0]], timeout=timeout_s)  # replies come in order
 
     def close(self) -> None:
         self._fail(ConnectionError("Redis connection closed"))
@@ -131,56 +168,51 @@ class PipelinedRedis:
     with its user, password and database), every loop turn's in one write."""
 
     def __init__(self, url: str, *, timeout_s: float = 10.0, connect_timeout_s: float = 5.0) -> None:
-        self._options = parse_url(url)
+        self._options: dict[str, Any] = dict(parse_url(url))
+        self._handshake = _handshake(self._options)
         self._timeout_s = timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._protocol: _Protocol | None = None
-        self._connecting: asyncio.Task[_Protocol] | None = None
+        self._connecting: asyncio.Task[None] | None = None
 
-    def execute(self, *args: Arg) -> asyncio.Future[Any]:
-        """The reply to one command (bytes, int, list or None), or its error raised."""
+    def execute(self, *args: Arg, linger: bool = False) -> asyncio.Future[Any]:
+        """The reply to one command (bytes, int, list or None), or its error raised; ``linger``:
+        the command may wait up to ``LINGER_S`` for a write to go out with."""
         protocol = self._protocol
-        if protocol is not None and protocol.lost is None:
-            return protocol.call(args)
-        return asyncio.ensure_future(self._execute_connecting(args))
+        if protocol is None or protocol.lost is not None:  # (re)connect; the command waits in it
+            loop = asyncio.get_running_loop()
+            protocol = self._protocol = _Protocol(loop, self._timeout_s, self._handshake)
+            self._connecting = loop.create_task(self._connect(protocol))
+        return protocol.call(args, linger)
 
-    async def _execute_connecting(self, args: tuple[Arg, ...]) -> Any:
-        return await (await self._connected()).call(args)
-
-    async def run_script(self, script: Script, keys: list[str], args: list[Arg]) -> Any:
+    async def run_script(self, script: Script, keys: list[str], args: list[Arg], linger: bool = False) -> Any:
         """EVALSHA, or EVAL when Redis has not got the script (a restart forgot it): that loads it."""
         try:
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args, linger=linger)
         except NoScriptError:
-            return await self.execute("EVAL", script.text, len(keys), *keys, *args)
+            return await self.execute("EVAL", script.text, len(keys), *keys, *args, linger=linger)
 
-    async def _connected(self) -> _Protocol:
-        if self._connecting is None or self._connecting.done():
-            self._connecting = asyncio.ensure_future(self._connect())
-        return await asyncio.shield(self._connecting)
+    async def flush(self, timeout_s: float = 5.0) -> None:
+        """Send the lingering commands now and wait (up to ``timeout_s``) for the replies outstanding."""
+        if self._protocol is not None and self._protocol.lost is None:
+            await self._protocol.settle(timeout_s)
 
-    async def _connect(self) -> _Protocol:
+    async def _connect(self, protocol: _Protocol) -> None:
+        loop, options = asyncio.get_running_loop(), self._options
         try:
-            protocol = await asyncio.wait_for(self._open(), self._connect_timeout_s)
+            if "path" in options:
+                opening = loop.create_unix_connection(lambda: protocol, options["path"])
+            else:
+                tls = _tls_context(options) if options.get("connection_class") is SSLConnection else None
+                host, port = options.get("host", "localhost"), options.get("port", 6379)
+                opening = loop.create_connection(lambda: protocol, host, port, ssl=tls)
+            await asyncio.wait_for(opening, self._connect_timeout_s)
         except (OSError, asyncio.TimeoutError) as err:
-            raise ConnectionError(f"cannot connect to Redis: {err or type(err).__name__}") from err
-        self._protocol = protocol
-        return protocol
-
-    async def _open(self) -> _Protocol:
-        loop = asyncio.get_running_loop()
-        options: dict[str, Any] = dict(self._options)
-        protocol: _Protocol
-        if "path" in options:
-            _, protocol = await loop.create_unix_connection(lambda: _Protocol(loop, self._timeout_s), options["path"])
-        else:
-            tls = _tls_context(options) if options.get("connection_class") is SSLConnection else None
-            host, port = options.get("host", "localhost"), options.get("port", 6379)
-            _, protocol = await loop.create_connection(lambda: _Protocol(loop, self._timeout_s), host, port, ssl=tls)
-        await _handshake(protocol, options)
-        return protocol
+            protocol._fail(ConnectionError(f"cannot connect to Redis: {err or type(err).__name__}"))
 
     async def aclose(self) -> None:
+        """Close, once what was queued has been sent and answered (up to a second)."""
+        await self.flush(1.0)
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
         if self._protocol is not None:
@@ -188,17 +220,15 @@ class PipelinedRedis:
             self._protocol = None
 
 
-async def _handshake(protocol: _Protocol, options: dict[str, Any]) -> None:
-    """AUTH and SELECT as the URL asks; a refusal closes the connection and is raised."""
-    try:
-        if options.get("password"):
-            user = [options["username"]] if options.get("username") else []
-            await protocol.call(("AUTH", *user, options["password"]))
-        if options.get("db"):
-            await protocol.call(("SELECT", options["db"]))
-    except BaseException:
-        protocol.close()
-        raise
+def _handshake(options: dict[str, Any]) -> list[tuple[Arg, ...]]:
+    """The commands a new connection starts with: AUTH and SELECT, as the URL asks."""
+    commands: list[tuple[Arg, ...]] = []
+    if options.get("password"):
+        user = [options["username"]] if options.get("username") else []
+        commands.append(("AUTH", *user, options["password"]))
+    if options.get("db"):
+        commands.append(("SELECT", options["db"]))
+    return commands
 
 
 def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
