@@ -77,4 +77,6 @@ def test_limits_and_the_cache_lookup_cost_one_round_trip(counted: tuple[GatewayP
     misses = _round_trips_per_request(gateway, counter, [f"new {i}" for i in range(N)])
     hits = _round_trips_per_request(gateway, counter, ["same"] * N)
     assert hits == 2.0, hits  # admission + lookup (one pipeline), then the usage
-    assert misses == 2.0, misses  # the cache write goes out with the usage
+    # the cache write lingers up to 2 ms for the usage to go out with it: on a busy machine a
+    # request now and then sends them apart (3 round trips before the writes lingered)
+    assert 2.0 <= misses <= 2.25, misses
