@@ -63,8 +63,6 @@ def _log_level(p: argparse.ArgumentParser) -> None:
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from ..server.app import create_app
-    from ..server.factory import ready_to_serve
     from ..server.wire import GatheringHttpToolsProtocol
 
     config = load_config(args.config)
@@ -73,6 +71,9 @@ def _serve(args: argparse.Namespace) -> None:
     on_started = _serve_telemetry(args, config)
     if args.workers > 1:
         return _serve_processes(args, config, args.workers)
+    from ..server.app import create_app  # not in --workers' supervisor: 25 MB it never uses
+    from ..server.factory import ready_to_serve
+
     app = create_app(config, worker=not getattr(args, "no_worker", False), on_started=on_started)
     ready_to_serve(app)
     host = args.host or config.server.host

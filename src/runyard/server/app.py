@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -258,8 +259,17 @@ def unexpected_error(exc: Exception, scope: Scope) -> RunyardError:
     if isinstance(exc, OperationalError | InterfaceError | SQLAlchemyTimeoutError):
         log.warning("store unavailable on %s %s: %s", scope.get("method"), scope.get("path"), type(exc).__name__)
         return ServiceUnavailableError("the store is unavailable; retry shortly", code="store_unavailable")
+    if _redis_unreachable(exc):
+        log.warning("Redis unavailable on %s %s: %s", scope.get("method"), scope.get("path"), exc)
+        return ServiceUnavailableError("shared state (Redis) is unavailable; retry shortly", code="redis_unavailable")
     log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
     return InternalServerError("internal error; see the server log", code="internal_error")
+
+
+def _redis_unreachable(exc: Exception) -> bool:
+    """Redis refused, dropped or did not answer (only when a ``[redis]`` backend loaded redis-py)."""
+    errors = sys.modules.get("redis.exceptions")
+    return errors is not None and isinstance(exc, errors.ConnectionError | errors.TimeoutError)
 
 
 async def _runyard_error(_request: Request, exc: Exception) -> Response:
