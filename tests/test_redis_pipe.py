@@ -147,3 +147,15 @@ async def test_the_url_s_database_and_credentials_are_used(redis_prefix: str) ->
     with pytest.raises(ResponseError):  # this Redis has no password: AUTH is refused
         await wrong.execute("PING")
     await wrong.aclose()
+
+
+def test_one_client_used_from_one_event_loop_after_another() -> None:
+    """A CLI runs asyncio.run more than once: the connection of a finished loop is not reused."""
+    pipe = PipelinedRedis(redis_url(), timeout_s=5)
+
+    async def ping() -> bytes:
+        return await asyncio.wait_for(pipe.execute("PING"), 5)  # type: ignore[no-any-return]
+
+    assert asyncio.run(ping()) == b"PONG"
+    assert asyncio.run(ping()) == b"PONG"
+    asyncio.run(pipe.aclose())

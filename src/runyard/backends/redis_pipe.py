@@ -18,6 +18,7 @@ connection. Commands issued while the connection opens wait in it and go out onc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ssl
 import time
@@ -50,7 +51,7 @@ class _Protocol(asyncio.Protocol):
     Commands issued while it connects wait in it, behind the URL's AUTH and SELECT."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float, handshake: list[tuple[Arg, ...]]) -> None:
-        self._loop = loop
+        self._loop = self.loop = loop
         self._timeout_s = timeout_s
         self._handshake = handshake
         self._handshaking: set[asyncio.Future[Any]] = set()  # AUTH / SELECT not answered yet
@@ -111,13 +112,13 @@ class _Protocol(asyncio.Protocol):
                     continue
                 if isinstance(reply, hiredis.ReplyError):
                     if future in self._handshaking:  # AUTH or SELECT refused: nothing behind it may run
-                        self._fail(_error(str(reply)))
+                        self.fail(_error(str(reply)))
                         return
                     future.set_exception(_error(str(reply)))
                 else:
                     future.set_result(reply)
         except (hiredis.ProtocolError, IndexError) as err:  # not Redis, or a reply nobody asked for
-            self._fail(ConnectionError(f"Redis protocol error: {err!r}"))
+            self.fail(ConnectionError(f"Redis protocol error: {err!r}"))
 
     def _check(self) -> None:
         """The watchdog: fail everything when the oldest command has waited ``timeout_s``."""
@@ -126,14 +127,14 @@ class _Protocol(asyncio.Protocol):
             return
         due = self._waiting[0][1] + self._timeout_s
         if time.monotonic() >= due:
-            self._fail(TimeoutError(f"Redis did not answer within {self._timeout_s:g} s"))
+            self.fail(TimeoutError(f"Redis did not answer within {self._timeout_s:g} s"))
         else:
             self._watch = self._loop.call_later(due - time.monotonic(), self._check)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(ConnectionError(f"Redis connection lost: {exc or 'closed by the server'}"))
+        self.fail(ConnectionError(f"Redis connection lost: {exc or 'closed by the server'}"))
 
-    def _fail(self, err: BaseException) -> None:
+    def fail(self, err: BaseException) -> None:
         """Fail every command waiting with ``err`` (the first failure is kept for later calls)."""
         if self.lost is None:
             self.lost = err
@@ -156,7 +157,7 @@ class _Protocol(asyncio.Protocol):
             await asyncio.wait([self._waiting[-1][0]], timeout=timeout_s)  # replies come in order
 
     def close(self) -> None:
-        self._fail(ConnectionError("Redis connection closed"))
+        self.fail(ConnectionError("Redis connection closed"))
 
 
 def _error(message: str) -> ResponseError:
@@ -178,11 +179,13 @@ class PipelinedRedis:
     def execute(self, *args: Arg, linger: bool = False) -> asyncio.Future[Any]:
         """The reply to one command (bytes, int, list or None), or its error raised; ``linger``:
         the command may wait up to ``LINGER_S`` for a write to go out with."""
-        protocol = self._protocol
-        if protocol is None or protocol.lost is not None:  # (re)connect; the command waits in it
-            loop = asyncio.get_running_loop()
+        protocol, loop = self._protocol, asyncio.get_running_loop()
+        if protocol is None or protocol.lost is not None or protocol.loop is not loop:
+            if protocol is not None and protocol.lost is None:  # opened on another (finished) loop
+                with contextlib.suppress(RuntimeError):  # that loop is closed
+                    protocol.close()
             protocol = self._protocol = _Protocol(loop, self._timeout_s, self._handshake)
-            self._connecting = loop.create_task(self._connect(protocol))
+            self._connecting = loop.create_task(self._connect(protocol))  # the command waits in it
         return protocol.call(args, linger)
 
     async def run_script(self, script: Script, keys: list[str], args: list[Arg], linger: bool = False) -> Any:
@@ -194,8 +197,9 @@ class PipelinedRedis:
 
     async def flush(self, timeout_s: float = 5.0) -> None:
         """Send the lingering commands now and wait (up to ``timeout_s``) for the replies outstanding."""
-        if self._protocol is not None and self._protocol.lost is None:
-            await self._protocol.settle(timeout_s)
+        protocol = self._protocol
+        if protocol is not None and protocol.lost is None and protocol.loop is asyncio.get_running_loop():
+            await protocol.settle(timeout_s)
 
     async def _connect(self, protocol: _Protocol) -> None:
         loop, options = asyncio.get_running_loop(), self._options
@@ -208,7 +212,7 @@ class PipelinedRedis:
                 opening = loop.create_connection(lambda: protocol, host, port, ssl=tls)
             await asyncio.wait_for(opening, self._connect_timeout_s)
         except (OSError, asyncio.TimeoutError) as err:
-            protocol._fail(ConnectionError(f"cannot connect to Redis: {err or type(err).__name__}"))
+            protocol.fail(ConnectionError(f"cannot connect to Redis: {err or type(err).__name__}"))
 
     async def aclose(self) -> None:
         """Close, once what was queued has been sent and answered (up to a second)."""
@@ -216,7 +220,8 @@ class PipelinedRedis:
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
         if self._protocol is not None:
-            self._protocol.close()
+            with contextlib.suppress(RuntimeError):  # opened on a loop that is closed by now
+                self._protocol.close()
             self._protocol = None
 
 
