@@ -5,6 +5,7 @@ counters, seeded from the store once; a spend cap's reservations (both backends)
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,11 +15,13 @@ import pytest
 
 from runyard.backends.limits import ADMITTED, OVER_SPEND, SPEND_PENDING, Admission, InProcessLimitBackend, LimitBackend
 from runyard.backends.redis_conn import connect
+from runyard.backends.redis_leases import LEASE_S
 from runyard.backends.redis_limits import RedisLimitBackend
 from runyard.backends.store import Store
 from runyard.config import LimitsConfig, RedisConfig
 from runyard.errors import RateLimitError, UsageLimitError
 from runyard.services.limits import SYNC, LimitService
+from support.redis_proxy import RoundTripCounter
 from support.scaleout import redis_url
 from support.store_rows import inference_row
 
@@ -211,3 +214,44 @@ async def test_the_token_window_is_exact_while_admissions_read_its_kept_sum(redi
         for s in services:
             await s.aclose()
             await s.backend.redis.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_busy_caller_is_admitted_from_leases_and_the_bucket_stays_exact(redis_prefix: str) -> None:
+    """Leases (backends/redis_leases.py): a key admitted hundreds of times a second takes its
+    requests (and spend reservations) from Redis a batch at a time, so far fewer round trips than
+    admissions; every admission still charged the shared bucket and holds its own reservation,
+    and what the last lease did not use goes back when it lapses."""
+    counter = RoundTripCounter(redis_url()).start()
+    a = RedisLimitBackend(connect(RedisConfig(url=counter.url, prefix=redis_prefix)))
+    b = RedisLimitBackend(connect(RedisConfig(url=redis_url(), prefix=redis_prefix)))
+
+    async def admit(backend: RedisLimitBackend) -> Admission:
+        return await backend.admit("busy", "busy:s", 600, 60, None, 1000.0, "day")
+
+    try:
+        await a.seed_usage("busy", "day", 0, 0.001, largest=0.001)  # a cost known: room to lease
+        started = time.monotonic()
+        before = counter.commands.get("EVALSHA", 0)
+        got: list[Admission] = []
+        for _ in range(15):
+            got += await asyncio.gather(*(admit(a) for _ in range(20)))
+        calls = counter.commands.get("EVALSHA", 0) - before
+        assert [x.verdict for x in got] == [ADMITTED] * 300
+        assert calls <= 300 / 4, calls  # one script call a request before leases
+        reservations = {x.reservation for x in got}
+        assert len(reservations) == 300 and None not in reservations  # each holds its own
+        for reservation in reservations:
+            a.add_usage("busy", 1, 0.001)
+            a.release("busy", str(reservation))
+        await asyncio.sleep(LEASE_S + 0.1)  # the last lease lapses: its spares go back
+        await a.drain()
+        await a.redis.pipe.flush()
+        assert await b.redis.client.zcard(b.redis.key("fl", "busy")) == 0  # no reservation left behind
+        rest = [await admit(b) for _ in range(400)]  # the other replica: what the 300 left of 600
+        admitted = sum(x.verdict == ADMITTED for x in rest)
+        refill = 600 / 60 * (time.monotonic() - started) + 1
+        assert 300 <= admitted <= 300 + refill, (admitted, refill)
+    finally:
+        await a.redis.aclose()
+        await b.redis.aclose()
+        counter.stop()

@@ -1,12 +1,14 @@
 """A TCP relay in front of the test Redis that counts round trips: a round trip starts each time
 a client sends after its connection last carried a reply (a pipeline is one; pub/sub pushes and
-the replies to one request are not counted apart)."""
+the replies to one request are not counted apart); and the commands sent, by name."""
 
 from __future__ import annotations
 
 import socket
 import threading
 from urllib.parse import urlsplit
+
+import hiredis
 
 from support.tcp_relay import RelayServer, relay
 
@@ -19,6 +21,7 @@ class RoundTripCounter(RelayServer):
         target = urlsplit(upstream_url)
         self._upstream = (target.hostname or "127.0.0.1", target.port or 6379)
         self.round_trips = 0
+        self.commands: dict[str, int] = {}  # command name -> how many were sent
         self._lock = threading.Lock()
         self.url = f"redis://127.0.0.1:{self.port}{target.path or '/0'}"
 
@@ -28,12 +31,17 @@ class RoundTripCounter(RelayServer):
         except OSError:
             return
         replied = True  # the next bytes from the client start a round trip
+        commands = hiredis.Reader()  # the client's commands are RESP arrays too
 
-        def seen(from_client: bool) -> None:
+        def seen(from_client: bool, data: bytes) -> None:
             nonlocal replied
-            if from_client and replied:
+            if from_client:
+                commands.feed(data)
                 with self._lock:
-                    self.round_trips += 1
+                    self.round_trips += replied
+                    while (command := commands.gets()) is not False:
+                        name = command[0].decode().upper()
+                        self.commands[name] = self.commands.get(name, 0) + 1
             replied = not from_client
 
         relay(client, server, seen, idle_s=60)

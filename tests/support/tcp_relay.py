@@ -45,8 +45,10 @@ class RelayServer:
         self.server.server_close()
 
 
-def relay(a: socket.socket, b: socket.socket, seen: Callable[[bool], None] | None = None, idle_s: float = 30) -> None:
-    """Relay bytes both ways until either side closes (or ``idle_s`` passes); ``seen(from_a)``
+def relay(
+    a: socket.socket, b: socket.socket, seen: Callable[[bool, bytes], None] | None = None, idle_s: float = 30
+) -> None:
+    """Relay bytes both ways until either side closes (or ``idle_s`` passes); ``seen(from_a, data)``
     is told of each chunk before it is passed on."""
     try:
         while True:
@@ -58,7 +60,7 @@ def relay(a: socket.socket, b: socket.socket, seen: Callable[[bool], None] | Non
                 if not data:
                     return
                 if seen is not None:
-                    seen(src is a)
+                    seen(src is a, data)
                 (b if src is a else a).sendall(data)
     except OSError:
         return

@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from .limits import ADMITTED, RESERVATION_TTL_S, Admission, LimitBackend, Period, period_bounds
 from .redis_conn import RedisHandle
+from .redis_leases import GIVE_BACK, LEASE_S, Lease, Leases
 from .redis_pipe import Arg, Script
 
 log = logging.getLogger("runyard.limits")
@@ -106,16 +107,18 @@ return {u[1], tostring(u[2]), tostring(u[3])}
 )
 
 # KEYS: bucket, token window, period totals, in-flight set, largest cost of any key, then keys to read. ARGV: limit
-# (0: none), window_s, tpm (0: none), spend (-1: none), slice_s, reservation id, reservation ttl_s.
-# Returns {verdict, tokens, usage_reset, cost, allowed, remaining, reset} (verdicts: limits.py),
-# then each read key's value (nil when refused: the caller raises instead of reading).
+# (0: none), window_s, tpm (0: none), spend (-1: none), slice_s, reservation id, reservation ttl_s,
+# the requests wanted (more than 1: a lease, redis_leases.py; granted only far from every limit).
+# Returns {verdict, tokens, usage_reset, cost, allowed, remaining, reset, granted} (verdicts:
+# limits.py), then each read key's value (nil when refused: the caller raises instead of reading).
+# Granted more than one request, the reservations are "<id>:1" .. "<id>:<granted>".
 ADMIT = (
     _NOW
     + _GCRA
     + _WINDOW
     + """
-local limit, window_s, tpm, spend, slice_s =
-  tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local limit, window_s, tpm, spend, slice_s, want =
+  tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[8])
 local verdict, tokens, usage_reset, cost = 0, 0, 0, 0
 if tpm > 0 then
   local slice = math.floor(now / slice_s)
@@ -141,23 +144,36 @@ if spend >= 0 and verdict == 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
     local n = redis.call('ZCARD', KEYS[4])
     local largest = totals[2]
-    if n > 0 and not largest then largest = redis.call('GET', KEYS[5]) end
+    if (n > 0 or want > 1) and not largest then largest = redis.call('GET', KEYS[5]) end
     if n > 0 and (not largest or cost + n * tonumber(largest) >= spend) then verdict = 4 end
+    -- a lease: room for all of it too, beside those in flight
+    if want > 1 and (not largest or cost + (n + want) * tonumber(largest) >= spend) then want = 1 end
   end
 end
+if tpm > 0 and want > 1 and tokens * 2 >= tpm then want = 1 end
 local g = {1, 0, '0'}
 if limit > 0 then
   local take = 0
-  if verdict == 0 then take = 1 end
+  if verdict == 0 then take = want end
   g = gcra(KEYS[1], limit, window_s, take)
+  if g[1] == 0 and verdict == 0 and want > 1 then  -- the lease does not fit: one request
+    want = 1
+    g = gcra(KEYS[1], limit, window_s, 1)
+  end
   if g[1] == 0 and verdict == 0 then verdict = 3 end
 end
+local granted = 0
+if verdict == 0 then granted = want end
 if spend >= 0 and verdict == 0 then
   local ttl = tonumber(ARGV[7])
-  redis.call('ZADD', KEYS[4], now + ttl, ARGV[6])
+  if granted == 1 then
+    redis.call('ZADD', KEYS[4], now + ttl, ARGV[6])
+  else
+    for i = 1, granted do redis.call('ZADD', KEYS[4], now + ttl, ARGV[6] .. ':' .. i) end
+  end
   redis.call('EXPIRE', KEYS[4], ttl)
 end
-local reply = {verdict, tokens, tostring(usage_reset), tostring(cost), g[1], g[2], g[3]}
+local reply = {verdict, tokens, tostring(usage_reset), tostring(cost), g[1], g[2], g[3], granted}
 for i = 6, #KEYS do
   if verdict == 0 then reply[#reply + 1] = redis.call('GET', KEYS[i]) else reply[#reply + 1] = false end
 end
@@ -229,7 +245,7 @@ end
 return 1
 """
 
-_HIT, _WINDOW_SCRIPT, _ADMIT, _ADD, _SEED = map(Script.of, (HIT, WINDOW, ADMIT, ADD, SEED))
+_HIT, _WINDOW_SCRIPT, _ADMIT, _ADD, _SEED, _GIVE_BACK = map(Script.of, (HIT, WINDOW, ADMIT, ADD, SEED, GIVE_BACK))
 _PERIOD_GRACE_S = 3600  # period totals outlive their period by this much
 _KEYS_KEPT = 10_000  # ADMIT key lists kept (one per caller and period)
 
@@ -244,9 +260,12 @@ def _reservation_id() -> str:
 
 
 def _admission(reply: list[Any], period_reset: float, reservation: str) -> Admission:
-    """ADMIT's reply as an Admission (holding ``reservation`` when admitted under a spend limit)."""
-    verdict, tokens, usage_reset, cost, _, remaining, reset = reply[:7]
-    held = reservation if reservation and int(verdict) == ADMITTED else None
+    """ADMIT's reply as an Admission (holding ``reservation`` when admitted under a spend limit;
+    of a lease, its first)."""
+    verdict, tokens, usage_reset, cost, _, remaining, reset, granted = reply[:8]
+    held = None
+    if reservation and int(verdict) == ADMITTED:
+        held = reservation if granted == 1 else f"{reservation}:1"
     return Admission(
         int(verdict), int(tokens), float(usage_reset), float(cost), period_reset, int(remaining), float(reset), held
     )
@@ -265,6 +284,9 @@ class RedisLimitBackend(LimitBackend):
         self._pending: dict[str, list[float]] = {}  # key -> [tokens, cost, largest cost] not yet sent
         self._releases: list[tuple[str, str]] = []  # (key, reservation) not yet given back
         self._flushing: asyncio.Task[None] | None = None
+        self._leases = Leases(self._give_back)
+        self._giving_back: set[asyncio.Future[Any]] = set()
+        self._asking: dict[str, asyncio.Future[None]] = {}  # bucket -> a lease being taken
 
     def _period_key(self, key: str, period: Literal["day", "month"], now: float) -> tuple[str, float]:
         """(the period's totals key, seconds until the period ends)."""
@@ -287,14 +309,55 @@ class RedisLimitBackend(LimitBackend):
         spend_limit: float | None,
         period: Literal["day", "month"],
     ) -> Admission:
-        keys, args, period_reset = self._admit_call(subject, rk, limit, window_s, tpm, spend_limit, period)
-        return _admission(await self._run_admit(keys, args), period_reset, args[5])
+        admission, _ = await self.admit_reading([], subject, rk, limit, window_s, tpm, spend_limit, period)
+        return admission
 
     async def admit_reading(self, reads: list[str], *admit: Any) -> tuple[Admission, list[bytes | None]]:
-        """The admission script, reading each of ``reads`` too: one command, one round trip."""
+        """The admission script, reading each of ``reads`` too: one command, one round trip. From
+        the caller's lease (redis_leases.py) when it holds one: then only the reads go to Redis."""
+        subject, rk, limit = admit[:3]
+        leased = self._leases.admit(rk)
+        while leased is None and rk in self._asking:  # a lease is being taken: it may serve this one too
+            await asyncio.shield(self._asking[rk])
+            leased = self._leases.admit(rk)
+        if leased is not None:
+            values = await asyncio.gather(*(self.redis.pipe.execute("GET", key) for key in reads)) if reads else []
+            return leased, list(values)
+        want = self._leases.size(rk, limit)
         keys, args, period_reset = self._admit_call(*admit)
-        reply = await self._run_admit(keys + reads, args)
-        return _admission(reply, period_reset, args[5]), reply[7:]
+        args.append(want)
+        if want > 1:
+            self._asking[rk] = asking = asyncio.get_running_loop().create_future()
+        try:
+            reply = await self._run_admit(keys + reads, args)
+        finally:
+            if want > 1:
+                del self._asking[rk]
+                asking.set_result(None)
+        admission = _admission(reply, period_reset, args[5])
+        granted = int(reply[7])
+        if granted:
+            reservations = [f"{args[5]}:{i}" for i in range(2, granted + 1)] if args[5] else []
+            until = time.monotonic() + LEASE_S
+            self._leases.granted(Lease(admission, granted - 1, until, rk, subject, limit, args[1], reservations))
+        if granted < want:  # near a limit: no leases for a while (each request asks Redis, at once)
+            self._leases.refuse(rk)
+        return admission, reply[8:]
+
+    def _give_back(self, lease: Lease) -> None:
+        """A lapsed lease's unused requests back to the bucket, its reservations released."""
+        for reservation in lease.reservations:
+            self.release(lease.subject, reservation)
+        if lease.limit:
+            keys, args = [self.redis.key("rl", lease.bucket)], [lease.limit, lease.window_s, lease.left]
+            task = asyncio.ensure_future(self._run(_GIVE_BACK, keys, args, linger=True))
+            self._giving_back.add(task)
+            task.add_done_callback(self._given_back)
+
+    def _given_back(self, task: asyncio.Future[Any]) -> None:
+        self._giving_back.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not give a lease's requests back on Redis: %s", task.exception())
 
     async def _run_admit(self, keys: list[str], args: list[Any]) -> list[Any]:
         reply: list[Any] = await self._run(_ADMIT, keys, args)
@@ -394,4 +457,6 @@ class RedisLimitBackend(LimitBackend):
         await self.flush()
 
     async def aclose(self) -> None:
+        self._leases.lapse_all()  # what the leases did not use goes back before the last flush
+        await asyncio.gather(*self._giving_back, return_exceptions=True)
         await self.drain()

@@ -23,6 +23,7 @@ import hashlib
 import ssl
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -188,7 +189,7 @@ class PipelinedRedis:
             self._connecting = loop.create_task(self._connect(protocol))  # the command waits in it
         return protocol.call(args, linger)
 
-    async def run_script(self, script: Script, keys: list[str], args: list[Arg], linger: bool = False) -> Any:
+    async def run_script(self, script: Script, keys: Sequence[str], args: Sequence[Arg], linger: bool = False) -> Any:
         """EVALSHA, or EVAL when Redis has not got the script (a restart forgot it): that loads it."""
         try:
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args, linger=linger)
