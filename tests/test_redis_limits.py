@@ -255,3 +255,23 @@ async def test_a_busy_caller_is_admitted_from_leases_and_the_bucket_stays_exact(
         await a.redis.aclose()
         await b.redis.aclose()
         counter.stop()
+
+
+async def test_two_busy_replicas_with_leases_never_admit_more_than_the_bucket(redis_prefix: str) -> None:
+    a, b = (RedisLimitBackend(connect(RedisConfig(url=redis_url(), prefix=redis_prefix))) for _ in range(2))
+
+    async def burst(backend: RedisLimitBackend) -> int:
+        got = await asyncio.gather(*(backend.admit("both", "both:s", 200, 60, None, None, "day") for _ in range(20)))
+        return sum(x.verdict == ADMITTED for x in got)
+
+    try:
+        started = time.monotonic()
+        admitted = 0
+        for _ in range(20):  # 800 attempts, both replicas at once
+            admitted += sum(await asyncio.gather(burst(a), burst(b)))
+        refill = 200 / 60 * (time.monotonic() - started) + 1
+        assert admitted <= 200 + refill, admitted  # leases take from the one bucket: never more
+        assert admitted >= 200 - 2 * 64, admitted  # at most each replica's last lease unused
+    finally:
+        await a.redis.aclose()
+        await b.redis.aclose()

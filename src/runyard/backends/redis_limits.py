@@ -19,7 +19,8 @@ Keys (under ``[redis] prefix``):
   scored by when they lapse (``RESERVATION_TTL_S``, should a gateway die holding one).
 
 :meth:`RedisLimitBackend.admit` runs tokens, spend and the bucket in one script: one command per
-request (which also reads the request's cache entry: :meth:`~RedisLimitBackend.admit_reading`).
+request (which also reads the request's cache entry: :meth:`~RedisLimitBackend.admit_reading`),
+or for a busy key one per lease of up to 64 requests (:mod:`runyard.backends.redis_leases`).
 ``add_usage`` is called synchronously by the usage observer and ``release`` when a request ends:
 both queue, and one background flush sends everything queued in one script call (usage before
 the reservations it releases).
