@@ -3,42 +3,23 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import httpx
 
-from runyard.config import hash_api_key
-from support.gateway import GatewayProcess
+from support.gateway import GatewayProcess, free_port, keyed_config
 
 KEY = "ry_outage"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_requests_get_a_503_while_redis_is_unreachable(tmp_path: Path) -> None:
-    config = tmp_path / "runyard.toml"
-    config.write_text(f"""
-[server]
-api_keys = ["{hash_api_key(KEY)}"]
-
-[storage]
-url = "sqlite+aiosqlite:///{tmp_path / "runyard.db"}"
-
-[limits]
-rpm_sync = 1000
-
-[redis]
-url = "redis://127.0.0.1:{_closed_port()}/0"
-prefix = "runyard-outage:"
-
-[models.echo]
-routes = ["dummy::echo"]
-""")
+    config = keyed_config(
+        tmp_path,
+        KEY,
+        limits={"rpm_sync": 1000},
+        redis={"url": f"redis://127.0.0.1:{free_port()}/0", "prefix": "runyard-outage:"},  # nothing listens
+        models={"echo": {"routes": ["dummy::echo"]}},
+    )
     gateway = GatewayProcess(config, args=["--no-worker"]).start(timeout=60)
     try:
         headers = {"Authorization": f"Bearer {KEY}"}

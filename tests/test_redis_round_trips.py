@@ -13,8 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runyard.config import hash_api_key
-from support.gateway import GatewayProcess
+from support.gateway import GatewayProcess, keyed_config
 from support.redis_proxy import RoundTripCounter
 from support.scaleout import redis_url
 
@@ -25,29 +24,14 @@ N = 20
 @pytest.fixture
 def counted(tmp_path: Path, redis_prefix: str) -> Iterator[tuple[GatewayProcess, RoundTripCounter]]:
     counter = RoundTripCounter(redis_url()).start()
-    config = tmp_path / "runyard.toml"
-    config.write_text(f"""
-[server]
-api_keys = ["{hash_api_key(KEY)}"]
-
-[storage]
-url = "sqlite+aiosqlite:///{tmp_path / "runyard.db"}"
-
-[limits]
-rpm_sync = 100000
-spend_limit = 1000.0
-
-[cache]
-strategy = "runyard"
-
-[redis]
-url = "{counter.url}"
-prefix = "{redis_prefix}"
-
-[models.priced]
-routes = ["dummy::echo"]
-price = {{input = 1.0, output = 1.0}}
-""")
+    config = keyed_config(
+        tmp_path,
+        KEY,
+        limits={"rpm_sync": 100000, "spend_limit": 1000.0},
+        cache={"strategy": "runyard"},
+        redis={"url": counter.url, "prefix": redis_prefix},
+        models={"priced": {"routes": ["dummy::echo"], "price": {"input": 1.0, "output": 1.0}}},
+    )
     gateway = GatewayProcess(config, args=["--no-worker"]).start()
     try:
         yield gateway, counter

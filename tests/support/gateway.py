@@ -21,6 +21,21 @@ from runyard.client import AsyncClient
 from runyard.config import parse_config
 
 
+def keyed_config(tmp_path: Path, key: str, **sections: Any) -> Path:
+    """``tmp_path/runyard.toml``: one API key (``key``), a SQLite store in ``tmp_path``, and the
+    other ``sections`` (``limits={...}``, ``redis={...}``, ``models={...}``) as given."""
+    from runyard.config import hash_api_key
+
+    data = {
+        "server": {"api_keys": [hash_api_key(key)]},
+        "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'runyard.db'}"},
+        **sections,
+    }
+    path = tmp_path / "runyard.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
