@@ -2,10 +2,10 @@
 
 Answers live at ``cache:<request hash>`` (``SET ... PX ttl``); a sorted set ``cache:index``
 orders them by insertion. A put is three plain commands, queued to go out with the next write
-(the answer, its index entry, the index's size); only a put that finds the index over ``max_entries`` runs the trim
-script, which drops the expired entries and then the oldest, down to a tenth below the bound (so
-a full cache trims once per tenth of its size, not on every put). A script per put cost Redis
-15 µs of CPU, the plain commands 3-4 (bench/README.md).
+(the answer, its index entry, the index's size); only a put that finds the index over
+``max_entries`` runs the trim script, which drops the expired entries and then the oldest, down
+to a tenth below the bound (so a full cache trims once per tenth of its size, not on every put).
+A script per put cost Redis 15 µs of CPU, the plain commands 3-4 (bench/README.md).
 """
 
 from __future__ import annotations

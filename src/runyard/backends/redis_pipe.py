@@ -44,7 +44,7 @@ class Script:
 
     @classmethod
     def of(cls, text: str) -> Script:
-        return cls(text, hashlib.sha1(text.encode()).hexdigest())
+        return cls(text, hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest())
 
 
 class _Protocol(asyncio.Protocol):
