@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import time
 from typing import Any
 
@@ -34,7 +33,7 @@ end
 return 1
 """
 _TRIM = Script.of(TRIM)
-log = logging.getLogger("runyard.cache")
+_WRITE = "write to the response cache"
 
 
 class RedisResponseCache:
@@ -45,8 +44,6 @@ class RedisResponseCache:
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._max = max_entries
         self._execute = redis.pipe.execute
-        self._run = redis.pipe.run_script
-        self._trims: set[asyncio.Future[Any]] = set()
         self.hits = 0
         self.misses = 0
 
@@ -69,35 +66,16 @@ class RedisResponseCache:
         the caller's answer does not wait for Redis; a failure is logged."""
         entry, index = self.redis.key("cache", key), self.redis.key("cache-index")
         now_ms = int(time.time() * 1000)
-        execute = self._execute
-        execute("SET", entry, _encode(result), "PX", self._ttl_ms, linger=True).add_done_callback(_logged)
-        execute("ZADD", index, now_ms, entry, linger=True).add_done_callback(_logged)
-        execute("ZCARD", index, linger=True).add_done_callback(lambda size: self._trim_if_over(size, now_ms))
+        send = self.redis.pipe.send
+        send("SET", entry, _encode(result), "PX", self._ttl_ms, what=_WRITE)
+        send("ZADD", index, now_ms, entry, what=_WRITE)
+        send("ZCARD", index, what=_WRITE).add_done_callback(lambda size: self._trim_if_over(size, now_ms))
 
     def _trim_if_over(self, size: asyncio.Future[Any], now_ms: int) -> None:
-        if _logged(size) and size.result() > self._max:
+        if not size.cancelled() and size.exception() is None and size.result() > self._max:
             keep = self._max - max(1, self._max // 10) if self._max > 1 else self._max
-            trim = asyncio.ensure_future(
-                self._run(_TRIM, [self.redis.key("cache-index")], [now_ms, self._ttl_ms, keep])
-            )
-            self._trims.add(trim)
-            trim.add_done_callback(self._trims.discard)
-            trim.add_done_callback(_logged)
-
-
-_last_warning = 0.0
-
-
-def _logged(done: asyncio.Future[Any]) -> bool:
-    """True when a queued write succeeded; else its error is logged (at most every 10 s)."""
-    global _last_warning
-    err = None if done.cancelled() else done.exception()
-    if err is None:
-        return not done.cancelled()
-    if time.monotonic() - _last_warning > 10:
-        _last_warning = time.monotonic()
-        log.warning("could not write to the response cache on Redis: %s", err)
-    return False
+            index = self.redis.key("cache-index")
+            self.redis.pipe.submit(_TRIM, [index], [now_ms, self._ttl_ms, keep], what="trim the response cache")
 
 
 def _encode(result: ChatOutcome) -> bytes:

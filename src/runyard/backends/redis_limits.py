@@ -286,7 +286,6 @@ class RedisLimitBackend(LimitBackend):
         self._releases: list[tuple[str, str]] = []  # (key, reservation) not yet given back
         self._flushing: asyncio.Task[None] | None = None
         self._leases = Leases(self._give_back)
-        self._giving_back: set[asyncio.Future[Any]] = set()
         self._asking: dict[str, asyncio.Future[None]] = {}  # bucket -> a lease being taken
 
     def _period_key(self, key: str, period: Literal["day", "month"], now: float) -> tuple[str, float]:
@@ -330,7 +329,7 @@ class RedisLimitBackend(LimitBackend):
         if want > 1:
             self._asking[rk] = asking = asyncio.get_running_loop().create_future()
         try:
-            reply = await self._run_admit(keys + reads, args)
+            reply: list[Any] = await self._run(_ADMIT, keys + reads, args)
         finally:
             if want > 1:
                 del self._asking[rk]
@@ -351,18 +350,7 @@ class RedisLimitBackend(LimitBackend):
             self.release(lease.subject, reservation)
         if lease.limit:
             keys, args = [self.redis.key("rl", lease.bucket)], [lease.limit, lease.window_s, lease.left]
-            task = asyncio.ensure_future(self._run(_GIVE_BACK, keys, args, linger=True))
-            self._giving_back.add(task)
-            task.add_done_callback(self._given_back)
-
-    def _given_back(self, task: asyncio.Future[Any]) -> None:
-        self._giving_back.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("could not give a lease's requests back on Redis: %s", task.exception())
-
-    async def _run_admit(self, keys: list[str], args: list[Any]) -> list[Any]:
-        reply: list[Any] = await self._run(_ADMIT, keys, args)
-        return reply
+            self.redis.pipe.submit(_GIVE_BACK, keys, args, what="give a lease's requests back")
 
     def _admit_call(self, *admit: Any) -> tuple[list[str], list[Any], float]:
         """The ADMIT script's keys and arguments for :meth:`admit`'s arguments ``admit``, and the
@@ -459,5 +447,5 @@ class RedisLimitBackend(LimitBackend):
 
     async def aclose(self) -> None:
         self._leases.lapse_all()  # what the leases did not use goes back before the last flush
-        await asyncio.gather(*self._giving_back, return_exceptions=True)
+        await self.redis.pipe.flush()
         await self.drain()

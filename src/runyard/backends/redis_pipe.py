@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import ssl
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import hiredis
@@ -33,6 +35,7 @@ from redis.exceptions import ConnectionError, NoScriptError, ResponseError, Time
 
 Arg = bytes | str | int | float
 LINGER_S = 0.002  # the longest a lingering command waits for a write to go out with
+log = logging.getLogger("runyard.redis")
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +179,8 @@ class PipelinedRedis:
         self._connect_timeout_s = connect_timeout_s
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[None] | None = None
+        self._submitted: set[asyncio.Future[Any]] = set()  # script calls nobody waits on, until they end
+        self._warned = 0.0  # when a failure of those was last logged
 
     def execute(self, *args: Arg, linger: bool = False) -> asyncio.Future[Any]:
         """The reply to one command (bytes, int, list or None), or its error raised; ``linger``:
@@ -196,8 +201,34 @@ class PipelinedRedis:
         except NoScriptError:
             return await self.execute("EVAL", script.text, len(keys), *keys, *args, linger=linger)
 
+    def send(self, *args: Arg, what: str) -> asyncio.Future[Any]:
+        """A lingering command nobody waits on (its reply is the returned future's); a failure is
+        logged as "could not ``what``" (at most every 10 s)."""
+        future = self.execute(*args, linger=True)
+        future.add_done_callback(partial(self._log_failure, what))
+        return future
+
+    def submit(self, script: Script, keys: Sequence[str], args: Sequence[Arg], what: str) -> None:
+        """A lingering script call nobody waits on, kept until it ends (``flush`` waits for it);
+        a failure is logged as :meth:`send` logs it."""
+        task = asyncio.ensure_future(self.run_script(script, keys, args, linger=True))
+        self._submitted.add(task)
+        task.add_done_callback(self._submitted.discard)
+        task.add_done_callback(partial(self._log_failure, what))
+
+    def _log_failure(self, what: str, done: asyncio.Future[Any]) -> None:
+        err = None if done.cancelled() else done.exception()
+        if err is not None and time.monotonic() - self._warned > 10:
+            self._warned = time.monotonic()
+            log.warning("could not %s on Redis: %s", what, err)
+
     async def flush(self, timeout_s: float = 5.0) -> None:
-        """Send the lingering commands now and wait (up to ``timeout_s``) for the replies outstanding."""
+        """Send the lingering commands now and wait (up to ``timeout_s``) for the replies outstanding
+        and the submitted script calls."""
+        loop = asyncio.get_running_loop()
+        submitted = [task for task in self._submitted if task.get_loop() is loop]
+        if submitted:
+            await asyncio.wait(submitted, timeout=timeout_s)
         protocol = self._protocol
         if protocol is not None and protocol.lost is None and protocol.loop is asyncio.get_running_loop():
             await protocol.settle(timeout_s)
