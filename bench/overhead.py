@@ -590,6 +590,12 @@ def main(argv: list[str] | None = None) -> int:
         help="add [redis] to the config (a fresh key prefix, deleted after): limits, cache and usage on "
         "Redis; Redis's own CPU per request is reported (default redis://127.0.0.1:6379/0 with --workers > 1)",
     )
+    ap.add_argument(
+        "--no-recording",
+        action="store_true",
+        help="the config with record_inferences = false: nothing filed, as TensorZero here (the harness runs "
+        "it with observability.enabled = false); the like-for-like comparison, shown beside the default",
+    )
     ap.add_argument("--python", default=sys.executable, help="interpreter for runyard, the mock and loadgen")
     ap.add_argument("--out", default=None, help="JSONL of raw loadgen lines (default in the temp dir)")
     ap.add_argument("--keep-db", action="store_true", help="keep the temporary SQLite store")
@@ -657,6 +663,9 @@ def main(argv: list[str] | None = None) -> int:
             if a.tracing:
                 sink = otlp_sink()
             a.config, base_config = telemetry_configs(Path(a.config), work, a.metrics, sink)
+        if a.no_recording:  # the base too, so the features' cost is read on equal terms
+            a.config = unrecorded_config(Path(a.config), work)
+            base_config = Path(unrecorded_config(Path(base_config), work))
         if a.redis:
             redis_state = RedisState(a.redis)
             a.config = redis_state.config(Path(a.config), work)
@@ -820,7 +829,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Python {sys.version.split()[0]}, load engine {engine_note}, pinned={bool(pin0)}, "
             f"{a.rounds} round(s) x {a.duration:g} s (+{a.warmup:g} s warm-up) in {elapsed / 60:.1f} min",
             f"mock {mock_url} (pid {mock.pid}), runyard {gw_url} (pid {gw.pid}), config {a.config}, "
-            f"recording on, store {db}"
+            f"recording {'OFF' if a.no_recording else 'on'}, store {db}"
             + (
                 ", FEATURES ON: task/prefer routing, runyard cache (every lookup misses), per-key limits"
                 if a.features
@@ -875,6 +884,17 @@ def main(argv: list[str] | None = None) -> int:
                     pass
         log(f"logs: {work}")
     return rc
+
+
+def unrecorded_config(config: Path, work: Path) -> str:
+    """``--no-recording``: ``config`` with ``record_inferences = false``."""
+    text = config.read_text()
+    on = "record_inferences = true"
+    if on not in text:
+        raise SystemExit(f"overhead: {config} has no '{on}' line for --no-recording to turn off")
+    out = work / f"{config.stem}-unrecorded.toml"
+    out.write_text(text.replace(on, "record_inferences = false"))
+    return str(out)
 
 
 class RedisState:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .schema import api_keys, feedback, inferences
+from .sqlite_writer import SqliteBatchWriter
 
 if TYPE_CHECKING:
     from ..config import StorageConfig
@@ -49,8 +50,13 @@ class Store:
         self.engine: AsyncEngine = create_async_engine(
             url, json_serializer=_json_dumps, json_deserializer=orjson.loads, **pool
         )
+        # a SQLite file's inference rows: written on the recorder's own connection, one thread hop a batch
+        self.batch_writer: SqliteBatchWriter | None = None
         if self._sqlite:
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            database = self.url.database
+            if database not in (None, "", ":memory:") and not self.url.query:  # a plain file
+                self.batch_writer = SqliteBatchWriter(database)
 
     @classmethod
     def from_config(cls, storage: StorageConfig) -> Store:
@@ -103,6 +109,8 @@ class Store:
         return current == shipped_heads()
 
     async def aclose(self) -> None:
+        if self.batch_writer is not None:
+            await self.batch_writer.aclose()
         await self.engine.dispose()
 
     # -- inferences ---------------------------------------------------------
@@ -126,8 +134,8 @@ class Store:
             return
         # Multi-row INSERTs of values converted here. SQLAlchemy's per-row bind processing was most
         # of the recorder's cost; executemany's one sqlite3_step per row made the writer thread take
-        # the GIL back from the event loop once per row; each statement costs round trips to the
-        # driver's thread, so they are as large as SQLite takes; and values are converted a slice
+        # the GIL back from the event loop once per row; a file's batch is one transaction on the
+        # recorder's own connection (backends/sqlite_writer.py); and values are converted a slice
         # at a time, with a turn of the event loop between, not to hold requests up (bench/README.md).
         statements = []
         for first, chunk in enumerate(_sqlite_chunks(rows)):
@@ -137,6 +145,9 @@ class Store:
                     await asyncio.sleep(0)
                 values.extend(chain.from_iterable(map(_sqlite_row, chunk[at : at + _SQLITE_CONVERT_SLICE])))
             statements.append((_sqlite_insert(len(chunk)), tuple(values)))
+        if self.batch_writer is not None:
+            await self.batch_writer.write(statements)
+            return
         async with self.engine.begin() as conn:
             for sql, params in statements:
                 await conn.exec_driver_sql(sql, params)
