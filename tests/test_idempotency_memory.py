@@ -48,22 +48,19 @@ async def test_kept_answers_are_the_size_of_their_bodies() -> None:
 
 
 async def test_an_embedded_gateway_keeps_a_smaller_replay_budget_unless_configured(tmp_path) -> None:
-    from runyard import AsyncClient
     from runyard.config import EMBEDDED_IDEMPOTENCY_MAX_BYTES, parse_config
+    from runyard.server.app import create_app
 
-    def budget(client: AsyncClient) -> int:
-        gateway = client._inprocess.app.state.gateway  # type: ignore[union-attr]
+    def budget(config) -> int:
+        """The replay budget of the gateway ``AsyncClient.embedded(config)`` builds."""
+        gateway = create_app(config.for_embedded()).state.gateway
         configured: int = gateway.config.server.idempotency_max_bytes
         if isinstance(gateway.idempotency, IdempotencyCache):  # in process (with [redis] keys expire there)
-            assert gateway.idempotency._max_bytes == configured
+            assert gateway.idempotency.max_bytes == configured
         return configured
 
     store = {"storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"}}
     default = parse_config(store)
     assert default.server.idempotency_max_bytes == 32 * 1024 * 1024  # `runyard serve`
-    client = AsyncClient.embedded(default)
-    assert budget(client) == EMBEDDED_IDEMPOTENCY_MAX_BYTES == 4 * 1024 * 1024
-    await client.aclose()
-    client = AsyncClient.embedded(parse_config({**store, "server": {"idempotency_max_bytes": 1_000_000}}))
-    assert budget(client) == 1_000_000  # set in the file: kept
-    await client.aclose()
+    assert budget(default) == EMBEDDED_IDEMPOTENCY_MAX_BYTES == 4 * 1024 * 1024
+    assert budget(parse_config({**store, "server": {"idempotency_max_bytes": 1_000_000}})) == 1_000_000  # kept

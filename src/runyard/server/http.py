@@ -209,10 +209,6 @@ class EventStream(Response):
             watcher.cancel()
 
 
-def sse_response(events: AsyncIterator[bytes]) -> Response:
-    return EventStream(events)
-
-
 def sse_event(data: Any) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 

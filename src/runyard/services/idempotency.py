@@ -41,7 +41,7 @@ class IdempotencyCache:
     def __init__(self, ttl_s: float, max_bytes: int = 32 * 1024 * 1024) -> None:
         """Keeps answers taking at most ``max_bytes``, entries' own overhead included (oldest go first)."""
         self._ttl = ttl_s
-        self._max_bytes = max_bytes
+        self.max_bytes = max_bytes
         self._bytes = 0  # answer bodies kept
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
 
@@ -77,7 +77,7 @@ class IdempotencyCache:
         if self._entries.get(key) is entry:
             entry.size = len(answer[1]) + _ENTRY_OVERHEAD
             self._bytes += entry.size
-            while self._entries and self._bytes > self._max_bytes:
+            while self._entries and self._bytes > self.max_bytes:
                 self._bytes -= self._entries.popitem(last=False)[1].size
         return answer
 

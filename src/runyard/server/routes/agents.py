@@ -13,7 +13,7 @@ from starlette.routing import Route
 from ...errors import InvalidRequestError, RunyardError
 from ...services.agents import AgentService, Emit
 from ..access import check_chat, check_file_refs, scope_workspace
-from ..http import DONE, gateway, json_response, read_body, sse_error, sse_event, sse_response
+from ..http import DONE, EventStream, gateway, json_response, read_body, sse_error, sse_event
 from ..openapi import ANY_OBJECT, SSE, Operation
 from .audit import audit
 
@@ -123,7 +123,7 @@ async def _answer(body: dict[str, Any], run: Callable[[Emit | None], Awaitable[d
             yield item
         yield DONE
 
-    return sse_response(events())
+    return EventStream(events())
 
 
 async def send_message(request: Request) -> Response:

@@ -23,6 +23,7 @@ from ..access import check_file, check_file_refs, require, scope_workspace
 from ..calls import apply_vendor, call_context, guarded_stream, outcome_metadata, render_chat, uuid_str
 from ..http import (
     DONE,
+    EventStream,
     caller_key_id,
     gateway,
     idempotency_key,
@@ -32,7 +33,6 @@ from ..http import (
     read_body,
     read_object,
     sse_event,
-    sse_response,
     validate,
 )
 from ..openapi import ANY_OBJECT, BINARY, Operation, Param
@@ -149,7 +149,7 @@ async def chat(request: Request) -> Response:
     service = gateway(request).ai
     if chat_request.stream:
         stream = await within(deadline, service.open_stream(chat_request, ctx, options))
-        return sse_response(_native_events(stream))
+        return EventStream(_native_events(stream))
 
     async def produce() -> Response:
         return json_response(render_chat(await within(deadline, service.chat(chat_request, ctx, options))))

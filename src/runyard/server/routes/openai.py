@@ -24,6 +24,7 @@ from ...services.streams import ChatStream
 from ..calls import guarded_stream
 from ..http import (
     DONE,
+    EventStream,
     caller_key_id,
     gateway,
     idempotency_key,
@@ -31,7 +32,6 @@ from ..http import (
     json_response,
     pending_admission,
     read_body,
-    sse_response,
     validate_json,
 )
 from ..openapi import ANY_OBJECT, Operation
@@ -49,7 +49,7 @@ async def chat_completions(request: Request) -> Response:
     if chat_request.stream:
         stream = await service.open_stream(chat_request, ctx)
         include_usage = bool((chat_request.stream_options or {}).get("include_usage"))
-        return sse_response(_openai_events(stream, include_usage))
+        return EventStream(_openai_events(stream, include_usage))
 
     async def produce() -> Response:
         return json_response(render_completion(await service.chat(chat_request, ctx)))

@@ -19,6 +19,7 @@ from ...services.ai import CallContext, ChatStream
 from ...services.openai_params import UnsupportedParameterError, check_chat_params, invalid
 from ..http import (
     DONE,
+    EventStream,
     caller_key_id,
     gateway,
     idempotency_key,
@@ -27,7 +28,6 @@ from ..http import (
     read_body,
     sse_error,
     sse_event,
-    sse_response,
     validate_json,
 )
 from ..openapi import IDEMPOTENCY_KEY, openai_operation
@@ -99,7 +99,7 @@ async def completions(request: Request) -> Response:
     created = int(time.time())
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
-        return sse_response(_events(await service.open_stream(chat, ctx), created, include_usage))
+        return EventStream(_events(await service.open_stream(chat, ctx), created, include_usage))
 
     async def produce() -> Response:
         result = await service.chat(chat, ctx)

@@ -16,12 +16,12 @@ from ...services.responses import ResponsesService
 from ...services.responses_translate import ResponsesRequest
 from ..access import require
 from ..http import (
+    EventStream,
     caller_key_id,
     idempotency_key,
     idempotent,
     json_response,
     read_body,
-    sse_response,
     validate_json,
 )
 from ..openapi import IDEMPOTENCY_KEY, openai_operation
@@ -64,7 +64,7 @@ async def create(request: Request) -> Response:
     ctx = CallContext(api_key_id=caller_key_id(request))
     responses = service(request)
     if req.stream:
-        return sse_response(await responses.open_stream(req, ctx, previous))
+        return EventStream(await responses.open_stream(req, ctx, previous))
 
     async def produce() -> Response:
         return json_response(await responses.create(req, ctx, previous))

@@ -22,7 +22,7 @@ from ...errors import InvalidRequestError, RunyardError
 from ...services.limits import ASYNC, SYNC
 from ...services.workflows import EVENT
 from ..access import check_file_refs
-from ..http import DONE, gateway, json_response, parse_object, read_body, sse_event, sse_response
+from ..http import DONE, EventStream, gateway, json_response, parse_object, read_body, sse_event
 from ..openapi import ANY_OBJECT, Operation
 from ..protocols import simstudio as sim
 from ..ratelimit import enforce
@@ -57,7 +57,7 @@ async def execute(request: Request) -> Response:
         queued = {"success": True, "taskId": task["id"], "status": "queued", "createdAt": task["created_at"]}
         return json_response({**queued, "links": links}, status=202)
     if stream:
-        return sse_response(_stream(request, task["id"]))
+        return EventStream(_stream(request, task["id"]))
     done = await gateway(request).tasks.wait(task["id"], MAX_SYNC_WAIT_S)
     result = await _result(request, done)
     if result is None:  # still running: poll the job

@@ -16,6 +16,7 @@ from ...services.tasks import TaskService
 from ..access import check_file_refs, check_session, check_task, scope_workspace
 from ..http import (
     DONE,
+    EventStream,
     gateway,
     idempotency_key,
     idempotent,
@@ -24,7 +25,6 @@ from ..http import (
     read_body,
     sse_error,
     sse_event,
-    sse_response,
     validate,
 )
 from ..openapi import ANY_OBJECT, SSE, Operation, Param
@@ -143,7 +143,7 @@ async def task_events(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     await check_task(request, task_id)
     events = await gateway(request).tasks.events(task_id)
-    return sse_response(_sse(events))
+    return EventStream(_sse(events))
 
 
 async def _sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from ..calls import guarded_stream
 from ..http import (
+    EventStream,
     caller_key_id,
     gateway,
     idempotency_key,
@@ -22,7 +23,6 @@ from ..http import (
     parse_object,
     read_body,
     read_object,
-    sse_response,
 )
 from ..openapi import ANY_OBJECT, Operation
 from ..protocols import tensorzero as tz
@@ -39,7 +39,7 @@ async def inference(request: Request) -> Response:
     if chat_request.stream:
         stream = await service.open_stream(chat_request, ctx)
         json_function = chat_request.response_format is not None
-        return sse_response(tz.inference_events(stream.result, guarded_stream(stream), json_function))
+        return EventStream(tz.inference_events(stream.result, guarded_stream(stream), json_function))
 
     async def produce() -> Response:
         return json_response(tz.render_inference(await service.chat(chat_request, ctx), chat_request))

@@ -19,7 +19,7 @@ from ...errors import InvalidRequestError, RunyardError
 from ...services.limits import ASYNC, SYNC
 from ...services.workflows import EVENT, WorkflowService
 from ..access import check_file_refs, check_task, scope_workspace
-from ..http import DONE, gateway, json_response, parse_object, read_body, sse_error, sse_event, sse_response, validate
+from ..http import DONE, EventStream, gateway, json_response, parse_object, read_body, sse_error, sse_event, validate
 from ..openapi import ANY_OBJECT, Operation
 from ..ratelimit import enforce
 from .audit import audit
@@ -146,7 +146,7 @@ async def execute_workflow(request: Request) -> Response:
         links = {"status": f"/v1/jobs/{task['id']}"}
         return json_response({"success": True, "task_id": task["id"], "status": "queued", "links": links}, 202)
     if body.stream:
-        return sse_response(_stream(request, task["id"]))
+        return EventStream(_stream(request, task["id"]))
     tasks = gateway(request).tasks
     done = await tasks.wait(task["id"], min(body.timeout or MAX_SYNC_WAIT_S, MAX_SYNC_WAIT_S))
     result = await _result(request, done)
