@@ -207,3 +207,16 @@ async def test_a_batch_that_fails_midway_leaves_no_rows_and_the_next_is_written(
     assert await store.count_inferences() == 1
     assert transactions() == 1
     await store.aclose()
+
+
+async def test_a_store_closed_twice_and_used_again_writes_its_rows(tmp_path: Path) -> None:
+    """As the engine reconnects after ``dispose``, the rows written after ``aclose`` land (on
+    SQLite the recorder's own connection and thread open again)."""
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    await store.start()
+    await store.insert_inferences([_row(new_id())])
+    await store.aclose()
+    await store.aclose()
+    await store.insert_inferences([_row(new_id()), _row(new_id())])
+    assert await store.count_inferences() == 3
+    await store.aclose()

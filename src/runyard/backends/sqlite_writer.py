@@ -23,22 +23,28 @@ BUSY_TIMEOUT_MS = 5_000  # as the store's own connections wait for another write
 
 
 class SqliteBatchWriter:
-    """Writes batches of statements to the SQLite file at ``path``, each batch one transaction."""
+    """Writes batches of statements to the SQLite file at ``path``, each batch one transaction.
+    The thread and the connection open on the first write; after :meth:`aclose` the next write
+    opens them again (as the store's engine reconnects after ``dispose``)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.transactions = 0  # committed (tests read it)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-sqlite-writer")
+        self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
 
     async def write(self, statements: Sequence[Statement]) -> None:
         """Run ``statements`` in one transaction; all of them land or none (the error is raised)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runyard-sqlite-writer")
         await asyncio.get_running_loop().run_in_executor(self._executor, self._write, statements)
 
     async def aclose(self) -> None:
-        """Finish the write under way, then close the connection and the thread."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
-        self._executor.shutdown(wait=False)
+        """Finish the writes under way, then close the connection and the thread (twice is fine)."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, self._close)
+            executor.shutdown(wait=False)
 
     def _write(self, statements: Sequence[Statement]) -> None:
         conn = self._conn or self._open()
