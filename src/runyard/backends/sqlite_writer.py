@@ -19,7 +19,15 @@ from typing import Any
 
 Statement = tuple[str, Sequence[Any]]
 
-BUSY_TIMEOUT_MS = 5_000  # as the store's own connections wait for another writer
+
+def sqlite_pragmas(dbapi_conn: Any, _record: Any = None) -> None:
+    """Every connection to a store's SQLite file, the engine's (a ``connect`` listener) and the
+    writer's: WAL, fsync at checkpoints only, and a wait of up to 5 s for another writer."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
 
 
 class SqliteBatchWriter:
@@ -62,8 +70,7 @@ class SqliteBatchWriter:
     def _open(self) -> sqlite3.Connection:
         # autocommit mode (isolation_level None): the transaction is the one _write begins
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, cached_statements=16)
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        sqlite_pragmas(conn)
         self._conn = conn
         return conn
 

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .schema import api_keys, feedback, inferences
-from .sqlite_writer import SqliteBatchWriter
+from .sqlite_writer import SqliteBatchWriter, sqlite_pragmas
 
 if TYPE_CHECKING:
     from ..config import StorageConfig
@@ -53,7 +53,7 @@ class Store:
         # a SQLite file's inference rows: written on the recorder's own connection, one thread hop a batch
         self.batch_writer: SqliteBatchWriter | None = None
         if self._sqlite:
-            sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine.sync_engine, "connect", sqlite_pragmas)
             database = self.url.database
             if database not in (None, "", ":memory:") and not self.url.query:  # a plain file
                 self.batch_writer = SqliteBatchWriter(database)
@@ -364,11 +364,3 @@ def shipped_heads() -> frozenset[str]:
                     down = ast.literal_eval(value)
                     parents.update([down] if isinstance(down, str) else down or ())
     return frozenset(revisions - parents)
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()
