@@ -6,11 +6,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..backends.store import Store
-from ..services.audit import MAX_PAGE, AuditLog
 from ._common import leaf
+
+if TYPE_CHECKING:
+    from ..backends.store import Store
+
+# The store and the audit table are imported when a command uses them: every ``runyard`` command
+# builds this parser, and ``serve --workers``' supervisor would carry SQLAlchemy (14 MB) for nothing.
 
 __all__ = ["record", "register"]
 
@@ -18,6 +22,8 @@ __all__ = ["record", "register"]
 def register(sub: Any, with_store: Any) -> None:
     def run(args: argparse.Namespace) -> None:
         def work(store: Any) -> Any:
+            from ..services.audit import AuditLog
+
             if store is None:  # no store yet: nothing was recorded
                 return _nothing()
             return AuditLog(store).entries(limit=max(1, args.limit), action=args.action)
@@ -31,7 +37,7 @@ def register(sub: Any, with_store: Any) -> None:
                 print(f"{entry['at']}  {entry['actor']}  {entry['action']}{target}  {details}")
 
     p = leaf(sub, "audit", run, "the audit log: admin actions, who and when (newest first)")
-    p.add_argument("--limit", type=int, default=50, help=f"entries to show (max {MAX_PAGE})")
+    p.add_argument("--limit", type=int, default=50, help="entries to show (at most one page of the log)")
     p.add_argument("--action", help="only this action, e.g. key.created")
     p.add_argument("--json", action="store_true", help="one JSON object per entry")
     p.add_argument("--config")
@@ -50,4 +56,6 @@ def cli_actor() -> str:
 
 
 async def record(store: Store, action: str, target: str, details: dict[str, Any]) -> None:
+    from ..services.audit import AuditLog
+
     await AuditLog(store).record(action, actor=cli_actor(), target=target, details=details)

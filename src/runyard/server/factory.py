@@ -6,10 +6,12 @@ from __future__ import annotations
 import gc
 import logging
 import os
-
-from starlette.applications import Starlette
+from typing import TYPE_CHECKING
 
 from ..config import RunyardConfig, load_config
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 CONFIG_ENV = "RUNYARD_CONFIG"  # load_config reads it
 NO_WORKER_ENV = "RUNYARD_SERVE_NO_WORKER"

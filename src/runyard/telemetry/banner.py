@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from .. import __version__
 from ..config import RunyardConfig
 
@@ -17,6 +15,8 @@ MAX_LISTED = 20  # app names shown before "and N more"
 
 def _safe_url(url: str) -> str:
     """A database/Redis URL without its password."""
+    from sqlalchemy.engine import make_url  # here: 14 MB that serve --workers' supervisor never uses
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
