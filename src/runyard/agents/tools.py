@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 
 from ..inference import ImageRequest
@@ -25,6 +24,9 @@ from .chats import ChatStore
 from .config import AgentConfig, ToolSpec
 from .sandbox import run_code
 from .web_search import SearxngSearch
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["ServerTools"]
 
@@ -132,6 +134,8 @@ class ServerTools:
 
     def _http(self, timeout_s: float) -> httpx.AsyncClient:
         """A client whose every connection goes through the URL guard (no redirects followed)."""
+        import httpx  # on first use: a gateway whose agents fetch nothing never loads it (7 MB)
+
         transport = guarded_transport(allow_private=self.allow_private, resolver=self.resolver)
         return httpx.AsyncClient(timeout=timeout_s, transport=transport, follow_redirects=False)
 

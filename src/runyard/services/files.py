@@ -18,7 +18,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-import httpx
 import sqlalchemy as sa
 from pydantic import BaseModel
 
@@ -275,6 +274,8 @@ class FileService:
     ) -> FileRecord:
         """Download ``url`` (each hop through the URL guard) and store it, streamed and capped at
         ``max_upload_bytes``; the type comes from the response, the name from the URL path."""
+        import httpx  # on first use: 7 MB a gateway that fetches no URL never loads
+
         try:
             return await asyncio.wait_for(
                 self._fetch(url, filename, content_type, api_key_id, allow_private), FETCH_DEADLINE_S
@@ -286,6 +287,8 @@ class FileService:
     async def _fetch(
         self, url: str, filename: str | None, content_type: str | None, api_key_id: str | None, allow_private: bool
     ) -> FileRecord:
+        import httpx
+
         transport = guarded_transport(allow_private=allow_private, resolver=self.resolver)
         async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, transport=transport) as client:
             for _ in range(MAX_REDIRECTS + 1):  # each hop: checked, and connected to the checked address

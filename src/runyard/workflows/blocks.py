@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 import orjson
 
 from ..errors import RunyardError
@@ -250,6 +249,8 @@ async def _http(run: Run, block: dict[str, Any], ctx: dict[str, Any], span: dict
     span["input_size"] = size(body)
     transport = guarded_transport(allow_private=allow_private, resolver=resolver)  # connects to the checked address
     timeout = float(block.get("timeout") or 30)
+    import httpx  # on first use: 7 MB a gateway without http blocks never loads
+
     async with httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False) as client:
         response = await client.request(method, url, headers=headers, json=body)
     try:
