@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ import sqlalchemy as sa
 
 from runyard.backends.recorder import InferenceRecorder
 from runyard.backends.store import Store, _sqlite_insert, new_id, utcnow
+from runyard.inference import EmbedOutcome
+from runyard.services.ai import CallContext
+from runyard.services.recording import InferenceFiler
 
 
 def _row(inference_id: str) -> dict[str, Any]:
@@ -219,4 +223,37 @@ async def test_a_store_closed_twice_and_used_again_writes_its_rows(tmp_path: Pat
     await store.aclose()
     await store.insert_inferences([_row(new_id()), _row(new_id())])
     assert await store.count_inferences() == 3
+    await store.aclose()
+
+
+async def test_a_buffered_embedding_row_does_not_keep_the_vectors(tmp_path: Path) -> None:
+    """Rows wait in the buffer until written (up to ``max_buffer`` of them while the database is
+    down): an embedding's row must not hold the answer's vectors there. 200 answers of one
+    3,072-wide vector are ~20 MB of Python floats; what stays buffered is a fraction of one."""
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    recorder = InferenceRecorder(store, flush_interval_s=60, batch_size=10_000, max_buffer=100_000)
+    filer = InferenceFiler(recorder)
+    ids = []
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(200):
+            vector = [i + j / 3072 for j in range(3072)]  # distinct float objects, as a decoded answer has
+            answer = EmbedOutcome(
+                embeddings=[vector], model="m", provider="p", provider_model="pm", inference_id=new_id()
+            )
+            filer.embed([f"text {i}"], answer, CallContext(api_key_id="k"))
+            ids.append(answer.inference_id)
+        del vector, answer
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert recorder.stats()["buffered"] == 200
+    assert kept < 2_000_000, f"{kept:,} bytes kept for 200 buffered rows"
+    await store.start()  # the database is back: the rows are written as filed
+    await recorder.flush()
+    got = await store.get_inference(ids[-1])
+    assert got is not None
+    assert got["output"] == {"count": 1, "dimensions": 3072}
+    assert got["input"] == {"input": ["text 199"]} and got["kind"] == "embed" and got["api_key_id"] == "k"
     await store.aclose()

@@ -95,20 +95,27 @@ class InferenceFiler:
         self.recorder.record(result.inference_id, result.episode_id, build)
 
     def embed(self, texts: list[str], result: EmbedOutcome, ctx: CallContext) -> None:
-        """An answered embedding request (the vectors' count and size, not the vectors)."""
+        """An answered embedding request (the vectors' count and size, not the vectors).
+
+        The row's builder keeps what the row holds, never ``result``: its vectors (a 3,072-wide one
+        is ~100 KB of Python floats) would stay in memory as long as the row waits in the buffer,
+        which is up to ``max_buffer`` rows while the database is down."""
         if self.recorder is None or ctx.dryrun:
             return
         created = utcnow()
+        vectors = result.embeddings
+        output = {"count": len(vectors), "dimensions": len(vectors[0]) if vectors else 0}
+        r = result
+        inference_id, model, provider, provider_model = r.inference_id, r.model, r.provider, r.provider_model
+        usage, latency_ms, attempts, cost = r.usage, r.latency_ms, r.attempts, r.cost
 
         def build() -> dict[str, Any]:
-            dims = len(result.embeddings[0]) if result.embeddings else 0
             return inference_row(
-                "embed", result.inference_id, ctx.episode_id, result.model, result.provider,
-                result.provider_model, {"input": texts}, {"count": len(result.embeddings), "dimensions": dims},
-                result.usage, result.latency_ms, None, "ok", None, result.attempts, ctx, created, result.cost, False,
+                "embed", inference_id, ctx.episode_id, model, provider, provider_model, {"input": texts}, output,
+                usage, latency_ms, None, "ok", None, attempts, ctx, created, cost, False,
             )  # fmt: skip
 
-        self.recorder.record(result.inference_id, ctx.episode_id, build)
+        self.recorder.record(inference_id, ctx.episode_id, build)
 
     def failure(
         self,
