@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from runyard.backends.recorder import InferenceRecorder
+from runyard.backends.recorder import ENTRY_OVERHEAD, InferenceRecorder, RecordingError
 from runyard.backends.store import Store, _sqlite_insert, new_id, utcnow
-from runyard.inference import EmbedOutcome
+from runyard.inference import ChatOutcome, ChatRequest, EmbedOutcome
 from runyard.services.ai import CallContext
 from runyard.services.recording import InferenceFiler
 
@@ -90,19 +90,26 @@ async def test_batches_of_any_size_use_few_statement_shapes(tmp_path: Path) -> N
     await store.aclose()
 
 
-async def test_failed_batch_keeps_its_place_and_overflow_drops_the_newest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bound", ["rows", "bytes"])
+async def test_failed_batch_keeps_its_place_and_overflow_drops_the_newest(tmp_path: Path, bound: str) -> None:
     store = Store(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
     await store.start()
     async with store.engine.begin() as conn:  # the database refuses every insert
         await conn.exec_driver_sql("DROP TABLE inferences")
-    recorder = InferenceRecorder(store, flush_interval_s=60, batch_size=10, max_buffer=30, max_rows_per_write=10)
+    size = 500  # each row's payload: 30 of them fill the byte budget
+    limits = (
+        {"max_buffer": 30}
+        if bound == "rows"
+        else {"max_buffer": 1_000, "max_buffer_bytes": 30 * (ENTRY_OVERHEAD + size)}
+    )
+    recorder = InferenceRecorder(store, flush_interval_s=60, batch_size=10, max_rows_per_write=10, **limits)
     ids = [new_id() for _ in range(40)]
     for inference_id in ids[:30]:
-        recorder.record(inference_id, None, lambda i=inference_id: _row(i))
+        recorder.record(inference_id, None, lambda i=inference_id: _row(i), size)
     flushing = asyncio.ensure_future(recorder.flush())
     await asyncio.sleep(0)  # the flush has taken ids[0:10] and waits on its INSERT
     for inference_id in ids[30:]:  # the buffer fills up meanwhile
-        recorder.record(inference_id, None, lambda i=inference_id: _row(i))
+        recorder.record(inference_id, None, lambda i=inference_id: _row(i), size)
     with pytest.raises(Exception, match=r"no such table|does not exist"):  # SQLite | Postgres
         await flushing
     assert recorder.dropped == 10  # the newest made room for the failed batch
@@ -142,7 +149,7 @@ async def test_a_backlog_is_written_in_few_transactions_without_holding_the_loop
     await other
     assert transactions() == 3
     assert await store.count_inferences() == 5_000
-    assert recorder.stats() == {"buffered": 0, "written": 5_000, "dropped": 0}
+    assert recorder.stats() == {"buffered": 0, "buffered_bytes": 0, "written": 5_000, "dropped": 0}
     assert max(b - a for a, b in itertools.pairwise(seen)) <= 100
     await store.aclose()
 
@@ -257,3 +264,63 @@ async def test_a_buffered_embedding_row_does_not_keep_the_vectors(tmp_path: Path
     assert got["output"] == {"count": 1, "dimensions": 3072}
     assert got["input"] == {"input": ["text 199"]} and got["kind"] == "embed" and got["api_key_id"] == "k"
     await store.aclose()
+
+
+async def test_the_buffer_is_bounded_in_bytes_dropping_the_oldest(tmp_path: Path) -> None:
+    """While the database is down, rows with long inputs reach the byte budget long before
+    ``max_buffer`` rows: the oldest are dropped and counted (a ``sync`` caller of one gets
+    :class:`RecordingError`), and the rest are written once the database is back."""
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    prompt = "x" * 50_000
+    budget = 10 * (ENTRY_OVERHEAD + len(prompt))
+    recorder = InferenceRecorder(
+        store, flush_interval_s=60, batch_size=100, max_buffer=100_000, max_buffer_bytes=budget
+    )
+    filer = InferenceFiler(recorder)
+    ids = []
+    for i in range(15):
+        answer = EmbedOutcome(embeddings=[[0.5]], model="m", provider="p", provider_model="pm", inference_id=new_id())
+        filer.embed([prompt], answer, CallContext())
+        ids.append(answer.inference_id)
+        if i == 0:
+            waiting = asyncio.ensure_future(recorder.persist(ids[0]))  # recording = "sync": waits for its row
+            await asyncio.sleep(0)
+    assert recorder.stats() == {"buffered": 10, "buffered_bytes": budget, "written": 0, "dropped": 5}
+    with pytest.raises(RecordingError, match="dropped"):
+        await waiting
+    assert not any(recorder.is_pending(i) for i in ids[:5]) and all(recorder.is_pending(i) for i in ids[5:])
+    await store.start()  # the database is back
+    await recorder.flush()
+    assert await store.count_inferences() == 10
+    assert await store.get_inference(ids[4]) is None and await store.get_inference(ids[5]) is not None
+    assert recorder.stats()["buffered_bytes"] == 0
+    await store.aclose()
+
+
+def test_a_chat_row_weighs_its_messages_parts_tool_calls_and_answer(tmp_path: Path) -> None:
+    recorder = InferenceRecorder(
+        Store(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"), flush_interval_s=60, batch_size=100, max_buffer=10
+    )
+    image = "data:image/png;base64," + "A" * 30_000
+    request = ChatRequest.model_validate(
+        {
+            "messages": [
+                {"role": "system", "content": "s" * 1_000},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "t" * 2_000},
+                        {"type": "image_url", "image_url": {"url": image}},
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "a" * 500}}],
+                },
+            ]
+        }
+    )
+    answer = ChatOutcome(content="o" * 700, model="m", provider="p", provider_model="pm", inference_id=new_id())
+    InferenceFiler(recorder).chat(request, answer, CallContext(), ttft_ms=None, status="ok", error=None)
+    weight = recorder.stats()["buffered_bytes"] - ENTRY_OVERHEAD
+    assert 1_000 + 2_000 + len(image) + 500 + 700 <= weight < 36_000

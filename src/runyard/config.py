@@ -136,6 +136,9 @@ class StorageConfig(_Strict):
     # long enough to double the p99 of requests at 1,000 req/s (bench/README.md, open loop)
     batch_size: int = Field(default=100, ge=1)
     max_buffer: int = Field(default=100_000, ge=1)
+    # rows waiting while the database is down hold their inputs and outputs: long prompts would
+    # reach gigabytes well before max_buffer rows
+    max_buffer_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
     pool_size: int = Field(default=10, ge=1, description="connections kept open (Postgres)")
     max_overflow: int = Field(default=20, ge=0, description="extra connections under load (Postgres)")
     pool_timeout_s: float = Field(default=30.0, gt=0, description="wait for a free connection before failing")

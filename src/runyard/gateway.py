@@ -53,6 +53,7 @@ class Gateway:
                 flush_interval_s=storage.flush_interval_ms / 1000,
                 batch_size=storage.batch_size,
                 max_buffer=storage.max_buffer,
+                max_buffer_bytes=storage.max_buffer_bytes,
             )
             if storage.record_inferences
             else None

@@ -15,7 +15,11 @@ from .store import Store
 log = logging.getLogger("runyard.recorder")
 
 Row = dict[str, Any]
-Entry = tuple[str, str | None, Callable[[], Row]]  # inference id, episode id, row builder
+Entry = tuple[str, str | None, Callable[[], Row], int]  # inference id, episode id, row builder, bytes held
+
+# What a buffered row holds besides its payload (its builder, the objects it closes over):
+# 1.5 KB for an embedding, 2.7 KB for a short chat (tracemalloc, 1,000 rows each).
+ENTRY_OVERHEAD = 2_000
 
 
 class RecordingError(RuntimeError):
@@ -36,8 +40,9 @@ class InferenceRecorder:
     happens in the writer, not in the request. The writer wakes every ``flush_interval_s`` or
     when ``batch_size`` rows wait, and writes up to :data:`MAX_ROWS_PER_WRITE` per transaction,
     building them ``batch_size`` at a time between turns of the event loop. If the database is
-    down, rows are kept (up to ``max_buffer``; beyond that the oldest are dropped and counted)
-    and retried.
+    down, rows are kept (up to ``max_buffer`` rows and ``max_buffer_bytes``, each row weighed
+    as :data:`ENTRY_OVERHEAD` plus the size its filer gives; beyond either the oldest are dropped
+    and counted) and retried.
 
     ``recording = "sync"`` (:meth:`persist`): the caller awaits its row's write before its answer
     leaves; rows recorded while a write is under way share the next transaction (group commit).
@@ -52,13 +57,17 @@ class InferenceRecorder:
         flush_interval_s: float,
         batch_size: int,
         max_buffer: int,
+        max_buffer_bytes: int | None = None,
         max_rows_per_write: int = MAX_ROWS_PER_WRITE,
     ) -> None:
         self._store = store
         self._interval = flush_interval_s
         self._batch_size = batch_size
-        self._max_rows = max(batch_size, max_rows_per_write)
+        # (never more than the buffer holds: a batch that failed must fit back in whole)
+        self._max_rows = min(max(batch_size, max_rows_per_write), max_buffer)
         self._buffer: deque[Entry] = deque(maxlen=max_buffer)
+        self._max_bytes = max_buffer_bytes
+        self._bytes = 0  # what the rows in the buffer hold (a batch being written left it)
         self._pending_ids: set[str] = set()
         self._pending_episodes: dict[str, int] = {}  # a dict, not a Counter: its += and del run in Python
         self._wake = asyncio.Event()
@@ -69,16 +78,18 @@ class InferenceRecorder:
         self.dropped = 0
         self.written = 0
 
-    def record(self, inference_id: str, episode_id: str | None, build_row: Callable[[], Row]) -> None:
+    def record(self, inference_id: str, episode_id: str | None, build_row: Callable[[], Row], size: int = 0) -> None:
+        """Buffer a row; ``size``: about how many bytes its payload holds (inputs, outputs)."""
         ids = current_ids()  # the request's id and trace id, kept on the row
         if ids is not None:
             build_row = functools.partial(_with_ids, build_row, ids)
-        if len(self._buffer) == self._buffer.maxlen:
-            self._forget([self._buffer[0]], written=False)
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.error("inference buffer full: %d records dropped so far", self.dropped)
-        self._buffer.append((inference_id, episode_id, build_row))
+        size += ENTRY_OVERHEAD
+        if len(self._buffer) == self._buffer.maxlen or (
+            self._max_bytes is not None and self._bytes + size > self._max_bytes
+        ):
+            self._drop_oldest(size)
+        self._buffer.append((inference_id, episode_id, build_row, size))
+        self._bytes += size
         self._pending_ids.add(inference_id)
         if episode_id:
             episodes = self._pending_episodes
@@ -86,10 +97,30 @@ class InferenceRecorder:
         if len(self._buffer) >= self._batch_size:
             self._wake.set()
 
+    def _drop_oldest(self, room: int) -> None:
+        """Make room for one more row of ``room`` bytes: the oldest rows go (dropped, counted)."""
+        lost = []
+        while self._buffer and (
+            len(self._buffer) == self._buffer.maxlen
+            or (self._max_bytes is not None and self._bytes + room > self._max_bytes)
+        ):
+            entry = self._buffer.popleft()
+            self._bytes -= entry[3]
+            lost.append(entry)
+        self._forget(lost, written=False)
+        before, self.dropped = self.dropped, self.dropped + len(lost)
+        if before == 0 or before // 1000 != self.dropped // 1000:
+            log.error("inference buffer full: %d records dropped so far", self.dropped)
+
     def stats(self) -> dict[str, int]:
         """Rows not written yet (buffered or being written), written and dropped since start (``/v1/status``)."""
         # pending: the buffer plus a batch being written (its rows left the buffer, not yet written)
-        return {"buffered": len(self._pending_ids), "written": self.written, "dropped": self.dropped}
+        return {
+            "buffered": len(self._pending_ids),
+            "buffered_bytes": self._bytes,
+            "written": self.written,
+            "dropped": self.dropped,
+        }
 
     async def persist(self, inference_id: str) -> None:
         """Return once ``inference_id``'s row is in the database (``recording = "sync"``); raises
@@ -111,7 +142,7 @@ class InferenceRecorder:
     def _forget(self, entries: list[Entry], *, written: bool = True) -> None:
         episodes = self._pending_episodes
         waiters = self._waiters
-        for inference_id, episode_id, _ in entries:
+        for inference_id, episode_id, _, _ in entries:
             self._pending_ids.discard(inference_id)
             if waiters:
                 waiter = waiters.pop(inference_id, None)
@@ -164,6 +195,7 @@ class InferenceRecorder:
     async def _write_batch(self) -> None:
         """One transaction of up to ``max_rows_per_write`` rows from the front of the buffer."""
         batch = [self._buffer.popleft() for _ in range(min(self._max_rows, len(self._buffer)))]
+        self._bytes -= sum(entry[3] for entry in batch)
         try:
             rows = await self._build(batch)
         except BaseException:  # cancelled between slices: the batch goes back, nothing lost
@@ -191,7 +223,7 @@ class InferenceRecorder:
         for start in range(0, len(batch), self._batch_size):
             if start:
                 await asyncio.sleep(0)
-            for inference_id, _, build in batch[start : start + self._batch_size]:
+            for inference_id, _, build, _ in batch[start : start + self._batch_size]:
                 try:
                     rows.append(build())
                 except Exception:
@@ -200,7 +232,7 @@ class InferenceRecorder:
 
     def _fail_waiters(self, batch: list[Entry], err: Exception) -> None:
         """persist() callers of a batch that failed get the error (their rows stay buffered)."""
-        for inference_id, _, _ in batch:
+        for inference_id, _, _, _ in batch:
             waiter = self._waiters.pop(inference_id, None)
             if waiter is not None and not waiter.done():
                 waiter.set_exception(RecordingError(f"inference {inference_id} not written yet: {err}"))
@@ -208,13 +240,21 @@ class InferenceRecorder:
     def _requeue(self, batch: list[Entry]) -> None:
         """A batch not written goes back to the front; if the buffer is full the newest rows make room
         (dropped and counted, as :meth:`record` does with the oldest)."""
-        overflow = len(self._buffer) + len(batch) - (self._buffer.maxlen or 0)
-        if overflow > 0:
-            lost = [self._buffer.pop() for _ in range(min(overflow, len(self._buffer)))]
+        back = sum(entry[3] for entry in batch)
+        lost = []
+        while self._buffer and (
+            len(self._buffer) + len(batch) > (self._buffer.maxlen or 0)
+            or (self._max_bytes is not None and self._bytes + back > self._max_bytes)
+        ):
+            entry = self._buffer.pop()
+            self._bytes -= entry[3]
+            lost.append(entry)
+        if lost:
             self._forget(lost, written=False)
             self.dropped += len(lost)
             log.error("inference buffer full: %d records dropped so far", self.dropped)
         self._buffer.extendleft(reversed(batch))
+        self._bytes += back
 
     def _landed(self, insert: asyncio.Future[None], batch: list[Entry], n_rows: int) -> None:
         """A batch whose flush was cancelled: written once its INSERT is done, else back in the buffer."""

@@ -38,7 +38,7 @@ from ..inference import (
 from ..providers import Provider
 from .ai import AIService, CallContext
 from .fallback import first_delta, first_success
-from .recording import inference_row
+from .recording import inference_row, payload_size
 from .streams import SpeechStream
 
 M = TypeVar("M", bound=Outcome)
@@ -291,4 +291,4 @@ class MediaService:
                 usage, latency_ms, ttft_ms, status, error, attempts, ctx, created, None, False,
             )  # fmt: skip
 
-        self.recorder.record(inference_id, ctx.episode_id, build)
+        self.recorder.record(inference_id, ctx.episode_id, build, payload_size(input_))

@@ -6,17 +6,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from pydantic import BaseModel
 
 from .._json import dumps_kept
 from ..backends.recorder import InferenceRecorder
 from ..backends.store import new_id, utcnow
 from ..errors import RunyardError
-from ..inference import Attempt, ChatOutcome, ChatRequest, EmbedOutcome, TokenUsage
+from ..inference import Attempt, ChatOutcome, ChatRequest, EmbedOutcome, Message, TokenUsage
 
 if TYPE_CHECKING:
     from .ai import CallContext
 
-__all__ = ["InferenceFiler", "chat_input", "inference_row"]
+__all__ = ["InferenceFiler", "chat_input", "inference_row", "messages_size", "payload_size"]
 
 _INPUT_EXCLUDE = {"model", "stream", "stream_options"}
 
@@ -24,6 +25,31 @@ _INPUT_EXCLUDE = {"model", "stream", "stream_options"}
 def chat_input(request: ChatRequest) -> orjson.Fragment:
     """The request as stored: JSON made by pydantic-core in one pass, embedded as-is by orjson."""
     return orjson.Fragment(request.model_dump_json(exclude_none=True, exclude=_INPUT_EXCLUDE))
+
+
+def payload_size(value: Any) -> int:
+    """About how many bytes the strings in ``value`` hold: a buffered row's weight beyond its
+    fixed overhead (what bounds the recorder's memory in bytes, not only in rows)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(map(payload_size, value.values()))
+    if isinstance(value, (list, tuple)):
+        return sum(map(payload_size, value))
+    if isinstance(value, BaseModel):  # a tool call, a content part
+        return sum(map(payload_size, value.__dict__.values()))
+    return 8
+
+
+def messages_size(messages: list[Message]) -> int:
+    """:func:`payload_size` of a chat's messages, in a fraction of a microsecond for plain text."""
+    n = 0
+    for message in messages:
+        content = message.content
+        n += len(content) if isinstance(content, str) else payload_size(content)
+        if message.tool_calls:
+            n += payload_size(message.tool_calls)
+    return n
 
 
 def inference_row(
@@ -92,7 +118,8 @@ class InferenceFiler:
                 ttft_ms, status, error, result.attempts, ctx, created, result.cost, result.cache_hit,
             )  # fmt: skip
 
-        self.recorder.record(result.inference_id, result.episode_id, build)
+        size = messages_size(request.messages) + len(result.content or "")
+        self.recorder.record(result.inference_id, result.episode_id, build, size)
 
     def embed(self, texts: list[str], result: EmbedOutcome, ctx: CallContext) -> None:
         """An answered embedding request (the vectors' count and size, not the vectors).
@@ -115,7 +142,7 @@ class InferenceFiler:
                 usage, latency_ms, None, "ok", None, attempts, ctx, created, cost, False,
             )  # fmt: skip
 
-        self.recorder.record(inference_id, ctx.episode_id, build)
+        self.recorder.record(inference_id, ctx.episode_id, build, sum(map(len, texts)))
 
     def failure(
         self,
@@ -141,4 +168,4 @@ class InferenceFiler:
                 "error", f"{err.code}: {err.message}", attempts, ctx, created, None, False,
             )  # fmt: skip
 
-        self.recorder.record(inference_id, episode_id, build)
+        self.recorder.record(inference_id, episode_id, build, messages_size(request.messages))
