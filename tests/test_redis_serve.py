@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from runyard.backends.store import Store
 from support import scaleout_hook
 from support.gateway import GatewayProcess, free_port
 from support.scaleout import redis_url
@@ -137,3 +139,31 @@ def test_each_worker_process_logs_as_serve_was_told(tmp_path: Path, postgres_url
     access = [json.loads(line) for line in lines if line.startswith("{") and '"runyard.access"' in line]
     assert {line["request_id"] for line in access} >= set(ids)  # every request, whichever process served it
     assert secret not in server.log_path.read_text()
+
+
+def test_a_sigterm_drains_every_gateway_process_recorder(tmp_path: Path, postgres_url: str, redis_prefix: str) -> None:
+    """``--workers 2``: a SIGTERM to the supervisor reaches each gateway process, and each writes
+    the rows it buffered before exiting (the writer would otherwise wait 10 minutes)."""
+    config = _config(tmp_path / "runyard.toml", postgres_url, redis_url(), redis_prefix)
+    config.write_text(config.read_text().replace("[redis]", "flush_interval_ms = 600000\nbatch_size = 1000\n[redis]"))
+    server = GatewayProcess(config, args=["--workers", "2", "--no-worker"]).start(timeout=60)
+    try:
+        for _ in range(40):  # a connection each: the kernel spreads them over both processes
+            answer = httpx.post(
+                server.url + "/v1/chat/completions",
+                json={"model": "dummy::echo", "messages": [{"role": "user", "content": "hi"}]},
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
+        assert asyncio.run(_count(postgres_url)) == 0  # all buffered
+    finally:
+        server.stop()  # SIGTERM to the supervisor
+    assert asyncio.run(_count(postgres_url)) == 40
+
+
+async def _count(url: str) -> int:
+    store = Store(url)
+    try:
+        return await store.count_inferences()
+    finally:
+        await store.aclose()
