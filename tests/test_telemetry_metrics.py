@@ -133,6 +133,7 @@ def test_traffic_mix_counts_across_two_processes(
         assert value(m, "runyard_task_duration_seconds_count", app="tests/echo") == 3
         assert value(m, "runyard_queue_depth", pool="default") == 0
         assert value(m, "runyard_recorder_dropped_rows_total") == 0
+        assert ("runyard_recorder_backlog_bytes", frozenset()) in m  # 0 once the rows are written
 
 
 def test_metrics_auth(tmp_path: Path, mock_openai: MockOpenAI) -> None:

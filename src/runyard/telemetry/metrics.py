@@ -132,6 +132,10 @@ class Metrics:
             "runyard_recorder_backlog_rows", "inference rows waiting to be written", registry=reg,
             multiprocess_mode="livesum",
         )  # fmt: skip
+        self.recorder_backlog_bytes = Gauge(
+            "runyard_recorder_backlog_bytes", "what the rows waiting to be written hold (max_buffer_bytes bounds it)",
+            registry=reg, multiprocess_mode="livesum",
+        )  # fmt: skip
         self.recorder_dropped = Counter(
             "runyard_recorder_dropped_rows", "inference rows dropped (buffer full)", registry=reg
         )
@@ -215,12 +219,14 @@ class Metrics:
         *,
         backlog: int,
         dropped: int,
+        backlog_bytes: int = 0,
         circuits: dict[str, dict[str, Any]],
         workers: dict[str, int],
     ) -> None:
         """Gauges of this process's state, set every few seconds (and before a scrape)."""
         self.flush()
         self.recorder_backlog.set(backlog)
+        self.recorder_backlog_bytes.set(backlog_bytes)
         if dropped > self._dropped_seen:
             self.recorder_dropped.inc(dropped - self._dropped_seen)
             self._dropped_seen = dropped

@@ -62,10 +62,11 @@ def sample_gateway(gw: Gateway) -> Callable[[Any], None]:
 
     def sample(m: Any) -> None:
         recorder = gw.recorder
-        stats = recorder.stats() if recorder is not None else {"buffered": 0, "dropped": 0}
+        stats = recorder.stats() if recorder is not None else {"buffered": 0, "buffered_bytes": 0, "dropped": 0}
         worker = gw.worker
         m.sample(
             backlog=stats["buffered"],
+            backlog_bytes=stats["buffered_bytes"],
             dropped=stats["dropped"],
             circuits=gw.ai.breakers.status(),
             workers=gw.tasks.pools() if worker is not None else {},
