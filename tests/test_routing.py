@@ -233,3 +233,19 @@ def test_native_fields_stay_out_of_the_upstream_body(routing_server: GatewayProc
         assert reply.status_code == 400 and reply.json()["error"]["code"] == code, reply.text
     reply = httpx.post(f"{routing_server.url}/v1/ai/chat", json={**bodies[0], "prefer": "fastest"}, timeout=10)
     assert reply.status_code == 422 and "prefer" in reply.text
+
+
+@pytest.mark.sqlite_only("the scale-out run gives every config a [redis] table: Redis holds the cache")
+def test_the_cache_is_bounded_in_bytes_dropping_the_oldest(tmp_path: Path) -> None:
+    """``[cache] max_bytes``: long answers fill the in-process cache long before ``max_entries``;
+    the oldest make room. Answers of 30 KB (echoed prompts) in a 100 KB cache: the newest three stay."""
+    config = {
+        "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"},
+        "cache": {"strategy": "runyard", "max_bytes": 100_000},
+    }
+    prompts = [f"{i} " + "x" * 30_000 for i in range(5)]
+    with Client.embedded(parse_config(config), max_retries=0) as client:
+        for prompt in prompts:
+            assert len(client.ai.chat(prompt, model="dummy::echo").content or "") >= 30_000
+        again = [client.ai.chat(p, model="dummy::echo").metadata["cache_hit"] for p in reversed(prompts)]
+    assert again == [True, True, True, False, False]

@@ -115,7 +115,7 @@ class AIService:
         self.providers: dict[str, Provider] = {name: build_provider(name, pc) for name, pc in config.providers.items()}
         self.catalog = Catalog(config)
         self.breakers = CircuitBreakers(config.routing.breaker_failures, config.routing.breaker_cooldown_s)
-        self.cache: ResponseCache = MemoryCache(config.cache.ttl_s, config.cache.max_entries)
+        self.cache: ResponseCache = MemoryCache(config.cache.ttl_s, config.cache.max_entries, config.cache.max_bytes)
         self.shared_cache = shared_cache
         self.sync_recording = config.storage.recording == "sync"
         # Called after every successful inference (cheap and synchronous: limits, metrics).

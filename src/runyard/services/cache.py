@@ -27,13 +27,22 @@ class AsyncResponseCache(Protocol):
     async def put(self, key: str, result: ChatOutcome) -> None: ...
 
 
-class MemoryCache:
-    """LRU of answers keyed by the normalised request (per process; ``AsyncResponseCache`` when shared)."""
+# What a cached answer holds besides its text: the outcome, its usage, the key, the dict slot.
+ENTRY_OVERHEAD = 1_000
 
-    def __init__(self, ttl_s: float, max_entries: int) -> None:
+
+class MemoryCache:
+    """LRU of answers keyed by the normalised request (per process; ``AsyncResponseCache`` when
+    shared), at most ``max_entries`` answers and ``max_bytes`` (each weighed as its text, tool
+    calls included, plus :data:`ENTRY_OVERHEAD`): long answers reach gigabytes long before
+    10,000 entries."""
+
+    def __init__(self, ttl_s: float, max_entries: int, max_bytes: int | None = None) -> None:
         self._ttl = ttl_s
         self._max = max_entries
-        self._items: OrderedDict[str, tuple[float, ChatOutcome]] = OrderedDict()
+        self._max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[str, tuple[float, ChatOutcome, int]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -42,6 +51,7 @@ class MemoryCache:
         if item is None or item[0] < time.monotonic():
             if item is not None:
                 del self._items[key]
+                self.bytes -= item[2]
             self.misses += 1
             return None
         self._items.move_to_end(key)
@@ -51,10 +61,16 @@ class MemoryCache:
     def put(self, key: str, result: ChatOutcome) -> None:
         # Stored as is: the AI service hands a result out finished and never changes it after
         # ``put``; each hit gets its own copy (the hit path then marks it).
-        self._items[key] = (time.monotonic() + self._ttl, result)
+        size = ENTRY_OVERHEAD + len(result.content or "") + sum(len(tc.arguments) for tc in result.tool_calls)
+        old = self._items.get(key)
+        if old is not None:
+            self.bytes -= old[2]
+        self._items[key] = (time.monotonic() + self._ttl, result, size)
         self._items.move_to_end(key)
-        while len(self._items) > self._max:
-            self._items.popitem(last=False)
+        self.bytes += size
+        max_bytes = self._max_bytes
+        while len(self._items) > self._max or (max_bytes is not None and self.bytes > max_bytes):
+            self.bytes -= self._items.popitem(last=False)[1][2]
 
 
 def _snapshot(result: ChatOutcome) -> ChatOutcome:
