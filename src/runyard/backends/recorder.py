@@ -113,7 +113,8 @@ class InferenceRecorder:
             log.error("inference buffer full: %d records dropped so far", self.dropped)
 
     def stats(self) -> dict[str, int]:
-        """Rows not written yet (buffered or being written), written and dropped since start (``/v1/status``)."""
+        """Rows not written yet (buffered or being written), the bytes the buffered ones hold, and
+        rows written and dropped since start (``/v1/status``, metrics)."""
         # pending: the buffer plus a batch being written (its rows left the buffer, not yet written)
         return {
             "buffered": len(self._pending_ids),

@@ -30,7 +30,7 @@ def chat_input(request: ChatRequest) -> orjson.Fragment:
 def payload_size(value: Any) -> int:
     """About how many bytes the strings in ``value`` hold: a buffered row's weight beyond its
     fixed overhead (what bounds the recorder's memory in bytes, not only in rows)."""
-    if isinstance(value, str):
+    if isinstance(value, (str, bytes)):
         return len(value)
     if isinstance(value, dict):
         return sum(map(payload_size, value.values()))
@@ -119,6 +119,8 @@ class InferenceFiler:
             )  # fmt: skip
 
         size = messages_size(request.messages) + len(result.content or "")
+        for call in result.tool_calls:
+            size += len(call.arguments)
         self.recorder.record(result.inference_id, result.episode_id, build, size)
 
     def embed(self, texts: list[str], result: EmbedOutcome, ctx: CallContext) -> None:
