@@ -132,13 +132,10 @@ class StorageConfig(_Strict):
         description="sync: an inference's row is written before its answer leaves; async: buffered (see README)",
     )
     flush_interval_ms: int = Field(default=200, ge=1)
-    # 100: each flush builds and converts its rows on the event loop; 500-row batches held it
-    # long enough to double the p99 of requests at 1,000 req/s (bench/README.md, open loop)
+    # 100: a flush builds its rows on the event loop; 500-row batches doubled p99 at 1,000 req/s (bench/README.md)
     batch_size: int = Field(default=100, ge=1)
     max_buffer: int = Field(default=100_000, ge=1)
-    # rows waiting while the database is down hold their inputs and outputs: long prompts would
-    # reach gigabytes well before max_buffer rows
-    max_buffer_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    max_buffer_bytes: int = Field(default=256 * 1024 * 1024, ge=1, description="rows' inputs and outputs at most")
     pool_size: int = Field(default=10, ge=1, description="connections kept open (Postgres)")
     max_overflow: int = Field(default=20, ge=0, description="extra connections under load (Postgres)")
     pool_timeout_s: float = Field(default=30.0, gt=0, description="wait for a free connection before failing")
