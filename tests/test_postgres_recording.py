@@ -3,14 +3,12 @@ buffer and a SIGTERM drains them; ``sync`` rows are in before the answer leaves.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from pathlib import Path
 
 import httpx
 
-from runyard.backends.store import Store
-from support.gateway import GatewayProcess
+from support.gateway import GatewayProcess, stored_inferences
 
 CHAT = {"model": "dummy::echo", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -23,26 +21,15 @@ def _serve(tmp_path: Path, url: str, recording: str) -> GatewayProcess:
     return GatewayProcess(config).start(timeout=60)
 
 
-def _count(url: str) -> int:
-    async def count() -> int:
-        store = Store(url)
-        try:
-            return await store.count_inferences()
-        finally:
-            await store.aclose()
-
-    return asyncio.run(count())
-
-
 def test_async_recording_drains_on_sigterm(tmp_path: Path, postgres_url: str) -> None:
     server = _serve(tmp_path, postgres_url, "async")
     try:
         for _ in range(5):
             assert httpx.post(server.url + "/v1/chat/completions", json=CHAT, timeout=10).status_code == 200
-        assert _count(postgres_url) == 0  # buffered: the writer waits for 1,000 rows or 10 minutes
+        assert stored_inferences(postgres_url) == 0  # buffered: the writer waits for 1,000 rows or 10 minutes
     finally:
         server.stop()  # SIGTERM: the shutdown writes what is buffered
-    assert _count(postgres_url) == 5
+    assert stored_inferences(postgres_url) == 5
 
 
 def test_sync_recording_keeps_every_answered_id_through_sigkill(tmp_path: Path, postgres_url: str) -> None:
@@ -62,5 +49,5 @@ def test_sync_recording_keeps_every_answered_id_through_sigkill(tmp_path: Path, 
         proc.wait(timeout=10)
         server._proc = None
         server.stop()
-    assert _count(postgres_url) == 5
+    assert stored_inferences(postgres_url) == 5
     assert len(set(ids)) == 5

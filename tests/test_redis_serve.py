@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -13,9 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from runyard.backends.store import Store
 from support import scaleout_hook
-from support.gateway import GatewayProcess, free_port
+from support.gateway import GatewayProcess, free_port, stored_inferences
 from support.scaleout import redis_url
 
 
@@ -155,15 +153,7 @@ def test_a_sigterm_drains_every_gateway_process_recorder(tmp_path: Path, postgre
                 timeout=10,
             )
             assert answer.status_code == 200, answer.text
-        assert asyncio.run(_count(postgres_url)) == 0  # all buffered
+        assert stored_inferences(postgres_url) == 0  # all buffered
     finally:
         server.stop()  # SIGTERM to the supervisor
-    assert asyncio.run(_count(postgres_url)) == 40
-
-
-async def _count(url: str) -> int:
-    store = Store(url)
-    try:
-        return await store.count_inferences()
-    finally:
-        await store.aclose()
+    assert stored_inferences(postgres_url) == 40

@@ -123,3 +123,17 @@ async def client_for(
             yield client
     finally:
         await asyncio.to_thread(server.stop)
+
+
+def stored_inferences(storage_url: str) -> int:
+    """How many inference rows the store at ``storage_url`` holds (read by the test, not a gateway)."""
+    from runyard.backends.store import Store
+
+    async def count() -> int:
+        store = Store(storage_url)
+        try:
+            return await store.count_inferences()
+        finally:
+            await store.aclose()
+
+    return asyncio.run(count())
