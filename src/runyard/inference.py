@@ -178,6 +178,11 @@ class ChatOutcome(Outcome):
     route_reason: str | None = None
     batch_id: str | None = None  # the provider's batch that answered it (``batch_mode``); None: a live call
 
+    def text_size(self) -> int:
+        """The characters the answer holds (its text and tool calls' arguments): what a cached
+        answer or a buffered inference row weighs beyond its fixed overhead."""
+        return len(self.content or "") + sum(len(call.arguments) for call in self.tool_calls)
+
 
 @dataclass(slots=True)
 class ModelToolCallDelta:

@@ -84,10 +84,8 @@ class InferenceRecorder:
         if ids is not None:
             build_row = functools.partial(_with_ids, build_row, ids)
         size += ENTRY_OVERHEAD
-        if len(self._buffer) == self._buffer.maxlen or (
-            self._max_bytes is not None and self._bytes + size > self._max_bytes
-        ):
-            self._drop_oldest(size)
+        if self._over(1, size):
+            self._drop(1, size, newest=False)
         self._buffer.append((inference_id, episode_id, build_row, size))
         self._bytes += size
         self._pending_ids.add(inference_id)
@@ -97,19 +95,25 @@ class InferenceRecorder:
         if len(self._buffer) >= self._batch_size:
             self._wake.set()
 
-    def _drop_oldest(self, room: int) -> None:
-        """Make room for one more row of ``room`` bytes: the oldest rows go (dropped, counted)."""
+    def _over(self, rows: int, size: int) -> bool:
+        """Would ``rows`` more rows holding ``size`` bytes take the buffer past either bound?"""
+        return len(self._buffer) + rows > (self._buffer.maxlen or 0) or (
+            self._max_bytes is not None and self._bytes + size > self._max_bytes
+        )
+
+    def _drop(self, rows: int, size: int, *, newest: bool) -> None:
+        """Make room for ``rows`` rows of ``size`` bytes: the oldest go (a new row arriving), or the
+        newest (a failed batch going back to the front); dropped and counted."""
         lost = []
-        while self._buffer and (
-            len(self._buffer) == self._buffer.maxlen
-            or (self._max_bytes is not None and self._bytes + room > self._max_bytes)
-        ):
-            entry = self._buffer.popleft()
+        while self._buffer and self._over(rows, size):
+            entry = self._buffer.pop() if newest else self._buffer.popleft()
             self._bytes -= entry[3]
             lost.append(entry)
+        if not lost:
+            return
         self._forget(lost, written=False)
         before, self.dropped = self.dropped, self.dropped + len(lost)
-        if before == 0 or before // 1000 != self.dropped // 1000:
+        if newest or before == 0 or before // 1000 != self.dropped // 1000:
             log.error("inference buffer full: %d records dropped so far", self.dropped)
 
     def stats(self) -> dict[str, int]:
@@ -242,18 +246,7 @@ class InferenceRecorder:
         """A batch not written goes back to the front; if the buffer is full the newest rows make room
         (dropped and counted, as :meth:`record` does with the oldest)."""
         back = sum(entry[3] for entry in batch)
-        lost = []
-        while self._buffer and (
-            len(self._buffer) + len(batch) > (self._buffer.maxlen or 0)
-            or (self._max_bytes is not None and self._bytes + back > self._max_bytes)
-        ):
-            entry = self._buffer.pop()
-            self._bytes -= entry[3]
-            lost.append(entry)
-        if lost:
-            self._forget(lost, written=False)
-            self.dropped += len(lost)
-            log.error("inference buffer full: %d records dropped so far", self.dropped)
+        self._drop(len(batch), back, newest=True)
         self._buffer.extendleft(reversed(batch))
         self._bytes += back
 

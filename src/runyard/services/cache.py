@@ -61,7 +61,7 @@ class MemoryCache:
     def put(self, key: str, result: ChatOutcome) -> None:
         # Stored as is: the AI service hands a result out finished and never changes it after
         # ``put``; each hit gets its own copy (the hit path then marks it).
-        size = ENTRY_OVERHEAD + len(result.content or "") + sum(len(tc.arguments) for tc in result.tool_calls)
+        size = ENTRY_OVERHEAD + result.text_size()
         old = self._items.get(key)
         if old is not None:
             self.bytes -= old[2]

@@ -118,9 +118,7 @@ class InferenceFiler:
                 ttft_ms, status, error, result.attempts, ctx, created, result.cost, result.cache_hit,
             )  # fmt: skip
 
-        size = messages_size(request.messages) + len(result.content or "")
-        for call in result.tool_calls:
-            size += len(call.arguments)
+        size = messages_size(request.messages) + result.text_size()
         self.recorder.record(result.inference_id, result.episode_id, build, size)
 
     def embed(self, texts: list[str], result: EmbedOutcome, ctx: CallContext) -> None:
