@@ -19,6 +19,7 @@ from runyard.backends.redis_nonces import RedisNonceGuard
 from runyard.config import RedisConfig
 from runyard.errors import ConflictError
 from runyard.inference import Attempt, ChatOutcome, ModelToolCall, TokenUsage
+from support.redis_proxy import SlowLink
 from support.scaleout import redis_url
 
 
@@ -88,6 +89,51 @@ async def test_one_idempotency_key_on_two_replicas_runs_once(pair: tuple[RedisHa
     with pytest.raises(ConflictError) as err:
         await a.run("key-1", b"other body", upstream)
     assert err.value.code == "idempotency_key_reused"
+
+
+async def test_idempotency_answer_stored_between_a_look_and_a_claim_is_used(redis_prefix: str) -> None:
+    """The first caller may store its answer and let go of the key between a waiter's look for
+    that answer and its try to take the key: the waiter must get the answer, not run again. The
+    waiter is on a slow link (each request 15 ms on its way), so the first caller finishes at
+    every point of the waiter's polling across the 32 keys."""
+    link = SlowLink(redis_url(), delay_s=0.015).start()
+    near, far = (connect(RedisConfig(url=url, prefix=redis_prefix)) for url in (redis_url(), link.url))
+    first, waiter = RedisIdempotency(near, ttl_s=60), RedisIdempotency(far, ttl_s=60, poll_s=0.001)
+    calls: dict[str, int] = {}
+
+    async def both(i: int) -> None:
+        key, started = f"race-{i}", asyncio.Event()
+
+        async def upstream() -> tuple[int, bytes]:
+            calls[key] = calls.get(key, 0) + 1
+            started.set()
+            await asyncio.sleep(0.02 + 0.007 * i)
+            return 200, key.encode()
+
+        running = asyncio.create_task(first.run(key, b"body", upstream))
+        await started.wait()
+        assert await waiter.run(key, b"body", upstream) == (200, key.encode())
+        assert await running == (200, key.encode())
+
+    try:
+        await asyncio.gather(*(both(i) for i in range(32)))
+    finally:
+        await near.aclose()
+        await far.aclose()
+        link.stop()
+    assert {key: n for key, n in calls.items() if n != 1} == {}
+
+
+async def test_a_burst_beyond_the_pool_waits_for_a_connection(redis_prefix: str) -> None:
+    """More commands at once than the client has connections: they queue for one, none fails."""
+    link = SlowLink(redis_url(), delay_s=0.05).start()
+    handle = connect(RedisConfig(url=link.url, prefix=redis_prefix), max_connections=2)
+    try:
+        answers = await asyncio.gather(*(handle.client.get(handle.key("burst", str(i))) for i in range(8)))
+    finally:
+        await handle.aclose()
+        link.stop()
+    assert answers == [None] * 8
 
 
 async def test_idempotency_failure_frees_the_key(pair: tuple[RedisHandle, RedisHandle]) -> None:

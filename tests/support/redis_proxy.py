@@ -1,11 +1,13 @@
-"""A TCP relay in front of the test Redis that counts round trips: a round trip starts each time
-a client sends after its connection last carried a reply (a pipeline is one; pub/sub pushes and
-the replies to one request are not counted apart); and the commands sent, by name."""
+"""TCP relays in front of the test Redis: :class:`RoundTripCounter` counts round trips (a round
+trip starts each time a client sends after its connection last carried a reply; a pipeline is
+one; pub/sub pushes and the replies to one request are not counted apart) and the commands sent,
+by name; :class:`SlowLink` holds each request for a while, as a distant replica's link would."""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from urllib.parse import urlsplit
 
 import hiredis
@@ -43,5 +45,29 @@ class RoundTripCounter(RelayServer):
                         name = command[0].decode().upper()
                         self.commands[name] = self.commands.get(name, 0) + 1
             replied = not from_client
+
+        relay(client, server, seen, idle_s=60)
+
+
+class SlowLink(RelayServer):
+    """``url``: a ``redis://`` URL that reaches ``upstream_url`` with ``delay_s`` added to every
+    request on its way to Redis (replies come straight back)."""
+
+    def __init__(self, upstream_url: str, delay_s: float) -> None:
+        super().__init__()
+        target = urlsplit(upstream_url)
+        self._upstream = (target.hostname or "127.0.0.1", target.port or 6379)
+        self.delay_s = delay_s
+        self.url = f"redis://127.0.0.1:{self.port}{target.path or '/0'}"
+
+    def handle(self, client: socket.socket) -> None:
+        try:
+            server = socket.create_connection(self._upstream, timeout=5)
+        except OSError:
+            return
+
+        def seen(from_client: bool, _data: bytes) -> None:
+            if from_client:
+                time.sleep(self.delay_s)
 
         relay(client, server, seen, idle_s=60)

@@ -30,13 +30,18 @@ class RedisHandle:
         await self.client.aclose()
 
 
-def connect(config: RedisConfig, *, max_connections: int = 256) -> RedisHandle:
-    """A pooled async client (hiredis parses replies when installed); connects lazily."""
+def connect(config: RedisConfig, *, max_connections: int = 256, pool_timeout_s: float = 10.0) -> RedisHandle:
+    """A pooled async client (hiredis parses replies when installed); connects lazily. A command
+    finding all ``max_connections`` in use waits up to ``pool_timeout_s`` for one instead of failing."""
     import redis.asyncio as aioredis
 
     from .redis_pipe import PipelinedRedis
 
-    client = aioredis.Redis.from_url(
-        config.url, max_connections=max_connections, socket_connect_timeout=5, health_check_interval=30
+    pool = aioredis.BlockingConnectionPool.from_url(
+        config.url,
+        max_connections=max_connections,
+        timeout=pool_timeout_s,
+        socket_connect_timeout=5,
+        health_check_interval=30,
     )
-    return RedisHandle(client, config.prefix, PipelinedRedis(config.url))
+    return RedisHandle(aioredis.Redis.from_pool(pool), config.prefix, PipelinedRedis(config.url))

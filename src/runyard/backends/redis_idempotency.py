@@ -3,7 +3,9 @@
 The first caller takes ``idem:lock:<key>`` (``SET NX PX``, renewed while it runs) and, on a
 success, stores the answer at ``idem:done:<key>`` for the TTL; a caller that finds the lock
 taken polls for the answer (or for the lock to go, when the first failed: it then tries to
-take the lock itself). A different body under a key in use is a 409, as in-process.
+take the lock itself). Looking for the answer and taking the lock are one script, so an answer
+stored between the two is never missed. A different body under a key in use is a 409, as
+in-process.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ from ..errors import ConflictError
 from ..services.idempotency import Answer
 from .redis_conn import RedisHandle
 
+# The answer if there is one, else the lock if free, else who holds it. KEYS: done, lock.
+# ARGV: our token, lease_ms. Returns {1, answer} | {2, ""} (taken) | {3, holder or ""}.
+CLAIM = """
+local done = redis.call('GET', KEYS[1])
+if done then return {1, done} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, ''} end
+return {3, redis.call('GET', KEYS[2]) or ''}
+"""
 # Delete the lock only if we still hold it. KEYS: lock. ARGV: our token.
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -39,22 +49,22 @@ class RedisIdempotency:
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._lease_ms = max(100, int(lease_s * 1000))
         self._poll_s = poll_s
+        self._claim = redis.client.register_script(CLAIM)
         self._release = redis.client.register_script(RELEASE)
         self._renew = redis.client.register_script(RENEW)
 
     async def run(self, key: str, fingerprint: bytes, produce: Callable[[], Awaitable[Answer]]) -> Answer:
-        client = self.redis.client
         done_key, lock_key = self.redis.key("idem", "done", key), self.redis.key("idem", "lock", key)
-        token = fingerprint.hex() + ":" + uuid.uuid4().hex  # the body's hash, then who holds it
+        ours = fingerprint.hex() + ":"
+        token = ours + uuid.uuid4().hex  # the body's hash, then who holds it
         delay = self._poll_s
         while True:
-            done = await client.get(done_key)
-            if done is not None:
-                return _answer(done, fingerprint)
-            if await client.set(lock_key, token, nx=True, px=self._lease_ms):
+            state, value = await self._claim(keys=[done_key, lock_key], args=[token, self._lease_ms])
+            if state == 1:
+                return _answer(value, fingerprint)
+            if state == 2:
                 return await self._produce(done_key, lock_key, token, fingerprint, produce)
-            holder = await client.get(lock_key)
-            if holder is not None and not holder.decode().startswith(fingerprint.hex() + ":"):
+            if value and not value.decode().startswith(ours):
                 raise _reused()
             await asyncio.sleep(delay)  # the first caller is running: wait for its answer
             delay = min(delay * 2, 0.25)
