@@ -71,6 +71,54 @@ async def test_response_cache_is_shared_with_ttl_and_bound(pair: tuple[RedisHand
     assert b.misses == 2 and b.hits == 3
 
 
+async def test_response_cache_is_bounded_in_bytes_across_replicas(pair: tuple[RedisHandle, RedisHandle]) -> None:
+    """Answers put by either replica count toward one ``max_bytes``: the oldest go first, the
+    running total stays the stored size, and an answer alone over the bound is not cached (nor
+    does it push the others out)."""
+    caches = [RedisResponseCache(h, ttl_s=60, max_entries=1_000, max_bytes=5_000) for h in pair]
+    sizes, total = pair[0].key("cache-sizes"), pair[0].key("cache-bytes")
+
+    async def put(i: int, text: str) -> None:
+        handle = pair[i % 2]
+        await caches[i % 2].put(f"b{i}", ChatOutcome(content=text, model="m", provider="p"))
+        await handle.pipe.flush()
+        await asyncio.sleep(0)
+        await handle.pipe.flush()
+
+    async def stored() -> int:
+        keys = [key.decode() for key in await pair[0].client.hkeys(sizes)]
+        return sum([await pair[0].client.strlen(key) for key in keys])
+
+    for i in range(20):
+        await put(i, f"answer {i} " + "x" * 900)
+        assert await stored() <= 5_000
+        assert int(await pair[0].client.get(total)) <= 5_000
+    assert await caches[1].get("b19") is not None
+    assert await caches[1].get("b0") is None  # among the oldest, gone for the newer
+    kept = await stored()
+    assert 3_000 < kept == int(await pair[0].client.get(total))
+    await put(20, "y" * 6_000)
+    assert await caches[0].get("b20") is None
+    assert await stored() == kept and await caches[0].get("b19") is not None
+
+
+async def test_a_trim_of_many_thousand_entries_goes_through(pair: tuple[RedisHandle, RedisHandle]) -> None:
+    """A cache far over its bound (its ``max_entries`` lowered from 20,000 to 10 in a redeploy)
+    trims in one go: Lua's ``unpack`` of more than ~8,000 members at once would fail."""
+    client, index, sizes = pair[0].client, pair[0].key("cache-index"), pair[0].key("cache-sizes")
+    now_ms = int(time.time() * 1000)
+    members = [pair[0].key("cache", f"old-{i}") for i in range(20_000)]
+    await client.zadd(index, {m: now_ms - 20_000 + i for i, m in enumerate(members)})
+    await client.hset(sizes, mapping=dict.fromkeys(members, 10))
+    cache = RedisResponseCache(pair[0], ttl_s=60, max_entries=10)
+    await cache.put("new", ChatOutcome(content="hi", model="m", provider="p"))
+    await pair[0].pipe.flush()
+    await asyncio.sleep(0)
+    await pair[0].pipe.flush()
+    assert await client.zcard(index) == 9 and await client.hlen(sizes) == 9
+    assert await cache.get("new") is not None
+
+
 async def test_one_idempotency_key_on_two_replicas_runs_once(pair: tuple[RedisHandle, RedisHandle]) -> None:
     a, b = (RedisIdempotency(h, ttl_s=60) for h in pair)
     calls = 0

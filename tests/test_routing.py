@@ -238,7 +238,8 @@ def test_native_fields_stay_out_of_the_upstream_body(routing_server: GatewayProc
 @pytest.mark.sqlite_only("the scale-out run gives every config a [redis] table: Redis holds the cache")
 def test_the_cache_is_bounded_in_bytes_dropping_the_oldest(tmp_path: Path) -> None:
     """``[cache] max_bytes``: long answers fill the in-process cache long before ``max_entries``;
-    the oldest make room. Answers of 30 KB (echoed prompts) in a 100 KB cache: the newest three stay."""
+    the oldest make room. Answers of 30 KB (echoed prompts) in a 100 KB cache: the newest three stay;
+    one of 150 KB is not kept."""
     config = {
         "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"},
         "cache": {"strategy": "runyard", "max_bytes": 100_000},
@@ -247,5 +248,7 @@ def test_the_cache_is_bounded_in_bytes_dropping_the_oldest(tmp_path: Path) -> No
     with Client.embedded(parse_config(config), max_retries=0) as client:
         for prompt in prompts:
             assert len(client.ai.chat(prompt, model="dummy::echo").content or "") >= 30_000
+        huge = "y" * 150_000  # alone over the bound: not cached, and the others stay
+        assert [client.ai.chat(huge, model="dummy::echo").metadata["cache_hit"] for _ in range(2)] == [False, False]
         again = [client.ai.chat(p, model="dummy::echo").metadata["cache_hit"] for p in reversed(prompts)]
     assert again == [True, True, True, False, False]

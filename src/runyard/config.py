@@ -277,7 +277,7 @@ class CacheConfig(_Strict):
     strategy: Literal["vendor", "runyard", "none"] = "vendor"
     ttl_s: float = Field(default=3600, gt=0)
     max_entries: int = Field(default=10_000, ge=1)
-    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1, description="in-process cache: answers' text at most")
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1, description="answers' bytes (text; JSON on Redis)")
 
 
 class RoutingConfig(_Strict):

@@ -1,11 +1,15 @@
-"""The response cache on Redis, shared by replicas: TTL per answer, bounded to ``max_entries``.
+"""The response cache on Redis, shared by replicas: TTL per answer, bounded to ``max_entries``
+answers and ``max_bytes`` of their stored form.
 
-Answers live at ``cache:<request hash>`` (``SET ... PX ttl``); a sorted set ``cache:index``
-orders them by insertion. A put is three plain commands, queued to go out with the next write
-(the answer, its index entry, the index's size); only a put that finds the index over
-``max_entries`` runs the trim script, which drops the expired entries and then the oldest, down
-to a tenth below the bound (so a full cache trims once per tenth of its size, not on every put).
-A script per put cost Redis 15 µs of CPU, the plain commands 3-4 (bench/README.md).
+Answers live at ``cache:<request hash>`` (``SET ... PX ttl``); a sorted set ``cache-index``
+orders them by insertion, a hash ``cache-sizes`` holds each one's size and ``cache-bytes`` their
+running total. A put is plain commands queued to go out with the next write (the answer, its
+index entry, its size, the new total, the index's size); only a put that finds the cache over a
+bound runs the trim script, which drops the expired entries, then the oldest, down to a tenth
+below each bound (so a full cache trims once per tenth of its size, not on every put), and sets
+the total again from the sizes (two replicas putting one answer count it twice until then). A
+script per put cost Redis 15 µs of CPU, the plain commands 3-4 (bench/README.md). An answer
+larger than ``max_bytes`` alone is not cached.
 """
 
 from __future__ import annotations
@@ -21,16 +25,40 @@ from ..inference import ChatOutcome, ModelToolCall, TokenUsage
 from .redis_conn import RedisHandle
 from .redis_pipe import Script
 
-# KEYS: index. ARGV: now_ms, ttl_ms, the most entries to keep.
+# KEYS: index, sizes, total. ARGV: now_ms, ttl_ms, the most entries and bytes to keep.
+# Members are dropped 1,000 at a time: unpack() of a longer list overflows Lua's stack.
 TRIM = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
-local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
-if over > 0 then
-  local old = redis.call('ZRANGE', KEYS[1], 0, over - 1)
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1)
-  redis.call('DEL', unpack(old))
+local function drop(members)
+  for i = 1, #members, 1000 do
+    local chunk = {unpack(members, i, math.min(i + 999, #members))}
+    redis.call('ZREM', KEYS[1], unpack(chunk))
+    redis.call('HDEL', KEYS[2], unpack(chunk))
+    redis.call('DEL', unpack(chunk))
+  end
 end
-return 1
+drop(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2])))
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if over > 0 then drop(redis.call('ZRANGE', KEYS[1], 0, over - 1)) end
+local total = 0
+for _, n in ipairs(redis.call('HVALS', KEYS[2])) do total = total + tonumber(n) end
+local keep = tonumber(ARGV[4])
+while total > keep do
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 99)
+  if #oldest == 0 then
+    redis.call('DEL', KEYS[2])
+    total = 0
+    break
+  end
+  local gone = {}
+  for _, member in ipairs(oldest) do
+    if total <= keep then break end
+    total = total - tonumber(redis.call('HGET', KEYS[2], member) or 0)
+    gone[#gone + 1] = member
+  end
+  drop(gone)
+end
+redis.call('SET', KEYS[3], total)
+return total
 """
 _TRIM = Script.of(TRIM)
 _WRITE = "write to the response cache"
@@ -39,10 +67,15 @@ _WRITE = "write to the response cache"
 class RedisResponseCache:
     """Async twin of :class:`runyard.services.cache.MemoryCache` (see ``AsyncResponseCache``)."""
 
-    def __init__(self, redis: RedisHandle, ttl_s: float, max_entries: int) -> None:
+    def __init__(self, redis: RedisHandle, ttl_s: float, max_entries: int, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.redis = redis
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._max = max_entries
+        self._max_bytes = max_bytes
+        self._index, self._sizes, self._total = (
+            redis.key(name) for name in ("cache-index", "cache-sizes", "cache-bytes")
+        )
+        self._trimming: asyncio.Future[Any] | None = None  # one trim at a time from this replica
         self._execute = redis.pipe.execute
         self.hits = 0
         self.misses = 0
@@ -64,18 +97,37 @@ class RedisResponseCache:
     async def put(self, key: str, result: ChatOutcome) -> None:
         """Queue the answer (it goes out with the next command waited on, within ``LINGER_S``):
         the caller's answer does not wait for Redis; a failure is logged."""
-        entry, index = self.redis.key("cache", key), self.redis.key("cache-index")
-        now_ms = int(time.time() * 1000)
+        value = _encode(result)
+        if len(value) > self._max_bytes:
+            return
+        entry, now_ms = self.redis.key("cache", key), int(time.time() * 1000)
         send = self.redis.pipe.send
-        send("SET", entry, _encode(result), "PX", self._ttl_ms, what=_WRITE)
-        send("ZADD", index, now_ms, entry, what=_WRITE)
-        send("ZCARD", index, what=_WRITE).add_done_callback(lambda size: self._trim_if_over(size, now_ms))
+        send("SET", entry, value, "PX", self._ttl_ms, what=_WRITE)
+        send("ZADD", self._index, now_ms, entry, what=_WRITE)
+        send("HSET", self._sizes, entry, len(value), what=_WRITE)
+        total = send("INCRBY", self._total, len(value), what=_WRITE)
+        size = send("ZCARD", self._index, what=_WRITE)  # replies come in order: the total is in by then
+        size.add_done_callback(lambda size: self._trim_if_over(size, total, now_ms))
 
-    def _trim_if_over(self, size: asyncio.Future[Any], now_ms: int) -> None:
-        if not size.cancelled() and size.exception() is None and size.result() > self._max:
+    def _trim_if_over(self, size: asyncio.Future[Any], total: asyncio.Future[Any], now_ms: int) -> None:
+        if self._trimming is not None or not _ok(size) or not _ok(total):
+            return
+        if size.result() > self._max or total.result() > self._max_bytes:
             keep = self._max - max(1, self._max // 10) if self._max > 1 else self._max
-            index = self.redis.key("cache-index")
-            self.redis.pipe.submit(_TRIM, [index], [now_ms, self._ttl_ms, keep], what="trim the response cache")
+            keep_bytes = self._max_bytes - self._max_bytes // 10
+            args = [now_ms, self._ttl_ms, keep, keep_bytes]
+            trim = self.redis.pipe.submit(
+                _TRIM, [self._index, self._sizes, self._total], args, what="trim the response cache"
+            )
+            self._trimming = trim
+            trim.add_done_callback(self._trimmed)
+
+    def _trimmed(self, _trim: asyncio.Future[Any]) -> None:
+        self._trimming = None
+
+
+def _ok(reply: asyncio.Future[Any]) -> bool:
+    return not reply.cancelled() and reply.exception() is None
 
 
 def _encode(result: ChatOutcome) -> bytes:

@@ -208,13 +208,14 @@ class PipelinedRedis:
         future.add_done_callback(partial(self._log_failure, what))
         return future
 
-    def submit(self, script: Script, keys: Sequence[str], args: Sequence[Arg], what: str) -> None:
+    def submit(self, script: Script, keys: Sequence[str], args: Sequence[Arg], what: str) -> asyncio.Future[Any]:
         """A lingering script call nobody waits on, kept until it ends (``flush`` waits for it);
-        a failure is logged as :meth:`send` logs it."""
+        a failure is logged as :meth:`send` logs it. Returns its future, for a callback."""
         task = asyncio.ensure_future(self.run_script(script, keys, args, linger=True))
         self._submitted.add(task)
         task.add_done_callback(self._submitted.discard)
         task.add_done_callback(partial(self._log_failure, what))
+        return task
 
     def _log_failure(self, what: str, done: asyncio.Future[Any]) -> None:
         err = None if done.cancelled() else done.exception()

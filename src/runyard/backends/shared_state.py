@@ -71,7 +71,7 @@ def shared_state(config: RunyardConfig) -> SharedState:
         RedisLimitBackend(redis, horizon_s=config.limits.window_s),
         RedisIdempotency(redis, ttl_s),
         RedisLocks(redis),
-        RedisResponseCache(redis, config.cache.ttl_s, config.cache.max_entries),
+        RedisResponseCache(redis, config.cache.ttl_s, config.cache.max_entries, config.cache.max_bytes),
         RedisNonceGuard(redis),
         RedisTaskBus(redis),
     )

@@ -62,13 +62,15 @@ class MemoryCache:
         # Stored as is: the AI service hands a result out finished and never changes it after
         # ``put``; each hit gets its own copy (the hit path then marks it).
         size = ENTRY_OVERHEAD + result.text_size()
+        max_bytes = self._max_bytes
+        if max_bytes is not None and size > max_bytes:
+            return  # alone over the bound: caching it would evict everything, then itself
         old = self._items.get(key)
         if old is not None:
             self.bytes -= old[2]
         self._items[key] = (time.monotonic() + self._ttl, result, size)
         self._items.move_to_end(key)
         self.bytes += size
-        max_bytes = self._max_bytes
         while len(self._items) > self._max or (max_bytes is not None and self.bytes > max_bytes):
             self.bytes -= self._items.popitem(last=False)[1][2]
 
