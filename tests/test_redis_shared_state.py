@@ -100,6 +100,9 @@ async def test_response_cache_is_bounded_in_bytes_across_replicas(pair: tuple[Re
     await put(20, "y" * 6_000)
     assert await caches[0].get("b20") is None
     assert await stored() == kept and await caches[0].get("b19") is not None
+    await put(19, "answer 19 " + "x" * 900)  # the same answer again (from the other replica): counted once
+    await put(19, "answer 19 " + "x" * 900)
+    assert int(await pair[0].client.get(total)) == kept == await stored()
 
 
 async def test_a_trim_of_many_thousand_entries_goes_through(pair: tuple[RedisHandle, RedisHandle]) -> None:
@@ -110,6 +113,7 @@ async def test_a_trim_of_many_thousand_entries_goes_through(pair: tuple[RedisHan
     members = [pair[0].key("cache", f"old-{i}") for i in range(20_000)]
     await client.zadd(index, {m: now_ms - 20_000 + i for i, m in enumerate(members)})
     await client.hset(sizes, mapping=dict.fromkeys(members, 10))
+    await client.set(pair[0].key("cache-bytes"), 10 * len(members))
     cache = RedisResponseCache(pair[0], ttl_s=60, max_entries=10)
     await cache.put("new", ChatOutcome(content="hi", model="m", provider="p"))
     await pair[0].pipe.flush()

@@ -4,12 +4,12 @@ answers and ``max_bytes`` of their stored form.
 Answers live at ``cache:<request hash>`` (``SET ... PX ttl``); a sorted set ``cache-index``
 orders them by insertion, a hash ``cache-sizes`` holds each one's size and ``cache-bytes`` their
 running total. A put is plain commands queued to go out with the next write (the answer, its
-index entry, its size, the new total, the index's size); only a put that finds the cache over a
-bound runs the trim script, which drops the expired entries, then the oldest, down to a tenth
-below each bound (so a full cache trims once per tenth of its size, not on every put), and sets
-the total again from the sizes (two replicas putting one answer count it twice until then). A
-script per put cost Redis 15 µs of CPU, the plain commands 3-4 (bench/README.md). An answer
-larger than ``max_bytes`` alone is not cached.
+index entry, the size it replaces, if any, which then comes off the total, its size, the new
+total, the index's size); only a put that finds the cache over a bound runs the trim script,
+which drops the expired entries, then the oldest, down to a tenth below each bound (so a full
+cache trims once per tenth of its size, not on every put). A script per put cost Redis 15 µs of
+CPU, the plain commands 3-4 (bench/README.md). An answer larger than ``max_bytes`` alone is not
+cached.
 """
 
 from __future__ import annotations
@@ -26,36 +26,40 @@ from .redis_conn import RedisHandle
 from .redis_pipe import Script
 
 # KEYS: index, sizes, total. ARGV: now_ms, ttl_ms, the most entries and bytes to keep.
-# Members are dropped 1,000 at a time: unpack() of a longer list overflows Lua's stack.
+# Members go 1,000 at a time (unpack() of a longer list overflows Lua's stack), their sizes
+# taken off the total; the cost is the members dropped, not the cache's size.
 TRIM = """
 local function drop(members)
+  local freed = 0
   for i = 1, #members, 1000 do
     local chunk = {unpack(members, i, math.min(i + 999, #members))}
+    for _, n in ipairs(redis.call('HMGET', KEYS[2], unpack(chunk))) do
+      if n then freed = freed + tonumber(n) end
+    end
     redis.call('ZREM', KEYS[1], unpack(chunk))
     redis.call('HDEL', KEYS[2], unpack(chunk))
     redis.call('DEL', unpack(chunk))
   end
+  return freed
 end
-drop(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2])))
+local total = tonumber(redis.call('GET', KEYS[3]) or '0')
+total = total - drop(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2])))
 local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
-if over > 0 then drop(redis.call('ZRANGE', KEYS[1], 0, over - 1)) end
-local total = 0
-for _, n in ipairs(redis.call('HVALS', KEYS[2])) do total = total + tonumber(n) end
+if over > 0 then total = total - drop(redis.call('ZRANGE', KEYS[1], 0, over - 1)) end
 local keep = tonumber(ARGV[4])
 while total > keep do
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 99)
-  if #oldest == 0 then
-    redis.call('DEL', KEYS[2])
-    total = 0
-    break
+  if #oldest == 0 then break end
+  local sizes, left, n = redis.call('HMGET', KEYS[2], unpack(oldest)), total, 0
+  while left > keep and n < #oldest do
+    n = n + 1
+    left = left - (sizes[n] and tonumber(sizes[n]) or 0)
   end
-  local gone = {}
-  for _, member in ipairs(oldest) do
-    if total <= keep then break end
-    total = total - tonumber(redis.call('HGET', KEYS[2], member) or 0)
-    gone[#gone + 1] = member
-  end
-  drop(gone)
+  total = total - drop({unpack(oldest, 1, n)})
+end
+if redis.call('ZCARD', KEYS[1]) == 0 or total < 0 then
+  redis.call('DEL', KEYS[2])
+  total = 0
 end
 redis.call('SET', KEYS[3], total)
 return total
@@ -104,15 +108,25 @@ class RedisResponseCache:
         send = self.redis.pipe.send
         send("SET", entry, value, "PX", self._ttl_ms, what=_WRITE)
         send("ZADD", self._index, now_ms, entry, what=_WRITE)
+        old = send("HGET", self._sizes, entry, what=_WRITE)
+        old.add_done_callback(self._replaced)
         send("HSET", self._sizes, entry, len(value), what=_WRITE)
         total = send("INCRBY", self._total, len(value), what=_WRITE)
-        size = send("ZCARD", self._index, what=_WRITE)  # replies come in order: the total is in by then
-        size.add_done_callback(lambda size: self._trim_if_over(size, total, now_ms))
+        size = send("ZCARD", self._index, what=_WRITE)  # replies come in order: the others are in by then
+        size.add_done_callback(lambda size: self._trim_if_over(size, total, old, now_ms))
 
-    def _trim_if_over(self, size: asyncio.Future[Any], total: asyncio.Future[Any], now_ms: int) -> None:
-        if self._trimming is not None or not _ok(size) or not _ok(total):
+    def _replaced(self, old: asyncio.Future[Any]) -> None:
+        """The answer put replaced one still counted (a repeat after its TTL, or two replicas
+        at once): its size comes off the total (sent before any trim this put starts)."""
+        if _ok(old) and old.result() is not None:
+            self.redis.pipe.send("DECRBY", self._total, int(old.result()), what=_WRITE)
+
+    def _trim_if_over(
+        self, size: asyncio.Future[Any], total: asyncio.Future[Any], old: asyncio.Future[Any], now_ms: int
+    ) -> None:
+        if self._trimming is not None or not (_ok(size) and _ok(total) and _ok(old)):
             return
-        if size.result() > self._max or total.result() > self._max_bytes:
+        if size.result() > self._max or total.result() - int(old.result() or 0) > self._max_bytes:
             keep = self._max - max(1, self._max // 10) if self._max > 1 else self._max
             keep_bytes = self._max_bytes - self._max_bytes // 10
             args = [now_ms, self._ttl_ms, keep, keep_bytes]
