@@ -19,7 +19,7 @@ from runyard.backends.redis_nonces import RedisNonceGuard
 from runyard.config import RedisConfig
 from runyard.errors import ConflictError
 from runyard.inference import Attempt, ChatOutcome, ModelToolCall, TokenUsage
-from support.redis_proxy import SlowLink
+from support.redis_proxy import CutLink, SlowLink
 from support.scaleout import redis_url
 
 
@@ -263,6 +263,37 @@ async def test_locks_are_exclusive_across_replicas_and_lease_out(pair: tuple[Red
     started = time.monotonic()
     async with b.hold("chat-3"):
         assert 0.1 < time.monotonic() - started < 2
+
+
+async def test_a_lock_outlives_a_redis_blip_shorter_than_its_lease(redis_prefix: str) -> None:
+    """The holder's link to Redis is down for 1 s of a 1.5 s lease: its renewals are tried again
+    until one gets through, so the other replica still waits for the release, and the holder's
+    own exit raises nothing."""
+    link = CutLink(redis_url())
+    link.start()
+    handles = [connect(RedisConfig(url=url, prefix=redis_prefix)) for url in (link.url, redis_url())]
+    holder, other = RedisLocks(handles[0], lease_s=1.5), RedisLocks(handles[1], lease_s=1.5, poll_s=0.05)
+    got_it: list[float] = []
+
+    async def take() -> None:
+        async with other.hold("chat:blip"):
+            got_it.append(time.monotonic())
+
+    try:
+        async with holder.hold("chat:blip"):
+            link.cut()
+            await asyncio.sleep(1.0)
+            link.mend()
+            waiting = asyncio.create_task(take())
+            await asyncio.sleep(1.5)  # past the lease the holder took at the start
+            assert got_it == []
+            released = time.monotonic()
+        await asyncio.wait_for(waiting, 5)
+        assert got_it and got_it[0] >= released
+    finally:
+        for handle in handles:
+            await handle.aclose()
+        link.stop()
 
 
 async def test_shared_state_follows_the_config(redis_prefix: str) -> None:

@@ -1,10 +1,12 @@
 """TCP relays in front of the test Redis: :class:`RoundTripCounter` counts round trips (a round
 trip starts each time a client sends after its connection last carried a reply; a pipeline is
 one; pub/sub pushes and the replies to one request are not counted apart) and the commands sent,
-by name; :class:`SlowLink` holds each request for a while, as a distant replica's link would."""
+by name; :class:`SlowLink` holds each request for a while, as a distant replica's link would;
+:class:`CutLink` can be cut (its connections dropped, new ones closed at once) and mended."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -71,3 +73,43 @@ class SlowLink(RelayServer):
                 time.sleep(self.delay_s)
 
         relay(client, server, seen, idle_s=60)
+
+
+class CutLink(RelayServer):
+    """``url``: a ``redis://`` URL that reaches ``upstream_url`` until :meth:`cut`, which drops
+    every connection and closes new ones at once, until :meth:`mend`."""
+
+    def __init__(self, upstream_url: str) -> None:
+        super().__init__()
+        target = urlsplit(upstream_url)
+        self._upstream = (target.hostname or "127.0.0.1", target.port or 6379)
+        self.url = f"redis://127.0.0.1:{self.port}{target.path or '/0'}"
+        self._down = False
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def cut(self) -> None:
+        with self._lock:
+            self._down = True
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def mend(self) -> None:
+        with self._lock:
+            self._down = False
+
+    def handle(self, client: socket.socket) -> None:
+        with self._lock:
+            if self._down:
+                return
+            self._open.add(client)
+        try:
+            server = socket.create_connection(self._upstream, timeout=5)
+        except OSError:
+            return
+        try:
+            relay(client, server, idle_s=60)
+        finally:
+            with self._lock:
+                self._open.discard(client)

@@ -8,8 +8,8 @@ index entry, the size it replaces, if any, which then comes off the total, its s
 total, the index's size); only a put that finds the cache over a bound runs the trim script,
 which drops the expired entries, then the oldest, down to a tenth below each bound (so a full
 cache trims once per tenth of its size, not on every put). A script per put cost Redis 15 µs of
-CPU, the plain commands 3-4 (bench/README.md); with the byte bound's three they cost 6.0-7.8. An answer larger than ``max_bytes`` alone is not
-cached.
+CPU, the plain commands 3-4 (bench/README.md); with the byte bound's three they cost 6.0-7.8.
+An answer larger than ``max_bytes`` alone is not cached.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ in-process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -20,6 +19,7 @@ import orjson
 from ..errors import ConflictError
 from ..services.idempotency import Answer
 from .redis_conn import RedisHandle
+from .redis_lock import RELEASE, RENEW, keep_lease, let_go
 
 # The answer if there is one, else the lock if free, else who holds it. KEYS: done, lock.
 # ARGV: our token, lease_ms. Returns {1, answer} | {2, ""} (taken) | {3, holder or ""}.
@@ -28,16 +28,6 @@ local done = redis.call('GET', KEYS[1])
 if done then return {1, done} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, ''} end
 return {3, redis.call('GET', KEYS[2]) or ''}
-"""
-# Delete the lock only if we still hold it. KEYS: lock. ARGV: our token.
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-# Extend the lock only if we still hold it. KEYS: lock. ARGV: token, lease_ms.
-RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
 """
 
 
@@ -72,7 +62,7 @@ class RedisIdempotency:
     async def _produce(
         self, done_key: str, lock_key: str, token: str, fingerprint: bytes, produce: Callable[[], Awaitable[Answer]]
     ) -> Answer:
-        renewing = asyncio.create_task(self._keep(lock_key, token))
+        renewing = asyncio.create_task(keep_lease(self._renew, lock_key, token, self._lease_ms))
         try:
             status, body = await produce()
             if status < 300:  # only successes are kept, as in-process
@@ -80,15 +70,7 @@ class RedisIdempotency:
                 await self.redis.client.set(done_key, value, px=self._ttl_ms)
             return status, body
         finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
-            await asyncio.shield(self._release(keys=[lock_key], args=[token]))
-
-    async def _keep(self, lock_key: str, token: str) -> None:
-        while True:
-            await asyncio.sleep(self._lease_ms / 3000)
-            await self._renew(keys=[lock_key], args=[token, self._lease_ms])
+            await let_go(renewing, self._release, lock_key, token)
 
 
 def _answer(raw: bytes, fingerprint: bytes) -> Answer:

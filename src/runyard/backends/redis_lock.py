@@ -3,18 +3,34 @@
 :class:`Locks` is the small protocol: ``async with locks.hold(name): ...``. :class:`LocalLocks`
 is one process's asyncio locks; :class:`RedisLocks` a ``SET NX PX`` lease renewed while held and
 released only by its holder, so a crashed holder frees the name after ``lease_s``.
+:func:`keep_lease` and :func:`let_go` are that lease's upkeep, shared with the idempotency keys.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from .redis_conn import RedisHandle
-from .redis_idempotency import RELEASE, RENEW
+
+log = logging.getLogger("runyard.redis")
+
+# Delete the lock only if we still hold it. KEYS: lock. ARGV: our token.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# Extend the lock only if we still hold it. KEYS: lock. ARGV: token, lease_ms.
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+RETRY_S = 0.2  # between tries of a renewal that failed
 
 
 class Locks(Protocol):
@@ -55,17 +71,44 @@ class RedisLocks:
         while not await self.redis.client.set(key, token, nx=True, px=self._lease_ms):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
-        renewing = asyncio.create_task(self._keep(key, token))
+        renewing = asyncio.create_task(keep_lease(self._renew, key, token, self._lease_ms))
         try:
             yield
         finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, LockLost):
-                await renewing
-            await asyncio.shield(self._release(keys=[key], args=[token]))
+            await let_go(renewing, self._release, key, token)
 
-    async def _keep(self, key: str, token: str) -> None:
+
+async def keep_lease(renew: Any, key: str, token: str, lease_ms: int) -> None:
+    """Renew a held lease every third of it; a renewal that fails (Redis out of reach a while) is
+    tried again every :data:`RETRY_S` until the lease would have run out. Raises :class:`LockLost`
+    when it has: another holder may have it now (logged, as the holder goes on)."""
+    lease_s = lease_ms / 1000
+    renewed = time.monotonic()
+    while True:
+        await asyncio.sleep(lease_s / 3)
         while True:
-            await asyncio.sleep(self._lease_ms / 3000)
-            if not await self._renew(keys=[key], args=[token, self._lease_ms]):
-                raise LockLost(f"lock {key} expired while held")
+            sent = time.monotonic()
+            try:
+                held = await renew(keys=[key], args=[token, lease_ms])
+                break
+            except Exception as err:
+                if time.monotonic() + RETRY_S >= renewed + lease_s:
+                    log.error("lost the lease on %s: no renewal reached Redis in %.1f s (%s)", key, lease_s, err)
+                    raise LockLost(f"lease on {key} ran out while held") from err
+                await asyncio.sleep(RETRY_S)
+        if not held:
+            log.error("lost the lease on %s: it ran out while held", key)
+            raise LockLost(f"lease on {key} ran out while held")
+        renewed = sent
+
+
+async def let_go(renewing: asyncio.Task[None], release: Any, key: str, token: str) -> None:
+    """Stop renewing and release the lease; a release Redis does not take is logged (the lease then
+    runs out by itself), never raised over the holder's own outcome."""
+    renewing.cancel()
+    with contextlib.suppress(asyncio.CancelledError, LockLost):
+        await renewing
+    try:
+        await asyncio.shield(release(keys=[key], args=[token]))
+    except Exception as err:
+        log.warning("could not release the lease on %s (it runs out by itself): %s", key, err)
