@@ -82,6 +82,23 @@ async def test_tokens_and_spend_are_shared_and_seeded_once(replicas: list[LimitS
     assert spent.value.code == "USAGE_LIMIT_EXCEEDED"
 
 
+@pytest.mark.parametrize("start", ["midnight", "new spend cap"])
+async def test_a_seed_after_usage_was_added_does_not_count_it_twice(replicas: list[LimitService], start: str) -> None:
+    """Replica A has counted today's spend on Redis (it seeded the key yesterday, or the key had no
+    cap when it spent); replica B starts and seeds today from the store, whose totals already hold
+    A's inferences: the counters are raised to them, not added to."""
+    a, b = replicas
+    for _ in range(4):
+        a.backend.add_usage("key-s", 25, 1.25)  # $5 spent today, recorded in the store as well
+    await a.backend.flush()  # type: ignore[attr-defined]
+    await b.backend.seed_usage("key-s", "day", 100, 5.0, largest=1.25)
+    assert (await a.backend.get_usage("key-s", "day"))[:2] == (100, 5.0)
+    b._seeded.add("key-s")
+    await b.check(b.policy("key-s", {"spend_limit": 8.0, "period": "day"}), SYNC)  # $5 of $8: admitted
+    await b.backend.seed_usage("key-s", "day", 120, 6.0)  # a later seed that knows more raises them
+    assert (await a.backend.get_usage("key-s", "day"))[:2] == (120, 6.0)
+
+
 async def test_peek_does_not_consume(replicas: list[LimitService]) -> None:
     a, _ = replicas
     for _ in range(3):

@@ -366,10 +366,8 @@ class InProcessLimitBackend(LimitBackend):
     ) -> None:
         if largest is not None:
             self._note_largest(key, largest)
-        u = self._state(key, time.time())
+        u = self._state(key, time.time())  # raised to the store's totals: they hold what was added
         if period == "day":
-            u.day_tokens += tokens
-            u.day_cost += cost
+            u.day_tokens, u.day_cost = max(u.day_tokens, tokens), max(u.day_cost, cost)
         else:
-            u.month_tokens += tokens
-            u.month_cost += cost
+            u.month_tokens, u.month_cost = max(u.month_tokens, tokens), max(u.month_cost, cost)

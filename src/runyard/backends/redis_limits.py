@@ -11,8 +11,8 @@ Keys (under ``[redis] prefix``):
   flush) and add the slices up once a slice, not per request (that loop was most of Redis's time
   per request).
 - ``use:<key>:<day or month id>`` — a hash: ``t`` tokens, ``c`` cost, ``m`` the largest single
-  cost seen, ``s`` set once seeded from the store (the first replica to seed wins; the others
-  keep the counters).
+  cost seen, ``s`` set once seeded from the store (a seed raises the counters to the store's
+  totals, never adds them: what replicas added is in the store too).
 - ``lg`` — the largest single cost any key has spent: the estimate for a key with no cost in its
   period yet (a new key, a new day or month), so it is not held to one request at a time.
 - ``fl:<key>`` — a spend-limited key's requests in flight: a sorted set of reservation ids,
@@ -230,19 +230,22 @@ return 1
 )
 
 # KEYS: period totals, largest cost of any key. ARGV: tokens, cost, ttl, largest single cost ('':
-# none). Adds the store's totals once (first seeder wins).
+# none). The counters become the larger of theirs and the store's: what replicas added since the
+# hash began is in the store too (recorded with each inference), so adding would count it twice.
 SEED = """
-if redis.call('HSETNX', KEYS[1], 's', 1) == 1 then
-  redis.call('HINCRBY', KEYS[1], 't', ARGV[1])
-  redis.call('HINCRBYFLOAT', KEYS[1], 'c', ARGV[2])
-  if ARGV[4] ~= '' then
-    local seen = redis.call('HGET', KEYS[1], 'm')
-    if not seen or tonumber(ARGV[4]) > tonumber(seen) then redis.call('HSET', KEYS[1], 'm', ARGV[4]) end
-    local any = redis.call('GET', KEYS[2])
-    if not any or tonumber(ARGV[4]) > tonumber(any) then redis.call('SET', KEYS[2], ARGV[4]) end
+for i, field in ipairs({'t', 'c'}) do
+  if tonumber(ARGV[i]) > tonumber(redis.call('HGET', KEYS[1], field) or '0') then
+    redis.call('HSET', KEYS[1], field, ARGV[i])
   end
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
 end
+redis.call('HSET', KEYS[1], 's', 1)
+if ARGV[4] ~= '' then
+  local seen = redis.call('HGET', KEYS[1], 'm')
+  if not seen or tonumber(ARGV[4]) > tonumber(seen) then redis.call('HSET', KEYS[1], 'm', ARGV[4]) end
+  local any = redis.call('GET', KEYS[2])
+  if not any or tonumber(ARGV[4]) > tonumber(any) then redis.call('SET', KEYS[2], ARGV[4]) end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
