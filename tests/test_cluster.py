@@ -5,7 +5,8 @@
 worker and one gateway are SIGKILLed and restarted midway: none lost, none stuck in processing.
 A key's request limit and spend cap and an idempotency key hold across both gateways; a task
 submitted to one streams from the other as it runs; an agent chat started on one is approved on
-the other; a session's runs reach its worker from either gateway and end, typed, when it dies.
+the other; feedback sent to one right after an inference on the other finds it; a session's
+runs reach its worker from either gateway and end, typed, when it dies.
 """
 
 from __future__ import annotations
@@ -201,6 +202,25 @@ async def test_one_idempotency_key_to_both_gateways_calls_upstream_once(
     assert [a.status_code for a in answers] == [200, 200]
     assert answers[0].json()["id"] == answers[1].json()["id"]
     assert len(mock_openai.requests) == 1
+
+
+async def test_feedback_on_the_other_gateway_right_after_the_answer(cluster: Cluster) -> None:
+    """TensorZero's pattern, an inference then its feedback, with the two calls on different
+    gateways: the first gateway's recorder may still hold the inference; the feedback waits for
+    it instead of answering 404. An id nobody made is still a prompt 404."""
+    first, other = (g.url for g in cluster.gateways)
+    body = {"model_name": "priced", "input": {"messages": [{"role": "user", "content": "one two three"}]}}
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(10):
+            answer = await client.post(first + "/inference", json=body)
+            assert answer.status_code == 200, answer.text
+            comment = {"metric_name": "comment", "value": "seen", "inference_id": answer.json()["inference_id"]}
+            feedback = await client.post(other + "/feedback", json=comment)
+            assert feedback.status_code == 200, feedback.text
+        started = time.monotonic()
+        unknown = {"metric_name": "comment", "value": "x", "inference_id": "0190a4c5-5a3b-7cc1-9c3e-2d4b9b2f3a10"}
+        missing = await client.post(other + "/feedback", json=unknown)
+        assert missing.status_code == 404 and time.monotonic() - started < 1.0
 
 
 async def _stream(client: httpx.AsyncClient, url: str) -> list[tuple[float, dict[str, Any]]]:

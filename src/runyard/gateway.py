@@ -67,7 +67,8 @@ class Gateway:
             shared_cache=self.shared.cache,
         )
         self.media = MediaService(self.ai, self.recorder)  # tts, asr, images, vision
-        self.feedback = FeedbackService(self.store, self.recorder, config.metrics)
+        settle_s = 2 * config.storage.flush_interval_ms / 1000 + 1.0 if config.redis is not None else 0.0
+        self.feedback = FeedbackService(self.store, self.recorder, config.metrics, settle_s=settle_s)
         self.auth = ApiKeyAuth(
             config.server.api_keys, self.store, self.limits, refresh_s=config.server.api_key_refresh_s
         )

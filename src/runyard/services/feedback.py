@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -15,10 +17,22 @@ BUILTIN_METRICS = ("comment", "demonstration")
 
 
 class FeedbackService:
-    def __init__(self, store: Store, recorder: InferenceRecorder | None, metrics: dict[str, MetricConfig]) -> None:
+    """``settle_s``: how long another gateway may hold a new inference before it is in the shared
+    store (its recorder's flush, twice, and a margin); 0 for one process, whose recorder is asked
+    directly. A target not found whose UUIDv7 time is that recent is looked up again until then."""
+
+    def __init__(
+        self,
+        store: Store,
+        recorder: InferenceRecorder | None,
+        metrics: dict[str, MetricConfig],
+        *,
+        settle_s: float = 0.0,
+    ) -> None:
         self._store = store
         self._recorder = recorder
         self._metrics = metrics
+        self._settle_s = settle_s
 
     async def submit(
         self,
@@ -59,6 +73,17 @@ class FeedbackService:
         )
 
     async def _exists(self, target_type: str, target_id: str) -> bool:
+        """Whether the target is recorded, or (shared store) made so recently that another
+        gateway's recorder may still hold it: then looked up again until ``settle_s`` after its time."""
+        settled = _made_at(target_id) + self._settle_s
+        while not await self._recorded(target_type, target_id):
+            left = settled - time.time()
+            if left <= 0 or left > self._settle_s + 1.0:  # old, or a time from the future: not ours
+                return False
+            await asyncio.sleep(min(0.05, left))
+        return True
+
+    async def _recorded(self, target_type: str, target_id: str) -> bool:
         if target_type == "inference":
             if self._recorder is not None and self._recorder.is_pending(target_id):
                 return True
@@ -66,6 +91,12 @@ class FeedbackService:
         if self._recorder is not None and self._recorder.is_pending_episode(target_id):
             return True
         return await self._store.episode_exists(target_id)
+
+
+def _made_at(target_id: str) -> float:
+    """The Unix time in a UUIDv7 (its first 48 bits, milliseconds); 0 for any other version."""
+    value = uuid.UUID(target_id)
+    return (value.int >> 80) / 1000 if value.version == 7 else 0.0
 
 
 def _uuid(value: str, field: str) -> str:
