@@ -152,6 +152,32 @@ async def test_a_spend_cap_admits_requests_in_flight_only_while_they_fit(backend
     assert (await backend.admit("free", "free:s", 5, 60, None, None, "day")).reservation is None
 
 
+async def test_a_request_running_past_the_reservation_ttl_keeps_its_reservation(redis_prefix: str) -> None:
+    """A reservation lapses ``ttl`` after it was taken only if its gateway stopped renewing it (it
+    died): a request on a live gateway running 3x that long still counts, so the other replica
+    keeps refusing what would overshoot the cap; once released, the key is free again."""
+    handles = [connect(RedisConfig(url=redis_url(), prefix=redis_prefix)) for _ in range(2)]
+    a, b = (RedisLimitBackend(h, reservation_ttl_s=1.5) for h in handles)
+    try:
+        await a.seed_usage("long", "day", 0, 0.0, largest=0.6)  # one request in flight could reach $0.5
+
+        async def admit(backend: RedisLimitBackend) -> Admission:
+            return await backend.admit("long", "long:s", None, 60, None, 0.5, "day")
+
+        running = await admit(a)
+        assert running.verdict == ADMITTED and running.reservation is not None
+        for _ in range(9):  # 4.5 s, three TTLs
+            await asyncio.sleep(0.5)
+            assert (await admit(b)).verdict == SPEND_PENDING
+        a.release("long", running.reservation)
+        await a.drain()
+        assert (await admit(b)).verdict == ADMITTED
+    finally:
+        for backend in (a, b):
+            await backend.aclose()
+            await backend.redis.aclose()
+
+
 async def test_a_key_with_no_cost_yet_is_estimated_by_the_largest_any_key_spent(backend: LimitBackend) -> None:
     """A new key (or a key in a new period) is not held to one request at a time once any key has
     spent: its requests in flight are counted at the largest single cost seen on any key."""

@@ -16,7 +16,8 @@ Keys (under ``[redis] prefix``):
 - ``lg`` — the largest single cost any key has spent: the estimate for a key with no cost in its
   period yet (a new key, a new day or month), so it is not held to one request at a time.
 - ``fl:<key>`` — a spend-limited key's requests in flight: a sorted set of reservation ids,
-  scored by when they lapse (``RESERVATION_TTL_S``, should a gateway die holding one).
+  scored by when they lapse (``RESERVATION_TTL_S``, should a gateway die holding one; a live
+  gateway renews those it holds: :mod:`runyard.backends.redis_reservations`).
 
 :meth:`RedisLimitBackend.admit` runs tokens, spend and the bucket in one script: one command per
 request (which also reads the request's cache entry: :meth:`~RedisLimitBackend.admit_reading`),
@@ -40,6 +41,7 @@ from .limits import ADMITTED, RESERVATION_TTL_S, Admission, LimitBackend, Period
 from .redis_conn import RedisHandle
 from .redis_leases import GIVE_BACK, LEASE_S, Lease, Leases
 from .redis_pipe import Arg, Script
+from .redis_reservations import HeldReservations
 
 log = logging.getLogger("runyard.limits")
 
@@ -172,7 +174,7 @@ if spend >= 0 and verdict == 0 then
   else
     for i = 1, granted do redis.call('ZADD', KEYS[4], now + ttl, ARGV[6] .. ':' .. i) end
   end
-  redis.call('EXPIRE', KEYS[4], ttl)
+  redis.call('EXPIRE', KEYS[4], math.ceil(ttl))
 end
 local reply = {verdict, tokens, tostring(usage_reset), tostring(cost), g[1], g[2], g[3], granted}
 for i = 6, #KEYS do
@@ -278,8 +280,12 @@ def _admission(reply: list[Any], period_reset: float, reservation: str) -> Admis
 class RedisLimitBackend(LimitBackend):
     """:class:`LimitBackend` shared by every replica using the same Redis and prefix."""
 
-    def __init__(self, redis: RedisHandle, *, horizon_s: float = 60.0) -> None:
+    def __init__(
+        self, redis: RedisHandle, *, horizon_s: float = 60.0, reservation_ttl_s: float = RESERVATION_TTL_S
+    ) -> None:
         self.redis = redis
+        self.reservation_ttl_s = reservation_ttl_s
+        self.held = HeldReservations(redis, reservation_ttl_s)
         self.horizon_s = horizon_s
         self.slice_s = horizon_s / 60
         self._run = redis.pipe.run_script
@@ -339,6 +345,8 @@ class RedisLimitBackend(LimitBackend):
                 asking.set_result(None)
         admission = _admission(reply, period_reset, args[5])
         granted = int(reply[7])
+        if granted and args[5]:
+            self.held.hold(subject, [args[5]] if granted == 1 else [f"{args[5]}:{i}" for i in range(1, granted + 1)])
         if granted:
             reservations = [f"{args[5]}:{i}" for i in range(2, granted + 1)] if args[5] else []
             until = time.monotonic() + LEASE_S
@@ -370,7 +378,8 @@ class RedisLimitBackend(LimitBackend):
             self._keys[(subject, rk, ident)] = keys
         spend = -1 if spend_limit is None else spend_limit
         reservation = _reservation_id() if spend_limit is not None else ""
-        return keys, [limit or 0, window_s, tpm or 0, spend, self.slice_s, reservation, RESERVATION_TTL_S], period_reset
+        ttl = self.reservation_ttl_s
+        return keys, [limit or 0, window_s, tpm or 0, spend, self.slice_s, reservation, ttl], period_reset
 
     def add_usage(self, key: str, tokens: int = 0, cost: float = 0.0) -> None:
         pending = self._pending.get(key)
@@ -383,6 +392,7 @@ class RedisLimitBackend(LimitBackend):
         self._schedule()
 
     def release(self, key: str, reservation: str) -> None:
+        self.held.drop(reservation)
         self._releases.append((key, reservation))
         self._schedule()
 
@@ -452,3 +462,4 @@ class RedisLimitBackend(LimitBackend):
         self._leases.lapse_all()  # what the leases did not use goes back before the last flush
         await self.redis.pipe.flush()
         await self.drain()
+        await self.held.aclose()
