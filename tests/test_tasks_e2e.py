@@ -254,6 +254,25 @@ def test_webhook_signed_and_retried_after_500(tasks_client: Client, webhook_rece
     assert requests[1]["headers"]["X-Runyard-Event"] == "task.completed"
 
 
+def test_a_queued_task_cancelled_twice_sends_one_webhook(
+    tasks_client: Client, webhook_receiver: WebhookReceiver
+) -> None:
+    """Cancelling is idempotent and so is its report: the second cancel answers the cancelled task
+    and sends no second ``task.cancelled`` webhook (a receiver could not tell the two apart)."""
+    busy = tasks_client.run("tests/slow", {"seconds": 30}, wait=False, pool="solo")
+    assert isinstance(busy, Task)
+    wait_status(tasks_client, busy.id, {"processing"})
+    hook = webhook_receiver.url + "/hooks/cancel"
+    queued = tasks_client.run("tests/echo", {"text": "x"}, wait=False, pool="solo", webhook=hook)
+    assert isinstance(queued, Task)
+    assert [tasks_client.tasks.cancel(queued.id).status for _ in range(3)] == ["cancelled"] * 3
+    busy.cancel()
+    assert wait_status(tasks_client, busy.id, {"cancelled"}).status == "cancelled"
+    time.sleep(1.0)  # room for any webhook still on its way
+    sent = [r for r in webhook_receiver.requests if r["path"] == "/hooks/cancel"]
+    assert len(sent) == 1 and json.loads(sent[0]["body"])["status"] == "cancelled"
+
+
 def test_files_in_and_out(tasks_client: Client, tmp_path: Path) -> None:
     payload = bytes(range(256)) * 40
     source = tmp_path / "in.bin"

@@ -194,8 +194,9 @@ class SQLTaskQueue:
         return finalized
 
     # -- records ----------------------------------------------------------------
-    async def request_cancel(self, task_id: str) -> str | None:
-        """Cancel a queued task now, or flag a processing one; returns the status after, None if unknown."""
+    async def request_cancel(self, task_id: str) -> tuple[str | None, bool]:
+        """Cancel a queued task now, or flag a processing one: (the status after, None if unknown;
+        whether this call cancelled it, so one caller alone reports it)."""
         async with self._lock, self.engine.begin() as conn:
             done = await conn.execute(
                 sa.update(tasks)
@@ -204,14 +205,14 @@ class SQLTaskQueue:
             )
             if done.rowcount == 1:
                 await conn.execute(_event(task_id, "status", {"status": "cancelled"}))
-                return "cancelled"
+                return "cancelled", True
             await conn.execute(
                 sa.update(tasks)
                 .where(tasks.c.id == task_id, tasks.c.status == "processing")
                 .values(cancel_requested=True)
             )
             row = (await conn.execute(sa.select(tasks.c.status).where(tasks.c.id == task_id))).first()
-        return None if row is None else str(row[0])
+        return (None if row is None else str(row[0])), False
 
     async def get(self, task_id: str) -> TaskRecord | None:
         async with self.engine.connect() as conn:

@@ -325,7 +325,7 @@ class TaskService:
 
     # -- cancel / wait / stream -------------------------------------------------------
     async def cancel(self, task_id: str) -> dict[str, Any]:
-        status = await self.queue.request_cancel(task_id)
+        status, cancelled_now = await self.queue.request_cancel(task_id)
         if status is None:
             raise NotFoundError(f"task {task_id} not found", code="task_not_found")
         if status in TERMINAL and status != "cancelled":
@@ -333,7 +333,7 @@ class TaskService:
         hook = self.bus.cancel_hooks.get(task_id)
         if hook is not None:
             hook()
-        if status == "cancelled":
+        if cancelled_now:  # a repeat (or the worker, for a running task) does not send it again
             await self.finished(task_id)
         return await self.get(task_id)
 
