@@ -5,8 +5,9 @@
 worker and one gateway are SIGKILLed and restarted midway: none lost, none stuck in processing.
 A key's request limit and spend cap and an idempotency key hold across both gateways; a task
 submitted to one streams from the other as it runs; an agent chat started on one is approved on
-the other; feedback sent to one right after an inference on the other finds it; a session's
-runs reach its worker from either gateway and end, typed, when it dies.
+the other; feedback sent to one right after an inference on the other finds it, and a batch
+read on both as it completes gets one output file; a session's runs reach its worker from either
+gateway and end, typed, when it dies.
 """
 
 from __future__ import annotations
@@ -221,6 +222,36 @@ async def test_feedback_on_the_other_gateway_right_after_the_answer(cluster: Clu
         unknown = {"metric_name": "comment", "value": "x", "inference_id": "0190a4c5-5a3b-7cc1-9c3e-2d4b9b2f3a10"}
         missing = await client.post(other + "/feedback", json=unknown)
         assert missing.status_code == 404 and time.monotonic() - started < 1.0
+
+
+async def test_a_batch_read_on_both_gateways_as_it_completes_gets_one_output_file(cluster: Cluster) -> None:
+    """Both gateways are asked for an OpenAI batch, at the same moments, while it runs: the one
+    that first sees it completed writes its output file, under a shared lock; the other reads it."""
+    first, other = (g.url for g in cluster.gateways)
+    lines = [
+        {"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "priced", "messages": [{"role": "user", "content": f"line {i}"}]}}
+        for i in range(3)
+    ]  # fmt: skip
+    data = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+    async with httpx.AsyncClient(timeout=30) as client:
+        upload = await client.post(first + "/v1/files", files={"file": ("in.jsonl", data)}, data={"purpose": "batch"})
+        assert upload.status_code in (200, 201), upload.text
+        body = {"input_file_id": upload.json()["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+        created = await client.post(first + "/v1/batches", json=body)
+        assert created.status_code == 200, created.text
+        batch_id = created.json()["id"]
+        outputs: set[str] = set()
+        for _ in range(600):
+            seen = await asyncio.gather(*(client.get(f"{url}/v1/batches/{batch_id}") for url in (first, other)))
+            done = [s.json() for s in seen if s.json()["status"] == "completed"]
+            outputs |= {d["output_file_id"] for d in done}
+            if len(done) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(outputs) == 1 and None not in outputs
+        files = (await client.get(first + "/v1/files", params={"purpose": "batch_output"})).json()["data"]
+        assert [f["id"] for f in files if f["filename"] == "batch_output.jsonl"] == list(outputs)
 
 
 async def _stream(client: httpx.AsyncClient, url: str) -> list[tuple[float, dict[str, Any]]]:

@@ -34,4 +34,4 @@ def install(app: Starlette, gateway: Gateway) -> None:
     records = OpenAIRecords(gateway.store.engine)
     app.state.openai_records = records
     app.state.openai_responses = ResponsesService(gateway.ai, records)
-    app.state.openai_batches = OpenAIBatches(gateway.tasks, gateway.files, records)
+    app.state.openai_batches = OpenAIBatches(gateway.tasks, gateway.files, records, gateway.shared.locks)

@@ -4,7 +4,6 @@ completes its results file is rewritten once as OpenAI's output and error files.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -12,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from ..backends.redis_lock import Locks
 from ..errors import ConflictError
 from .files import FileRecord, FileService
 from .openai_records import OpenAIRecords
@@ -24,11 +24,14 @@ _STATUS = {"queued": "validating", "processing": "in_progress", "failed": "faile
 
 
 class OpenAIBatches:
-    def __init__(self, tasks: TaskService, files: FileService, records: OpenAIRecords) -> None:
+    """``locks``: the gateway's named locks (on Redis when replicas share the store), so a batch's
+    output files are written once even when two gateways describe it as it completes."""
+
+    def __init__(self, tasks: TaskService, files: FileService, records: OpenAIRecords, locks: Locks) -> None:
         self.tasks = tasks
         self.files = files
         self.records = records
-        self._finishing = asyncio.Lock()  # one rewrite of a finished batch's results at a time
+        self.locks = locks
 
     async def create(
         self,
@@ -74,7 +77,7 @@ class OpenAIBatches:
         task = await self.tasks.get(row["task_id"])
         body = dict(row["body"])
         if task["status"] == "completed" and body.get("output_file_id") is None:
-            async with self._finishing:
+            async with self.locks.hold("batch:" + row["id"]):
                 fresh = await self.records.get_batch(row["id"])
                 body = dict((fresh or row)["body"])
                 if body.get("output_file_id") is None:
