@@ -227,3 +227,25 @@ async def test_the_scale_out_run_moves_sqlite_stores_to_postgres(tmp_path: Path)
     finally:
         await first.aclose()
         await again.aclose()
+
+
+async def test_concurrent_saves_and_publishes_of_one_workflow(postgres_url: str) -> None:
+    """Two gateways saving a new workflow at once both succeed (one inserts, the other updates);
+    eight publishes at once get versions 1..8, and ``main`` ends on the last (no 500 from the
+    version key, no alias moved back)."""
+    from runyard.workflows import Workflow
+    from runyard.workflows.store import WorkflowStore
+
+    store = Store(postgres_url)
+    await store.start()
+    flows = WorkflowStore(store.engine)
+    try:
+        definition = Workflow("race/flow").input(text="string").output(echo="{{ start.text }}").to_dict()
+        saved = await asyncio.gather(*(flows.save(definition) for _ in range(4)))
+        assert {s["name"] for s in saved} == {"race/flow"}
+        published = await asyncio.gather(*(flows.publish("race/flow") for _ in range(8)))
+        assert sorted(p["published_version"] for p in published) == list(range(1, 9))
+        status = await flows.status("race/flow")
+        assert status["aliases"]["main"] == 8
+    finally:
+        await store.aclose()

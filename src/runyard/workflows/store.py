@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..backends.schema import tasks as task_rows
 from ..backends.store import utcnow
@@ -128,20 +128,26 @@ class WorkflowStore:
         namespace = namespace_of(name)
         c = workflows.c
         in_namespace = sa.or_(c.name == namespace, c.name.startswith(namespace + "/", autoescape=True))
-        async with self.engine.begin() as conn:
-            first = (await conn.execute(sa.select(c.workspace).where(in_namespace).limit(1))).first()
-            owner = first[0] if first else viewer
-            self.namespaces.check_claim(viewer, namespace, owner, exists=first is not None)
-            exists = (await conn.execute(sa.select(c.name).where(c.name == name))).first()
-            values = {"draft": definition, "draft_hash": digest, "updated_at": now}
-            if exists:
-                await conn.execute(workflows.update().where(c.name == name).values(**values))
-            else:
-                await conn.execute(
-                    workflows.insert().values(
-                        name=name, created_at=now, workspace=owner, created_by=created_by, **values
-                    )
-                )
+        for attempt in range(2):  # a first save of the same name on another gateway may win the insert
+            try:
+                async with self.engine.begin() as conn:
+                    first = (await conn.execute(sa.select(c.workspace).where(in_namespace).limit(1))).first()
+                    owner = first[0] if first else viewer
+                    self.namespaces.check_claim(viewer, namespace, owner, exists=first is not None)
+                    exists = (await conn.execute(sa.select(c.name).where(c.name == name))).first()
+                    values = {"draft": definition, "draft_hash": digest, "updated_at": now}
+                    if exists:
+                        await conn.execute(workflows.update().where(c.name == name).values(**values))
+                    else:
+                        await conn.execute(
+                            workflows.insert().values(
+                                name=name, created_at=now, workspace=owner, created_by=created_by, **values
+                            )
+                        )
+                break
+            except sa.exc.IntegrityError:
+                if attempt:
+                    raise
         return await self.status(name)
 
     async def get(self, name: str, *, viewer: str | None = None, write: bool = False) -> WorkflowRecord:
@@ -156,10 +162,13 @@ class WorkflowStore:
         return record
 
     async def publish(self, name: str, *, alias: str | None = "main", viewer: str | None = None) -> dict[str, Any]:
-        """Freeze the draft as the next version; ``alias`` (default ``main``) moves to it."""
-        row = await self.get(name, viewer=viewer, write=True)
+        """Freeze the draft as the next version; ``alias`` (default ``main``) moves to it. Under the
+        workflow's row lock: publishes from several gateways at once each get their own version,
+        and the alias ends on the last."""
+        await self.get(name, viewer=viewer, write=True)
         now = utcnow()
         async with self.engine.begin() as conn:
+            row = await _locked(conn, name)
             latest = (
                 await conn.execute(sa.select(sa.func.max(versions.c.version)).where(versions.c.name == name))
             ).scalar()
@@ -169,14 +178,15 @@ class WorkflowStore:
                     name=name, version=version, definition=row.draft, hash=row.draft_hash, created_at=now
                 )
             )
-        if alias:
-            await self.set_alias(name, alias, version)
+            if alias:
+                await _point(conn, name, alias, version, now)
         return {**(await self.status(name)), "published_version": version}
 
     async def set_alias(self, name: str, alias: str, version: int, *, viewer: str | None = None) -> dict[str, Any]:
         await self.get(name, viewer=viewer, write=True)
         now = utcnow()
         async with self.engine.begin() as conn:
+            await _locked(conn, name)
             found = (
                 await conn.execute(
                     sa.select(versions.c.version).where(versions.c.name == name, versions.c.version == version)
@@ -184,13 +194,7 @@ class WorkflowStore:
             ).first()
             if found is None:
                 raise NotFoundError(f"workflow {name} has no version {version}", code="version_not_found")
-            where = sa.and_(aliases.c.name == name, aliases.c.alias == alias)
-            if (await conn.execute(sa.select(aliases.c.alias).where(where))).first():
-                await conn.execute(aliases.update().where(where).values(version=version, updated_at=now))
-            else:
-                await conn.execute(aliases.insert().values(name=name, alias=alias, version=version, updated_at=now))
-            if alias == "main":
-                await conn.execute(workflows.update().where(workflows.c.name == name).values(deployed_at=now))
+            await _point(conn, name, alias, version, now)
         return await self.status(name)
 
     async def status(self, name: str, *, viewer: str | None = None) -> dict[str, Any]:
@@ -312,3 +316,22 @@ class WorkflowStore:
             rows = (await conn.execute(query)).all()
         spans = [(end - start).total_seconds() * 1000 for start, end in rows if start is not None and end is not None]
         return round(sum(spans) / len(spans), 3) if spans else None
+
+
+async def _locked(conn: AsyncConnection, name: str) -> sa.Row[Any]:
+    """The workflow's row, locked until the transaction ends (Postgres; SQLite has one writer)."""
+    row = (await conn.execute(sa.select(workflows).where(workflows.c.name == name).with_for_update())).first()
+    if row is None:
+        raise _not_found(name)
+    return row
+
+
+async def _point(conn: AsyncConnection, name: str, alias: str, version: int, now: datetime) -> None:
+    """Move (or make) ``alias`` to ``version``; ``main`` also marks the workflow deployed."""
+    where = sa.and_(aliases.c.name == name, aliases.c.alias == alias)
+    if (await conn.execute(sa.select(aliases.c.alias).where(where))).first():
+        await conn.execute(aliases.update().where(where).values(version=version, updated_at=now))
+    else:
+        await conn.execute(aliases.insert().values(name=name, alias=alias, version=version, updated_at=now))
+    if alias == "main":
+        await conn.execute(workflows.update().where(workflows.c.name == name).values(deployed_at=now))
