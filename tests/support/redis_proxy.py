@@ -17,22 +17,34 @@ import hiredis
 from support.tcp_relay import RelayServer, relay
 
 
-class RoundTripCounter(RelayServer):
+class RedisRelay(RelayServer):
     """``url``: a ``redis://`` URL that reaches ``upstream_url`` through the relay."""
 
     def __init__(self, upstream_url: str) -> None:
         super().__init__()
         target = urlsplit(upstream_url)
         self._upstream = (target.hostname or "127.0.0.1", target.port or 6379)
+        self.url = f"redis://127.0.0.1:{self.port}{target.path or '/0'}"
+
+    def connect(self) -> socket.socket | None:
+        """A connection to the upstream Redis (None when it refuses)."""
+        try:
+            return socket.create_connection(self._upstream, timeout=5)
+        except OSError:
+            return None
+
+
+class RoundTripCounter(RedisRelay):
+    """Counts round trips and commands (see the module's docstring)."""
+
+    def __init__(self, upstream_url: str) -> None:
+        super().__init__(upstream_url)
         self.round_trips = 0
         self.commands: dict[str, int] = {}  # command name -> how many were sent
         self._lock = threading.Lock()
-        self.url = f"redis://127.0.0.1:{self.port}{target.path or '/0'}"
 
     def handle(self, client: socket.socket) -> None:
-        try:
-            server = socket.create_connection(self._upstream, timeout=5)
-        except OSError:
+        if (server := self.connect()) is None:
             return
         replied = True  # the next bytes from the client start a round trip
         commands = hiredis.Reader()  # the client's commands are RESP arrays too
@@ -51,21 +63,15 @@ class RoundTripCounter(RelayServer):
         relay(client, server, seen, idle_s=60)
 
 
-class SlowLink(RelayServer):
-    """``url``: a ``redis://`` URL that reaches ``upstream_url`` with ``delay_s`` added to every
-    request on its way to Redis (replies come straight back)."""
+class SlowLink(RedisRelay):
+    """``delay_s`` added to every request on its way to Redis (replies come straight back)."""
 
     def __init__(self, upstream_url: str, delay_s: float) -> None:
-        super().__init__()
-        target = urlsplit(upstream_url)
-        self._upstream = (target.hostname or "127.0.0.1", target.port or 6379)
+        super().__init__(upstream_url)
         self.delay_s = delay_s
-        self.url = f"redis://127.0.0.1:{self.port}{target.path or '/0'}"
 
     def handle(self, client: socket.socket) -> None:
-        try:
-            server = socket.create_connection(self._upstream, timeout=5)
-        except OSError:
+        if (server := self.connect()) is None:
             return
 
         def seen(from_client: bool, _data: bytes) -> None:
@@ -75,15 +81,12 @@ class SlowLink(RelayServer):
         relay(client, server, seen, idle_s=60)
 
 
-class CutLink(RelayServer):
-    """``url``: a ``redis://`` URL that reaches ``upstream_url`` until :meth:`cut`, which drops
-    every connection and closes new ones at once, until :meth:`mend`."""
+class CutLink(RedisRelay):
+    """Reaches Redis until :meth:`cut`, which drops every connection and closes new ones at
+    once, until :meth:`mend`."""
 
     def __init__(self, upstream_url: str) -> None:
-        super().__init__()
-        target = urlsplit(upstream_url)
-        self._upstream = (target.hostname or "127.0.0.1", target.port or 6379)
-        self.url = f"redis://127.0.0.1:{self.port}{target.path or '/0'}"
+        super().__init__(upstream_url)
         self._down = False
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -105,11 +108,8 @@ class CutLink(RelayServer):
                 return
             self._open.add(client)
         try:
-            server = socket.create_connection(self._upstream, timeout=5)
-        except OSError:
-            return
-        try:
-            relay(client, server, idle_s=60)
+            if (server := self.connect()) is not None:
+                relay(client, server, idle_s=60)
         finally:
             with self._lock:
                 self._open.discard(client)
