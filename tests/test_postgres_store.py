@@ -249,3 +249,28 @@ async def test_concurrent_saves_and_publishes_of_one_workflow(postgres_url: str)
         assert status["aliases"]["main"] == 8
     finally:
         await store.aclose()
+
+
+async def test_a_new_namespace_goes_to_one_workspace_and_template_versions_do_not_collide(postgres_url: str) -> None:
+    """Two workspaces saving into one new namespace at the same moment: one owns it, the other gets
+    403 ``namespace_taken`` (not both); eight versions of one agent template at once are 1..8."""
+    from runyard.agents.chats import ChatStore
+    from runyard.errors import PermissionDeniedError
+    from runyard.workflows import Workflow
+    from runyard.workflows.store import WorkflowStore
+
+    store = Store(postgres_url)
+    await store.start()
+    flows, agents = WorkflowStore(store.engine), ChatStore(store.engine)
+    try:
+        for round_ in range(5):
+            names = [f"claim{round_}/{who}" for who in ("a", "b")]
+            drafts = [Workflow(n).input(text="string").output(echo="{{ start.text }}").to_dict() for n in names]
+            saves = [flows.save(d, viewer=ws) for d, ws in zip(drafts, ("ws-a", "ws-b"), strict=True)]
+            outcomes = await asyncio.gather(*saves, return_exceptions=True)
+            refused = [o for o in outcomes if isinstance(o, PermissionDeniedError)]
+            assert len(refused) == 1 and refused[0].code == "namespace_taken", outcomes
+        made = await asyncio.gather(*(agents.create_template("race/helper", {"model": "gpt"}) for _ in range(8)))
+        assert sorted(m["version"] for m in made) == list(range(1, 9))
+    finally:
+        await store.aclose()

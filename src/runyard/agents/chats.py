@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..backends.name_locks import lock_name
 from ..backends.store import new_id, utcnow
 from ..errors import InvalidRequestError, NotFoundError, ValidationError
 from ..services.namespaces import Namespaces, namespace_of
@@ -91,6 +92,7 @@ class ChatStore:
         cfg = parse_config(config, web_search=self.web_search)
         namespace, t = namespace_of(name), agent_templates.c
         async with self.engine.begin() as conn:
+            await lock_name(conn, "namespace:" + namespace)  # a claim or a version at a time, across gateways
             first = (
                 await conn.execute(sa.select(t.workspace).where(t.name.startswith(namespace + "/", autoescape=True)))
             ).first()

@@ -11,6 +11,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ..backends.name_locks import lock_name
 from ..backends.schema import tasks as task_rows
 from ..backends.store import utcnow
 from ..errors import ConflictError, NotFoundError, RunyardError, ValidationError
@@ -128,26 +129,21 @@ class WorkflowStore:
         namespace = namespace_of(name)
         c = workflows.c
         in_namespace = sa.or_(c.name == namespace, c.name.startswith(namespace + "/", autoescape=True))
-        for attempt in range(2):  # a first save of the same name on another gateway may win the insert
-            try:
-                async with self.engine.begin() as conn:
-                    first = (await conn.execute(sa.select(c.workspace).where(in_namespace).limit(1))).first()
-                    owner = first[0] if first else viewer
-                    self.namespaces.check_claim(viewer, namespace, owner, exists=first is not None)
-                    exists = (await conn.execute(sa.select(c.name).where(c.name == name))).first()
-                    values = {"draft": definition, "draft_hash": digest, "updated_at": now}
-                    if exists:
-                        await conn.execute(workflows.update().where(c.name == name).values(**values))
-                    else:
-                        await conn.execute(
-                            workflows.insert().values(
-                                name=name, created_at=now, workspace=owner, created_by=created_by, **values
-                            )
-                        )
-                break
-            except sa.exc.IntegrityError:
-                if attempt:
-                    raise
+        async with self.engine.begin() as conn:
+            await lock_name(conn, "namespace:" + namespace)  # another gateway's first save of it waits
+            first = (await conn.execute(sa.select(c.workspace).where(in_namespace).limit(1))).first()
+            owner = first[0] if first else viewer
+            self.namespaces.check_claim(viewer, namespace, owner, exists=first is not None)
+            exists = (await conn.execute(sa.select(c.name).where(c.name == name))).first()
+            values = {"draft": definition, "draft_hash": digest, "updated_at": now}
+            if exists:
+                await conn.execute(workflows.update().where(c.name == name).values(**values))
+            else:
+                await conn.execute(
+                    workflows.insert().values(
+                        name=name, created_at=now, workspace=owner, created_by=created_by, **values
+                    )
+                )
         return await self.status(name)
 
     async def get(self, name: str, *, viewer: str | None = None, write: bool = False) -> WorkflowRecord:
