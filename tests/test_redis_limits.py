@@ -21,7 +21,7 @@ from runyard.backends.store import Store
 from runyard.config import LimitsConfig, RedisConfig
 from runyard.errors import RateLimitError, UsageLimitError
 from runyard.services.limits import SYNC, LimitService
-from support.redis_proxy import RoundTripCounter
+from support.redis_proxy import ReplyDropper, RoundTripCounter
 from support.scaleout import redis_url
 from support.store_rows import inference_row
 
@@ -97,6 +97,26 @@ async def test_a_seed_after_usage_was_added_does_not_count_it_twice(replicas: li
     await b.check(b.policy("key-s", {"spend_limit": 8.0, "period": "day"}), SYNC)  # $5 of $8: admitted
     await b.backend.seed_usage("key-s", "day", 120, 6.0)  # a later seed that knows more raises them
     assert (await a.backend.get_usage("key-s", "day"))[:2] == (120, 6.0)
+
+
+async def test_usage_whose_reply_was_lost_is_counted_once(redis_prefix: str) -> None:
+    """The usage flush ran on Redis but its reply never came back (the connection dropped): the
+    next flush sends it again and Redis skips it, so the spend is counted once, and what was added
+    since goes with the next call."""
+    dropper = ReplyDropper(redis_url()).start()
+    backend = RedisLimitBackend(connect(RedisConfig(url=dropper.url, prefix=redis_prefix)))
+    try:
+        backend.add_usage("lost", 10, 1.0)
+        dropper.arm(b"EVALSHA")
+        await backend.flush()  # ran on Redis; the reply was dropped: kept to send again
+        assert dropper.dropped == 1
+        backend.add_usage("lost", 5, 0.5)
+        await backend.flush()
+        assert (await backend.get_usage("lost", "day"))[:2] == (15, 1.5)
+    finally:
+        await backend.aclose()
+        await backend.redis.aclose()
+        dropper.stop()
 
 
 async def test_peek_does_not_consume(replicas: list[LimitService]) -> None:

@@ -2,7 +2,8 @@
 trip starts each time a client sends after its connection last carried a reply; a pipeline is
 one; pub/sub pushes and the replies to one request are not counted apart) and the commands sent,
 by name; :class:`SlowLink` holds each request for a while, as a distant replica's link would;
-:class:`CutLink` can be cut (its connections dropped, new ones closed at once) and mended."""
+:class:`CutLink` can be cut (its connections dropped, new ones closed at once) and mended;
+:class:`ReplyDropper` lets a request through and drops the connection instead of its reply."""
 
 from __future__ import annotations
 
@@ -113,3 +114,34 @@ class CutLink(RedisRelay):
         finally:
             with self._lock:
                 self._open.discard(client)
+
+
+class ReplyDropper(RedisRelay):
+    """After :meth:`arm` with ``marker``: the next request containing it reaches Redis (and runs),
+    and its connection is dropped instead of passing the reply back (once)."""
+
+    def __init__(self, upstream_url: str) -> None:
+        super().__init__(upstream_url)
+        self._marker: bytes | None = None
+        self.dropped = 0
+        self._lock = threading.Lock()
+
+    def arm(self, marker: bytes) -> None:
+        with self._lock:
+            self._marker = marker
+
+    def handle(self, client: socket.socket) -> None:
+        if (server := self.connect()) is None:
+            return
+        doomed = False
+
+        def seen(from_client: bool, data: bytes) -> None:
+            nonlocal doomed
+            with self._lock:
+                if from_client and self._marker is not None and self._marker in data:
+                    self._marker, doomed = None, True
+                elif not from_client and doomed:
+                    self.dropped += 1
+                    raise OSError("reply dropped")
+
+        relay(client, server, seen, idle_s=60)

@@ -185,12 +185,18 @@ return reply
 )
 
 # One flush in one call. KEYS: token window, day totals, month totals of each usage entry, then
-# the in-flight set of each release, then the largest cost of any key. ARGV: slice_s, horizon_s,
-# the number of usage entries, then per entry tokens, cost, day_ttl, month_ttl, its largest single
-# cost; then the released ids.
+# the in-flight set of each release, then the largest cost of any key, then the flushes applied
+# (per process, its last serial). ARGV: slice_s, horizon_s, the number of usage entries, then per
+# entry tokens, cost, day_ttl, month_ttl, its largest single cost; then the released ids; then
+# this process's origin and the flush's serial. A flush sent again (its reply was lost: it may
+# have run) whose serial is not above the last applied is skipped, so it counts once.
 ADD = (
     _NOW
     + """
+local applied, origin, serial = KEYS[#KEYS], ARGV[#ARGV - 1], tonumber(ARGV[#ARGV])
+if tonumber(redis.call('HGET', applied, origin) or '-1') >= serial then return 0 end
+redis.call('HSET', applied, origin, serial)
+redis.call('EXPIRE', applied, 86400)
 local slice_s, horizon = tonumber(ARGV[1]), tonumber(ARGV[2])
 local entries = tonumber(ARGV[3])
 local slice = math.floor(now / slice_s)
@@ -220,12 +226,12 @@ for e = 0, entries - 1 do
     end
   end
 end
-for r = entries * 3 + 1, #KEYS - 1 do
+for r = entries * 3 + 1, #KEYS - 2 do
   redis.call('ZREM', KEYS[r], ARGV[4 + entries * 5 + r - entries * 3 - 1])
 end
 if top then
-  local any = redis.call('GET', KEYS[#KEYS])
-  if not any or tonumber(top) > tonumber(any) then redis.call('SET', KEYS[#KEYS], top) end
+  local any = redis.call('GET', KEYS[#KEYS - 1])
+  if not any or tonumber(top) > tonumber(any) then redis.call('SET', KEYS[#KEYS - 1], top) end
 end
 return 1
 """
@@ -294,6 +300,8 @@ class RedisLimitBackend(LimitBackend):
         self._pending: dict[str, list[float]] = {}  # key -> [tokens, cost, largest cost] not yet sent
         self._releases: list[tuple[str, str]] = []  # (key, reservation) not yet given back
         self._flushing: asyncio.Task[None] | None = None
+        self._sending = asyncio.Lock()  # one flush at a time: serials reach Redis in order
+        self._unsent: tuple[int, dict[str, list[float]], list[tuple[str, str]]] | None = None
         self._leases = Leases(self._give_back)
         self._asking: dict[str, asyncio.Future[None]] = {}  # bucket -> a lease being taken
 
@@ -401,21 +409,20 @@ class RedisLimitBackend(LimitBackend):
             self._flushing = asyncio.get_running_loop().create_task(self.flush())
 
     async def flush(self) -> None:
-        """Send the queued usage, then the queued releases (one pipeline a round, until nothing
-        is left); on failure they stay queued for the next flush."""
-        while self._pending or self._releases:
-            batch, self._pending = self._pending, {}
-            releases, self._releases = self._releases, []
-            if not await self._send(batch, releases):
-                for key, (tokens, cost, largest) in batch.items():
-                    pending = self._pending.setdefault(key, [0, 0.0, 0.0])
-                    pending[0] += tokens
-                    pending[1] += cost
-                    pending[2] = max(pending[2], largest)
-                self._releases[:0] = releases
-                return
+        """Send the queued usage, then the queued releases (one script call a round, until nothing
+        is left), one flush at a time; a call that failed is sent again as it was, first, by the
+        next flush (Redis skips it if it ran: see ``ADD``)."""
+        async with self._sending:
+            while self._unsent is not None or self._pending or self._releases:
+                if self._unsent is None:
+                    batch, self._pending = self._pending, {}
+                    releases, self._releases = self._releases, []
+                    self._unsent = (next(_SERIAL), batch, releases)
+                if not await self._send(*self._unsent):
+                    return
+                self._unsent = None
 
-    async def _send(self, batch: dict[str, list[float]], releases: list[tuple[str, str]]) -> bool:
+    async def _send(self, serial: int, batch: dict[str, list[float]], releases: list[tuple[str, str]]) -> bool:
         """One script call (one round trip): the usage, then the releases."""
         now = time.time()
         keys: list[str] = []
@@ -427,8 +434,9 @@ class RedisLimitBackend(LimitBackend):
             ttls = [int(day_left) + _PERIOD_GRACE_S, int(month_left) + _PERIOD_GRACE_S]
             args += [int(tokens), repr(float(cost)), *ttls, repr(float(largest))]
         keys += [self.redis.key("fl", key) for key, _ in releases]
-        keys.append(self._any)
+        keys += [self._any, self.redis.key("adds")]
         args += [reservation for _, reservation in releases]
+        args += [_ORIGIN[0], serial]
         try:
             await self._run(_ADD, keys, args, linger=True)  # sent with the next admission
         except Exception:
