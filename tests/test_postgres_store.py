@@ -274,3 +274,29 @@ async def test_a_new_namespace_goes_to_one_workspace_and_template_versions_do_no
         assert sorted(m["version"] for m in made) == list(range(1, 9))
     finally:
         await store.aclose()
+
+
+async def test_a_claim_whose_lease_ran_out_is_fenced_off_from_the_same_workers_next(postgres_url: str) -> None:
+    """A worker's lease runs out (its heartbeats did not reach the store) and the task is queued
+    again; the same worker claims it again. The first claim's heartbeat, release and finish no
+    longer touch it: only the new claim's do."""
+    store = Store(postgres_url)
+    await store.start()
+    queue = SQLTaskQueue(store)
+    try:
+        await queue.enqueue(_task())
+        first = await queue.claim("shared", "w1", 0.05)
+        assert first is not None and first.attempts == 1
+        await asyncio.sleep(0.1)
+        await queue.requeue_expired()
+        again = await queue.claim("shared", "w1", 30.0)
+        assert again is not None and again.id == first.id and again.attempts == 2
+        assert await queue.heartbeat(first.id, "w1", 30.0, attempt=1) is None  # lost: the copy stops
+        await queue.release(first.id, "w1", None, attempt=1)  # no effect on the new claim
+        assert not await queue.finish(first.id, "w1", "completed", attempt=1, output={"copy": 1})
+        assert await queue.heartbeat(first.id, "w1", 30.0, attempt=2) is False
+        assert await queue.finish(first.id, "w1", "completed", attempt=2, output={"copy": 2})
+        done = await queue.get(first.id)
+        assert done is not None and done.status == "completed" and done.output == {"copy": 2}
+    finally:
+        await store.aclose()

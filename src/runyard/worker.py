@@ -153,7 +153,7 @@ class Worker:
                 spans.task_outcome(span, status, error)
         except asyncio.CancelledError:
             if self._stopping:
-                await asyncio.shield(self.queue.release(task_id, self.worker_id, None))
+                await asyncio.shield(self.queue.release(task_id, self.worker_id, None, attempt=task.attempts))
                 self.tasks.bus.notify(task_id)
             raise
         except _Released:
@@ -161,7 +161,8 @@ class Worker:
         except _LeaseLost:
             log.warning("task %s: lease lost; another worker owns it now", task_id)
             return
-        if await self.queue.finish(task_id, self.worker_id, status, output=output, error=error):
+        finish = self.queue.finish(task_id, self.worker_id, status, attempt=task.attempts, output=output, error=error)
+        if await finish:
             await self.tasks.finished(task_id)
 
     async def _run(self, task: TaskRecord) -> tuple[str, Any, dict[str, Any] | None]:
@@ -201,7 +202,7 @@ class Worker:
         writer = asyncio.create_task(self._write_events(task_id, events))
         app_task = asyncio.create_task(self._call(definition, task, ctx, session))
         self.tasks.bus.cancel_hooks[task_id] = lambda: self._on_cancel(ctx, app_task)
-        beat = asyncio.create_task(self._heartbeat(task_id, ctx, app_task))
+        beat = asyncio.create_task(self._heartbeat(task, ctx, app_task))
         try:
             output = await asyncio.shield(app_task)
             result: tuple[str, Any, dict[str, Any] | None] = ("completed", output, None)
@@ -288,7 +289,7 @@ class Worker:
         assert session_id is not None  # only tasks of a session come here
         owner = await self.queue.own_session(session_id, self.worker_id, self.config.lease_s)
         if owner is not None and owner != self.worker_id:
-            await self.queue.release(task.id, self.worker_id, owner)
+            await self.queue.release(task.id, self.worker_id, owner, attempt=task.attempts)
             raise _Released()
         info = await self.queue.get_session(session_id)
         expired = {"code": "SESSION_EXPIRED", "message": f"session {session_id} expired"}
@@ -335,13 +336,14 @@ class Worker:
                     log.exception("session sweep failed")
 
     # -- liveness & cancel ----------------------------------------------------------
-    async def _heartbeat(self, task_id: str, ctx: AppContext, app_task: asyncio.Task[Any]) -> str:
-        interval = self.config.lease_s / 3
+    async def _heartbeat(self, task: TaskRecord, ctx: AppContext, app_task: asyncio.Task[Any]) -> str:
+        task_id, attempt, interval = task.id, task.attempts, self.config.lease_s / 3
         while not app_task.done():
             await asyncio.sleep(interval)
             try:
                 # shielded: a cancel (shutdown) must not cut the UPDATE off mid-transaction
-                state = await asyncio.shield(self.queue.heartbeat(task_id, self.worker_id, self.config.lease_s))
+                beat = self.queue.heartbeat(task_id, self.worker_id, self.config.lease_s, attempt=attempt)
+                state = await asyncio.shield(beat)
             except Exception:
                 log.exception("heartbeat failed for %s", task_id)
                 continue

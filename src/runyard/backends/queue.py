@@ -31,10 +31,21 @@ class TaskQueue(Protocol):
 
     async def enqueue(self, task: TaskRecord) -> None: ...
     async def claim(self, pool: str, worker_id: str, lease_s: float) -> TaskRecord | None: ...
-    async def heartbeat(self, task_id: str, worker_id: str, lease_s: float) -> bool | None: ...
-    async def release(self, task_id: str, worker_id: str, affinity: str | None) -> None: ...
+    async def heartbeat(
+        self, task_id: str, worker_id: str, lease_s: float, *, attempt: int | None = None
+    ) -> bool | None: ...
+    async def release(
+        self, task_id: str, worker_id: str, affinity: str | None, *, attempt: int | None = None
+    ) -> None: ...
     async def finish(
-        self, task_id: str, worker_id: str, status: str, *, output: Any = None, error: dict[str, Any] | None = None
+        self,
+        task_id: str,
+        worker_id: str,
+        status: str,
+        *,
+        attempt: int | None = None,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
     ) -> bool: ...
     async def requeue_expired(self) -> list[str]: ...
 
@@ -90,11 +101,15 @@ class SQLTaskQueue:
             await conn.execute(_event(task.id, "status", {"status": "processing", "attempt": task.attempts}))
         return task
 
-    async def heartbeat(self, task_id: str, worker_id: str, lease_s: float) -> bool | None:
-        """Extend the lease; returns ``cancel_requested``, or ``None`` if the lease was lost."""
+    async def heartbeat(
+        self, task_id: str, worker_id: str, lease_s: float, *, attempt: int | None = None
+    ) -> bool | None:
+        """Extend the lease; returns ``cancel_requested``, or ``None`` if the lease was lost.
+        ``attempt`` (here and in ``release``/``finish``): the claim's, so a copy whose lease ran
+        out is fenced off even when the same worker claimed the task again."""
         stmt = (
             sa.update(tasks)
-            .where(tasks.c.id == task_id, tasks.c.worker_id == worker_id, tasks.c.status == "processing")
+            .where(_held(task_id, worker_id, attempt))
             .values(lease_until=time.time() + lease_s)
             .returning(tasks.c.cancel_requested)
         )
@@ -102,29 +117,32 @@ class SQLTaskQueue:
             row = (await conn.execute(stmt)).first()
         return None if row is None else bool(row[0])
 
-    async def release(self, task_id: str, worker_id: str, affinity: str | None) -> None:
+    async def release(self, task_id: str, worker_id: str, affinity: str | None, *, attempt: int | None = None) -> None:
         """Give a claimed task back unrun (not counted as an attempt), optionally pinned to a worker."""
         stmt = (
             sa.update(tasks)
-            .where(tasks.c.id == task_id, tasks.c.worker_id == worker_id, tasks.c.status == "processing")
+            .where(_held(task_id, worker_id, attempt))
             .values(status="queued", worker_id=None, lease_until=None, affinity=affinity, attempts=tasks.c.attempts - 1)
         )
         async with self._lock, self.engine.begin() as conn:
             await conn.execute(stmt)
 
     async def finish(
-        self, task_id: str, worker_id: str, status: str, *, output: Any = None, error: dict[str, Any] | None = None
+        self,
+        task_id: str,
+        worker_id: str,
+        status: str,
+        *,
+        attempt: int | None = None,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
     ) -> bool:
         """Record the outcome; ``False`` if this worker no longer holds the task."""
         values: dict[str, Any] = {"status": status, "output": output, "error": error, "finished_at": utcnow()}
         values["lease_until"] = None
         if status == "completed":
             values["progress"] = 1.0
-        stmt = (
-            sa.update(tasks)
-            .where(tasks.c.id == task_id, tasks.c.worker_id == worker_id, tasks.c.status == "processing")
-            .values(**values)
-        )
+        stmt = sa.update(tasks).where(_held(task_id, worker_id, attempt)).values(**values)
         async with self._lock, self.engine.begin() as conn:
             if (await conn.execute(stmt)).rowcount != 1:
                 return False
@@ -344,3 +362,9 @@ def _event(task_id: str, kind: str, data: dict[str, Any]) -> Any:
 
 def _status_event(status: str, error: dict[str, Any] | None) -> dict[str, Any]:
     return {"status": status, "error": error} if error else {"status": status}
+
+
+def _held(task_id: str, worker_id: str, attempt: int | None) -> sa.ColumnElement[bool]:
+    """The task as this worker's claim holds it: processing, its worker, its attempt (if given)."""
+    held = sa.and_(tasks.c.id == task_id, tasks.c.worker_id == worker_id, tasks.c.status == "processing")
+    return held if attempt is None else sa.and_(held, tasks.c.attempts == attempt)
