@@ -50,9 +50,6 @@ class HeldReservations:
     def drop(self, reservation: str) -> None:
         self._held.pop(reservation, None)
 
-    def __len__(self) -> int:
-        return len(self._held)
-
     async def _renew(self) -> None:
         while self._held:
             await asyncio.sleep(self.ttl_s / 3)
