@@ -116,7 +116,10 @@ def test_module_level_run_embedded(tasks_config_path: Path) -> None:
 
     from support.tasks_e2e import app_env
 
-    code = "import runyard; t = runyard.run('tests/echo@main', {'text': 'env'}); print(t.output['text'])"
+    code = (
+        "import faulthandler; faulthandler.dump_traceback_later(50, exit=True)\n"  # a hang shows its stacks
+        "import runyard; t = runyard.run('tests/echo@main', {'text': 'env'}); print(t.output['text'])"
+    )
     env = {**app_env(), "RUNYARD_CONFIG": str(tasks_config_path), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
