@@ -201,7 +201,7 @@ class Worker:
         )
         writer = asyncio.create_task(self._write_events(task_id, events))
         app_task = asyncio.create_task(self._call(definition, task, ctx, session))
-        self.tasks.bus.cancel_hooks[task_id] = lambda: self._on_cancel(ctx, app_task)
+        hook = self.tasks.bus.cancel_hooks[task_id] = lambda: self._on_cancel(ctx, app_task)
         beat = asyncio.create_task(self._heartbeat(task, ctx, app_task))
         try:
             output = await asyncio.shield(app_task)
@@ -223,7 +223,8 @@ class Worker:
             log.info("task %s (%s) failed: %r", task_id, ref, err)
             result = ("failed", None, {"code": "app_error", "message": f"{type(err).__name__}: {err}"})
         finally:
-            self.tasks.bus.cancel_hooks.pop(task_id, None)
+            if self.tasks.bus.cancel_hooks.get(task_id) is hook:  # not a later claim's of the same task
+                del self.tasks.bus.cancel_hooks[task_id]
             beat.cancel()
             events.put_nowait(None)
             await asyncio.gather(beat, return_exceptions=True)
