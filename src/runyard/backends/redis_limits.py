@@ -271,13 +271,19 @@ def _reservation_id() -> str:
     return f"{_ORIGIN[0]}{next(_SERIAL):x}"
 
 
-def _admission(reply: list[Any], period_reset: float, reservation: str) -> Admission:
-    """ADMIT's reply as an Admission (holding ``reservation`` when admitted under a spend limit;
-    of a lease, its first)."""
-    verdict, tokens, usage_reset, cost, _, remaining, reset, granted = reply[:8]
-    held = None
-    if reservation and int(verdict) == ADMITTED:
-        held = reservation if granted == 1 else f"{reservation}:1"
+def _reserved(reservation: str, granted: int) -> list[str]:
+    """The reservation ids ADMIT took for ``granted`` requests: the id itself for one, else
+    "<id>:1" .. "<id>:<granted>" (none without a spend limit: ``reservation`` empty)."""
+    if not reservation or granted < 1:
+        return []
+    return [reservation] if granted == 1 else [f"{reservation}:{i}" for i in range(1, granted + 1)]
+
+
+def _admission(reply: list[Any], period_reset: float, reserved: list[str]) -> Admission:
+    """ADMIT's reply as an Admission (holding the first of ``reserved`` when admitted under a
+    spend limit; the others are a lease's)."""
+    verdict, tokens, usage_reset, cost, _, remaining, reset = reply[:7]
+    held = reserved[0] if reserved and int(verdict) == ADMITTED else None
     return Admission(
         int(verdict), int(tokens), float(usage_reset), float(cost), period_reset, int(remaining), float(reset), held
     )
@@ -351,14 +357,14 @@ class RedisLimitBackend(LimitBackend):
             if want > 1:
                 del self._asking[rk]
                 asking.set_result(None)
-        admission = _admission(reply, period_reset, args[5])
         granted = int(reply[7])
-        if granted and args[5]:
-            self.held.hold(subject, [args[5]] if granted == 1 else [f"{args[5]}:{i}" for i in range(1, granted + 1)])
+        reserved = _reserved(args[5], granted)
+        admission = _admission(reply, period_reset, reserved)
+        if reserved:
+            self.held.hold(keys[3], reserved)  # keys[3]: the key's in-flight set
         if granted:
-            reservations = [f"{args[5]}:{i}" for i in range(2, granted + 1)] if args[5] else []
             until = time.monotonic() + LEASE_S
-            self._leases.granted(Lease(admission, granted - 1, until, rk, subject, limit, args[1], reservations))
+            self._leases.granted(Lease(admission, granted - 1, until, rk, subject, limit, args[1], reserved[1:]))
         if granted < want:  # near a limit: no leases for a while (each request asks Redis, at once)
             self._leases.refuse(rk)
         return admission, reply[8:]
@@ -461,9 +467,8 @@ class RedisLimitBackend(LimitBackend):
         await self._run(_SEED, [period_key, self._any], [int(tokens), repr(float(cost)), ttl, seen])
 
     async def drain(self) -> None:
-        """Wait until everything queued so far is on Redis (in order: after the flush under way)."""
-        if self._flushing is not None:
-            await self._flushing
+        """Wait until everything queued so far is on Redis (flushes run one at a time: this one
+        after the flush under way)."""
         await self.flush()
 
     async def aclose(self) -> None:

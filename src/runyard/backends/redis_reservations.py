@@ -40,8 +40,9 @@ class HeldReservations:
         self._held: dict[str, tuple[str, float]] = {}  # reservation -> (in-flight set, held since)
         self._renewing: asyncio.Task[None] | None = None
 
-    def hold(self, key: str, reservations: list[str]) -> None:
-        in_flight, now = self.redis.key("fl", key), time.monotonic()
+    def hold(self, in_flight: str, reservations: list[str]) -> None:
+        """``reservations`` were taken in ``in_flight`` (a key's ``fl:<key>`` set)."""
+        now = time.monotonic()
         for reservation in reservations:
             self._held[reservation] = (in_flight, now)
         if self._renewing is None or self._renewing.done():
